@@ -1,0 +1,292 @@
+"""Constraints that hold by construction, as ``torch.nn.utils.parametrize`` parametrizations.
+
+A constrained weight is stored as an unconstrained raw tensor; the weight the
+model uses is a function of it, recomputed whenever the weight is read. So
+Dale's law, fixed sparsity and frozen synapses hold after every optimizer step,
+for any optimizer, without an "enforce" call. Masks and signs are buffers.
+
+All weights are ``(post, pre)``, like ``nn.Linear.weight``.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from bionn.constraints import constrain
+    >>> layer = nn.Linear(4, 3)
+    >>> sign = torch.tensor([1.0, 1.0, 1.0, -1.0])      # presynaptic cell types
+    >>> mask = torch.ones(3, 4); mask[0, 0] = 0          # no synapse 0 -> 0
+    >>> constrain(layer, "weight", sign=sign, mask=mask)
+    >>> bool((layer.weight[:, 3] <= 0).all() and layer.weight[0, 0] == 0)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+__all__ = [
+    "Dale",
+    "Mask",
+    "PlasticityScale",
+    "LowerBound",
+    "constrain",
+    "ei_sign",
+    "init_weight",
+    "balance_ei",
+    "spectral_radius",
+    "WEIGHT_INITS",
+]
+
+
+class Dale(nn.Module):
+    """Dale's law: ``W = |W_raw| * sign[None, :]``.
+
+    Each presynaptic neuron (column) is excitatory (+1) or inhibitory (-1), so
+    every outgoing weight of an E neuron is >= 0 and of an I neuron <= 0. The
+    magnitude ``|W_raw|`` keeps a gradient on both sides of zero, unlike the
+    rectification ``[W_raw]_+`` whose negative entries never recover.
+
+    Args:
+        sign: ``(pre,)`` tensor of +1 (E) and -1 (I).
+    """
+
+    def __init__(self, sign: Tensor) -> None:
+        super().__init__()
+        sign = torch.as_tensor(sign, dtype=torch.get_default_dtype()).flatten()
+        bad = ~((sign == 1) | (sign == -1))
+        if bad.any():
+            raise ValueError(
+                f"sign must contain only +1 (excitatory) and -1 (inhibitory); "
+                f"got {sign[bad][:5].tolist()} at positions {bad.nonzero().flatten()[:5].tolist()}"
+            )
+        self.register_buffer("sign", sign)
+
+    def forward(self, raw: Tensor) -> Tensor:
+        if raw.shape[-1] != self.sign.shape[0]:
+            raise ValueError(
+                f"sign has {self.sign.shape[0]} entries but the weight has {raw.shape[-1]} "
+                "presynaptic columns (weights are (post, pre))"
+            )
+        return raw.abs() * self.sign
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return weight.abs()
+
+
+class Mask(nn.Module):
+    """Fixed connectivity: ``W = W_raw * mask``; masked synapses are exactly zero
+    and receive no gradient, so no synapse can appear during learning.
+
+    Args:
+        mask: ``(post, pre)`` tensor of 0 (no synapse) and 1 (synapse).
+    """
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__()
+        mask = torch.as_tensor(mask, dtype=torch.get_default_dtype())
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError("mask must contain only 0 (no synapse) and 1 (synapse)")
+        self.register_buffer("mask", mask)
+
+    def forward(self, raw: Tensor) -> Tensor:
+        return raw * self.mask
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return weight
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(scale)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+class PlasticityScale(nn.Module):
+    """Per-synapse plasticity: the forward value is unchanged, the gradient that
+    reaches the raw weight is multiplied by ``scale`` (0 = frozen synapse,
+    1 = normal learning, in between = slower learning).
+
+    A frozen synapse (scale 0) receives an exactly zero gradient, so it never
+    moves under SGD, momentum, Adam or RMSprop (without weight decay). With
+    plain SGD a scale ``s`` multiplies the synapse's learning rate by ``s``;
+    adaptive optimizers (Adam) normalise gradient magnitudes away, so there
+    intermediate scales only change the relative size of the update within
+    Adam's running statistics, and the freeze/learn distinction is what holds.
+
+    Args:
+        scale: tensor broadcastable to the weight, values in [0, 1].
+    """
+
+    def __init__(self, scale: Tensor) -> None:
+        super().__init__()
+        scale = torch.as_tensor(scale, dtype=torch.get_default_dtype())
+        if scale.numel() and (scale.min() < 0 or scale.max() > 1 or not torch.isfinite(scale).all()):
+            raise ValueError(
+                f"plasticity scale must lie in [0, 1]; got values in "
+                f"[{scale.min().item():g}, {scale.max().item():g}]"
+            )
+        self.register_buffer("scale", scale)
+
+    def forward(self, raw: Tensor) -> Tensor:
+        return _ScaleGrad.apply(raw, self.scale)
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return weight
+
+
+def _softplus_inverse(y: Tensor) -> Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+class LowerBound(nn.Module):
+    """Keeps a parameter above a bound: ``x = low + softplus(x_raw)``.
+
+    Used for learnable time constants, ``tau > dt`` so that ``alpha = dt / tau < 1``.
+    """
+
+    def __init__(self, low: float) -> None:
+        super().__init__()
+        self.low = float(low)
+
+    def forward(self, raw: Tensor) -> Tensor:
+        return self.low + F.softplus(raw)
+
+    def right_inverse(self, value: Tensor) -> Tensor:
+        gap = (value - self.low).clamp_min(1e-4)
+        return _softplus_inverse(gap)
+
+    def extra_repr(self) -> str:
+        return f"low={self.low:g}"
+
+
+def constrain(
+    module: nn.Module,
+    name: str,
+    *,
+    sign: Tensor | None = None,
+    mask: Tensor | None = None,
+    plasticity: Tensor | None = None,
+) -> nn.Module:
+    """Register the constraints of one weight of ``module`` as parametrizations.
+
+    The order is plasticity (on the raw weight), then Dale's law, then the mask,
+    so the effective weight is ``mask * |raw| * sign`` and the raw weight's
+    gradient is scaled by ``plasticity``.
+
+    Args:
+        module: the module holding the weight.
+        name: the attribute name of the weight, shaped ``(post, pre)``.
+        sign: ``(pre,)`` +1/-1 per presynaptic neuron (Dale's law), or None.
+        mask: ``(post, pre)`` 0/1 connectivity, or None.
+        plasticity: ``(post, pre)`` scale in [0, 1], or None.
+
+    Returns:
+        ``module``, for chaining.
+    """
+    weight = getattr(module, name)
+    shape = tuple(weight.shape)
+    if sign is not None:
+        sign = torch.as_tensor(sign).flatten()
+        if sign.shape[0] != shape[-1]:
+            raise ValueError(
+                f"sign for {name} has {sign.shape[0]} entries; expected {shape[-1]} "
+                f"(one per presynaptic neuron of a {shape} (post, pre) weight)"
+            )
+    for label, t in (("mask", mask), ("plasticity", plasticity)):
+        if t is not None and tuple(torch.as_tensor(t).shape) != shape:
+            raise ValueError(
+                f"{label} for {name} has shape {tuple(torch.as_tensor(t).shape)}; "
+                f"expected {shape} (post, pre)"
+            )
+    if plasticity is not None:
+        parametrize.register_parametrization(module, name, PlasticityScale(plasticity))
+    if sign is not None:
+        parametrize.register_parametrization(module, name, Dale(sign))
+    if mask is not None:
+        parametrize.register_parametrization(module, name, Mask(mask))
+    return module
+
+
+def ei_sign(n: int, e_fraction: float) -> Tensor:
+    """Cell-type signs for ``n`` neurons, the first ``round(e_fraction * n)``
+    excitatory (+1), the rest inhibitory (-1)."""
+    if not 0.0 < e_fraction < 1.0:
+        raise ValueError(f"e_fraction must be in (0, 1); got {e_fraction}")
+    n_e = int(round(e_fraction * n))
+    if n_e == 0 or n_e == n:
+        raise ValueError(
+            f"e_fraction={e_fraction} of n={n} neurons leaves no "
+            f"{'excitatory' if n_e == 0 else 'inhibitory'} neuron"
+        )
+    sign = torch.ones(n)
+    sign[n_e:] = -1.0
+    return sign
+
+
+WEIGHT_INITS = ("uniform", "normal", "gamma", "orthogonal", "zero")
+
+
+def init_weight(
+    shape: tuple[int, int],
+    distribution: str = "uniform",
+    generator: torch.Generator | None = None,
+    gamma_shape: float = 2.0,
+) -> Tensor:
+    """Draw a ``(post, pre)`` weight.
+
+    - ``uniform``: U(-1/sqrt(pre), 1/sqrt(pre)) (PyTorch/NN4N default; spectral radius ~ 0.58).
+    - ``normal``: N(0, 1/pre) (spectral radius ~ 1 for a square matrix).
+    - ``gamma``: Gamma(k=gamma_shape, theta=1/(k sqrt(pre)))  magnitudes (Song et al. 2016), all >= 0.
+    - ``orthogonal``: a random orthogonal matrix (square) or semi-orthogonal.
+    - ``zero``: zeros.
+    """
+    post, pre = shape
+    if distribution == "uniform":
+        bound = 1.0 / math.sqrt(pre)
+        return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+    if distribution == "normal":
+        return torch.randn(shape, generator=generator) / math.sqrt(pre)
+    if distribution == "gamma":
+        # torch's Gamma sampler takes no generator; draw from its uniform stream instead.
+        k = gamma_shape
+        u = torch.rand((k_int := int(math.ceil(k)), *shape), generator=generator).clamp_min(1e-12)
+        # Sum of k exponentials = Gamma(k, 1) for integer k (round up a fractional k).
+        g = -torch.log(u).sum(0) * (k / k_int)
+        return g / (k * math.sqrt(pre))
+    if distribution == "orthogonal":
+        a = torch.randn((max(shape), min(shape)), generator=generator)
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))
+        return q if post >= pre else q.T
+    if distribution == "zero":
+        return torch.zeros(shape)
+    raise ValueError(f"weight init must be one of {WEIGHT_INITS}; got {distribution!r}")
+
+
+def balance_ei(magnitude: Tensor, sign: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scale inhibitory columns of a non-negative magnitude matrix so that each
+    row's summed inhibition equals its summed excitation (on average over rows),
+    as in Song et al. 2016."""
+    m = magnitude.abs() if mask is None else magnitude.abs() * mask
+    exc = m[:, sign > 0].sum()
+    inh = m[:, sign < 0].sum()
+    if inh <= 0 or exc <= 0:
+        return m
+    out = m.clone()
+    out[:, sign < 0] *= exc / inh
+    return out
+
+
+def spectral_radius(weight: Tensor) -> float:
+    """Largest absolute eigenvalue of a square matrix."""
+    return float(torch.linalg.eigvals(weight.detach().double().cpu()).abs().max())

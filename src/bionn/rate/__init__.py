@@ -1,0 +1,5 @@
+"""Rate circuits."""
+
+from bionn.rate.ctrnn import CTRNN, block_tau
+
+__all__ = ["CTRNN", "block_tau"]

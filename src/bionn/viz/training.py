@@ -1,0 +1,153 @@
+"""Training curves from logged metric records (a list of dicts or a JSONL file)."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ._common import PathLike, _finish, _new_figure
+
+__all__ = ["plot_training_curve", "load_records"]
+
+EVAL_PREFIX = "eval_"
+
+
+def load_records(path: PathLike) -> list[dict[str, Any]]:
+    """Read a JSONL file of metric records (one JSON object per line).
+
+    Blank lines are skipped; a line that is not a JSON object raises ``ValueError``
+    naming the file and line number.
+    """
+    path = Path(path)
+    records: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            records.append(rec)
+    return records
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        if hasattr(v, "item") and getattr(v, "ndim", None) == 0:  # 0-d tensor / array
+            return _number(v.item())
+        return None
+    return float(v)
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of ``key`` over the records that have a numeric value, by step."""
+    steps, values = [], []
+    for i, rec in enumerate(records):
+        v = _number(rec.get(key))
+        if v is None:
+            continue
+        s = _number(rec.get("step"))
+        steps.append(i if s is None else s)
+        values.append(v)
+    order = np.argsort(np.asarray(steps, dtype=float), kind="stable")
+    return np.asarray(steps, dtype=float)[order], np.asarray(values, dtype=float)[order]
+
+
+def plot_training_curve(
+    records: Iterable[Mapping[str, Any]] | PathLike,
+    path: PathLike | None = None,
+    keys: Sequence[str] | str = ("loss", "accuracy"),
+) -> Figure:
+    """Plot metrics against the training step, one panel per metric.
+
+    Args:
+        records: one dict per logged step, each with ``"step"`` and metric values,
+            or the path to a JSONL file of such dicts. Records may lack some keys
+            (evaluation metrics are logged only every few steps).
+        path: if given, save a PNG there (atomically).
+        keys: metrics to plot. For each key, the training series ``key`` is drawn
+            as a line and the evaluation series ``"eval_" + key`` as markers in
+            the same panel. Keys absent from every record are skipped. Loss panels
+            use a log scale when every value is positive.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure`.
+
+    Raises:
+        ValueError: if there are no records, or none of ``keys`` was logged.
+
+    Example:
+        >>> recs = [{"step": s, "loss": 1 / (s + 1), "accuracy": s / 100} for s in range(100)]
+        >>> recs += [{"step": s, "eval_accuracy": s / 110} for s in range(0, 100, 20)]
+        >>> fig = plot_training_curve(recs)
+        >>> len(fig.axes)
+        2
+    """
+    source = ""
+    if isinstance(records, (str, Path)) or hasattr(records, "__fspath__"):
+        source = f" in {records}"
+        records = load_records(records)  # type: ignore[arg-type]
+    else:
+        records = list(records)  # type: ignore[arg-type]
+    if not records:
+        raise ValueError(f"no training records{source}: nothing to plot")
+    if isinstance(keys, str):
+        keys = (keys,)
+
+    panels: list[tuple[str, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = []
+    for key in keys:
+        train = _series(records, key)
+        evalk = _series(records, EVAL_PREFIX + key) if not key.startswith(EVAL_PREFIX) else None
+        if evalk is None:
+            evalk = (np.empty(0), np.empty(0))
+        if train[0].size or evalk[0].size:
+            panels.append((key, train, evalk))
+    if not panels:
+        logged = sorted({k for r in records for k, v in r.items() if k != "step" and _number(v) is not None})
+        raise ValueError(
+            f"none of the keys {list(keys)} (nor their '{EVAL_PREFIX}' versions) was logged{source}; "
+            f"numeric keys present: {logged}"
+        )
+
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _new_figure((4.2 * ncols, 3.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+
+    for ax, (key, (xs, ys), (ex, ey)) in zip(axes, panels, strict=False):
+        is_eval_key = key.startswith(EVAL_PREFIX)
+        if xs.size:
+            if is_eval_key:
+                ax.plot(xs, ys, "o-", color="C1", ms=4, lw=0.8, label=key)
+            else:
+                ax.plot(xs, ys, color="C0", lw=1.2, marker="o" if xs.size < 2 else None,
+                        label="train")
+        if ex.size:
+            ax.plot(ex, ey, "o", color="C1", ms=5, mec="white", mew=0.6, label="eval", zorder=3)
+            if ex.size > 1:
+                ax.plot(ex, ey, color="C1", lw=0.6, alpha=0.6, zorder=2)
+        vals = np.concatenate([ys, ey])
+        finite = vals[np.isfinite(vals)]
+        if "loss" in key and finite.size and (finite > 0).all():
+            ax.set_yscale("log")
+        elif "acc" in key and finite.size and finite.min() >= 0 and finite.max() <= 1:
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3, lw=0.5)
+        if xs.size and ex.size:
+            ax.legend(frameon=False, fontsize=8)
+    return _finish(fig, path)
