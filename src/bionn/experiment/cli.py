@@ -1,0 +1,76 @@
+"""The ``bionn`` command line.
+
+    bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume] [--quiet]
+
+With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
+perceptual decision making). The last stdout line is one JSON object with the
+final metrics and the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bionn.experiment.config import ConfigError, load_config
+
+
+def _default_out(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bionn.experiment.trainer import Trainer
+
+    config_path = args.config
+    overrides = list(args.overrides)
+    if config_path is not None and "=" in config_path and not Path(config_path).exists():
+        overrides.insert(0, config_path)
+        config_path = None
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
+    if args.resume and config_path is None and not overrides:
+        saved = Path(args.out) / "config.yaml"
+        config_path = str(saved) if saved.exists() else None
+    cfg = load_config(config_path, overrides)
+    out = Path(args.out) if args.out else _default_out(cfg.name)
+    trainer = Trainer(cfg, out, resume=args.resume, progress=not args.quiet)
+    try:
+        summary = trainer.fit()
+    except KeyboardInterrupt as e:
+        print(f"{e or 'interrupted'}. Continue with: bionn run --out {out} --resume", file=sys.stderr)
+        return 130
+    print(f"results in {out}/ (metrics.jsonl, checkpoint.pt, figures/)", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+COMMANDS = {"run": cmd_run}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bionn", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train a model from a YAML config (default: the embedded E/I CTRNN)")
+    run.add_argument("config", nargs="?", help="YAML config file (omit for the embedded default)")
+    run.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. model.n_hidden=128")
+    run.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"bionn {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
