@@ -41,9 +41,13 @@ def _check_groups(groups: Any, n: int, name: str, axis: str, shape: tuple[int, .
             f"{n} {axis} neurons; {name} must give one area label per {axis} neuron"
         )
     try:
-        return np.asarray([int(v) for v in g])
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must hold integer area labels") from None
+        labels = np.asarray([int(v) for v in g])
+        ok = all(lab == v for lab, v in zip(labels, g, strict=True))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must hold integer area labels")
+    return labels
 
 
 def _group_name(label: int, group_names: Sequence[str] | Mapping[int, str] | None) -> str:
@@ -61,13 +65,27 @@ def _ei_strip(ax_main: Any, divider: Any, sign: np.ndarray, axis: str) -> Any:
     n = sign.size
     if axis == "pre":
         ax = divider.append_axes("top", size=0.16, pad=0.04, sharex=ax_main)
-        img = ax.imshow(sign[None, :], cmap=_EI_CMAP, vmin=-1, vmax=1, aspect="auto",
-                        interpolation="nearest", extent=(-0.5, n - 0.5, 0.5, -0.5))
+        img = ax.imshow(
+            sign[None, :],
+            cmap=_EI_CMAP,
+            vmin=-1,
+            vmax=1,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(-0.5, n - 0.5, 0.5, -0.5),
+        )
         ax.tick_params(bottom=False, labelbottom=False, left=False, labelleft=False)
     else:
         ax = divider.append_axes("left", size=0.16, pad=0.04, sharey=ax_main)
-        img = ax.imshow(sign[:, None], cmap=_EI_CMAP, vmin=-1, vmax=1, aspect="auto",
-                        interpolation="nearest", extent=(-0.5, 0.5, n - 0.5, -0.5))
+        img = ax.imshow(
+            sign[:, None],
+            cmap=_EI_CMAP,
+            vmin=-1,
+            vmax=1,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(-0.5, 0.5, n - 0.5, -0.5),
+        )
         ax.tick_params(bottom=False, labelbottom=False)
     img.set_gid(f"{EI_STRIP_GID}-{axis}")
     for spine in ax.spines.values():
@@ -80,8 +98,15 @@ def _ei_strip(ax_main: Any, divider: Any, sign: np.ndarray, axis: str) -> Any:
                 continue
             c = (a + b - 1) / 2
             xy = (c, 0.0) if axis == "pre" else (0.0, c)
-            ax.text(*xy, "E" if v > 0 else "I", ha="center", va="center", color="white",
-                    fontsize=8, fontweight="bold")
+            ax.text(
+                *xy,
+                "E" if v > 0 else "I",
+                ha="center",
+                va="center",
+                color="white",
+                fontsize=8,
+                fontweight="bold",
+            )
         for a, _, _ in runs[1:]:
             line = ax_main.axvline if axis == "pre" else ax_main.axhline
             line(a - 0.5, color="0.15", lw=0.9, ls="--")
@@ -135,7 +160,7 @@ def plot_weight_matrix(
         >>> w = torch.randn(8, 8).abs() * torch.tensor([1.0] * 6 + [-1.0] * 2)
         >>> fig = plot_weight_matrix(w, sign=[1] * 6 + [-1] * 2)
         >>> [im.get_gid() for ax in fig.axes for im in ax.images if im.get_gid()]
-        ['ei-strip-pre', 'ei-strip-post']
+        ['weights', 'ei-strip-pre', 'ei-strip-post']
     """
     w = _to_numpy(weight, "weight")
     if w.ndim != 2:
@@ -147,13 +172,19 @@ def plot_weight_matrix(
     pre_s = None if sign is None else _check_sign(sign, n_pre, "sign", "presynaptic", shape)
     if post_sign is None and square:
         post_sign = pre_s
-    post_s = (None if post_sign is None
-              else _check_sign(post_sign, n_post, "post_sign", "postsynaptic", shape))
+    post_s = (
+        None
+        if post_sign is None
+        else _check_sign(post_sign, n_post, "post_sign", "postsynaptic", shape)
+    )
     pre_g = None if groups is None else _check_groups(groups, n_pre, "groups", "presynaptic", shape)
     if post_groups is None and square:
         post_groups = pre_g
-    post_g = (None if post_groups is None
-              else _check_groups(post_groups, n_post, "post_groups", "postsynaptic", shape))
+    post_g = (
+        None
+        if post_groups is None
+        else _check_groups(post_groups, n_post, "post_groups", "postsynaptic", shape)
+    )
 
     # Figure size follows the matrix's aspect ratio, within limits.
     big = 5.5
@@ -165,8 +196,15 @@ def plot_weight_matrix(
     ax = fig.add_subplot()
     finite = np.abs(w[np.isfinite(w)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    im = ax.imshow(w, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
-                   interpolation="nearest")
+    # Nearest-neighbour shows each synapse; large matrices are smoothed, not aliased.
+    im = ax.imshow(
+        w,
+        cmap="RdBu_r",
+        vmin=-vmax,
+        vmax=vmax,
+        aspect="auto",
+        interpolation="nearest" if max(shape) <= 400 else "antialiased",
+    )
     im.set_gid("weights")
     ax.set_xlabel("presynaptic")
     ax.set_ylabel("postsynaptic")
@@ -207,10 +245,19 @@ def plot_weight_matrix(
     # Interleaved types: no letters in the strip, so say which colour is which.
     if pre_s is not None and len(_runs(pre_s)) > MAX_EI_BLOCKS:
         n_e = int((pre_s > 0).sum())
-        top_ax.legend(handles=[Patch(color=E_COLOR, label=f"E ({n_e})"),
-                               Patch(color=I_COLOR, label=f"I ({pre_s.size - n_e})")],
-                      loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False,
-                      fontsize=8, handlelength=1.0, borderaxespad=0.1)
+        top_ax.legend(
+            handles=[
+                Patch(color=E_COLOR, label=f"E ({n_e})"),
+                Patch(color=I_COLOR, label=f"I ({pre_s.size - n_e})"),
+            ],
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncol=2,
+            frameon=False,
+            fontsize=8,
+            handlelength=1.0,
+            borderaxespad=0.1,
+        )
         top_ax.set_title(title, loc="left")
     else:
         top_ax.set_title(title)

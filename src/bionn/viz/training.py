@@ -37,7 +37,9 @@ def load_records(path: PathLike) -> list[dict[str, Any]]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
             if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
+                )
             records.append(rec)
     return records
 
@@ -114,7 +116,9 @@ def plot_training_curve(
         if train[0].size or evalk[0].size:
             panels.append((key, train, evalk))
     if not panels:
-        logged = sorted({k for r in records for k, v in r.items() if k != "step" and _number(v) is not None})
+        logged = sorted(
+            {k for r in records for k, v in r.items() if k != "step" and _number(v) is not None}
+        )
         raise ValueError(
             f"none of the keys {list(keys)} (nor their '{EVAL_PREFIX}' versions) was logged{source}; "
             f"numeric keys present: {logged}"
@@ -124,7 +128,7 @@ def plot_training_curve(
     nrows = math.ceil(len(panels) / ncols)
     fig = _new_figure((4.2 * ncols, 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
 
     for ax, (key, (xs, ys), (ex, ey)) in zip(axes, panels, strict=False):
@@ -133,8 +137,9 @@ def plot_training_curve(
             if is_eval_key:
                 ax.plot(xs, ys, "o-", color="C1", ms=4, lw=0.8, label=key)
             else:
-                ax.plot(xs, ys, color="C0", lw=1.2, marker="o" if xs.size < 2 else None,
-                        label="train")
+                ax.plot(
+                    xs, ys, color="C0", lw=1.2, marker="o" if xs.size < 2 else None, label="train"
+                )
         if ex.size:
             ax.plot(ex, ey, "o", color="C1", ms=5, mec="white", mew=0.6, label="eval", zorder=3)
             if ex.size > 1:

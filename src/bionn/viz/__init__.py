@@ -1,0 +1,20 @@
+"""Figures for training runs and circuits: pyplot-free, Agg-drawn, saved atomically.
+
+Every function takes torch tensors or numpy arrays, returns the
+:class:`matplotlib.figure.Figure`, and saves a PNG when given ``path``.
+Conventions: weights are ``(post, pre)``; trials are batch-first
+``(batch, time, ...)``; time is in ms.
+"""
+
+from ._common import save_figure
+from .connectivity import plot_weight_matrix
+from .training import load_records, plot_training_curve
+from .trials import plot_example_trials
+
+__all__ = [
+    "load_records",
+    "plot_example_trials",
+    "plot_training_curve",
+    "plot_weight_matrix",
+    "save_figure",
+]
