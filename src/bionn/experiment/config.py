@@ -114,7 +114,7 @@ class ModelConfig(_Strict):
     def _tau_positive(cls, v: float | list[float]) -> float | list[float]:
         values = v if isinstance(v, list) else [v]
         if not values or any(not (t > 0) for t in values):
-            raise ValueError(f"tau must be > 0 ms (a number or one per neuron); got {v}")
+            raise ValueError("tau must be > 0 ms (a number or one per neuron)")
         return v
 
     @field_validator("activation")
@@ -243,7 +243,7 @@ def _format_errors(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         shown = "" if isinstance(value, dict) or e["type"] == "missing" else f" (got {value!r})"
-        lines.append(f"  {loc or 'config'}: {msg}{shown}")
+        lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
     return "invalid config:\n" + "\n".join(lines)
 
 

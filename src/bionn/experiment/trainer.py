@@ -315,7 +315,7 @@ class Trainer:
                 with torch.no_grad():
                     acc = float(self.task.accuracy(out, batch).float().mean())
                 metrics = self.reduce(
-                    {"loss": float(loss), "accuracy": acc, **{k: float(v) for k, v in terms.items()}}
+                    {"loss": loss.item(), "accuracy": acc, **{k: v.item() for k, v in terms.items()}}
                 )
                 record = {"step": step, **metrics, "time_s": round(time.perf_counter() - t0, 3)}
                 if step % tc.eval_every == 0 or step == tc.steps:

@@ -1,0 +1,120 @@
+"""The experiment runner: output folder, reproducibility, resume and the CLI contract."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bionn.experiment import ConfigError, Trainer, load_config
+from bionn.experiment.checkpoint import load_checkpoint, read_jsonl
+from bionn.experiment.cli import main
+
+SMALL = ["model.n_hidden=24", "training.batch_size=16", "training.eval_trials=64",
+         "training.eval_every=4", "training.checkpoint_every=4", "training.example_trials=2"]
+
+
+def _losses(out: Path) -> list[float]:
+    return [r["loss"] for r in read_jsonl(out / "metrics.jsonl")]
+
+
+def test_run_writes_the_output_folder(tmp_path, capsys):
+    rc = main(["run", *SMALL, "training.steps=6", "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert set(summary) >= {"accuracy", "loss", "out_dir"}
+    assert summary["out_dir"] == str(tmp_path / "r") and 0 <= summary["accuracy"] <= 1
+    out = tmp_path / "r"
+    for name in ["config.yaml", "metrics.jsonl", "checkpoint.pt", "final.json",
+                 "figures/training_curve.png", "figures/recurrent_weights.png",
+                 "figures/example_trials.png"]:
+        assert (out / name).is_file(), name
+    assert (out / "figures/example_trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert "eval_accuracy" in records[3] and "eval_accuracy" not in records[2]
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 6
+    # The resolved config holds every default and reloads to the same run.
+    assert load_config(out / "config.yaml") == load_config(None, [*SMALL, "training.steps=6"])
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    runs = []
+    for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
+        cfg = load_config(None, [*SMALL, "training.steps=5", f"seed={seed}"])
+        Trainer(cfg, tmp_path / name, progress=False).fit()
+        runs.append(_losses(tmp_path / name))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_resume_extends_a_finished_run_exactly(tmp_path):
+    full = load_config(None, [*SMALL, "training.steps=10"])
+    Trainer(full, tmp_path / "full", progress=False).fit()
+    Trainer(load_config(None, [*SMALL, "training.steps=6"]), tmp_path / "part", progress=False).fit()
+    Trainer(full, tmp_path / "part", resume=True, progress=False).fit()
+    assert _losses(tmp_path / "part") == pytest.approx(_losses(tmp_path / "full"), rel=1e-6, abs=0)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
+    cfg = load_config(None, [*SMALL, "training.steps=2"])
+    Trainer(cfg, tmp_path / "r", progress=False).fit()
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(cfg, tmp_path / "r", progress=False)
+    other = load_config(None, [*SMALL, "training.steps=4", "training.lr=0.1"])
+    with pytest.raises(ConfigError, match="differs"):
+        Trainer(other, tmp_path / "r", resume=True, progress=False).fit()
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        Trainer(cfg, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
+    rc = main(["run", "model.tau=-1", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model.tau" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists(), "no work (no folder) before validation passes"
+
+
+def _bionn(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bionn.experiment.cli", "run", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_interrupt_then_resume_loses_nothing(tmp_path):
+    args = [*SMALL, "training.steps=60", "training.checkpoint_every=1000", "--quiet"]
+    ref = _bionn(*args, "--out", str(tmp_path / "ref"))
+    ref_out, ref_err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, ref_err
+
+    proc = _bionn(*args, "--out", str(tmp_path / "cut"))
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(read_jsonl(metrics)) < 10:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    cut_step = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"]
+    assert 10 <= cut_step < 60, "the interrupt must land mid-run for this test to mean anything"
+
+    res = _bionn("--out", str(tmp_path / "cut"), "--resume", "--quiet")
+    res_out, res_err = res.communicate(timeout=600)
+    assert res.returncode == 0, res_err
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "ref"), rel=1e-6, abs=0)
+    assert [r["step"] for r in read_jsonl(metrics)] == list(range(1, 61))
+    assert json.loads(res_out.strip().splitlines()[-1])["accuracy"] == pytest.approx(
+        json.loads(ref_out.strip().splitlines()[-1])["accuracy"])
