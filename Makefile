@@ -23,7 +23,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/bionn run --out runs/demo
+	$(VENV)/bin/bionn run
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -32,7 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_path = None
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
-    if args.resume and config_path is None and not overrides:
+    if args.resume and config_path is None:
+        # Resume from the run's own resolved config; overrides (e.g. training.steps) apply on top.
         saved = Path(args.out) / "config.yaml"
         config_path = str(saved) if saved.exists() else None
     cfg = load_config(config_path, overrides)
