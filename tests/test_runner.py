@@ -118,3 +118,13 @@ def test_interrupt_then_resume_loses_nothing(tmp_path):
     assert [r["step"] for r in read_jsonl(metrics)] == list(range(1, 61))
     assert json.loads(res_out.strip().splitlines()[-1])["accuracy"] == pytest.approx(
         json.loads(ref_out.strip().splitlines()[-1])["accuracy"])
+
+
+def test_cli_resume_uses_the_saved_config_with_overrides(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["run", *SMALL, "training.steps=4", "--out", out, "--quiet"]) == 0
+    assert main(["run", "--out", out, "--resume", "training.steps=7", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 7
+    assert [r["step"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == list(range(1, 8))
+    assert load_config(tmp_path / "r" / "config.yaml").model.n_hidden == 24
