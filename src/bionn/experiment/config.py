@@ -87,11 +87,29 @@ class CircuitConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class TauBlocks(_Strict):
+    """Time constants per block of consecutive neurons (ms)."""
+
+    sizes: list[int]
+    values: list[float]
+
+    @model_validator(mode="after")
+    def _match(self) -> TauBlocks:
+        if len(self.sizes) != len(self.values) or not self.sizes:
+            raise ValueError(f"tau.sizes ({len(self.sizes)}) and tau.values ({len(self.values)}) must be non-empty and of equal length")
+        if any(s <= 0 for s in self.sizes):
+            raise ValueError(f"tau.sizes must be positive; got {self.sizes}")
+        return self
+
+    def per_neuron(self) -> list[float]:
+        return [v for s, v in zip(self.sizes, self.values) for _ in range(s)]
+
+
 class ModelConfig(_Strict):
     """The CTRNN (see :class:`bionn.rate.CTRNN` for each argument)."""
 
     n_hidden: int = Field(100, gt=0)
-    tau: float | list[float] = 100.0
+    tau: float | list[float] | TauBlocks = 100.0
     learn_tau: bool = False
     activation: str = "relu"
     e_fraction: float | None = Field(0.8, gt=0, lt=1)
@@ -111,11 +129,15 @@ class ModelConfig(_Strict):
 
     @field_validator("tau")
     @classmethod
-    def _tau_positive(cls, v: float | list[float]) -> float | list[float]:
-        values = v if isinstance(v, list) else [v]
+    def _tau_positive(cls, v: float | list[float] | TauBlocks) -> float | list[float] | TauBlocks:
+        values = v.values if isinstance(v, TauBlocks) else v if isinstance(v, list) else [v]
         if not values or any(not (t > 0) for t in values):
             raise ValueError("tau must be > 0 ms (a number or one per neuron)")
         return v
+
+    def tau_per_neuron(self) -> float | list[float]:
+        """``tau`` as the CTRNN takes it: a number or one value per neuron."""
+        return self.tau.per_neuron() if isinstance(self.tau, TauBlocks) else self.tau
 
     @field_validator("activation")
     @classmethod
@@ -182,7 +204,9 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
         dt, m = self.task.dt, self.model
-        taus = m.tau if isinstance(m.tau, list) else [m.tau]
+        if isinstance(m.tau, TauBlocks) and sum(m.tau.sizes) != m.n_hidden:
+            raise ValueError(f"model.tau.sizes sum to {sum(m.tau.sizes)}; expected n_hidden={m.n_hidden}")
+        taus = m.tau_per_neuron() if not isinstance(m.tau, float) else [m.tau]
         if min(taus) < dt:
             raise ValueError(
                 f"model.tau ({min(taus):g} ms) must be >= task.dt ({dt:g} ms) so that alpha = dt/tau <= 1"

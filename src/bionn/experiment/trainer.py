@@ -105,7 +105,7 @@ def build_model(cfg: RunConfig, task: Task) -> CTRNN:
     weight_init = m.weight_init if isinstance(m.weight_init, str) else dict(m.weight_init)
     return CTRNN(
         task.n_input, m.n_hidden, task.n_output,
-        dt=cfg.task.dt, tau=m.tau, learn_tau=m.learn_tau, activation=m.activation,
+        dt=cfg.task.dt, tau=m.tau_per_neuron(), learn_tau=m.learn_tau, activation=m.activation,
         e_fraction=e_fraction, circuit=circuit, rec_mask=rec_mask, plasticity=plasticity,
         preact_noise=m.preact_noise, postact_noise=m.postact_noise, init_state=m.init_state,
         weight_init=weight_init, spectral_radius=m.spectral_radius, readout=m.readout,

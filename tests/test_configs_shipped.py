@@ -1,0 +1,29 @@
+"""Every config in configs/ validates and runs a few steps."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bionn.experiment import Trainer, load_config
+from bionn.experiment.config import DEFAULT_CONFIG
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_exist():
+    assert len(CONFIGS) >= 4
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_runs(path, tmp_path):
+    cfg = load_config(path)
+    if cfg.task.name == "neurogym" and importlib.util.find_spec("neurogym") is None:
+        pytest.skip("neurogym not installed (pip install bionn[neurogym])")
+    short = load_config(path, ["training.steps=3", "training.eval_trials=32", "training.batch_size=8"])
+    summary = Trainer(short, tmp_path / path.stem, progress=False).fit()
+    assert summary["steps"] == 3 and 0.0 <= summary["accuracy"] <= 1.0
+
+
+def test_default_config_file_matches_the_shipped_copy():
+    assert load_config(DEFAULT_CONFIG) == load_config(Path(__file__).parents[1] / "configs/ei_ctrnn_pdm.yaml")
