@@ -166,7 +166,8 @@ class RunWriter:
         viz.plot_training_curve(self.metrics_path, paths[0], keys=keys)
         viz.plot_weight_matrix(
             model.weight_rec.detach(), paths[1], sign=model.sign,
-            title="recurrent weights W_rec (post, pre)",
+            groups=model.area if model.area is not None and int(model.area.max()) > 0 else None,
+            group_names=model.area_names, title="recurrent weights W_rec (post, pre)",
         )
         viz.plot_example_trials(
             batch.inputs, batch.targets, outputs, rates, paths[2], mask=batch.mask,

@@ -196,6 +196,8 @@ class CTRNN(nn.Module):
                 raise ValueError(f"plasticity[{k!r}] has shape {tuple(p.shape)}; expected {shapes[k]} (post, pre)")
             plasticity[k] = p
         self.register_buffer("sign", sign)
+        self.register_buffer("area", None if circuit is None else circuit.area.clone())
+        self.area_names = None if circuit is None else tuple(circuit.area_names)
         self.readout_mode = readout
 
         # Initial weights.
