@@ -280,7 +280,11 @@ class PeriodTask(Task):
         info["decision_end"] = layout.end["decision"].clone()
         info["trial_length"] = layout.length.clone()
         return TrialBatch(
-            inputs.float().contiguous(), targets.contiguous(), mask.contiguous(), labels.long(), info
+            inputs.float().contiguous(),
+            targets.contiguous(),
+            mask.contiguous(),
+            labels.long(),
+            info,
         )
 
     def _decision_mean(self, outputs: Tensor, batch: TrialBatch) -> Tensor:

@@ -24,7 +24,7 @@ class PerceptualDecisionMaking(PeriodTask):
     J. Neurosci. 12:4745; Newsome et al. 1989), in NeuroGym's encoding.
 
     Trial: ``fixation`` (100 ms) -> ``stimulus`` (600-800 ms, uniform per trial)
-    -> ``delay`` (0 ms by default) -> ``decision`` (250 ms).
+    -> ``delay`` (0 ms by default) -> ``decision`` (300 ms).
 
     Inputs (``n_input = 3``):
         0. fixation cue: 1 before the decision period, 0 in it;
@@ -78,7 +78,7 @@ class PerceptualDecisionMaking(PeriodTask):
         "fixation": 100.0,
         "stimulus": (600.0, 800.0),
         "delay": 0.0,
-        "decision": 250.0,
+        "decision": 300.0,
     }
     required_periods = ("stimulus", "decision")
 
@@ -117,7 +117,7 @@ class ContextDependentIntegration(PeriodTask):
     Each trial shows two noisy evidence streams at once, motion and colour,
     each with its own signed coherence, plus a context cue saying which one to
     report. Trial: ``fixation`` (100 ms) -> ``stimulus`` (750 ms) -> ``delay``
-    (0 ms) -> ``decision`` (250 ms).
+    (0 ms) -> ``decision`` (300 ms).
 
     Inputs (``n_input = 7``):
         0. fixation cue (1 before the decision, 0 in it);
@@ -151,7 +151,7 @@ class ContextDependentIntegration(PeriodTask):
         >>> task = ContextDependentIntegration(dt=20)
         >>> batch = task.sample(8, torch.Generator().manual_seed(0))
         >>> tuple(batch.inputs.shape)
-        (8, 55, 7)
+        (8, 57, 7)
         >>> batch.info["context"].shape
         torch.Size([8])
     """
@@ -163,7 +163,7 @@ class ContextDependentIntegration(PeriodTask):
         "fixation": 100.0,
         "stimulus": 750.0,
         "delay": 0.0,
-        "decision": 250.0,
+        "decision": 300.0,
     }
     required_periods = ("stimulus", "decision")
 
@@ -190,7 +190,12 @@ class ContextDependentIntegration(PeriodTask):
         context = torch.randint(2, (b,), generator=generator)
         stim = lay.period("stimulus").float()[..., None]
         means = torch.stack(
-            [(1 + signed[:, 0]) / 2, (1 - signed[:, 0]) / 2, (1 + signed[:, 1]) / 2, (1 - signed[:, 1]) / 2],
+            [
+                (1 + signed[:, 0]) / 2,
+                (1 - signed[:, 0]) / 2,
+                (1 + signed[:, 1]) / 2,
+                (1 - signed[:, 1]) / 2,
+            ],
             -1,
         )[:, None, :]
         noise = self._noise((b, lay.n_steps, 4), self.sigma, generator)
