@@ -14,7 +14,7 @@ Example:
     >>> layer = nn.Linear(4, 3)
     >>> sign = torch.tensor([1.0, 1.0, 1.0, -1.0])      # presynaptic cell types
     >>> mask = torch.ones(3, 4); mask[0, 0] = 0          # no synapse 0 -> 0
-    >>> constrain(layer, "weight", sign=sign, mask=mask)
+    >>> _ = constrain(layer, "weight", sign=sign, mask=mask)
     >>> bool((layer.weight[:, 3] <= 0).all() and layer.weight[0, 0] == 0)
     True
 """
