@@ -12,7 +12,7 @@ net = CTRNN(task.n_input, 100, task.n_output, dt=20, tau=100, e_fraction=0.8,
 loss_fn = RNNLoss(l2={"recurrent": 1e-4}, rate_mean=1e-3)
 opt = torch.optim.Adam(net.parameters(), lr=3e-3)
 g = torch.Generator().manual_seed(0)
-for step in range(1000):
+for _ in range(1000):
     batch = task.sample(64, g)  # batch-first (batch, time, channels)
     out, rates = net(batch.inputs)
     loss, terms = loss_fn(out, batch.targets, rates, batch.mask, net.connection_weights())

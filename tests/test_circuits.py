@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from bionn.circuits import Circuit, Connectivity, MultiArea, MultiAreaEI, RandomInput, fixed_probability
+from bionn.circuits import (
+    Circuit,
+    Connectivity,
+    MultiArea,
+    MultiAreaEI,
+    RandomInput,
+    fixed_probability,
+)
 
 
 def test_multi_area_block_densities_follow_the_matrix():

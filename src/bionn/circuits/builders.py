@@ -152,7 +152,7 @@ class MultiAreaEI(MultiArea):
             raise ValueError(
                 f"e_fraction must be one number or one per area ({len(self.area_sizes)}); got {fr}"
             )
-        for f, size in zip(fr, self.area_sizes):
+        for f, size in zip(fr, self.area_sizes, strict=True):
             n_e = round(f * size)
             if not 0.0 < f < 1.0 or n_e in (0, size):
                 raise ValueError(
@@ -167,7 +167,7 @@ class MultiAreaEI(MultiArea):
 
     def signs(self) -> Tensor:
         parts = []
-        for f, size in zip(self.e_fraction, self.area_sizes):
+        for f, size in zip(self.e_fraction, self.area_sizes, strict=True):
             n_e = round(f * size)
             parts += [torch.ones(n_e), -torch.ones(size - n_e)]
         return torch.cat(parts)

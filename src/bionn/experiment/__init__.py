@@ -1,6 +1,12 @@
 """Experiments: validated configs, the trainer, checkpoints and the CLI."""
 
-from bionn.experiment.config import ConfigError, RunConfig, dump_config, load_config, validate_config
+from bionn.experiment.config import (
+    ConfigError,
+    RunConfig,
+    dump_config,
+    load_config,
+    validate_config,
+)
 from bionn.experiment.trainer import Trainer, TrialSampler, build_model
 
 __all__ = [

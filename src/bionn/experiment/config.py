@@ -102,7 +102,7 @@ class TauBlocks(_Strict):
         return self
 
     def per_neuron(self) -> list[float]:
-        return [v for s, v in zip(self.sizes, self.values) for _ in range(s)]
+        return [v for s, v in zip(self.sizes, self.values, strict=True) for _ in range(s)]
 
 
 class ModelConfig(_Strict):
