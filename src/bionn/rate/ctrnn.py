@@ -20,6 +20,7 @@ from bionn.constraints import (
     init_weight,
 )
 from bionn.constraints import spectral_radius as _spectral_radius
+from bionn.functional.ctrnn_scan import SCAN_ACTIVATIONS, ctrnn_scan
 from bionn.functional.loop import scan
 from bionn.functional.rate import RateState, ctrnn_step, get_activation
 
@@ -74,6 +75,9 @@ class CTRNN(nn.Module):
         readout: ``"all"`` or ``"excitatory"`` (read out from E neurons only).
         positive_input: make input weights non-negative (excitatory afferents).
         bias: learn a recurrent bias ``b``.
+        fused: run the time loop as one autograd node with a hand-written BPTT
+            backward (faster); ``False`` uses the step-by-step autograd loop,
+            needed for double backward (gradient penalties) or ``torch.func.vmap``.
         generator: random generator for the initial weights.
 
     Example:
@@ -109,6 +113,7 @@ class CTRNN(nn.Module):
         readout: str = "all",
         positive_input: bool = False,
         bias: bool = True,
+        fused: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -150,6 +155,7 @@ class CTRNN(nn.Module):
         self.activation = get_activation(activation)
         self.preact_noise = float(preact_noise)
         self.postact_noise = float(postact_noise)
+        self.fused = bool(fused)
 
         # Structure: circuit first, explicit arguments override.
         if circuit is not None:
@@ -286,24 +292,30 @@ class CTRNN(nn.Module):
             state = self.initial_state(x.shape[0])
         alpha = self.alpha
         # Everything that does not depend on the state is computed for all steps at once:
-        # alpha (W_in x_t + b) + sqrt(2 alpha) sigma xi_t.
-        drive = F.linear(x, self.weight_in, self.bias_rec) * alpha
+        # alpha (W_in x_t + b) + sqrt(2 alpha) sigma xi_t, with alpha folded into W_in and b.
+        bias = None if self.bias_rec is None else self.bias_rec * alpha
+        drive = F.linear(x, self.weight_in * alpha[:, None], bias)
         if self.preact_noise > 0:
             drive = drive + torch.randn_like(drive) * ((2 * alpha).sqrt() * self.preact_noise)
         post = torch.randn_like(drive) * self.postact_noise if self.postact_noise > 0 else None
         w_scaled_t = (alpha[:, None] * self.weight_rec).T  # (pre, post)
-        leak = 1.0 - alpha
-        act = self.activation
+        if self.fused and self.activation_name in SCAN_ACTIVATIONS:
+            # Fused time loop with a hand-written BPTT backward (first-order gradients).
+            rates, h = ctrnn_scan(drive, w_scaled_t, 1.0 - alpha, state.h, state.r,
+                                  self.activation_name, post)
+            state = RateState(h, rates[:, -1])
+        else:
+            leak, act = 1.0 - alpha, self.activation
 
-        def fused_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
-            # (1 - alpha) h + alpha (W r + drive) in one addcmul and one addmm.
-            h = torch.addmm(torch.addcmul(d_t, leak, s.h), s.r, w_scaled_t)
-            r = act(h)
-            if p_t is not None:
-                r = r + p_t
-            return r, RateState(h, r)
+            def step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
+                # (1 - alpha) h + alpha (W r + drive) in one addcmul and one addmm.
+                h = torch.addmm(torch.addcmul(d_t, leak, s.h), s.r, w_scaled_t)
+                r = act(h)
+                if p_t is not None:
+                    r = r + p_t
+                return r, RateState(h, r)
 
-        rates, state = scan(fused_step, state, (drive, post))
+            rates, state = scan(step, state, (drive, post))
         return F.linear(rates, self.weight_out, self.bias_out), rates, state
 
     def forward(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor]:

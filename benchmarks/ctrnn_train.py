@@ -1,0 +1,281 @@
+"""Time one training step of a 256-unit E/I CTRNN: bionn vs NN4N vs the matmul floor.
+
+One step = ``zero_grad`` + forward + MSE loss + backward + ``Adam.step`` on a
+CTRNN with 3 inputs, 256 units (80% E, Dale's law), 3 outputs, relu,
+dt = 20 ms, tau = 100 ms, 100 time steps, batch 64, on ONE CPU thread.
+
+* ``bionn``: ``bionn.rate.CTRNN`` as shipped.
+* ``bionn_fused``: the same model whose ``run`` uses
+  :func:`bionn.functional.ctrnn_scan.ctrnn_scan` (the proposed ``CTRNN.run``;
+  only measured while ``CTRNN.run`` does not use it yet).
+* ``nn4n``: NN4N 1.1.1's ``CTRNN`` (time-first), Dale's law through ``ei_masks``;
+  null if NN4N is not installed.
+* ``floor``: only the matrix products such a step cannot avoid, as plain
+  ``torch.mm`` calls on same-shaped tensors (no autograd).
+
+All variants are timed in interleaved rounds (one step of each per round,
+after warm-up) and the median is reported. The last stdout line is one JSON
+object. Run: ``python benchmarks/ctrnn_train.py`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bionn.functional.rate import RateState
+from bionn.rate import CTRNN
+
+try:  # optional: the fused scan (bionn.functional.ctrnn_scan)
+    from bionn.functional.ctrnn_scan import ctrnn_scan
+except ImportError:  # pragma: no cover
+    ctrnn_scan = None
+
+try:  # optional reference package
+    from nn4n.model import CTRNN as NN4NCTRNN
+except ImportError:  # pragma: no cover
+    NN4NCTRNN = None
+
+N_IN, N_OUT, BATCH, STEPS = 3, 3, 64, 100
+DT, TAU, E_FRACTION = 20.0, 100.0, 0.8
+SIZES = (128, 256, 512, 1024, 2048)
+
+
+# ----------------------------------------------------------------------- timing
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], warmup: int, rounds: int
+) -> dict[str, float]:
+    """Median wall time (ms) of each function; one call of each per round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+# ----------------------------------------------------------------------- models
+def fused_run(self: CTRNN, x: torch.Tensor, state: RateState | None = None):
+    """The proposed ``CTRNN.run``: drive with alpha folded into ``W_in``, then ``ctrnn_scan``."""
+    self._check_input(x)
+    if state is None:
+        state = self.initial_state(x.shape[0])
+    alpha = self.alpha
+    bias = None if self.bias_rec is None else self.bias_rec * alpha
+    drive = F.linear(x, self.weight_in * alpha[:, None], bias)
+    if self.preact_noise > 0:
+        drive = drive + torch.randn_like(drive) * ((2 * alpha).sqrt() * self.preact_noise)
+    post = torch.randn_like(drive) * self.postact_noise if self.postact_noise > 0 else None
+    w_scaled_t = (alpha[:, None] * self.weight_rec).T  # (pre, post)
+    rates, h = ctrnn_scan(
+        drive, w_scaled_t, 1.0 - alpha, state.h, state.r, self.activation_name, post
+    )
+    out = F.linear(rates, self.weight_out, self.bias_out)
+    return out, rates, RateState(h, rates[:, -1])
+
+
+def bionn_step(n_hidden: int, fused: bool = False, seed: int = 0) -> Callable[[], float]:
+    torch.manual_seed(seed)
+    net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu")
+    if fused:
+        net.run = types.MethodType(fused_run, net)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.randn(BATCH, STEPS, N_IN)
+    target = torch.randn(BATCH, STEPS, N_OUT)
+
+    def step() -> float:
+        opt.zero_grad()
+        out, _ = net(x)
+        loss = F.mse_loss(out, target)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def nn4n_ei_masks(n_hidden: int) -> list[torch.Tensor]:
+    """NN4N ``ei_masks`` in its (pre, post) orientation: +1 rows for E, -1 rows for I."""
+    n_e = round(E_FRACTION * n_hidden)
+    pre_sign = torch.ones(n_hidden)
+    pre_sign[n_e:] = -1
+    return [
+        torch.ones(N_IN, n_hidden),  # afferents treated as excitatory
+        pre_sign[:, None].expand(n_hidden, n_hidden).clone(),
+        pre_sign[:, None].expand(n_hidden, N_OUT).clone(),
+    ]
+
+
+def nn4n_step(n_hidden: int, seed: int = 0) -> Callable[[], float] | None:
+    if NN4NCTRNN is None:
+        return None
+    torch.manual_seed(seed)
+    net = NN4NCTRNN(
+        dims=[N_IN, n_hidden, N_OUT],
+        ei_masks=nn4n_ei_masks(n_hidden),
+        biases=[None, "zero", "zero"],  # learnable recurrent and readout biases, like bionn
+        activation="relu",
+        dt=DT,
+        tau=TAU,
+    )
+    net.train()  # training mode: NN4N enforces Dale's law in every forward
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.randn(STEPS, BATCH, N_IN)  # NN4N is time-first
+    target = torch.randn(STEPS, BATCH, N_OUT)
+
+    def step() -> float:
+        opt.zero_grad()
+        out, _ = net(x)
+        loss = F.mse_loss(out, target)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def floor_step(n_hidden: int, seed: int = 0) -> Callable[[], None]:
+    """The matrix products of one training step, nothing else."""
+    g = torch.Generator().manual_seed(seed)
+    bt, n = BATCH * STEPS, n_hidden
+    x = torch.randn(bt, N_IN, generator=g)
+    w_in = torch.randn(N_IN, n, generator=g)
+    r = torch.randn(BATCH, n, generator=g)
+    w = torch.randn(n, n, generator=g) / n**0.5
+    rates = torch.randn(bt, n, generator=g)
+    grads = torch.randn(bt, n, generator=g)
+    w_out = torch.randn(n, N_OUT, generator=g)
+    g_out = torch.randn(bt, N_OUT, generator=g)
+    mm = torch.mm
+
+    def step() -> None:
+        mm(x, w_in)  # input projection
+        for _ in range(STEPS):
+            mm(r, w)  # recurrence
+        mm(rates, w_out)  # readout
+        for _ in range(STEPS):
+            mm(r, w)  # state gradient through the recurrence
+        mm(rates.T, grads)  # recurrent weight gradient
+        mm(x.T, grads)  # input weight gradient
+        mm(rates.T, g_out)  # readout weight gradient
+
+    return step
+
+
+def page_faults_per_call(fn: Callable[[], object], calls: int = 3) -> float | None:
+    """Minor page faults per call (fresh memory touched: allocator behaviour, Unix only)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
+def run_uses_scan() -> bool:
+    try:
+        return "ctrnn_scan" in inspect.getsource(CTRNN.run)
+    except (OSError, TypeError):  # pragma: no cover
+        return False
+
+
+# ----------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats, N <= 512 (smoke run)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    measure_fused = ctrnn_scan is not None and not run_uses_scan()
+    warmup, rounds = (2, 5) if args.quick else (5, 41)
+
+    fns: dict[str, Callable[[], object]] = {"bionn": bionn_step(256)}
+    if measure_fused:
+        fns["bionn_fused"] = bionn_step(256, fused=True)
+    nn4n = nn4n_step(256)
+    if nn4n is not None:
+        fns["nn4n"] = nn4n
+    fns["floor"] = floor_step(256)
+    med = interleaved_medians(fns, warmup, rounds)
+    faults = {k: page_faults_per_call(fn) for k, fn in fns.items()}
+
+    sizes = SIZES[:3] if args.quick else SIZES
+    scaling: dict[str, float] = {}
+    scaling_fused: dict[str, float] = {}
+    scaling_floor: dict[str, float] = {}
+    for n in sizes:
+        if n == 256:
+            scaling["256"] = med["bionn"]
+            if measure_fused:
+                scaling_fused["256"] = med["bionn_fused"]
+            scaling_floor["256"] = med["floor"]
+            continue
+        w, k = (1, 3) if n >= 2048 else (2, 5) if n >= 1024 else (3, 9)
+        if args.quick:
+            w, k = 1, 3
+        sweep = {"bionn": bionn_step(n), "floor": floor_step(n)}
+        if measure_fused:
+            sweep["bionn_fused"] = bionn_step(n, fused=True)
+        m = interleaved_medians(sweep, w, k)
+        scaling[str(n)] = m["bionn"]
+        scaling_floor[str(n)] = m["floor"]
+        if measure_fused:
+            scaling_fused[str(n)] = m["bionn_fused"]
+
+    bionn_ms, floor_ms, nn4n_ms = med["bionn"], med["floor"], med.get("nn4n")
+    print(f"CTRNN training step: N=256, B={BATCH}, T={STEPS}, relu, 80% E, 1 thread, "
+          f"torch {torch.__version__}; median of {rounds} interleaved rounds")
+    print(f"{'variant':<14}{'ms/step':>10}{'x floor':>9}{'page faults/step':>18}")
+    for name, ms in med.items():
+        pf = "n/a" if faults[name] is None else f"{faults[name]:.0f}"
+        print(f"{name:<14}{ms:>10.2f}{ms / floor_ms:>9.2f}{pf:>18}")
+    if nn4n_ms is None:
+        print("nn4n          not installed")
+    print(f"\n{'N':>6}{'bionn ms':>11}" + (f"{'fused ms':>11}" if measure_fused else "")
+          + f"{'floor ms':>11}")
+    for n in sizes:
+        row = f"{n:>6}{scaling[str(n)]:>11.2f}"
+        if measure_fused:
+            row += f"{scaling_fused[str(n)]:>11.2f}"
+        print(row + f"{scaling_floor[str(n)]:>11.2f}")
+
+    result = {
+        "benchmark": "ctrnn_train",
+        "ms_per_step": round(bionn_ms, 3),
+        "nn4n_ms_per_step": None if nn4n_ms is None else round(nn4n_ms, 3),
+        "floor_ms_per_step": round(floor_ms, 3),
+        "ratio_vs_nn4n": None if nn4n_ms is None else round(nn4n_ms / bionn_ms, 3),
+        "ratio_vs_floor": round(bionn_ms / floor_ms, 3),
+        "scaling": {k: round(v, 2) for k, v in scaling.items()},
+        "scaling_floor": {k: round(v, 2) for k, v in scaling_floor.items()},
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if measure_fused:  # while CTRNN.run does not use ctrnn_scan yet
+        fused_ms = med["bionn_fused"]
+        result["fused_ms_per_step"] = round(fused_ms, 3)
+        result["fused_ratio_vs_floor"] = round(fused_ms / floor_ms, 3)
+        result["fused_ratio_vs_nn4n"] = None if nn4n_ms is None else round(nn4n_ms / fused_ms, 3)
+        result["fused_scaling"] = {k: round(v, 2) for k, v in scaling_fused.items()}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

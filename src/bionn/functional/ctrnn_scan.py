@@ -1,0 +1,254 @@
+"""A fused CTRNN time loop with a hand-written backward pass (manual BPTT).
+
+The plain autograd loop records a handful of graph nodes per time step and, in
+the backward pass, computes the recurrent weight gradient as ``T`` small
+``(N, B) x (B, N)`` products that are then summed. :func:`ctrnn_scan` runs the
+forward loop without recording a graph, writes ``r_t`` (and ``h_t`` when the
+backward needs it) straight into preallocated ``(batch, time, N)`` buffers, saves
+only those for the backward, and in the backward pass does only
+the per-step work that is inherently sequential (one ``(B, N) x (N, N)``
+product and two element-wise ops per step); the recurrent weight gradient is
+then ONE ``(N, B*T) x (B*T, N)`` product after the loop. The backward is
+first-order only (no double backward) and does not support ``vmap``.
+
+The recursion is the one of :meth:`bionn.rate.CTRNN.run`::
+
+    h_t = leak * h_{t-1} + d_t + r_{t-1} @ Wt
+    r_t = f(h_t) + p_t
+
+with ``leak = 1 - alpha`` ``(N,)``, ``d_t`` the precomputed drive
+``alpha (W_in x_t + b) + pre-activation noise``, ``Wt = (alpha[:, None] * W_rec).T``
+(``(pre, post)``) and ``p_t`` the optional post-activation noise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["SCAN_ACTIVATIONS", "ctrnn_scan"]
+
+#: Activations whose derivative :func:`ctrnn_scan` implements.
+SCAN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "retanh")
+
+_aten = torch.ops.aten
+
+
+def _act_into(name: str, h: Tensor, out: Tensor) -> None:
+    """``out[...] = f(h)`` without allocating (same kernels as the eager activations)."""
+    if name == "relu":
+        torch.clamp_min(h, 0.0, out=out)  # torch.relu is clamp_min(x, 0)
+    elif name == "tanh":
+        torch.tanh(h, out=out)
+    elif name == "sigmoid":
+        torch.sigmoid(h, out=out)
+    elif name == "softplus":
+        _aten.softplus.out(h, 1, 20, out=out)  # F.softplus defaults: beta=1, threshold=20
+    else:  # retanh
+        torch.tanh(h, out=out)
+        out.clamp_min_(0.0)
+
+
+def _act(name: str, h: Tensor) -> Tensor:
+    out = torch.empty_like(h)
+    _act_into(name, h, out)
+    return out
+
+
+def _act_backward_into(name: str, g: Tensor, h: Tensor, y: Tensor | None, out: Tensor) -> None:
+    """``out[...] = g * f'(h)``; ``y`` is ``f(h)`` (only read for tanh, sigmoid, retanh).
+
+    For relu ``h`` may also be ``relu(h)`` (same sign test). ``out`` may be ``g``.
+    Uses the kernels autograd uses, so the result matches the autograd loop.
+    """
+    if name == "relu":
+        _aten.threshold_backward.grad_input(g, h, 0, grad_input=out)
+    elif name == "tanh":
+        _aten.tanh_backward.grad_input(g, y, grad_input=out)
+    elif name == "sigmoid":
+        _aten.sigmoid_backward.grad_input(g, y, grad_input=out)
+    elif name == "softplus":
+        _aten.softplus_backward.grad_input(g, h, 1, 20, grad_input=out)
+    else:  # retanh = clamp_min(tanh(h), 0): the clamp passes the gradient where tanh(h) >= 0
+        _aten.tanh_backward.grad_input(g, y, grad_input=out)
+        out.masked_fill_(h < 0, 0.0)
+
+
+def _shifted_outer_sum(prev: Tensor, cur: Tensor, first: Tensor) -> Tensor:
+    """``sum_{b,t} prev_{b,t-1}^T cur_{b,t}`` with ``prev_{b,-1} = first_b``, as one big matmul.
+
+    ``prev`` and ``cur`` are contiguous ``(B, T, N)``. Flattened to ``(B*T, N)``,
+    row ``i`` of ``prev`` paired with row ``i + 1`` of ``cur`` gives every wanted
+    pair ``(b, t-1) -> (b, t)`` plus the ``B - 1`` pairs ``(b, T-1) -> (b+1, 0)``
+    that cross a batch boundary; those are subtracted and the ``t = 0`` pairs
+    with ``first`` added by two small products. No copy of the big tensors.
+    """
+    B, T, N = cur.shape
+    pf, cf = prev.reshape(B * T, N), cur.reshape(B * T, N)
+    out = pf[:-1].T @ cf[1:]
+    if B > 1:
+        out.addmm_(prev[:-1, -1].T, cur[1:, 0], alpha=-1)
+    out.addmm_(first.T, cur[:, 0])
+    return out
+
+
+def _shifted_dot_sum(prev: Tensor, cur: Tensor, first: Tensor) -> Tensor:
+    """``sum_{b,t} prev_{b,t-1} * cur_{b,t}`` element-wise (``(N,)``); ``prev_{b,-1} = first_b``."""
+    B, T, N = cur.shape
+    pf, cf = prev.reshape(B * T, N), cur.reshape(B * T, N)
+    out = (pf[:-1] * cf[1:]).sum(0)
+    if B > 1:
+        out -= (prev[:-1, -1] * cur[1:, 0]).sum(0)
+    out += (first * cur[:, 0]).sum(0)
+    return out
+
+
+class _CTRNNScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, drive, w_t, leak, h0, r0, post_noise, act):  # noqa: D102
+        B, T, N = drive.shape
+        has_post = post_noise is not None
+        # All h_t are kept only when the backward reads them: for the leak gradient, for
+        # f'(h) that cannot be read off r_t = f(h_t) (softplus, retanh, or any noisy r_t).
+        # Otherwise h lives in two (B, N) buffers and the derivative is taken from r_t.
+        keep_h = ctx.needs_input_grad[2] or has_post or act in ("softplus", "retanh")
+        ctx.set_materialize_grads(False)
+        R = drive.new_empty(B, T, N)
+        if keep_h:
+            H = drive.new_empty(B, T, N)
+            h_bufs = None
+        else:
+            H = None
+            h_bufs = (drive.new_empty(B, N), drive.new_empty(B, N))
+        # Per-step views made in one call each (cheaper than T Python-level slices).
+        d_steps, r_steps = drive.unbind(1), R.unbind(1)
+        h_steps = H.unbind(1) if H is not None else None
+        p_steps = post_noise.unbind(1) if has_post else None
+        h_prev, r_prev = h0, r0.expand(B, N)
+        for t in range(T):
+            h = h_bufs[t % 2] if h_steps is None else h_steps[t]
+            torch.addcmul(d_steps[t], leak, h_prev, out=h)
+            h.addmm_(r_prev, w_t)
+            r = r_steps[t]
+            _act_into(act, h, r)
+            if has_post:
+                r.add_(p_steps[t])
+            h_prev, r_prev = h, r
+        ctx.act, ctx.has_post = act, has_post
+        ctx.h0_shape, ctx.r0_shape = h0.shape, r0.shape
+        ctx.save_for_backward(H, R, w_t, leak, h0, r0)
+        return R, h_prev.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_rates, grad_h_last):  # noqa: D102
+        H, R, w_t, leak, h0, r0 = ctx.saved_tensors
+        act = ctx.act
+        B, T, N = R.shape
+        h0, r0 = h0.expand(B, N), r0.expand(B, N)
+        needs = ctx.needs_input_grad
+        w_back = w_t.T  # g_h @ Wt^T is the gradient w.r.t. r_{t-1}
+        # y_t = f(h_t) without the noise, for the derivatives that are written with f(h).
+        use_y = act in ("tanh", "sigmoid", "retanh")
+        # G (dL/dh_t == dL/dd_t) starts as dL/dr_t (one vectorised copy) and is then
+        # completed in place, step by step, from the last step back:
+        # G_t = f'(h_t) * (dL/dr_t + G_{t+1} @ Wt^T) + leak * G_{t+1}.
+        G = torch.empty_like(R)
+        if grad_rates is None:
+            G.zero_()
+        else:
+            G.copy_(grad_rates)
+        g_steps, r_steps = G.unbind(1), R.unbind(1)
+        # Without H (see forward), relu's mask is read from r_t = relu(h_t): r > 0 iff h > 0.
+        h_steps = r_steps if H is None else H.unbind(1)
+        has_post = ctx.has_post
+        g_next = None
+        for t in range(T - 1, -1, -1):
+            g = g_steps[t]
+            if g_next is not None:
+                g.addmm_(g_next, w_back)
+            h = h_steps[t]
+            y = None
+            if use_y:
+                y = _act(act, h) if has_post else r_steps[t]
+            _act_backward_into(act, g, h, y, g)
+            if g_next is None:
+                if grad_h_last is not None:
+                    g.add_(grad_h_last)
+            else:
+                g.addcmul_(leak, g_next)
+            g_next = g
+
+        g0 = G[:, 0]
+        grad_drive = G if needs[0] else None
+        grad_w = _shifted_outer_sum(R, G, r0) if needs[1] else None
+        grad_leak = None
+        if needs[2]:
+            grad_leak = _shifted_dot_sum(H, G, h0).sum_to_size(leak.shape)
+        grad_h0 = (leak * g0).sum_to_size(ctx.h0_shape) if needs[3] else None
+        grad_r0 = (g0 @ w_back).sum_to_size(ctx.r0_shape) if needs[4] else None
+        return grad_drive, grad_w, grad_leak, grad_h0, grad_r0, None, None
+
+
+def ctrnn_scan(
+    drive: Tensor,
+    w_scaled_t: Tensor,
+    leak: Tensor,
+    h0: Tensor,
+    r0: Tensor,
+    activation_name: str,
+    post_noise: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run the CTRNN recursion over time with a fused forward and a manual BPTT backward.
+
+    ``h_t = leak * h_{t-1} + drive_t + r_{t-1} @ w_scaled_t``,
+    ``r_t = f(h_t) + post_noise_t``, for ``t = 0 .. T-1``.
+
+    Args:
+        drive: ``(batch, time, N)`` state-independent drive ``d_t`` (input, bias,
+            pre-activation noise, already multiplied by ``alpha``).
+        w_scaled_t: ``(N, N)`` recurrent weight in ``(pre, post)`` orientation,
+            already scaled by ``alpha`` per postsynaptic neuron:
+            ``(alpha[:, None] * W_rec).T``.
+        leak: ``(N,)`` (or broadcastable) ``1 - alpha``.
+        h0, r0: ``(batch, N)`` (or broadcastable) initial ``h`` and rate.
+        activation_name: one of :data:`SCAN_ACTIVATIONS`.
+        post_noise: optional ``(batch, time, N)`` noise added to the rates; it
+            receives no gradient.
+
+    Returns:
+        ``(rates (batch, time, N), h_T (batch, N))``; the final rate is ``rates[:, -1]``.
+
+    Gradients flow to ``drive``, ``w_scaled_t``, ``leak``, ``h0`` and ``r0``
+    (first-order only: the backward is not itself differentiable).
+
+    Example:
+        >>> import torch
+        >>> d = torch.ones(2, 3, 4)
+        >>> rates, h = ctrnn_scan(d, torch.zeros(4, 4), torch.full((4,), 0.5),
+        ...                       torch.zeros(2, 4), torch.zeros(2, 4), "relu")
+        >>> rates[0, :, 0].tolist(), h.shape
+        ([1.0, 1.5, 1.75], torch.Size([2, 4]))
+    """
+    if activation_name not in SCAN_ACTIVATIONS:
+        raise ValueError(
+            f"activation_name must be one of {SCAN_ACTIVATIONS}; got {activation_name!r}"
+        )
+    if drive.dim() != 3:
+        raise ValueError(f"drive must be (batch, time, N); got shape {tuple(drive.shape)}")
+    B, T, N = drive.shape
+    if T == 0:
+        raise ValueError("drive must have at least one time step")
+    if tuple(w_scaled_t.shape) != (N, N):
+        raise ValueError(f"w_scaled_t must be ({N}, {N}); got {tuple(w_scaled_t.shape)}")
+    if post_noise is not None and post_noise.shape != drive.shape:
+        raise ValueError(
+            f"post_noise must have the shape of drive {tuple(drive.shape)}; "
+            f"got {tuple(post_noise.shape)}"
+        )
+    if not isinstance(leak, Tensor):
+        leak = drive.new_tensor(leak)
+    if post_noise is not None:
+        post_noise = post_noise.detach()
+    return _CTRNNScan.apply(drive, w_scaled_t, leak, h0, r0, post_noise, activation_name)
