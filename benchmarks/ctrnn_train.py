@@ -4,10 +4,10 @@ One step = ``zero_grad`` + forward + MSE loss + backward + ``Adam.step`` on a
 CTRNN with 3 inputs, 256 units (80% E, Dale's law), 3 outputs, relu,
 dt = 20 ms, tau = 100 ms, 100 time steps, batch 64, on ONE CPU thread.
 
-* ``bionn``: ``bionn.rate.CTRNN`` as shipped.
-* ``bionn_fused``: the same model whose ``run`` uses
-  :func:`bionn.functional.ctrnn_scan.ctrnn_scan` (the proposed ``CTRNN.run``;
-  only measured while ``CTRNN.run`` does not use it yet).
+* ``bionn``: ``bionn.rate.CTRNN`` as shipped (its ``run`` uses the fused
+  :func:`bionn.functional.ctrnn_scan.ctrnn_scan`, manual BPTT).
+* ``bionn_autograd``: the same model with ``fused=False`` (the step-by-step
+  autograd loop), for context.
 * ``nn4n``: NN4N 1.1.1's ``CTRNN`` (time-first), Dale's law through ``ei_masks``;
   null if NN4N is not installed.
 * ``floor``: only the matrix products such a step cannot avoid, as plain
@@ -21,24 +21,16 @@ object. Run: ``python benchmarks/ctrnn_train.py`` (``--quick`` for a smoke run).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from bionn.functional.rate import RateState
 from bionn.rate import CTRNN
-
-try:  # optional: the fused scan (bionn.functional.ctrnn_scan)
-    from bionn.functional.ctrnn_scan import ctrnn_scan
-except ImportError:  # pragma: no cover
-    ctrnn_scan = None
 
 try:  # optional reference package
     from nn4n.model import CTRNN as NN4NCTRNN
@@ -68,30 +60,10 @@ def interleaved_medians(
 
 
 # ----------------------------------------------------------------------- models
-def fused_run(self: CTRNN, x: torch.Tensor, state: RateState | None = None):
-    """The proposed ``CTRNN.run``: drive with alpha folded into ``W_in``, then ``ctrnn_scan``."""
-    self._check_input(x)
-    if state is None:
-        state = self.initial_state(x.shape[0])
-    alpha = self.alpha
-    bias = None if self.bias_rec is None else self.bias_rec * alpha
-    drive = F.linear(x, self.weight_in * alpha[:, None], bias)
-    if self.preact_noise > 0:
-        drive = drive + torch.randn_like(drive) * ((2 * alpha).sqrt() * self.preact_noise)
-    post = torch.randn_like(drive) * self.postact_noise if self.postact_noise > 0 else None
-    w_scaled_t = (alpha[:, None] * self.weight_rec).T  # (pre, post)
-    rates, h = ctrnn_scan(
-        drive, w_scaled_t, 1.0 - alpha, state.h, state.r, self.activation_name, post
-    )
-    out = F.linear(rates, self.weight_out, self.bias_out)
-    return out, rates, RateState(h, rates[:, -1])
-
-
-def bionn_step(n_hidden: int, fused: bool = False, seed: int = 0) -> Callable[[], float]:
+def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0) -> Callable[[], float]:
     torch.manual_seed(seed)
-    net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu")
-    if fused:
-        net.run = types.MethodType(fused_run, net)
+    net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu",
+                fused=fused)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.randn(BATCH, STEPS, N_IN)
     target = torch.randn(BATCH, STEPS, N_OUT)
@@ -187,13 +159,6 @@ def page_faults_per_call(fn: Callable[[], object], calls: int = 3) -> float | No
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
-def run_uses_scan() -> bool:
-    try:
-        return "ctrnn_scan" in inspect.getsource(CTRNN.run)
-    except (OSError, TypeError):  # pragma: no cover
-        return False
-
-
 # ----------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -202,12 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    measure_fused = ctrnn_scan is not None and not run_uses_scan()
     warmup, rounds = (2, 5) if args.quick else (5, 41)
 
     fns: dict[str, Callable[[], object]] = {"bionn": bionn_step(256)}
-    if measure_fused:
-        fns["bionn_fused"] = bionn_step(256, fused=True)
+    fns["bionn_autograd"] = bionn_step(256, fused=False)
     nn4n = nn4n_step(256)
     if nn4n is not None:
         fns["nn4n"] = nn4n
@@ -217,26 +180,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     sizes = SIZES[:3] if args.quick else SIZES
     scaling: dict[str, float] = {}
-    scaling_fused: dict[str, float] = {}
     scaling_floor: dict[str, float] = {}
     for n in sizes:
         if n == 256:
             scaling["256"] = med["bionn"]
-            if measure_fused:
-                scaling_fused["256"] = med["bionn_fused"]
             scaling_floor["256"] = med["floor"]
             continue
         w, k = (1, 3) if n >= 2048 else (2, 5) if n >= 1024 else (3, 9)
         if args.quick:
             w, k = 1, 3
         sweep = {"bionn": bionn_step(n), "floor": floor_step(n)}
-        if measure_fused:
-            sweep["bionn_fused"] = bionn_step(n, fused=True)
         m = interleaved_medians(sweep, w, k)
         scaling[str(n)] = m["bionn"]
         scaling_floor[str(n)] = m["floor"]
-        if measure_fused:
-            scaling_fused[str(n)] = m["bionn_fused"]
 
     bionn_ms, floor_ms, nn4n_ms = med["bionn"], med["floor"], med.get("nn4n")
     print(f"CTRNN training step: N=256, B={BATCH}, T={STEPS}, relu, 80% E, 1 thread, "
@@ -247,13 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<14}{ms:>10.2f}{ms / floor_ms:>9.2f}{pf:>18}")
     if nn4n_ms is None:
         print("nn4n          not installed")
-    print(f"\n{'N':>6}{'bionn ms':>11}" + (f"{'fused ms':>11}" if measure_fused else "")
-          + f"{'floor ms':>11}")
+    print(f"\n{'N':>6}{'bionn ms':>11}{'floor ms':>11}")
     for n in sizes:
-        row = f"{n:>6}{scaling[str(n)]:>11.2f}"
-        if measure_fused:
-            row += f"{scaling_fused[str(n)]:>11.2f}"
-        print(row + f"{scaling_floor[str(n)]:>11.2f}")
+        print(f"{n:>6}{scaling[str(n)]:>11.2f}{scaling_floor[str(n)]:>11.2f}")
 
     result = {
         "benchmark": "ctrnn_train",
@@ -264,15 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_floor": round(bionn_ms / floor_ms, 3),
         "scaling": {k: round(v, 2) for k, v in scaling.items()},
         "scaling_floor": {k: round(v, 2) for k, v in scaling_floor.items()},
+        "autograd_loop_ms_per_step": round(med["bionn_autograd"], 3),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    if measure_fused:  # while CTRNN.run does not use ctrnn_scan yet
-        fused_ms = med["bionn_fused"]
-        result["fused_ms_per_step"] = round(fused_ms, 3)
-        result["fused_ratio_vs_floor"] = round(fused_ms / floor_ms, 3)
-        result["fused_ratio_vs_nn4n"] = None if nn4n_ms is None else round(nn4n_ms / fused_ms, 3)
-        result["fused_scaling"] = {k: round(v, 2) for k, v in scaling_fused.items()}
     print(json.dumps(result))
     return result
 
