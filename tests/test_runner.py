@@ -33,7 +33,7 @@ def test_run_writes_the_output_folder(tmp_path, capsys):
     out = tmp_path / "r"
     for name in ["config.yaml", "metrics.jsonl", "checkpoint.pt", "final.json",
                  "figures/training_curve.png", "figures/recurrent_weights.png",
-                 "figures/example_trials.png"]:
+                 "figures/example_trials.png", "figures/accuracy_by_condition.png"]:
         assert (out / name).is_file(), name
     assert (out / "figures/example_trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = read_jsonl(out / "metrics.jsonl")

@@ -289,3 +289,24 @@ def test_does_not_import_pyplot(tmp_path):
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_accuracy_by_condition_panels_and_errors(tmp_path):
+    import numpy as np
+
+    from bionn.viz import plot_accuracy_by_condition
+
+    rng = np.random.default_rng(0)
+    coh = rng.choice([0.0, 0.1, 0.5], size=600)
+    correct = rng.random(600) < 0.5 + coh
+    info = {"coherence": coh, "decision_start": rng.integers(0, 50, 600), "context": rng.integers(0, 2, 600)}
+    fig = plot_accuracy_by_condition(correct, info, tmp_path / "acc.png")
+    assert [ax.get_xlabel() for ax in fig.axes] == ["coherence", "context"]  # timing keys skipped
+    assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
+    line = fig.axes[0].lines[0]
+    ys = line.get_ydata()
+    assert ys[0] < 0.6 < ys[2]  # accuracy rises with coherence
+    with pytest.raises(ValueError, match="has 3 values"):
+        plot_accuracy_by_condition(correct, {"coherence": coh[:3]})
+    with pytest.raises(ValueError, match="no condition"):
+        plot_accuracy_by_condition(correct, {"decision_start": info["decision_start"]})

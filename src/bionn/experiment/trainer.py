@@ -155,13 +155,22 @@ class RunWriter:
         if self.enabled:
             save_checkpoint(self.checkpoint_path, state)
 
-    def figures(self, model: CTRNN, task: Task, batch: TrialBatch, outputs, rates, n_trials: int) -> list[Path]:
+    def figures(
+        self, model: CTRNN, task: Task, batch: TrialBatch, outputs, rates, n_trials: int,
+        eval_trials: tuple | None = None,
+    ) -> list[Path]:
         if not self.enabled:
             return []
         from bionn import viz
 
         fig_dir = self.out_dir / "figures"
         paths = [fig_dir / "training_curve.png", fig_dir / "recurrent_weights.png", fig_dir / "example_trials.png"]
+        if eval_trials is not None:
+            try:
+                viz.plot_accuracy_by_condition(*eval_trials, fig_dir / "accuracy_by_condition.png")
+                paths.append(fig_dir / "accuracy_by_condition.png")
+            except ValueError:
+                pass  # the task records no condition with a few discrete levels
         keys = tuple(k for k in ("loss", "accuracy", "eval_accuracy") if k)
         viz.plot_training_curve(self.metrics_path, paths[0], keys=keys)
         viz.plot_weight_matrix(
@@ -232,6 +241,7 @@ class Trainer:
             self.task, self.config.training.batch_size, self.config.seed, self.rank, self.world_size
         )
         self.writer = RunWriter(self.out_dir, enabled=self.rank == 0)
+        self._last_eval_trials: tuple | None = None
         ckpt = self.writer.checkpoint_path
         if self.resume and not ckpt.exists():
             raise ConfigError(f"--resume: no checkpoint at {ckpt}")
@@ -248,15 +258,23 @@ class Trainer:
     def _evaluate(self, model: CTRNN, loss_fn: RNNLoss) -> dict[str, float]:
         correct = total = 0
         loss_sum = 0.0
+        per_trial, info = [], []
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed + EVAL_SEED_OFFSET)
             for batch in self.sampler.eval_batches(self.config.training.eval_trials):
                 batch = batch.to(self.device)
                 out, rates = model(batch.inputs)
                 loss, _ = loss_fn(out, batch.targets, rates, batch.mask, model.connection_weights())
-                correct += int(self.task.accuracy(out, batch).sum())
+                ok = self.task.accuracy(out, batch)
+                correct += int(ok.sum())
                 loss_sum += float(loss) * len(batch)
                 total += len(batch)
+                per_trial.append(ok.cpu())
+                info.append({k: v.cpu() for k, v in batch.info.items()})
+        # Kept for the accuracy-by-condition figure of the final evaluation.
+        self._last_eval_trials = (
+            torch.cat(per_trial), {k: torch.cat([i[k] for i in info]) for k in info[0]}
+        )
         return self.reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total})
 
     def fit(self) -> dict[str, Any]:
@@ -334,13 +352,16 @@ class Trainer:
                     self.writer.close()
                     raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint written")
         bar.close()
-        if not last_eval:
+        if not last_eval or self._last_eval_trials is None:
             last_eval = self._evaluate(model, loss_fn)
         model.eval()
         with torch.no_grad():
             ex = next(self.sampler.eval_batches(tc.example_trials)).to(self.device)
             out, rates = model(ex.inputs)
-        figures = self.writer.figures(model, self.task, ex.to("cpu"), out.cpu(), rates.cpu(), tc.example_trials)
+        figures = self.writer.figures(
+            model, self.task, ex.to("cpu"), out.cpu(), rates.cpu(), tc.example_trials,
+            self._last_eval_trials,
+        )
         summary = {
             "accuracy": last_eval.get("eval_accuracy"),
             "loss": last_eval.get("eval_loss"),

@@ -8,11 +8,13 @@ Conventions: weights are ``(post, pre)``; trials are batch-first
 
 from ._common import save_figure
 from .connectivity import plot_weight_matrix
+from .performance import plot_accuracy_by_condition
 from .training import load_records, plot_training_curve
 from .trials import plot_example_trials
 
 __all__ = [
     "load_records",
+    "plot_accuracy_by_condition",
     "plot_example_trials",
     "plot_training_curve",
     "plot_weight_matrix",
