@@ -171,8 +171,7 @@ class RunWriter:
                 paths.append(fig_dir / "accuracy_by_condition.png")
             except ValueError:
                 pass  # the task records no condition with a few discrete levels
-        keys = tuple(k for k in ("loss", "accuracy", "eval_accuracy") if k)
-        viz.plot_training_curve(self.metrics_path, paths[0], keys=keys)
+        viz.plot_training_curve(self.metrics_path, paths[0], keys=("loss", "accuracy"))
         viz.plot_weight_matrix(
             model.weight_rec.detach(), paths[1], sign=model.sign,
             groups=model.area if model.area is not None and int(model.area.max()) > 0 else None,
