@@ -19,7 +19,24 @@ from bionn.tasks.base import TrialBatch
 __all__ = ["PerceptualDecisionMaking", "ContextDependentIntegration"]
 
 
-class PerceptualDecisionMaking(PeriodTask):
+class _CoherenceTask(PeriodTask):
+    """Shared constructor of the noisy-evidence tasks: stimulus strengths drawn
+    from ``coherences`` (each in [0, 1]), Gaussian noise of std ``sigma / sqrt(dt)``."""
+
+    def __init__(
+        self,
+        dt: float = 20.0,
+        coherences: Sequence[float] = (0.064, 0.128, 0.256, 0.512),
+        sigma: float = 1.0,
+        timing: Mapping[str, Duration] | None = None,
+        decision_weight: float = 1.0,
+    ) -> None:
+        super().__init__(dt, timing, decision_weight)
+        self.coherences = check_coherences("coherences", coherences)
+        self.sigma = check_nonnegative("sigma", sigma)
+
+
+class PerceptualDecisionMaking(_CoherenceTask):
     r"""Two-alternative random-dots motion discrimination (Britten et al. 1992,
     J. Neurosci. 12:4745; Newsome et al. 1989), in NeuroGym's encoding.
 
@@ -82,18 +99,6 @@ class PerceptualDecisionMaking(PeriodTask):
     }
     required_periods = ("stimulus", "decision")
 
-    def __init__(
-        self,
-        dt: float = 20.0,
-        coherences: Sequence[float] = (0.064, 0.128, 0.256, 0.512),
-        sigma: float = 1.0,
-        timing: Mapping[str, Duration] | None = None,
-        decision_weight: float = 1.0,
-    ) -> None:
-        super().__init__(dt, timing, decision_weight)
-        self.coherences = check_coherences("coherences", coherences)
-        self.sigma = check_nonnegative("sigma", sigma)
-
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TrialBatch:
         """Draw ``batch_size`` trials (see the class docstring)."""
         b = check_sample_args(batch_size, generator)
@@ -110,7 +115,7 @@ class PerceptualDecisionMaking(PeriodTask):
         return self._finish(lay, inputs, 1 + choice, {"coherence": signed})
 
 
-class ContextDependentIntegration(PeriodTask):
+class ContextDependentIntegration(_CoherenceTask):
     r"""Context-dependent integration of motion or colour (Mante, Sussillo,
     Shenoy & Newsome 2013, Nature 503:78).
 
@@ -166,18 +171,6 @@ class ContextDependentIntegration(PeriodTask):
         "decision": 300.0,
     }
     required_periods = ("stimulus", "decision")
-
-    def __init__(
-        self,
-        dt: float = 20.0,
-        coherences: Sequence[float] = (0.064, 0.128, 0.256, 0.512),
-        sigma: float = 1.0,
-        timing: Mapping[str, Duration] | None = None,
-        decision_weight: float = 1.0,
-    ) -> None:
-        super().__init__(dt, timing, decision_weight)
-        self.coherences = check_coherences("coherences", coherences)
-        self.sigma = check_nonnegative("sigma", sigma)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TrialBatch:
         """Draw ``batch_size`` trials (see the class docstring)."""
