@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -145,6 +146,11 @@ class RunWriter:
         kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= resume_step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         self._fh = open(self.metrics_path, "a")
+
+    def announce(self, text: str) -> None:
+        """A line for the person watching (stderr; stdout is kept for the final JSON)."""
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.enabled and self._fh is not None:
@@ -301,6 +307,14 @@ class Trainer:
             step = int(state["step"])
             last_eval = dict(state.get("last_eval", {}))
         self.writer.start(cfg, step)
+        n_e = int((model.sign > 0).sum()) if model.sign is not None else None
+        self.writer.announce(
+            f"bionn run {cfg.name}: {cfg.task.name} (dt {cfg.task.dt:g} ms), CTRNN {model.n_hidden} units"
+            + (f" ({n_e} E / {model.n_hidden - n_e} I)" if n_e is not None else "")
+            + f", {sum(p.numel() for p in model.parameters())} parameters, device {self.device}, "
+            + (f"resuming at step {step}, " if step else "")
+            + f"output {self.out_dir}"
+        )
 
         def checkpoint() -> None:
             self.writer.checkpoint({
