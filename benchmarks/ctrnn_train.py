@@ -60,13 +60,9 @@ def interleaved_medians(
 
 
 # ----------------------------------------------------------------------- models
-def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0) -> Callable[[], float]:
-    torch.manual_seed(seed)
-    net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu",
-                fused=fused)
+def adam_step(net: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], float]:
+    """One training step of ``net`` (zero_grad, forward, MSE, backward, Adam) as a closure."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.randn(BATCH, STEPS, N_IN)
-    target = torch.randn(BATCH, STEPS, N_OUT)
 
     def step() -> float:
         opt.zero_grad()
@@ -77,6 +73,14 @@ def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0) -> Callable[[],
         return loss.item()
 
     return step
+
+
+def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0) -> Callable[[], float]:
+    torch.manual_seed(seed)
+    net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu",
+                fused=fused)
+    x = torch.randn(BATCH, STEPS, N_IN)
+    return adam_step(net, x, torch.randn(BATCH, STEPS, N_OUT))
 
 
 def nn4n_ei_masks(n_hidden: int) -> list[torch.Tensor]:
@@ -104,19 +108,8 @@ def nn4n_step(n_hidden: int, seed: int = 0) -> Callable[[], float] | None:
         tau=TAU,
     )
     net.train()  # training mode: NN4N enforces Dale's law in every forward
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.randn(STEPS, BATCH, N_IN)  # NN4N is time-first
-    target = torch.randn(STEPS, BATCH, N_OUT)
-
-    def step() -> float:
-        opt.zero_grad()
-        out, _ = net(x)
-        loss = F.mse_loss(out, target)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return adam_step(net, x, torch.randn(STEPS, BATCH, N_OUT))
 
 
 def floor_step(n_hidden: int, seed: int = 0) -> Callable[[], None]:

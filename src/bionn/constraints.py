@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -257,12 +258,12 @@ def init_weight(
     if distribution == "normal":
         return torch.randn(shape, generator=generator) / math.sqrt(pre)
     if distribution == "gamma":
-        # torch's Gamma sampler takes no generator; draw from its uniform stream instead.
-        k = gamma_shape
-        u = torch.rand((k_int := int(math.ceil(k)), *shape), generator=generator).clamp_min(1e-12)
-        # Sum of k exponentials = Gamma(k, 1) for integer k (round up a fractional k).
-        g = -torch.log(u).sum(0) * (k / k_int)
-        return g / (k * math.sqrt(pre))
+        if not gamma_shape > 0:
+            raise ValueError(f"gamma_shape must be > 0; got {gamma_shape!r}")
+        # torch's Gamma sampler takes no generator: seed numpy's exact sampler from it.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        g = np.random.default_rng(seed).gamma(gamma_shape, 1.0, size=shape)
+        return torch.as_tensor(g, dtype=torch.get_default_dtype()) / (gamma_shape * math.sqrt(pre))
     if distribution == "orthogonal":
         a = torch.randn((max(shape), min(shape)), generator=generator)
         q, r = torch.linalg.qr(a)

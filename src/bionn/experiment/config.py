@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bionn.circuits import MultiArea, MultiAreaEI, RandomInput
 from bionn.constraints import WEIGHT_INITS
 from bionn.functional.rate import ACTIVATIONS
+from bionn.tasks import TASKS, Task, make_task
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
@@ -67,15 +68,11 @@ class TaskConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from bionn.tasks import TASKS
-
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; allowed: {sorted(TASKS)}")
         return v
 
-    def build(self):
-        from bionn.tasks import make_task
-
+    def build(self) -> Task:
         return make_task(self.name, dt=self.dt, **self.params)
 
 
