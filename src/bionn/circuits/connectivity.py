@@ -13,6 +13,8 @@ from torch import Tensor
 
 
 def _as_mask(mask: Tensor, name: str) -> Tensor:
+    if isinstance(mask, Tensor) and mask.layout != torch.strided:
+        return _as_sparse_mask(mask, name)
     mask = torch.as_tensor(mask)
     if mask.dim() != 2:
         raise ValueError(f"{name} must be a 2-D (post, pre) matrix; got shape {tuple(mask.shape)}")
@@ -24,10 +26,27 @@ def _as_mask(mask: Tensor, name: str) -> Tensor:
     return mask
 
 
+def _as_sparse_mask(mask: Tensor, name: str) -> Tensor:
+    if mask.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D (post, pre) matrix; got shape {tuple(mask.shape)}")
+    mask = mask.to_sparse_coo().coalesce()
+    values = mask.values()
+    if values.dtype != torch.bool and not ((values == 0) | (values == 1)).all():
+        raise ValueError(f"{name} must contain only 0 and 1 (or be boolean)")
+    keep = values.bool()
+    idx = mask.indices()[:, keep]
+    return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1]), tuple(mask.shape),
+                                   check_invariants=False).coalesce()
+
+
 @dataclass(frozen=True)
 class Connectivity:
     """One projection's structure: a ``(post, pre)`` 0/1 mask and optional
     presynaptic signs (+1 excitatory, -1 inhibitory).
+
+    The mask is dense for rate circuits or a sparse COO tensor for large
+    spiking and connectome networks (see :mod:`bionn.circuits.connect`); both
+    kinds answer :meth:`edges`, :attr:`nnz` and :meth:`dense`.
 
     Example:
         >>> import torch
@@ -61,8 +80,29 @@ class Connectivity:
         return int(self.mask.shape[1])
 
     @property
+    def is_sparse(self) -> bool:
+        return self.mask.layout != torch.strided
+
+    @property
+    def nnz(self) -> int:
+        """Number of synapses."""
+        return int(self.mask._nnz()) if self.is_sparse else int(self.mask.count_nonzero())
+
+    @property
     def density(self) -> float:
-        return float(self.mask.mean())
+        return self.nnz / max(1, self.n_post * self.n_pre)
+
+    def edges(self) -> tuple[Tensor, Tensor]:
+        """``(post_index, pre_index)`` of every synapse, sorted by post then pre."""
+        if self.is_sparse:
+            idx = self.mask.indices()
+            return idx[0].clone(), idx[1].clone()
+        post, pre = self.mask.nonzero(as_tuple=True)
+        return post, pre
+
+    def dense(self) -> Tensor:
+        """The ``(post, pre)`` mask as a dense 0/1 float tensor."""
+        return self.mask.to_dense() if self.is_sparse else self.mask
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,249 @@
+"""Projections (sparse, event-driven, delayed) and synapse kinetics.
+
+A :class:`Projection` connects a presynaptic group to a postsynaptic group
+with a :class:`~bionn.circuits.Connectivity` (weights ``(post, pre)``). It
+stores the synapses as a padded out-edge table (ELL: for each pre neuron, its
+targets and weights), so delivering spikes costs work only for the neurons
+that spiked. A :class:`Synapse` model holds the kinetics (per post neuron when
+the kinetics are linear in the spikes, per pre neuron otherwise) and decides
+what reaches the post group: a current, a conductance with reversal potential
+``E`` (``I = g (E - V)``: always toward ``E``), a voltage jump, or a gap
+junction current.
+
+Order within one step (the same as Brian2): the synaptic state at the start
+of the step drives the neurons; then the kinetics decay by ``dt`` and this
+step's (delayed) presynaptic spikes are added, so a spike at step n first
+affects V at step n + 1 (+ the delay).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bionn.circuits.connectivity import Connectivity
+from bionn.spiking.base import State
+
+OUTPUTS = ("current", "conductance", "voltage", "gap")
+
+
+class Synapse(nn.Module):
+    """Synapse kinetics. Subclasses set ``defaults`` and implement
+    :meth:`init_state`, :meth:`update` and :meth:`value`.
+
+    ``value`` returns the synaptic variable summed onto each post neuron,
+    ``(batch, n_post)``; the projection multiplies it by ``g_max`` and
+    turns it into a current or conductance.
+    """
+
+    defaults: ClassVar[dict[str, float]] = {}
+    default_output: ClassVar[str] = "current"
+    default_E: ClassVar[float | None] = None
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown parameter(s) {unknown}; allowed: {sorted(self.defaults)}"
+            )
+        for name, default in self.defaults.items():
+            value = params.get(name, default)
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.get_default_dtype()))
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={float(getattr(self, k)):g}" for k in self.defaults)
+
+    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:  # pragma: no cover
+        raise NotImplementedError
+
+    def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
+               pre: State, post: State, weight: Tensor) -> State:  # pragma: no cover
+        raise NotImplementedError
+
+    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def post_factor(self, post: State) -> Tensor | float:
+        """A voltage-dependent factor on the conductance (NMDA's Mg block); 1 by default."""
+        return 1.0
+
+
+class Exponential(Synapse):
+    """Exponential-decay synapse: ``ds/dt = -s / tau_decay``; ``s += w`` per spike.
+
+    Linear in the spikes, so the state is one ``s`` per post neuron and the
+    update is exact. bpmodels defaults: ``tau_decay = 8``, ``g_max = 0.1``.
+
+    Example:
+        >>> import torch
+        >>> from bionn.circuits.connect import all_to_all
+        >>> p = Projection("A", "B", all_to_all(1, 1), Exponential(tau_decay=2.0, g_max=1.0))
+        >>> s = p.synapse.init_state(p, 1, None, torch.float32)
+        >>> s = p.synapse.update(s, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
+        >>> float(p.synapse.value(s, p, {}, {}, p.weight))
+        1.0
+    """
+
+    defaults: ClassVar[dict[str, float]] = {"tau_decay": 8.0, "g_max": 0.1}
+
+    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+        return {"s": torch.zeros(batch, proj.n_post, device=device, dtype=dtype)}
+
+    def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
+               pre: State, post: State, weight: Tensor) -> State:
+        s = state["s"] * torch.exp(-dt / self.tau_decay)
+        return {"s": s + proj.deliver(spikes, weight)}
+
+    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor) -> Tensor:
+        return state["s"]
+
+
+SYNAPSES: dict[str, type[Synapse]] = {"Exponential": Exponential}
+
+
+class Projection(nn.Module):
+    """Synapses from group ``pre`` to group ``post``.
+
+    Args:
+        pre, post: names of the groups in the :class:`~bionn.spiking.Network`.
+        connectivity: ``(post, pre)`` structure (dense or sparse); its sizes must
+            match the (ranges of the) groups.
+        synapse: the kinetics (e.g. :class:`Exponential`).
+        weight: a number, one value per synapse (in ``connectivity.edges()``
+            order), or a dense ``(post, pre)`` matrix. Multiplied by the
+            synapse's ``g_max``.
+        output: ``"current"``, ``"conductance"`` (needs ``E``), ``"voltage"``
+            or ``"gap"``; default per synapse model.
+        E: reversal potential in mV for conductance output.
+        delay: transmission delay in ms (rounded to steps of the run's dt).
+        plasticity: a learning rule (:mod:`bionn.plasticity`) that changes the
+            weights during the simulation.
+        pre_range, post_range: ``(start, stop)`` neuron ranges within the groups.
+    """
+
+    def __init__(self, pre: str, post: str, connectivity: Connectivity, synapse: Synapse, *,
+                 weight: float | Tensor = 1.0, output: str | None = None, E: float | None = None,
+                 delay: float = 0.0, plasticity: nn.Module | None = None,
+                 pre_range: tuple[int, int] | None = None, post_range: tuple[int, int] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__()
+        self.pre, self.post = pre, post
+        self.name = name or f"{pre}->{post}"
+        self.synapse = synapse
+        self.output = output or synapse.default_output
+        if self.output not in OUTPUTS:
+            raise ValueError(f"projection {self.name}: output {self.output!r} not in {list(OUTPUTS)}")
+        E = synapse.default_E if E is None else E
+        if self.output == "conductance" and E is None:
+            raise ValueError(f"projection {self.name}: conductance output needs a reversal potential E (mV)")
+        self.E = None if E is None else float(E)
+        if delay < 0:
+            raise ValueError(f"projection {self.name}: delay must be >= 0 ms; got {delay}")
+        self.delay = float(delay)
+        self.plasticity = plasticity
+        self.pre_range, self.post_range = pre_range, post_range
+        self.n_post, self.n_pre = connectivity.n_post, connectivity.n_pre
+        post_idx, pre_idx = connectivity.edges()
+        w = self._edge_weights(weight, connectivity, post_idx, pre_idx)
+        targets, weights = _ell(pre_idx, post_idx, w, self.n_pre, self.n_post)
+        self.register_buffer("targets", targets)
+        self.register_buffer("weight", weights)
+        self.register_buffer("edge_mask", targets < self.n_post)
+        self.nnz = int(post_idx.numel())
+
+    def _edge_weights(self, weight, conn, post_idx, pre_idx) -> Tensor:
+        w = torch.as_tensor(weight, dtype=torch.get_default_dtype())
+        if w.dim() == 0:
+            return w.expand(post_idx.numel()).clone()
+        if w.shape == (conn.n_post, conn.n_pre):
+            return w.to_dense()[post_idx, pre_idx] if w.layout != torch.strided else w[post_idx, pre_idx]
+        if w.shape == (post_idx.numel(),):
+            return w.clone()
+        raise ValueError(
+            f"projection {self.name}: weight must be a number, {post_idx.numel()} values (one per "
+            f"synapse) or a ({conn.n_post}, {conn.n_pre}) (post, pre) matrix; got shape {tuple(w.shape)}"
+        )
+
+    def extra_repr(self) -> str:
+        return (f"{self.name}: {self.n_pre}->{self.n_post}, {self.nnz} synapses, output={self.output!r}"
+                + (f", E={self.E}" if self.E is not None else "") + (f", delay={self.delay} ms" if self.delay else ""))
+
+    def delay_steps(self, dt: float) -> int:
+        return int(round(self.delay / dt))
+
+    def init_state(self, batch: int, device, dtype, dt: float = 0.1) -> State:
+        state = {f"syn.{k}": v for k, v in self.synapse.init_state(self, batch, device, dtype).items()}
+        d = self.delay_steps(dt)
+        if d > 0:
+            state["delay_buffer"] = torch.zeros(batch, d, self.n_pre, dtype=torch.bool, device=device)
+        if self.plasticity is not None:
+            state["w"] = self.weight.to(device=device, dtype=dtype).expand(batch, -1, -1).clone()
+            state.update({f"rule.{k}": v for k, v in self.plasticity.init_state(self, batch, device, dtype).items()})
+        return state
+
+    def weights(self, state: State | None = None) -> Tensor:
+        """The current per-edge weights (ELL layout), per trial under plasticity."""
+        if state is not None and "w" in state:
+            return state["w"]
+        return self.weight
+
+    def dense_weight(self, state: State | None = None) -> Tensor:
+        """The weight matrix ``(post, pre)`` (or ``(batch, post, pre)`` under plasticity)."""
+        w = self.weights(state)
+        pre = torch.arange(self.n_pre, device=w.device)[:, None].expand_as(self.targets)
+        m = self.edge_mask
+        if w.dim() == 2:
+            out = torch.zeros(self.n_post, self.n_pre, dtype=w.dtype, device=w.device)
+            out[self.targets[m], pre[m]] = w[m]
+            return out
+        out = torch.zeros(w.shape[0], self.n_post, self.n_pre, dtype=w.dtype, device=w.device)
+        out[:, self.targets[m], pre[m]] = w[:, m]
+        return out
+
+    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True) -> Tensor:
+        """``sum_j w_ij values_j`` for every post neuron i, ``(batch, n_post)``.
+
+        With ``event_driven`` only the nonzero (e.g. spiking) presynaptic entries
+        cost work; otherwise every synapse is visited (for graded values).
+        """
+        batch = values.shape[0]
+        width = self.n_post + 1  # one padding column absorbs the ELL padding
+        out = torch.zeros(batch * width, dtype=weight.dtype, device=weight.device)
+        if event_driven:
+            b, j = values.nonzero(as_tuple=True)
+            if b.numel() == 0:
+                return out.view(batch, width)[:, : self.n_post]
+            w = weight[j] if weight.dim() == 2 else weight[b, j]
+            if values.dtype != torch.bool:
+                w = w * values[b, j].to(w.dtype)[:, None]
+            flat = self.targets[j] + (b * width)[:, None]
+        else:
+            w = weight * values.to(weight.dtype)[..., None]  # (batch, n_pre, K)
+            flat = self.targets[None] + (torch.arange(batch, device=values.device) * width)[:, None, None]
+            if w.dim() == 2:
+                w = w.expand(batch, -1, -1)
+        out.index_add_(0, flat.reshape(-1), w.reshape(-1))
+        return out.view(batch, width)[:, : self.n_post]
+
+    def gather_post(self, post_values: Tensor) -> Tensor:
+        """Post-neuron values at every synapse, ``(batch, n_pre, K)`` (padding reads 0)."""
+        padded = torch.nn.functional.pad(post_values, (0, 1))
+        return padded[:, self.targets]
+
+
+def _ell(pre_idx: Tensor, post_idx: Tensor, w: Tensor, n_pre: int, n_post: int) -> tuple[Tensor, Tensor]:
+    """Out-edge table: ``targets[j, k]`` is the k-th post neuron of pre j (``n_post`` = padding)."""
+    order = torch.argsort(pre_idx * n_post + post_idx)
+    pre_sorted, post_sorted, w_sorted = pre_idx[order], post_idx[order], w[order]
+    counts = torch.bincount(pre_sorted, minlength=n_pre)
+    k = int(counts.max()) if counts.numel() and pre_idx.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(pre_sorted.numel()) - starts[pre_sorted]
+    targets = torch.full((n_pre, max(k, 1)), n_post, dtype=torch.long)
+    weights = torch.zeros(n_pre, max(k, 1), dtype=w.dtype)
+    targets[pre_sorted, slot] = post_sorted
+    weights[pre_sorted, slot] = w_sorted
+    return targets, weights
