@@ -265,7 +265,7 @@ class Network(nn.Module):
         if int(record_every) < 1:
             raise ValueError(f"record_every must be a positive integer; got {record_every}")
         record = {k: list(v) for k, v in (record or {}).items()}
-        for gname, vars_ in record.items():
+        for gname in record:
             if gname not in self.groups:
                 raise ValueError(f"record names unknown group {gname!r}; groups: {list(self.groups)}")
         if generator is None:
