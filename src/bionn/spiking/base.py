@@ -4,7 +4,8 @@ A neuron group is an ``nn.Module`` holding parameters as buffers (a scalar or
 one value per neuron) and pure step logic on an explicit state: a dict of
 ``(batch, n)`` tensors. The integrated variables are listed in
 ``variables``; ``spike`` (bool) is always present for spiking models and
-``refractory`` (int steps left) where the model has a refractory period.
+``refractory`` (steps left, stored as float so the hot path needs no
+integer or bool arithmetic) where the model has a refractory period.
 
 Input arrives as a :class:`Drive`, affine in the membrane potential:
 ``I_syn(V) = current - conductance * V``. Current-based synapses add to
@@ -40,6 +41,11 @@ class Drive(NamedTuple):
 
 
 InitValue = float | str | tuple | Tensor
+
+
+def tensor_key(t: Tensor) -> tuple[int, int]:
+    """Identity and in-place-modification counter of a tensor (for caching floats)."""
+    return id(t), (-1 if t.is_inference() else t._version)
 
 
 class NeuronGroup(nn.Module):
@@ -136,7 +142,7 @@ class NeuronGroup(nn.Module):
         if self.spiking:
             state["spike"] = torch.zeros(batch, self.n, dtype=torch.bool, device=device)
         if self.has_refractory:
-            state["refractory"] = torch.zeros(batch, self.n, dtype=torch.int32, device=device)
+            state["refractory"] = torch.zeros(batch, self.n, dtype=dtype, device=device)
         return state
 
     def check_dt(self, dt: float) -> None:
@@ -182,7 +188,7 @@ class NeuronGroup(nn.Module):
             frozen = old["refractory"] > 0
             v = torch.where(frozen, old["V"], v)
             spike = (v >= v_th) & ~frozen
-            steps = self.refractory_steps(t_ref, dt).to(old["refractory"].device)
+            steps = self.refractory_steps(t_ref, dt).to(old["refractory"])
             new["refractory"] = torch.where(spike, steps.expand_as(v),
                                             (old["refractory"] - 1).clamp_min_(0))
         else:

@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import torch
 
-from bionn.spiking.base import Drive, NeuronGroup, State
+from bionn.functional.spiking import lif_exact_step
+from bionn.spiking.base import Drive, NeuronGroup, State, tensor_key
 
 
 class LIF(NeuronGroup):
@@ -68,6 +69,33 @@ class LIF(NeuronGroup):
     def spike_and_reset(self, old: State, new: State, dt: float) -> State:
         return self.threshold_reset(old, new, dt, v_th=self.V_th, v_reset=self.V_reset,
                                     t_ref=self.t_refractory)
+
+    def forward(self, state: State, drive: Drive, dt: float) -> State:
+        consts = self._fast_constants(dt)
+        if consts is None:
+            return super().forward(state, drive, dt)
+        v, ref, spike = lif_exact_step(state["V"], state["refractory"], drive.current,
+                                       drive.conductance, dt=dt, **consts)
+        return {**state, "V": v, "refractory": ref, "spike": spike}
+
+    def _fast_constants(self, dt: float) -> dict | None:
+        """Python-float parameters for the fused exact step (None: use the generic path)."""
+        if self.method not in ("exp_euler", "exact"):
+            return None
+        names = ("V_rest", "V_reset", "V_th", "R", "tau", "t_refractory")
+        tensors = [getattr(self, k) for k in names]
+        key = (dt,) + tuple(tensor_key(t) for t in tensors)
+        cached = self.__dict__.get("_fast_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if any(t.numel() != 1 for t in tensors):
+            consts = None
+        else:
+            v_rest, v_reset, v_th, r, tau, t_ref = (float(t) for t in tensors)
+            consts = {"v_rest": v_rest, "v_reset": v_reset, "v_th": v_th, "r": r, "tau": tau,
+                      "refractory_steps": int(round(t_ref / dt))}
+        self.__dict__["_fast_cache"] = (key, consts)
+        return consts
 
 
 NEURONS: dict[str, type[NeuronGroup]] = {

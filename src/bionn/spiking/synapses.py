@@ -18,13 +18,14 @@ affects V at step n + 1 (+ the delay).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from bionn.circuits.connectivity import Connectivity
-from bionn.spiking.base import State
+from bionn.spiking.base import State, tensor_key
 
 OUTPUTS = ("current", "conductance", "voltage", "gap")
 
@@ -55,6 +56,26 @@ class Synapse(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={float(getattr(self, k)):g}" for k in self.defaults)
+
+    def decay(self, dt: float, name: str = "tau_decay") -> Tensor | float:
+        """``exp(-dt / tau)`` for the time constant ``name`` (a float when scalar)."""
+        tau = self.scalar(name)
+        return math.exp(-dt / tau) if isinstance(tau, float) else torch.exp(-dt / tau)
+
+    def scalar(self, name: str) -> float | Tensor:
+        """A parameter as a Python float when scalar (cheap in the time loop).
+
+        Cached, and refreshed when the buffer is replaced or modified in place.
+        """
+        t = getattr(self, name)
+        if t.numel() != 1:
+            return t
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        key = tensor_key(t)
+        hit = cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = cache[name] = (key, float(t))
+        return hit[1]
 
     def init_state(self, proj: Projection, batch: int, device, dtype) -> State:  # pragma: no cover
         raise NotImplementedError
@@ -94,8 +115,8 @@ class Exponential(Synapse):
 
     def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
                pre: State, post: State, weight: Tensor) -> State:
-        s = state["s"] * torch.exp(-dt / self.tau_decay)
-        return {"s": s + proj.deliver(spikes, weight)}
+        s = state["s"] * self.decay(dt)
+        return {"s": proj.deliver(spikes, weight, out=s)}
 
     def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor) -> Tensor:
         return state["s"]
@@ -152,6 +173,9 @@ class Projection(nn.Module):
         self.register_buffer("targets", targets)
         self.register_buffer("weight", weights)
         self.register_buffer("edge_mask", targets < self.n_post)
+        # Delivery reads padding slots as synapses onto neuron 0 with weight 0.
+        self.register_buffer("_targets0", targets.masked_fill(targets == self.n_post, 0), persistent=False)
+        self._events: tuple[Tensor, Tensor, Tensor] | None = None
         self.nnz = int(post_idx.numel())
 
     def _edge_weights(self, weight, conn, post_idx, pre_idx) -> Tensor:
@@ -203,30 +227,43 @@ class Projection(nn.Module):
         out[:, self.targets[m], pre[m]] = w[:, m]
         return out
 
-    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True) -> Tensor:
+    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
+                out: Tensor | None = None) -> Tensor:
         """``sum_j w_ij values_j`` for every post neuron i, ``(batch, n_post)``.
 
         With ``event_driven`` only the nonzero (e.g. spiking) presynaptic entries
-        cost work; otherwise every synapse is visited (for graded values).
+        cost work; otherwise every synapse is visited (for graded values). With
+        ``out`` (a contiguous ``(batch, n_post)`` tensor the caller owns) the sum
+        is added into it in place.
         """
         batch = values.shape[0]
-        width = self.n_post + 1  # one padding column absorbs the ELL padding
-        out = torch.zeros(batch * width, dtype=weight.dtype, device=weight.device)
+        n_post = self.n_post
+        if out is None:
+            dtype = weight.dtype if values.dtype == torch.bool else torch.promote_types(weight.dtype, values.dtype)
+            out = torch.zeros(batch, n_post, dtype=dtype, device=weight.device)
+        flat_out = out.view(-1)
         if event_driven:
-            b, j = values.nonzero(as_tuple=True)
-            if b.numel() == 0:
-                return out.view(batch, width)[:, : self.n_post]
-            w = weight[j] if weight.dim() == 2 else weight[b, j]
+            ev = self._events
+            if ev is not None and ev[0] is values:
+                b, j = ev[1], ev[2]
+            else:
+                b, j = values.nonzero(as_tuple=True)
+            if j.numel() == 0:
+                return out
+            w = weight.index_select(0, j) if weight.dim() == 2 else weight[b, j]
             if values.dtype != torch.bool:
                 w = w * values[b, j].to(w.dtype)[:, None]
-            flat = self.targets[j] + (b * width)[:, None]
-        else:
-            w = weight * values.to(weight.dtype)[..., None]  # (batch, n_pre, K)
-            flat = self.targets[None] + (torch.arange(batch, device=values.device) * width)[:, None, None]
-            if w.dim() == 2:
-                w = w.expand(batch, -1, -1)
-        out.index_add_(0, flat.reshape(-1), w.reshape(-1))
-        return out.view(batch, width)[:, : self.n_post]
+            idx = self._targets0.index_select(0, j)
+            if batch > 1:
+                idx = idx + (b * n_post)[:, None]
+            flat_out.index_add_(0, idx.view(-1), w.reshape(-1).to(out.dtype))
+            return out
+        w = weight * values.to(weight.dtype)[..., None]  # (batch, n_pre, K)
+        if w.dim() == 2:
+            w = w.expand(batch, -1, -1)
+        idx = self._targets0[None] + (torch.arange(batch, device=values.device) * n_post)[:, None, None]
+        flat_out.index_add_(0, idx.reshape(-1), w.reshape(-1).to(out.dtype))
+        return out
 
     def gather_post(self, post_values: Tensor) -> Tensor:
         """Post-neuron values at every synapse, ``(batch, n_pre, K)`` (padding reads 0)."""
