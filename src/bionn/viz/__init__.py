@@ -9,14 +9,19 @@ Conventions: weights are ``(post, pre)``; trials are batch-first
 from ._common import save_figure
 from .connectivity import plot_weight_matrix
 from .performance import plot_accuracy_by_condition
+from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
 from .training import load_records, plot_training_curve
 from .trials import plot_example_trials
 
 __all__ = [
     "load_records",
     "plot_accuracy_by_condition",
+    "plot_bump",
     "plot_example_trials",
+    "plot_rate_histogram",
+    "plot_raster",
     "plot_training_curve",
+    "plot_voltage_traces",
     "plot_weight_matrix",
     "save_figure",
 ]
