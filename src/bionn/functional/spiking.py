@@ -13,6 +13,21 @@ import torch
 from torch import Tensor
 
 
+_CONSTANTS: dict[tuple, Tensor] = {}
+
+
+def _constant(value: float, like: Tensor) -> Tensor:
+    """A cached 0-d tensor (no host-to-device copy per step on CUDA)."""
+    key = (value, like.dtype, like.device)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        with torch.inference_mode(False):  # usable later under autograd too
+            t = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
+
+
 def lif_exact_step(v: Tensor, refractory: Tensor, current: Tensor | float, conductance: Tensor | float,
                    *, v_rest: float, v_reset: float, v_th: float, r: float, tau: float,
                    refractory_steps: int, dt: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -51,7 +66,7 @@ def lif_exact_step(v: Tensor, refractory: Tensor, current: Tensor | float, condu
     if refractory_steps > 0:
         new = torch.lerp(new, v, refractory.clamp(0.0, 1.0))  # weight 1 returns v exactly
     fired = torch.ge(new, v_th, out=torch.empty_like(new))
-    new = torch.lerp(new, torch.tensor(v_reset, dtype=new.dtype, device=new.device), fired)
+    new = torch.lerp(new, _constant(v_reset, new), fired)
     if refractory_steps > 0:
         refractory = torch.maximum((refractory - 1.0).clamp_min_(0.0), fired * float(refractory_steps))
     return new, refractory, fired.bool()
