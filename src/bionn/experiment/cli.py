@@ -1,6 +1,7 @@
 """The ``bionn`` command line.
 
     bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume] [--quiet]
+    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--quiet]
 
 With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
 perceptual decision making). The last stdout line is one JSON object with the
@@ -49,7 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run}
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bionn.experiment.simulate import cmd_simulate as simulate
+
+    return simulate(args)
+
+
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    from bionn.experiment.simulate import add_parser as add_simulate
+
+    add_simulate(sub)
     return parser
 
 

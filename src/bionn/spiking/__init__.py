@@ -5,10 +5,47 @@ Units: ms and mV; weights ``(post, pre)``; state tensors ``(batch, n)``.
 
 from bionn.spiking.base import Drive, NeuronGroup
 from bionn.spiking.network import Network, SimulationResult, SpikeEvents
-from bionn.spiking.neurons import LIF, NEURONS
+from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
+from bionn.spiking.neurons import (
+    GIF,
+    HH,
+    LIF,
+    NEURONS,
+    AdExIF,
+    AdQuaIF,
+    ExpIF,
+    HindmarshRose,
+    Izhikevich,
+    MorrisLecar,
+    PoissonGroup,
+    QuaIF,
+    TraubHH,
+    WangBuzsakiHH,
+    WilsonCowan,
+)
+from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circular import)
+    AMPA,
+    NMDA,
+    STP,
+    SYNAPSE_MODELS,
+    Alpha,
+    AMPAExponential,
+    DualExponential,
+    GABAa,
+    GABAaExponential,
+    GABAaWangBuzsaki,
+    GABAb,
+    GapJunction,
+    VoltageJump,
+)
 from bionn.spiking.synapses import SYNAPSES, Exponential, Projection, Synapse
 
 __all__ = [
+    "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
+    "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
+    "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",
+    "STP", "SYNAPSE_MODELS", "TraubHH", "VoltageJump", "WangBuzsakiHH", "WilsonCowan", "coba",
+    "cobahh", "cuba", "ei_balanced", "wang_buzsaki",
     "Drive",
     "Exponential",
     "LIF",

@@ -223,7 +223,8 @@ class Network(nn.Module):
                 _add(conductance, q.post, q.post_range, g_val * gmax, post)
                 continue
             syn = {k: ps[pk] for k, pk in q.keys(ps)}
-            g = q.synapse.value(syn, q.proj, pre, post, w)
+            g = q.synapse.value(syn, q.proj, _slice_state(pre, q.pre_range),
+                                _slice_state(post, q.post_range), w)
             if gmax != 1.0:
                 g = g * gmax
             if q.output == "conductance":
@@ -247,7 +248,10 @@ class Network(nn.Module):
         for q in projs:
             proj = q.proj
             ps = dict(state[q.name])
-            spikes = new[q.pre]["spike"]
+            spikes = new[q.pre].get("spike")
+            if spikes is None:  # a rate group: no events, rules read its rate variable
+                ref = next(iter(new[q.pre].values()))
+                spikes = torch.zeros(ref.shape[0], self.groups[q.pre].n, dtype=torch.bool, device=ref.device)
             if q.pre_range is not None:
                 spikes = spikes[:, q.pre_range[0]:q.pre_range[1]]
             ev = None
@@ -285,8 +289,8 @@ class Network(nn.Module):
             for k, v in syn.items():
                 ps["syn." + k] = v
             if q.plastic:
-                post_spikes = new[q.post]["spike"]
-                if q.post_range is not None:
+                post_spikes = new[q.post].get("spike")
+                if post_spikes is not None and q.post_range is not None:
                     post_spikes = post_spikes[:, q.post_range[0]:q.post_range[1]]
                 ps = proj.plasticity.update(ps, proj, spikes, post_spikes, dt, pre_new, post_new)
             proj.__dict__["_events"] = None

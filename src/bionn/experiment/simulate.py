@@ -1,0 +1,556 @@
+"""``bionn simulate``: run a ready spiking (or rate) network from a YAML config.
+
+    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--quiet]
+
+A config names a network of :data:`bionn.spiking.networks.NETWORKS` and its
+builder arguments; every run setting left out takes the value of the
+network's source (duration, dt, what to record, the transient skipped by the
+measures, the figures). Everything is validated (field names, values, builder
+arguments, numerical stability of the dt) before any output folder is made.
+
+Example config (``configs/sim_coba.yaml``)::
+
+    name: coba
+    seed: 0
+    network: {name: coba, params: {n: 4000}}
+    run: {duration: 1000.0, dt: 0.1}
+    measures: {t_start: 100.0}
+
+The out folder (``runs/<name>-<time>`` by default) receives, each file written
+atomically: ``config.yaml`` (resolved: every default written out),
+``spikes.npz`` (per group ``<g>.trial``, ``<g>.step``, ``<g>.neuron`` index
+arrays, spike time = ``(step + 1) * dt``, and ``<g>.n_neurons``; plus ``dt``,
+``n_steps``, ``batch``, ``groups``), ``traces.npz`` (``<g>.<var>`` arrays
+``(batch, n_records, n_recorded)``, ``<g>.neurons``, ``time_ms``),
+``measures.json`` (per group :func:`bionn.spiking.measures.summarize`; for a
+CANN the decoded bump position and height) and PNG figures under
+``figures/``. The last stdout line is one JSON object: the measures plus
+``"out"``.
+
+Example:
+    >>> cfg = load_sim_config(None, ["network.name=ei_balanced", "run.duration=50"])
+    >>> cfg.run.dt, cfg.measures.t_start, cfg.figures
+    (0.1, 10.0, ['raster', 'traces', 'rate_histogram'])
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import math
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text
+from bionn.experiment.config import ConfigError, _model_at, apply_overrides, read_yaml
+
+__all__ = [
+    "FIGURES",
+    "SimConfig",
+    "cmd_simulate",
+    "load_sim_config",
+    "prepare",
+    "simulate",
+    "validate_sim_config",
+]
+
+FIGURES = ("raster", "traces", "bump", "rate_histogram")
+#: a recording larger than this (bytes) triggers a warning
+TRACE_WARN_BYTES = 2 * 1024**3
+
+
+def _networks() -> dict:
+    from bionn.spiking.networks import NETWORKS
+
+    return NETWORKS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkSection(_Strict):
+    """Which ready network (a key of ``NETWORKS``) and its builder's keyword arguments."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        nets = _networks()
+        if v not in nets:
+            raise ValueError(f"unknown network {v!r}; allowed: {sorted(nets)}")
+        return v
+
+
+class SimRunSection(_Strict):
+    """Simulation settings; ``None`` takes the network's published value."""
+
+    duration: float | None = Field(None, gt=0, allow_inf_nan=False, description="ms")
+    dt: float | None = Field(None, gt=0, allow_inf_nan=False, description="ms")
+    batch: int = Field(1, ge=1, description="independent trials run at once")
+    record: dict[str, list[str]] | None = None
+    record_every: int = Field(1, ge=1, description="record state variables every k steps")
+    record_neurons: dict[str, int | list[int]] | None = None
+
+    @field_validator("record_neurons")
+    @classmethod
+    def _neurons(cls, v: dict[str, int | list[int]] | None) -> dict[str, int | list[int]] | None:
+        for g, sel in (v or {}).items():
+            if isinstance(sel, int) and sel < 1:
+                raise ValueError(
+                    f"record_neurons.{g} must be >= 1 (the first n) or a list; got {sel}")
+            if isinstance(sel, list) and (not sel or min(sel) < 0):
+                raise ValueError(f"record_neurons.{g} must list neuron indices >= 0; got {sel}")
+        return v
+
+
+class MeasuresSection(_Strict):
+    """Analysis settings; ``t_start`` (ms) skips the initial transient."""
+
+    t_start: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class SimConfig(_Strict):
+    """A simulation: ``bionn simulate`` validates a YAML file into this."""
+
+    name: str = "sim"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    network: NetworkSection
+    run: SimRunSection = Field(default_factory=SimRunSection)
+    measures: MeasuresSection = Field(default_factory=MeasuresSection)
+    figures: list[Literal["raster", "traces", "bump", "rate_histogram"]] | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SimConfig:
+        spec = _networks()[self.network.name]
+        _check_params(self.network.name, spec, self.network.params)
+        duration = self.run.duration if self.run.duration is not None else spec.duration
+        dt = self.run.dt if self.run.dt is not None else spec.dt
+        if duration < dt:
+            raise ValueError(f"run.duration ({duration:g} ms) must be at least run.dt ({dt:g} ms)")
+        t_start = self.measures.t_start if self.measures.t_start is not None else spec.t_start
+        if self.measures.t_start is not None and t_start >= duration:
+            raise ValueError(
+                f"measures.t_start ({t_start:g} ms) must be < run.duration ({duration:g} ms)")
+        if self.figures is not None:
+            bad = [f for f in self.figures if f not in spec.figures]
+            if bad:
+                raise ValueError(f"figures {bad} do not apply to network {self.network.name!r}; "
+                                 f"allowed: {list(spec.figures)}")
+            record = self.run.record if self.run.record is not None else spec.record
+            if "traces" in self.figures and not any(record.values()):
+                raise ValueError("figures: 'traces' needs run.record to name a state variable")
+            if "bump" in self.figures and not any(record.values()):
+                raise ValueError("figures: 'bump' needs run.record (e.g. {cann: [u]})")
+        return self
+
+
+def _check_params(name: str, spec: Any, params: dict[str, Any]) -> None:
+    """Builder arguments: known names and values of the annotated types."""
+    allowed = spec.parameters()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"network.params: unknown parameter(s) {unknown} for network {name!r}; "
+                         f"allowed: {sorted(allowed)}")
+    hints = typing.get_type_hints(spec.builder)
+    for key, value in params.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            TypeAdapter(hint).validate_python(value, strict=True)
+        except ValidationError:
+            default = allowed[key].default
+            shown = "" if default is inspect.Parameter.empty else f" (default {default!r})"
+            raise ValueError(f"network.params.{key}: expected {_type_name(hint)}{shown}; "
+                             f"got {value!r}") from None
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(SimConfig, e["loc"][:-1])
+            allowed = sorted(parent.model_fields) if parent else []
+            lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        hidden = isinstance(value, (dict, BaseModel)) or e["type"] == "missing"
+        shown = "" if hidden else f" (got {value!r})"
+        lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def validate_sim_config(data: dict[str, Any]) -> SimConfig:
+    """Validate a nested dict and fill every unset run setting with the network's
+    published value; raises :class:`ConfigError` naming every bad field."""
+    try:
+        cfg = SimConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None
+    spec = _networks()[cfg.network.name]
+    run = cfg.run.model_copy(update={
+        "duration": cfg.run.duration if cfg.run.duration is not None else spec.duration,
+        "dt": cfg.run.dt if cfg.run.dt is not None else spec.dt,
+        "record": (cfg.run.record if cfg.run.record is not None
+                   else {g: list(v) for g, v in spec.record.items()}),
+        "record_neurons": (cfg.run.record_neurons if cfg.run.record_neurons is not None
+                           else dict(spec.record_neurons)),
+    })
+    t_start = cfg.measures.t_start
+    if t_start is None:  # the source's transient; a fifth of a run too short for it
+        t_start = spec.t_start if spec.t_start < 0.5 * run.duration else 0.2 * run.duration
+    figures = cfg.figures
+    if figures is None:
+        figures = [f for f in spec.figures
+                   if f not in ("traces", "bump") or any(run.record.values())]
+    resolved = cfg.model_dump()
+    resolved.update(run=run.model_dump(), measures={"t_start": t_start}, figures=figures)
+    try:
+        return SimConfig.model_validate(resolved)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None
+
+
+def load_sim_config(path: str | Path | None, overrides: list[str] | None = None) -> SimConfig:
+    """Load a YAML simulation config (or start from ``{}`` when ``path`` is None), apply
+    ``key=value`` overrides and validate (see :func:`validate_sim_config`)."""
+    data = {} if path is None else read_yaml(path)
+    return validate_sim_config(apply_overrides(data, overrides or []))
+
+
+def dump_sim_config(cfg: SimConfig) -> str:
+    """The resolved config as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Preparation: everything that can fail, before any output
+# --------------------------------------------------------------------------------------------
+class Prepared(typing.NamedTuple):
+    network: Any
+    generator: torch.Generator
+    device: torch.device
+    dtype: torch.dtype
+    record: dict[str, list[str]]
+    record_neurons: dict[str, list[int]]
+    warnings: list[str]
+
+
+def _warn(msg: str) -> None:
+    print(f"bionn simulate: warning: {msg}", file=sys.stderr)
+
+
+def prepare(cfg: SimConfig) -> Prepared:
+    """Build the network and check the run settings against it; raises :class:`ConfigError`.
+
+    Risky but allowed choices are returned as warnings (and printed to stderr by
+    :func:`simulate`).
+    """
+    spec = _networks()[cfg.network.name]
+    warnings: list[str] = []
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but CUDA is not available; "
+                          "allowed here: auto, cpu")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        net = spec.build(generator=generator, **cfg.network.params)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"network.params: network {cfg.network.name!r} cannot be built: {e}") from None
+    finally:
+        torch.set_default_dtype(previous)
+    dt, duration = float(cfg.run.dt), float(cfg.run.duration)
+    try:
+        net.check(dt)
+    except ValueError as e:
+        raise ConfigError(
+            f"run.dt: {dt:g} ms is not usable for network {cfg.network.name!r}: {e}") from None
+    if dt > spec.dt * (1 + 1e-9):
+        warnings.append(f"run.dt={dt:g} ms is larger than the source's {spec.dt:g} ms; "
+                        f"the dynamics may differ from the published ones")
+    record = {g: list(v) for g, v in (cfg.run.record or {}).items() if v}
+    for g, variables in record.items():
+        if g not in net.groups:
+            raise ConfigError(f"run.record: unknown group {g!r} for network {cfg.network.name!r}; "
+                              f"groups: {list(net.groups)}")
+        names = set(net.groups[g].init_state(1))
+        bad = sorted(set(variables) - names)
+        if bad:
+            raise ConfigError(
+                f"run.record.{g}: unknown variable(s) {bad}; allowed: {sorted(names)}")
+    record_neurons: dict[str, list[int]] = {}
+    for g, sel in (cfg.run.record_neurons or {}).items():
+        if g not in net.groups:
+            raise ConfigError(
+                f"run.record_neurons: unknown group {g!r}; groups: {list(net.groups)}")
+        n = net.groups[g].n
+        idx = list(range(min(int(sel), n))) if isinstance(sel, int) else list(sel)
+        if max(idx) >= n:
+            raise ConfigError(f"run.record_neurons.{g}: index {max(idx)} out of range for a group "
+                              f"of {n} neurons")
+        if g in record:
+            record_neurons[g] = idx
+    n_steps = int(round(duration / dt))
+    n_rec = n_steps // int(cfg.run.record_every)
+    size = sum(len(v) * len(record_neurons.get(g, range(net.groups[g].n)))
+               for g, v in record.items()) * n_rec * cfg.run.batch * dtype.itemsize
+    if size > TRACE_WARN_BYTES:
+        warnings.append(f"run.record keeps about {size / 1024**3:.1f} GiB of traces; consider "
+                        f"run.record_neurons or run.record_every")
+    net = net.to(device=device, dtype=dtype)
+    return Prepared(net, generator, device, dtype, record, record_neurons, warnings)
+
+
+# --------------------------------------------------------------------------------------------
+# Running and writing
+# --------------------------------------------------------------------------------------------
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _spike_arrays(result: Any) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {
+        "dt": np.float64(result.dt),
+        "n_steps": np.int64(int(round(result.duration / result.dt))),
+        "groups": np.array(sorted(result.spikes), dtype=np.str_),
+    }
+    for g, sp in result.spikes.items():
+        out["batch"] = np.int64(sp.batch)
+        out[f"{g}.trial"] = sp.trial.cpu().numpy().astype(np.int32)
+        out[f"{g}.step"] = sp.step.cpu().numpy().astype(np.int64)
+        out[f"{g}.neuron"] = sp.neuron.cpu().numpy().astype(np.int32)
+        out[f"{g}.n_neurons"] = np.int64(sp.n_neurons)
+    return out
+
+
+def _trace_arrays(result: Any) -> dict[str, np.ndarray]:
+    out = {key: x.cpu().numpy() for key, x in result.traces.items()}
+    out["time_ms"] = result.trace_times.cpu().numpy()
+    for g, idx in result.recorded_neurons.items():
+        out[f"{g}.neurons"] = idx.cpu().numpy().astype(np.int64)
+    return out
+
+
+def _bump_measures(net: Any, result: Any, t_start: float) -> dict[str, dict[str, Any]]:
+    """Decoded bump of each recorded CANN group: position and height at the end, and
+    the mean height over ``(t_start, end]``."""
+    from bionn.spiking.networks import CANN1D, bump_position
+
+    out: dict[str, dict[str, Any]] = {}
+    for g, grp in net.groups.items():
+        key = f"{g}.u"
+        if (not isinstance(grp, CANN1D) or key not in result.traces
+                or result.traces[key].shape[1] == 0):
+            continue
+        u = result.traces[key].to(torch.float64)  # (batch, T, n)
+        x = grp.x.detach().cpu().to(torch.float64)[result.recorded_neurons[g]]
+        pos = bump_position(u[:, -1], x, period=grp.z_range)
+        times = result.trace_times
+        sel = times > t_start
+        height = u[:, sel].amax(-1).mean() if bool(sel.any()) else torch.tensor(math.nan)
+        out[g] = {
+            "n_neurons": grp.n,
+            "bump_position_end": (_finite(pos.mean()) if pos.numel() == 1
+                                  else [_finite(p) for p in pos]),
+            "bump_height_end": _finite(u[:, -1].amax(-1).mean()),
+            "bump_height_mean": _finite(height),
+        }
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _stimulus_positions(net: Any, group: str, times: torch.Tensor) -> np.ndarray | None:
+    from bionn.spiking.networks import bump_position
+
+    spec = net.inputs.get(group)
+    if spec is None:
+        return None
+    grp = net.groups[group]
+    pos = []
+    for t in times.tolist():
+        value = spec(t - 1e-9) if callable(spec) else spec
+        if isinstance(value, torch.Tensor) and value.numel() > 1:
+            v = value.detach().cpu().reshape(-1, grp.n)[0].to(torch.float64)
+            pos.append(float(bump_position(v, grp.x.detach().cpu(), period=grp.z_range)))
+        else:
+            pos.append(math.nan)
+    return np.asarray(pos)
+
+
+def _figures(cfg: SimConfig, prep: Prepared, result: Any, folder: Path,
+             t_start: float) -> list[str]:
+    from bionn.spiking.measures import neuron_rates
+    from bionn.viz.spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
+
+    net, written = prep.network, []
+    title = cfg.name if cfg.name == cfg.network.name else f"{cfg.name} ({cfg.network.name})"
+    for kind in cfg.figures or []:
+        if kind == "raster" and result.spikes:
+            fig = plot_raster(result, title=title)
+            written.append(_save(fig, folder / "raster.png"))
+        elif kind == "rate_histogram" and result.spikes:
+            rates = {g: neuron_rates(sp, t_start=t_start) for g, sp in result.spikes.items()}
+            fig = plot_rate_histogram(rates, title=f"{title}: rates after {t_start:g} ms")
+            written.append(_save(fig, folder / "rate_histogram.png"))
+        elif kind == "traces":
+            for key in result.traces:
+                g, var = key.split(".", 1)
+                if result.traces[key].shape[1] == 0:
+                    continue
+                fig = plot_voltage_traces(result, g, var, title=f"{title}: {key}")
+                written.append(_save(fig, folder / f"traces_{g}_{var}.png"))
+        elif kind == "bump":
+            from bionn.spiking.networks import CANN1D
+
+            for g, grp in net.groups.items():
+                key = f"{g}.u"
+                if not isinstance(grp, CANN1D) or key not in result.traces:
+                    continue
+                idx = result.recorded_neurons[g]
+                stim = _stimulus_positions(net, g, result.trace_times)
+                fig = plot_bump(result.trace_times, grp.x.detach().cpu()[idx],
+                                result.traces[key][0], stimulus=stim, period=grp.z_range,
+                                label="u", title=title)
+                written.append(_save(fig, folder / f"bump_{g}.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> str:
+    from bionn.viz._common import save_figure
+
+    save_figure(fig, path)
+    return str(path)
+
+
+def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
+             prepared: Prepared | None = None) -> dict[str, Any]:
+    """Run the simulation ``cfg`` and write its outputs into ``out``.
+
+    Returns the measures (group -> summary) plus ``"simulation"`` (run facts:
+    steps, wall time, device) and ``"out"``.
+    """
+    from bionn.spiking.measures import summarize
+
+    prep = prepared if prepared is not None else prepare(cfg)
+    for w in prep.warnings:
+        _warn(w)
+    folder = Path(out)
+    if folder.is_dir() and any(folder.iterdir()):
+        _warn(f"{folder} is not empty; its files are overwritten")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "config.yaml", dump_sim_config(cfg))
+    t0 = time.perf_counter()
+    result = prep.network.run(
+        float(cfg.run.duration), dt=float(cfg.run.dt), batch=int(cfg.run.batch), record=prep.record,
+        record_every=int(cfg.run.record_every), record_neurons=prep.record_neurons or None,
+        generator=prep.generator, device=prep.device, dtype=prep.dtype, progress=progress,
+    )
+    if prep.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    t_start = float(cfg.measures.t_start)
+    atomic_write_bytes(folder / "spikes.npz", _npz_bytes(_spike_arrays(result)))
+    if result.traces:
+        atomic_write_bytes(folder / "traces.npz", _npz_bytes(_trace_arrays(result)))
+    measures: dict[str, Any] = summarize(result, t_start=t_start) if result.spikes else {}
+    measures.update(_bump_measures(prep.network, result, t_start))
+    n_steps = int(round(float(cfg.run.duration) / float(cfg.run.dt)))
+    measures["simulation"] = {
+        "network": cfg.network.name, "duration_ms": n_steps * float(cfg.run.dt),
+        "dt_ms": float(cfg.run.dt), "n_steps": n_steps, "batch": int(cfg.run.batch),
+        "n_neurons": int(sum(g.n for g in prep.network.groups.values())),
+        "device": str(prep.device), "dtype": cfg.dtype, "wall_s": round(wall, 3),
+    }
+    atomic_write_text(folder / "measures.json", json.dumps(measures, indent=2) + "\n")
+    measures["figures"] = _figures(cfg, prep, result, folder / "figures", t_start)
+    measures["out"] = str(folder)
+    return measures
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def _default_out(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _one_line(measures: dict[str, Any]) -> str:
+    parts = []
+    for g, m in measures.items():
+        if not isinstance(m, dict) or g == "simulation":
+            continue
+        if "mean_rate_hz" in m:
+            rate, peak, chi = m["mean_rate_hz"], m.get("peak_hz"), m.get("synchrony")
+            parts.append(f"{g}: {rate:.2f} Hz" + (f", peak {peak:g} Hz" if peak is not None else "")
+                         + (f", synchrony {chi:.2f}" if chi is not None else ""))
+        elif "bump_position_end" in m:
+            parts.append(f"{g}: bump at {m['bump_position_end']}, height {m['bump_height_end']}")
+    return "; ".join(parts)
+
+
+def cmd_simulate(args: Any) -> int:
+    """``bionn simulate``: see the module docstring."""
+    source = args.config
+    overrides = list(args.overrides)
+    path: str | None = source
+    if not Path(source).is_file() and source in _networks():
+        path = None  # a bare network name: its published settings
+        overrides.insert(0, f"network.name={source}")
+        overrides.insert(1, f"name={source}")
+    cfg = load_sim_config(path, overrides)
+    prep = prepare(cfg)
+    out = Path(args.out) if args.out else _default_out(cfg.name)
+    measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
+    line = _one_line(measures)
+    print(f"results in {out}/ (spikes.npz, measures.json, figures/)"
+          + (f": {line}" if line else ""), file=sys.stderr)
+    print(json.dumps(measures))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``simulate`` on an argparse subparsers object."""
+    p = sub.add_parser("simulate", help="run a ready spiking network (coba, cuba, cobahh, "
+                                        "ei_balanced, wang_buzsaki, cann) from a YAML config")
+    p.add_argument("config", help="YAML config file, or a network name for its published settings")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. run.duration=200")
+    p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
