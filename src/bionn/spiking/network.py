@@ -348,6 +348,20 @@ class Network(nn.Module):
         events: dict[str, list[Tensor]] = {g: [] for g, grp in self.groups.items() if grp.spiking and record_spikes}
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
+        modules = [*self.groups.values(), *(p.synapse for p in self.projections)]
+        for m in modules:  # parameters are read once per run (cheaper time loop)
+            m.__dict__.pop("_fast_cache", None)
+            m.__dict__.pop("_scalar_cache", None)
+            m.__dict__["_in_run"] = True
+        try:
+            return self._loop(state, n_steps, dt, batch, record, record_every, idx, events, traces,
+                              times, duration, progress)
+        finally:
+            for m in modules:
+                m.__dict__["_in_run"] = False
+
+    def _loop(self, state, n_steps, dt, batch, record, record_every, idx, events, traces, times,
+              duration, progress) -> SimulationResult:
         bar = _progress(duration, progress)
         chunk = max(1, n_steps // 200)
         for i in range(n_steps):

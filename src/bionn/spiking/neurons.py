@@ -263,6 +263,9 @@ class LIF(_Neuron):
 
     def _fast_constants(self, dt: float) -> dict | None:
         """Python-float parameters for the fused exact step (None: use the generic path)."""
+        cached = self.__dict__.get("_fast_cache")
+        if cached is not None and self.__dict__.get("_in_run") and cached[0][0] == dt:
+            return cached[1]  # parameters are read once per Network.run
         if self.method not in ("exp_euler", "exact"):
             return None
         names = ("V_rest", "V_reset", "V_th", "R", "tau", "t_refractory")

@@ -67,10 +67,12 @@ class Synapse(nn.Module):
 
         Cached, and refreshed when the buffer is replaced or modified in place.
         """
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        if self.__dict__.get("_in_run") and name in cache:
+            return cache[name][1]  # parameters are read once per Network.run
         t = getattr(self, name)
         if t.numel() != 1:
             return t
-        cache = self.__dict__.setdefault("_scalar_cache", {})
         key = tensor_key(t)
         hit = cache.get(name)
         if hit is None or hit[0] != key:
