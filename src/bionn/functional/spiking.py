@@ -67,5 +67,6 @@ def lif_exact_step(v: Tensor, refractory: Tensor, current: Tensor | float, condu
     fired = torch.ge(new, v_th, out=torch.empty_like(new))
     new = torch.lerp(new, _constant(v_reset, new), fired)
     if refractory_steps > 0:
-        refractory = torch.maximum((refractory - 1.0).clamp_min_(0.0), fired * float(refractory_steps))
+        # A neuron that fires was not refractory (its count was 0): count - 1 clamps to 0.
+        refractory = (refractory - 1.0).clamp_min_(0.0).add_(fired, alpha=float(refractory_steps))
     return new, refractory, fired.bool()

@@ -180,6 +180,9 @@ class Network(nn.Module):
         steps per simulated second, so the loop reads these instead. Rebuilt
         when the module lists change.
         """
+        frozen = self.__dict__.get("_run_plan")
+        if frozen is not None:  # inside Network.run: the structure cannot change
+            return frozen
         key = (tuple(id(g) for g in self.groups.values()), tuple(id(p) for p in self.projections))
         plan = self.__dict__.get("_plan_cache")
         if plan is not None and plan[0] == key:
@@ -353,12 +356,19 @@ class Network(nn.Module):
             m.__dict__.pop("_fast_cache", None)
             m.__dict__.pop("_scalar_cache", None)
             m.__dict__["_in_run"] = True
+        groups, plans = self._plan()
+        for q in plans:
+            q.frozen_weight = q.proj.weight
+        self.__dict__["_run_plan"] = (groups, plans)
         try:
             return self._loop(state, n_steps, dt, batch, record, record_every, idx, events, traces,
                               times, duration, progress)
         finally:
             for m in modules:
                 m.__dict__["_in_run"] = False
+            self.__dict__["_run_plan"] = None
+            for q in plans:
+                q.frozen_weight = None
 
     def _loop(self, state, n_steps, dt, batch, record, record_every, idx, events, traces, times,
               duration, progress) -> SimulationResult:
@@ -406,10 +416,12 @@ class _ProjPlan:
         self.synapse = p.synapse
         self.plastic = p.plasticity is not None
         self.syn_keys: list[tuple[str, str]] = []
+        self.frozen_weight: Tensor | None = None
 
     @property
     def weight(self) -> Tensor:
-        return self.proj.weight
+        w = self.frozen_weight
+        return self.proj.weight if w is None else w
 
     def keys(self, ps: State) -> list[tuple[str, str]]:
         if not self.syn_keys:
@@ -448,7 +460,8 @@ def _slice_state(state: State, rng: tuple[int, int] | None) -> State:
 
 def _add(acc: dict, name: str, rng: tuple[int, int] | None, value: Tensor, like_state: State) -> None:
     if rng is None:
-        acc[name] = acc[name] + value
+        cur = acc[name]
+        acc[name] = value if isinstance(cur, float) and cur == 0.0 else cur + value
         return
     cur = acc[name]
     if not isinstance(cur, Tensor) or cur.dim() < 2:
