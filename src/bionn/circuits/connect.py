@@ -199,7 +199,7 @@ def from_matrix(matrix, *, sign: Tensor | None = None) -> tuple[Connectivity, Te
         coo = matrix.tocoo()
         t = torch.sparse_coo_tensor(
             torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long),
-            torch.as_tensor(coo.data, dtype=torch.float32), coo.shape,
+            torch.as_tensor(coo.data, dtype=torch.float32), coo.shape, check_invariants=True,
         )
     elif isinstance(matrix, Tensor) and matrix.layout != torch.strided:
         t = matrix.to_sparse_coo().float()
