@@ -690,7 +690,34 @@ class STP(Synapse):
 # ---------------------------------------------------------------------------------------------
 # gap junctions and voltage jumps (handled by the network's "gap" / "voltage" outputs)
 # ---------------------------------------------------------------------------------------------
-class GapJunction(Synapse):
+class _Stateless(Synapse):
+    """A synapse without kinetics; ``outputs`` lists the projection outputs it supports."""
+
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+        if proj.output not in self.outputs:
+            allowed = " or ".join(repr(o) for o in self.outputs)
+            raise ValueError(
+                f"projection {proj.name}: {type(self).__name__} needs output {allowed}; "
+                f"got {proj.output!r}"
+            )
+        return {}
+
+    def update(
+        self,
+        state: State,
+        proj: Projection,
+        spikes: Tensor,
+        dt: float,
+        pre: State,
+        post: State,
+        weight: Tensor,
+    ) -> State:
+        return state
+
+
+class GapJunction(_Stateless):
     """Electrical synapse: ``I_i = g_max sum_j w_ij (V_j - V_i)`` (bpmodels ``get_gap_junction``).
 
     No kinetics. With the default ``output="gap"`` the network adds the
@@ -715,25 +742,7 @@ class GapJunction(Synapse):
     defaults: ClassVar[dict[str, float]] = {"g_max": 1.0}
     default_output: ClassVar[str] = "gap"
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
-        if proj.output not in ("gap", "current"):
-            raise ValueError(
-                f"projection {proj.name}: GapJunction needs output 'gap' (or 'current'); "
-                f"got {proj.output!r}"
-            )
-        return {}
-
-    def update(
-        self,
-        state: State,
-        proj: Projection,
-        spikes: Tensor,
-        dt: float,
-        pre: State,
-        post: State,
-        weight: Tensor,
-    ) -> State:
-        return state
+    outputs: ClassVar[tuple[str, ...]] = ("gap", "current")
 
     def value(
         self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
@@ -745,7 +754,7 @@ class GapJunction(Synapse):
         return coupled - total * v_post
 
 
-class VoltageJump(Synapse):
+class VoltageJump(_Stateless):
     """Voltage jump: ``V_post += g_max sum_j w_ij spike_j`` (bpmodels ``get_voltage_jump``).
 
     No kinetics; the network applies the jump right after the neuron step in
@@ -766,24 +775,7 @@ class VoltageJump(Synapse):
     defaults: ClassVar[dict[str, float]] = {"g_max": 1.0}
     default_output: ClassVar[str] = "voltage"
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
-        if proj.output != "voltage":
-            raise ValueError(
-                f"projection {proj.name}: VoltageJump needs output 'voltage'; got {proj.output!r}"
-            )
-        return {}
-
-    def update(
-        self,
-        state: State,
-        proj: Projection,
-        spikes: Tensor,
-        dt: float,
-        pre: State,
-        post: State,
-        weight: Tensor,
-    ) -> State:
-        return state
+    outputs: ClassVar[tuple[str, ...]] = ("voltage",)
 
     def value(
         self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
