@@ -1,0 +1,698 @@
+"""Supervised classification datasets as tensors, offline and deterministic.
+
+Every loader returns a :class:`Dataset` (train/test tensors, optional validation
+split, class count, input shape) and never touches the network:
+
+- :func:`load_digits`: scikit-learn's bundled 8x8 handwritten digits (1797 images),
+  fixed stratified train/test split, standardised with train-set statistics.
+- :func:`load_mnist1d`: MNIST-1D (Greydanus 2020) generated procedurally here, a
+  numpy-only port of the reference generator (same random draws, same data).
+- :func:`load_idx_dataset`: MNIST / Fashion-MNIST from the standard IDX files in a
+  folder you provide.
+- :func:`load_cifar10`: CIFAR-10 from the python batches in a folder you provide,
+  unpickled with a restricted unpickler.
+
+Model selection should use a validation split (``val_size``), never the test set.
+
+Example:
+    >>> import torch
+    >>> from bionn.tasks.datasets import load_mnist1d, iterate_minibatches
+    >>> data = load_mnist1d(num_samples=500)
+    >>> data.x_train.shape, data.x_test.shape, data.n_classes
+    (torch.Size([400, 40]), torch.Size([100, 40]), 10)
+    >>> xb, yb = next(iterate_minibatches(data.x_train, data.y_train, 32,
+    ...                                   torch.Generator().manual_seed(0)))
+    >>> xb.shape, yb.dtype
+    (torch.Size([32, 40]), torch.int64)
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "load_dataset",
+    "load_digits",
+    "load_mnist1d",
+    "load_idx_dataset",
+    "load_cifar10",
+    "read_idx",
+    "split_validation",
+    "iterate_minibatches",
+]
+
+
+@dataclass
+class Dataset:
+    """A classification dataset held as tensors.
+
+    Attributes:
+        x_train, y_train: training inputs ``(N, *input_shape)`` float32 and labels ``(N,)`` int64.
+        x_test, y_test: test inputs and labels (report on these once, at the end).
+        n_classes: number of classes (labels are ``0 .. n_classes - 1``).
+        input_shape: shape of one input, e.g. ``(1, 28, 28)`` or ``(40,)``.
+        name: dataset name.
+        x_val, y_val: optional validation split carved out of the training data
+            (``None`` when no ``val_size`` was asked for).
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    n_classes: int
+    input_shape: tuple[int, ...]
+    name: str
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+
+    def __repr__(self) -> str:
+        val = "" if self.x_val is None else f", val={len(self.x_val)}"
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.x_train)}{val}, "
+            f"test={len(self.x_test)}, n_classes={self.n_classes}, input_shape={self.input_shape})"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_int(value, arg: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def split_validation(
+    x: Tensor, y: Tensor, val_size: int, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Split ``(x, y)`` into ``(x_train, y_train, x_val, y_val)`` with ``val_size``
+    samples drawn uniformly at random under ``seed`` (order otherwise kept).
+
+    Example:
+        >>> import torch
+        >>> xt, yt, xv, yv = split_validation(torch.arange(10.0), torch.arange(10), 3, seed=0)
+        >>> len(xt), len(xv)
+        (7, 3)
+    """
+    n = len(x)
+    val_size = _check_int(val_size, "val_size")
+    if val_size >= n:
+        raise ValueError(f"val_size must be smaller than the {n} training samples, got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx = perm[:val_size].sort().values
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val_idx] = False
+    return x[keep], y[keep], x[val_idx], y[val_idx]
+
+
+def _finish(
+    name: str,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    n_classes: int,
+    val_size: int,
+    seed: int,
+) -> Dataset:
+    x_val = y_val = None
+    if val_size:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed)
+    return Dataset(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=n_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        name=name,
+        x_val=x_val,
+        y_val=y_val,
+    )
+
+
+def iterate_minibatches(
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(x_batch, y_batch)`` over one epoch, without a ``DataLoader``.
+
+    Args:
+        x, y: tensors with the same first dimension.
+        batch_size: samples per batch (the last one may be smaller unless ``drop_last``).
+        generator: drives the shuffle; pass a seeded one for reproducible epochs
+            (``None`` uses torch's global RNG).
+        shuffle: permute the samples first.
+        drop_last: skip a final incomplete batch.
+
+    Example:
+        >>> import torch
+        >>> batches = list(iterate_minibatches(torch.arange(5), torch.arange(5), 2, shuffle=False))
+        >>> [b[0].tolist() for b in batches]
+        [[0, 1], [2, 3], [4]]
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    batch_size = _check_int(batch_size, "batch_size", low=1)
+    n = len(x)
+    if shuffle:
+        order = torch.randperm(n, generator=generator, device="cpu").to(x.device)
+    else:
+        order = None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield x[start : start + batch_size], y[start : start + batch_size]
+        else:
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx.to(y.device)]
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def load_digits(
+    flatten: bool = False,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    standardize: bool = True,
+    val_size: int = 0,
+) -> Dataset:
+    """scikit-learn's bundled handwritten digits: 1797 grey 8x8 images, 10 classes.
+
+    The data ship inside scikit-learn (``sklearn.datasets.load_digits``); nothing is
+    downloaded. The train/test split is stratified: in each class ``round(test_fraction
+    * class size)`` samples go to the test set, chosen with a ``torch.Generator`` seeded
+    with ``seed``. With ``standardize`` every pixel is centred and scaled by the
+    training-set mean and standard deviation (pixels constant on the training set,
+    such as the always-blank corners, become 0).
+
+    Args:
+        flatten: return ``(N, 64)`` instead of ``(N, 1, 8, 8)``.
+        test_fraction: share of each class held out for testing, in (0, 1).
+        seed: seeds the split (and the validation split).
+        standardize: standardise pixels with train statistics; otherwise raw 0..16 / 16.
+        val_size: samples moved from train into a validation split (0: none).
+
+    Example:
+        >>> data = load_digits()  # doctest: +SKIP
+        >>> data.x_train.shape, data.x_test.shape  # doctest: +SKIP
+        (torch.Size([1437, 1, 8, 8]), torch.Size([360, 1, 8, 8]))
+    """
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "load_digits needs scikit-learn (its bundled copy of the digits); "
+            "install it with `pip install scikit-learn` or `pip install bionn[data]`"
+        ) from err
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    raw = _sk_load_digits()
+    x = torch.as_tensor(raw.data, dtype=torch.float32)  # (1797, 64), values 0..16
+    y = torch.as_tensor(raw.target, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(seed)
+    test_idx = []
+    for c in range(10):
+        idx = torch.nonzero(y == c).flatten()
+        k = int(round(test_fraction * len(idx)))
+        test_idx.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
+    test_mask = torch.zeros(len(y), dtype=torch.bool)
+    test_mask[torch.cat(test_idx)] = True
+    x_train, y_train = x[~test_mask], y[~test_mask]
+    x_test, y_test = x[test_mask], y[test_mask]
+    if standardize:
+        mean = x_train.mean(0)
+        std = x_train.std(0)
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        x_train = (x_train - mean) / std
+        x_test = (x_test - mean) / std
+    else:
+        x_train, x_test = x_train / 16.0, x_test / 16.0
+    if not flatten:
+        x_train = x_train.reshape(-1, 1, 8, 8)
+        x_test = x_test.reshape(-1, 1, 8, 8)
+    return _finish("digits", x_train, y_train, x_test, y_test, 10, val_size, seed)
+
+
+# --------------------------------------------------------------------------- MNIST-1D
+
+
+def _mnist1d_templates() -> tuple[np.ndarray, np.ndarray]:
+    """The 10 digit templates (12 points each) and their time axis, as in mnist1d."""
+    d = np.asarray(
+        [
+            [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
+            [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
+            [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
+            [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
+            [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
+            [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
+            [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
+            [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
+            [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
+            [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
+        ],
+        dtype=np.float64,
+    )
+    d -= d.mean(1, keepdims=True)
+    d /= d.std(1, keepdims=True)
+    d -= d[:, :1]  # start and end at 0
+    t = np.linspace(-5, 5, d.shape[1]) / 6.0
+    return d / 6.0, t
+
+
+def _gaussian_filter1d(x: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` for a 1-D array (mode ``reflect``), numpy only."""
+    radius = int(truncate * sigma + 0.5)
+    k = np.arange(-radius, radius + 1)
+    w = np.exp(-0.5 * (k / sigma) ** 2)
+    w /= w.sum()
+    padded = np.pad(x, radius, mode="symmetric")  # scipy's "reflect" is numpy's "symmetric"
+    return np.convolve(padded, w[::-1], mode="valid")
+
+
+def _interpolate(x: np.ndarray, n: int) -> np.ndarray:
+    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(x)), x)
+
+
+def _mnist1d_transform(x: np.ndarray, rng: np.random.RandomState, p: dict) -> np.ndarray:
+    """One random MNIST-1D sample from template ``x`` (the reference ``transform``)."""
+    low, high = p["padding"]
+    x = x + 1e-8
+    pad = low + int(rng.rand() * (high - low + 1))  # pad with zeros on the right
+    x = np.concatenate([x, np.zeros(pad)])
+    x = _interpolate(x, p["template_len"] + high)  # dilate
+    x = x * (1 + p["scale_coeff"] * (rng.rand() - 0.5))  # scale
+    k = rng.choice(p["max_translation"])  # circular translation
+    x = np.concatenate([x[-k:], x[:-k]])
+    mask = x != 0
+    corr = _gaussian_filter1d(p["corr_noise_scale"] * rng.randn(*x.shape), 2)
+    x = mask * x + (1 - mask) * corr  # correlated noise where the signal is 0
+    x = x + p["iid_noise_scale"] * rng.randn(*x.shape)
+    coeff = p["shear_scale"] * (rng.rand() - 0.5)  # shear
+    x = x - coeff * np.linspace(-0.5, 0.5, len(x))
+    return _interpolate(x, p["final_seq_length"])
+
+
+def load_mnist1d(
+    num_samples: int = 5000,
+    train_split: float = 0.8,
+    seed: int = 42,
+    val_size: int = 0,
+    *,
+    template_len: int = 12,
+    padding: tuple[int, int] = (36, 60),
+    scale_coeff: float = 0.4,
+    max_translation: int = 48,
+    corr_noise_scale: float = 0.25,
+    iid_noise_scale: float = 2e-2,
+    shear_scale: float = 0.75,
+    final_seq_length: int = 40,
+) -> Dataset:
+    """MNIST-1D (Greydanus 2020, arXiv 2011.14439), generated procedurally.
+
+    A numpy-only port of the reference generator (``mnist1d.data.make_dataset``,
+    Apache-2.0): each of 10 one-dimensional digit templates (12 points) is padded with a
+    random number of zeros, resampled, randomly scaled and circularly translated,
+    filled with Gaussian-smoothed (correlated) noise where it is zero, given i.i.d.
+    noise and a random linear shear, and resampled to ``final_seq_length`` points.
+    Samples are made class by class, shuffled, standardised as a whole, and split.
+    It draws the same random numbers in the same order from a private
+    ``numpy.random.RandomState(seed)``, so with the defaults (5000 samples, 80 % train,
+    seed 42) it reproduces the published dataset up to floating-point rounding
+    (4000 train / 1000 test, 40 points), without touching the global RNG or the network.
+
+    Args:
+        num_samples: total samples (``num_samples // 10`` per class).
+        train_split: share of samples in the training set.
+        seed: generator seed (42 is the published dataset).
+        val_size: samples moved from train into a validation split (0: none).
+        template_len, padding, scale_coeff, max_translation, corr_noise_scale,
+            iid_noise_scale, shear_scale, final_seq_length: generator parameters, with
+            the reference defaults.
+
+    Example:
+        >>> data = load_mnist1d(num_samples=200, seed=0)
+        >>> data.x_train.shape, data.y_train.unique().numel()
+        (torch.Size([160, 40]), 10)
+    """
+    num_samples = _check_int(num_samples, "num_samples", low=10)
+    if not 0.0 < float(train_split) < 1.0:
+        raise ValueError(f"train_split must lie in (0, 1), got {train_split!r}")
+    low, high = (int(v) for v in padding)
+    if not 0 <= low <= high:
+        raise ValueError(f"padding must be (low, high) with 0 <= low <= high, got {padding!r}")
+    if not 1 <= max_translation <= template_len + high:
+        raise ValueError(
+            f"max_translation must lie in [1, template_len + padding[1]] = "
+            f"[1, {template_len + high}], got {max_translation!r}"
+        )
+    params = dict(
+        template_len=template_len,
+        padding=(low, high),
+        scale_coeff=scale_coeff,
+        max_translation=max_translation,
+        corr_noise_scale=corr_noise_scale,
+        iid_noise_scale=iid_noise_scale,
+        shear_scale=shear_scale,
+        final_seq_length=_check_int(final_seq_length, "final_seq_length", low=2),
+    )
+    templates, _ = _mnist1d_templates()
+    rng = np.random.RandomState(seed)
+    per_class = num_samples // 10
+    xs, ys = [], []
+    for label in range(10):
+        for _ in range(per_class):
+            xs.append(_mnist1d_transform(templates[label], rng, params))
+            ys.append(label)
+    order = rng.permutation(len(ys))
+    x = np.stack(xs)[order]
+    y = np.asarray(ys)[order]
+    x = (x - x.mean()) / x.std()
+    split = int(len(y) * train_split)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.int64)
+    return _finish("mnist1d", xt[:split], yt[:split], xt[split:], yt[split:], 10, val_size, seed)
+
+
+# --------------------------------------------------------------------------- IDX (MNIST)
+
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+_IDX_SUBDIRS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (plain or ``.gz``) into a numpy array.
+
+    The format: two zero bytes, a type byte (0x08 = uint8, ...), the number of
+    dimensions, each dimension as a big-endian int32, then the data.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(v) for v in np.frombuffer(raw[4:header], dtype=">i4"))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) - header != count * dtype.itemsize:
+        raise ValueError(
+            f"{str(path)!r}: header says shape {shape} ({count * dtype.itemsize} bytes of data) "
+            f"but the file holds {len(raw) - header} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
+
+
+def _find_idx_files(root: Path, name: str) -> dict[str, Path]:
+    folders = [root, root / _IDX_SUBDIRS[name] / "raw"]  # also torchvision's layout
+    found: dict[str, Path] = {}
+    for key, stem in _IDX_FILES.items():
+        for folder in folders:
+            for candidate in (folder / stem, folder / (stem + ".gz")):
+                if candidate.is_file():
+                    found[key] = candidate
+                    break
+            if key in found:
+                break
+    missing = [stem for key, stem in _IDX_FILES.items() if key not in found]
+    if missing:
+        raise FileNotFoundError(
+            f"{name}: missing IDX file(s) {missing} (each may also be gzipped, '<name>.gz') "
+            f"in root {str(root)!r}; put the four standard files "
+            f"{list(_IDX_FILES.values())} directly in that folder "
+            f"(or in {str(root / _IDX_SUBDIRS[name] / 'raw')!r}). bionn never downloads data."
+        )
+    return found
+
+
+def load_idx_dataset(
+    root: str | Path,
+    name: str = "mnist",
+    flatten: bool = False,
+    normalize: bool = True,
+    val_size: int = 0,
+    seed: int = 0,
+) -> Dataset:
+    """MNIST or Fashion-MNIST from the four standard IDX files in ``root``.
+
+    Expected files (plain or ``.gz``): ``train-images-idx3-ubyte``,
+    ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
+    directly in ``root`` or in torchvision's ``root/MNIST/raw`` (``FashionMNIST/raw``).
+    Missing files raise ``FileNotFoundError`` naming each one and the root; nothing is
+    downloaded.
+
+    Args:
+        root: folder with the files.
+        name: ``"mnist"`` or ``"fashion_mnist"`` (same format; sets the name and subfolder).
+        flatten: return ``(N, 784)`` instead of ``(N, 1, 28, 28)``.
+        normalize: standardise with the training-set pixel mean and std (one scalar
+            each); otherwise pixels are scaled to [0, 1].
+        val_size: training samples moved into a validation split, drawn with ``seed``
+            (e.g. 5000, so that model selection never sees the test set).
+        seed: seeds the validation split.
+    """
+    if name not in _IDX_SUBDIRS:
+        raise ValueError(f"name: unknown IDX dataset {name!r}; allowed: {sorted(_IDX_SUBDIRS)}")
+    root = Path(root)
+    files = _find_idx_files(root, name)
+    arrays = {key: read_idx(path) for key, path in files.items()}
+    for split in ("train", "test"):
+        xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
+            raise ValueError(
+                f"{name}: {split} images must be (N, H, W) and labels (N,), got "
+                f"{xi.shape} and {yi.shape} from {str(files[split + '_images'])!r}"
+            )
+    x_train = torch.as_tensor(arrays["train_images"].astype(np.float32) / 255.0).unsqueeze(1)
+    x_test = torch.as_tensor(arrays["test_images"].astype(np.float32) / 255.0).unsqueeze(1)
+    y_train = torch.as_tensor(arrays["train_labels"].astype(np.int64))
+    y_test = torch.as_tensor(arrays["test_labels"].astype(np.int64))
+    return _finish_images(
+        name, x_train, y_train, x_test, y_test, 10, flatten, normalize, val_size, seed, False
+    )
+
+
+def _finish_images(
+    name: str,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    n_classes: int,
+    flatten: bool,
+    normalize: bool,
+    val_size: int,
+    seed: int,
+    per_channel: bool,
+) -> Dataset:
+    x_val = y_val = None
+    if val_size:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed)
+    if normalize:  # statistics from the (remaining) training data only
+        reduce = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+        mean = x_train.mean(dim=reduce, keepdim=True)
+        std = x_train.std(dim=reduce, keepdim=True).clamp_min(1e-6)
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        if x_val is not None:
+            x_val = (x_val - mean) / std
+    if flatten:
+        x_train, x_test = x_train.flatten(1), x_test.flatten(1)
+        if x_val is not None:
+            x_val = x_val.flatten(1)
+    return Dataset(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=n_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        name=name,
+        x_val=x_val,
+        y_val=y_val,
+    )
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves no global except numpy's array reconstructors.
+
+    Dicts, lists, str, bytes and ints come from pickle opcodes and need no global.
+    The only callables allowed are those that rebuild a plain numpy array (the
+    ``data`` field of a CIFAR batch): ``ndarray``, ``dtype``, ``_reconstruct`` and
+    ``_frombuffer``, plus ``_codecs.encode`` (bytes in protocol-2 pickles). Any other
+    global (``os.system``, ``builtins.eval``, a class, ...) raises ``UnpicklingError``.
+    """
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[key]
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name}: only plain numpy arrays, dicts, "
+            "lists, str, bytes and numbers are allowed in dataset files"
+        )
+
+
+def _safe_globals() -> dict[tuple[str, str], object]:
+    import codecs
+
+    try:
+        from numpy._core import multiarray as _ma
+        from numpy._core import numeric as _num
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray as _ma  # type: ignore[no-redef]
+        from numpy.core import numeric as _num  # type: ignore[no-redef]
+    table: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }
+    for pkg in ("numpy.core", "numpy._core"):
+        table[(f"{pkg}.multiarray", "_reconstruct")] = _ma._reconstruct
+        table[(f"{pkg}.numeric", "_frombuffer")] = _num._frombuffer
+    return table
+
+
+_SAFE_GLOBALS = _safe_globals()
+
+
+def _load_pickle_restricted(path: Path) -> object:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(f"{str(path)!r}: {err}") from None
+
+
+_CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_CIFAR_TEST = ["test_batch"]
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    obj = _load_pickle_restricted(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{str(path)!r}: expected a dict, got {type(obj).__name__}")
+    get = {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+    if "data" not in get or "labels" not in get:
+        raise ValueError(f"{str(path)!r}: expected keys 'data' and 'labels', got {sorted(get)}")
+    data = get["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise ValueError(f"{str(path)!r}: 'data' must be a 2-D uint8 array")
+    if data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{str(path)!r}: 'data' rows must hold 3072 values, got {data.shape[1]}")
+    labels = get["labels"]
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data):
+        raise ValueError(f"{str(path)!r}: 'labels' must be a list of {len(data)} ints")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{str(path)!r}: labels must lie in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(
+    root: str | Path,
+    normalize: bool = True,
+    val_size: int = 0,
+    seed: int = 0,
+) -> Dataset:
+    """CIFAR-10 from the python batches (``cifar-10-batches-py``) in ``root``.
+
+    ``root`` is the folder holding ``cifar-10-batches-py/`` or that folder itself; it
+    must contain ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``. These files
+    are pickles; they are read with a restricted unpickler that builds only dicts,
+    lists, str, bytes, ints and plain numpy arrays and refuses every other global (so a
+    tampered file cannot run code). Nothing is downloaded.
+
+    Args:
+        root: data folder.
+        normalize: standardise each colour channel with the training-set mean and std;
+            otherwise pixels are scaled to [0, 1].
+        val_size: training images moved into a validation split drawn with ``seed``;
+            5000 gives BioTorch's ``cifar10_benchmark`` 45k/5k split (a different random
+            draw), so that model selection never uses the test set.
+        seed: seeds the validation split.
+
+    Returns:
+        a :class:`Dataset` with images ``(N, 3, 32, 32)``.
+    """
+    root = Path(root)
+    folder = root if (root / "test_batch").is_file() else root / "cifar-10-batches-py"
+    missing = [f for f in _CIFAR_TRAIN + _CIFAR_TEST if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"cifar10: missing file(s) {missing} in {str(folder)!r} (root {str(root)!r}); "
+            "put the CIFAR-10 python batches (data_batch_1..5, test_batch) in "
+            "<root>/cifar-10-batches-py/. bionn never downloads data."
+        )
+    train = [_read_cifar_batch(folder / f) for f in _CIFAR_TRAIN]
+    xte, yte = _read_cifar_batch(folder / "test_batch")
+    x_train = torch.as_tensor(np.concatenate([b[0] for b in train]), dtype=torch.float32) / 255
+    y_train = torch.as_tensor(np.concatenate([b[1] for b in train]))
+    x_test = torch.as_tensor(xte, dtype=torch.float32) / 255
+    y_test = torch.as_tensor(yte)
+    return _finish_images(
+        "cifar10", x_train, y_train, x_test, y_test, 10, False, normalize, val_size, seed, True
+    )
+
+
+# --------------------------------------------------------------------------- registry
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": load_digits,
+    "mnist1d": load_mnist1d,
+    "mnist": partial(load_idx_dataset, name="mnist"),
+    "fashion_mnist": partial(load_idx_dataset, name="fashion_mnist"),
+    "cifar10": load_cifar10,
+}
+
+
+def load_dataset(name: str, **kwargs) -> Dataset:
+    """Load a dataset from :data:`DATASETS` by name (file-based ones need ``root=``).
+
+    Example:
+        >>> load_dataset("mnist1d", num_samples=100).input_shape
+        (40,)
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {sorted(DATASETS)}")
+    return DATASETS[name](**kwargs)
