@@ -1,0 +1,73 @@
+"""Credit assignment without weight transport: FA, DFA, sign symmetry, weight mirrors, KP.
+
+``convert(model, method)`` swaps every ``nn.Linear`` / ``nn.Conv2d`` for a layer
+with the same forward pass whose backward sends errors through a feedback
+matrix ``B`` instead of ``W`` (see :mod:`bionn.learning.feedback` for the rules).
+The metrics in :mod:`bionn.learning.metrics` measure how well ``B`` and the
+resulting updates align with backprop.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from bionn.learning import convert, weight_angles
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa")
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> loss = net(torch.randn(8, 5)).pow(2).mean()
+    >>> loss.backward(); opt.step()
+    >>> sorted(weight_angles(net))
+    ['0', '2']
+"""
+
+from bionn.learning.convert import METHODS, ConversionReport, FixedNorm, convert
+from bionn.learning.feedback import (
+    BP,
+    BRSF,
+    DFA,
+    FA,
+    FRSF,
+    USF,
+    ErrorSignal,
+    FeedbackConv2d,
+    FeedbackLinear,
+    FeedbackRule,
+    KolenPollack,
+    WeightMirror,
+    exact_gradients,
+    feedback_layers,
+)
+from bionn.learning.metrics import gradient_alignment, matrix_angle, norm_ratios, weight_angles
+
+__all__ = [
+    "BP",
+    "BRSF",
+    "DFA",
+    "FA",
+    "FRSF",
+    "METHODS",
+    "USF",
+    "ConversionReport",
+    "ErrorSignal",
+    "FeedbackConv2d",
+    "FeedbackLinear",
+    "FeedbackRule",
+    "FixedNorm",
+    "KolenPollack",
+    "WeightMirror",
+    "convert",
+    "exact_gradients",
+    "feedback_layers",
+    "gradient_alignment",
+    "matrix_angle",
+    "mirror",
+    "norm_ratios",
+    "weight_angles",
+]
+
+
+def mirror(model, **kwargs) -> None:
+    """Run :meth:`WeightMirror.mirror` on every ``wm`` layer of ``model`` (after ``opt.step()``)."""
+    for layer in feedback_layers(model).values():
+        if isinstance(layer.rule, WeightMirror):
+            layer.rule.mirror(layer.weight, **kwargs)

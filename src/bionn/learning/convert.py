@@ -1,0 +1,175 @@
+"""``convert()``: swap every ``nn.Linear`` / ``nn.Conv2d`` of a model for a feedback layer.
+
+Example:
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from torch import nn
+    >>> from bionn.learning import convert
+    >>> net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
+    >>> fa = convert(net, "usf", inplace=True)
+    >>> fa is net, fa.report.names, fa[0].weight is net[0].weight
+    (True, ['0', '2'], True)
+    >>> convert(nn.Linear(3, 2), "dfa")
+    Traceback (most recent call last):
+    ...
+    ValueError: output_dim (size of the model output) is required for method='dfa'
+    >>> dfa = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "dfa",
+    ...               output_dim=2)
+    >>> F.cross_entropy(dfa(torch.randn(3, 5)), torch.tensor([0, 1, 1])).backward()
+    >>> dfa[0].weight.grad.shape  # from e B_2 through tanh'
+    torch.Size([4, 5])
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from bionn.learning.feedback import (
+    FEEDBACK_LAYERS,
+    INITS,
+    RULES,
+    DFAOutputHook,
+    ErrorSignal,
+    FeedbackConv2d,
+    FeedbackLinear,
+)
+
+__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert"]
+
+METHODS = tuple(RULES)
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`convert` did: one entry per converted layer, in module order."""
+
+    method: str
+    layers: list[dict] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [entry["name"] for entry in self.layers]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class FixedNorm(nn.Module):
+    """Parametrization ``W = norm * V / ||V||_F``: the Frobenius norm stays fixed
+    (Moskovitz et al. 2018) while the optimizer keeps updating the raw ``V``."""
+
+    def __init__(self, norm: float | Tensor) -> None:
+        super().__init__()
+        self.register_buffer("norm", torch.as_tensor(norm).detach().clone())
+
+    def forward(self, v: Tensor) -> Tensor:
+        return v * (self.norm / v.norm().clamp_min(1e-12))
+
+
+def _new_layer(old: nn.Module) -> nn.Module:
+    w = old.weight
+    kw = {"device": w.device, "dtype": w.dtype, "bias": old.bias is not None}
+    if isinstance(old, nn.Conv2d):
+        return FeedbackConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride,
+                              old.padding, old.dilation, old.groups,
+                              padding_mode=old.padding_mode, **kw)
+    return FeedbackLinear(old.in_features, old.out_features, **kw)
+
+
+def _init_forward(layer: nn.Module, init: str) -> None:
+    """Fresh forward weights (``copy_weights=False``)."""
+    if init == "xavier":
+        nn.init.xavier_uniform_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    # kaiming / same / fixed_norm: PyTorch's default reset_parameters (already done)
+
+
+def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
+            init: str = "kaiming", scale: float = 1.0, constrain_norm: bool = False,
+            output_dim: int | None = None, inplace: bool = False,
+            generator: torch.Generator | None = None) -> nn.Module:
+    """Swap every ``nn.Linear`` / ``nn.Conv2d`` in ``model`` for a layer trained by ``method``.
+
+    Args:
+        model: any ``nn.Module`` (also a bare ``nn.Linear``; residual nets work).
+        method: one of :data:`METHODS` (``bp fa usf brsf frsf dfa wm kp``).
+        copy_weights: the new layer holds the *same* weight and bias Parameter
+            objects as the layer it replaces; else fresh ones drawn from ``init``.
+        init: distribution of ``B`` (and of fresh forward weights):
+            ``kaiming`` (PyTorch's default, ``U(+-1/sqrt(fan_in))``), ``xavier``
+            (``U(+-sqrt(6/(fan_in+fan_out)))``), ``same`` (Gaussian with ``W``'s
+            std), ``fixed_norm`` (random direction with ``||B|| = ||W||``). The
+            uSF scale ``s`` is the std of that distribution.
+        scale: multiplies ``B`` (uSF: ``s``).
+        constrain_norm: keep ``||W||_F`` at its value at conversion, by a
+            :class:`FixedNorm` parametrization (the raw Parameter stays the one
+            the optimizer holds).
+        output_dim: size of the model output; required for ``dfa``.
+        inplace: modify ``model`` itself; else a deep copy is converted.
+        generator: RNG for the initial draws of ``B`` (CPU generator).
+
+    Returns:
+        The converted model, with ``.report`` (:class:`ConversionReport`). Build
+        the optimizer after converting (``kp`` adds ``B`` as a Parameter). DFA
+        registers a forward hook on the returned model that records the
+        output error ``dL/dy`` during ``loss.backward()``; an ordinary loop works.
+    """
+    if method not in RULES:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if method == "dfa" and (output_dim is None or int(output_dim) < 1):
+        raise ValueError("output_dim (size of the model output) is required for method='dfa'")
+    if any(isinstance(m, FEEDBACK_LAYERS) for m in model.modules()):
+        raise ValueError("model is already converted (it contains feedback layers)")
+    if not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
+        raise ValueError("model has no nn.Linear or nn.Conv2d layer to convert")
+    if not inplace:
+        model = copy.deepcopy(model)
+    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for name, m in targets:
+        if parametrize.is_parametrized(m):
+            raise ValueError(f"layer {name!r} is parametrized; convert it before constraining")
+    extra = {}
+    if method == "dfa":
+        extra = {"output_dim": int(output_dim), "signal": ErrorSignal()}
+    report = ConversionReport(method)
+    rule_cls = RULES[method]
+
+    def swap(name: str, old: nn.Module) -> nn.Module:
+        new = _new_layer(old)
+        if copy_weights:
+            new.weight = old.weight
+            if old.bias is not None:
+                new.bias = old.bias
+        else:
+            _init_forward(new, init)
+        new.train(old.training)
+        new.rule = rule_cls(new.weight, init, scale, generator, **extra)
+        new.rule.train(old.training)
+        if constrain_norm:
+            parametrize.register_parametrization(new, "weight", FixedNorm(new.weight.norm()))
+        report.layers.append({
+            "name": name, "type": type(old).__name__,
+            "weight_shape": tuple(new.weight.shape),
+            "feedback_shape": tuple(new.rule.feedback_shape(new.weight)),
+        })
+        return new
+
+    if isinstance(model, (nn.Linear, nn.Conv2d)):
+        model = swap("", model)
+    else:
+        for name, old in targets:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name)
+            setattr(parent, child, swap(name, old))
+    if method == "dfa":
+        model.register_forward_hook(DFAOutputHook(extra["signal"]))
+    model.report = report
+    return model

@@ -1,0 +1,483 @@
+"""Feedback-alignment family: one backward kernel, per-method feedback rules, two layers.
+
+Every method computes the forward pass exactly as ``nn.Linear`` / ``nn.Conv2d``
+(``y = op(x, W, b)``, weights ``(post, pre)``) and changes only what is sent
+back to the layer's input. With ``g = dL/dy``:
+
+* weight and bias gradients are the true ones, ``dL/dW = g^T x`` (conv: the
+  usual correlation), computed from ``g`` and ``x``;
+* the input gradient uses a feedback matrix ``B`` of the same shape as ``W``:
+  ``dL/dx = g B`` (conv: the transposed convolution with ``B``).
+
+``B`` per method (a :class:`FeedbackRule` submodule of the layer):
+
+============  =================================================================
+``bp``        ``B = W`` (plain autograd, no custom function)
+``fa``        fixed random ``B`` (buffer)
+``usf``       ``B = s sign(W)``, ``s`` the std of the chosen init (buffer)
+``brsf``      ``B = |R| sign(W)``, ``R`` redrawn at every *training* forward
+``frsf``      ``B = |B0| sign(W)``, ``B0`` fixed
+``wm``        FA plus :meth:`WeightMirror.mirror`: ``B += eta y^T x`` with
+              noise ``x`` and ``y = x W^T`` (weight mirrors, Akrout et al. 2019)
+``kp``        ``B`` is an ``nn.Parameter`` whose gradient is ``dL/dW``: an
+              optimizer step gives ``B`` the same update (and weight decay)
+              as ``W`` (Kolen-Pollack)
+``dfa``       ``dL/dx = e B`` with ``e`` the error at the network output and
+              ``B`` of shape ``(n_out, in_features)`` (conv:
+              ``(n_out, in_channels, kH, kW)``, ``e`` broadcast over the
+              layer's output positions)
+============  =================================================================
+
+DFA: the projection replaces the gradient w.r.t. a layer's *input*. Autograd
+then carries it through whatever produced that input (activation, BatchNorm,
+pooling, residual sums), so for ``h_l = f(a_l)`` feeding layer ``l+1``::
+
+    delta_l = dL/da_l = (e B_{l+1}) * f'(a_l),     dL/dW_l = delta_l^T h_{l-1}
+
+and the last layer gets the true error. The matrix that projects to hidden
+layer ``l`` is therefore held by the layer that *reads* ``h_l``. Where a hidden
+activity feeds several converted layers (residual blocks), their projections
+add up, together with any ordinary gradient arriving through identity paths;
+BatchNorm, pooling and activations are differentiated by ordinary autograd.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from bionn.learning import convert
+    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa")
+    >>> net(torch.randn(3, 5)).sum().backward()
+    >>> net[0].weight.grad.shape
+    torch.Size([4, 5])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BRSF",
+    "BP",
+    "DFA",
+    "FA",
+    "FRSF",
+    "USF",
+    "ErrorSignal",
+    "FeedbackConv2d",
+    "FeedbackLinear",
+    "FeedbackRule",
+    "KolenPollack",
+    "WeightMirror",
+    "exact_gradients",
+    "feedback_layers",
+]
+
+INITS = ("kaiming", "xavier", "same", "fixed_norm")
+
+
+# --------------------------------------------------------------------------- kernel
+def _grads(outputs: Tensor, inputs: list[Tensor | None], grad: Tensor) -> list[Tensor | None]:
+    """``autograd.grad`` over the non-``None`` inputs that require grad."""
+    wanted = [t for t in inputs if t is not None and t.requires_grad]
+    got = iter(torch.autograd.grad(outputs, wanted, grad) if wanted else ())
+    return [next(got) if t is not None and t.requires_grad else None for t in inputs]
+
+
+def _leaf(t: Tensor | None, needed: bool) -> Tensor | None:
+    return None if t is None else t.detach().requires_grad_(needed)
+
+
+def _broadcast_error(e: Tensor, shape: torch.Size) -> Tensor:
+    if e.shape[: e.dim()] != shape[: e.dim()]:
+        raise RuntimeError(
+            f"DFA: output error of shape {tuple(e.shape)} does not match the projection "
+            f"{tuple(shape)}; output_dim must equal the size of the model output"
+        )
+    return e.reshape(*e.shape, *([1] * (len(shape) - e.dim()))).expand(shape)
+
+
+class _FeedbackFunction(torch.autograd.Function):
+    """``y = op(x, W, b)``; backward sends the error back through ``B`` instead of ``W``.
+
+    ``op`` is bilinear in ``(x, W)``, so the weight gradient does not depend on
+    the weight's value: one recomputation ``op(x, B, b)`` under autograd yields
+    ``dL/dx`` (through ``B``), ``dL/dW`` and ``dL/db`` at once. For DFA
+    (``signal`` given) ``dL/dx`` is instead the output error ``e`` sent through
+    ``feedback_op(x, B)``. ``kp=True`` also returns ``dL/dW`` as ``B``'s gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, feedback, op, feedback_op, signal, kp):  # noqa: D102
+        ctx.save_for_backward(x, weight, bias, feedback)
+        ctx.op, ctx.feedback_op, ctx.signal, ctx.kp = op, feedback_op, signal, kp
+        return op(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_y):  # noqa: D102
+        x, weight, bias, feedback = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_w = need_w or (ctx.kp and ctx.needs_input_grad[3])
+        with torch.enable_grad():
+            if ctx.signal is None:
+                x_ = _leaf(x, need_x)
+                w_ = _leaf(feedback, need_w)  # bilinear: dL/dW is the same at B
+                b_ = _leaf(bias, need_b)
+                gx, gw, gb = _grads(ctx.op(x_, w_, b_), [x_, w_, b_], grad_y)
+            else:
+                w_, b_ = _leaf(weight, need_w), _leaf(bias, need_b)
+                _, gw, gb = _grads(ctx.op(x.detach(), w_, b_), [None, w_, b_], grad_y)
+                gx = None
+                if need_x:
+                    e = ctx.signal.error
+                    if e is None:
+                        raise RuntimeError(
+                            "DFA: no output error recorded; the loss must depend on the "
+                            "output of the model that convert(..., 'dfa') returned"
+                        )
+                    x_ = x.detach().requires_grad_(True)
+                    proj = ctx.feedback_op(x_, feedback)
+                    (gx,) = torch.autograd.grad(proj, [x_], _broadcast_error(e, proj.shape))
+        gfb = gw if ctx.kp and ctx.needs_input_grad[3] else None
+        if not ctx.needs_input_grad[1]:
+            gw = None
+        return gx, gw, gb, gfb, None, None, None, None
+
+
+# --------------------------------------------------------------------------- init
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+class _Sampler:
+    """Draws ``B``-shaped random tensors from one of :data:`INITS` (chosen at construction)."""
+
+    def __init__(self, init: str, shape: tuple[int, ...], weight: Tensor, scale: float):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        fan_in, fan_out = _fans(shape)
+        self.shape, self.scale, self.uniform = shape, float(scale), init != "same"
+        self.norm = float(weight.detach().norm()) if init == "fixed_norm" else None
+        if init == "xavier":
+            self.bound = math.sqrt(6.0 / (fan_in + fan_out))
+        elif init == "same":
+            self.bound = float(weight.detach().std())  # Gaussian with W's std
+        else:  # kaiming: PyTorch's default Kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
+            self.bound = 1.0 / math.sqrt(fan_in)
+        # std of one drawn entry (the uSF scale)
+        self.std = self.bound / math.sqrt(3.0) if self.uniform else self.bound
+        if self.norm is not None:
+            self.std = self.norm / math.sqrt(math.prod(shape))
+        self.std *= self.scale
+
+    def __call__(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.uniform:
+            r = torch.rand(self.shape, generator=generator) * (2 * self.bound) - self.bound
+        else:
+            r = torch.randn(self.shape, generator=generator) * self.bound
+        if self.norm is not None:
+            r = r * (self.norm / r.norm().clamp_min(1e-12))
+        return (r * self.scale).to(device=like.device, dtype=like.dtype)
+
+
+# --------------------------------------------------------------------------- rules
+class FeedbackRule(nn.Module):
+    """What a layer sends back instead of ``W``; subclasses own ``B`` as buffers/parameters."""
+
+    method = ""
+    kp = False  # B receives W's gradient
+    signal: ErrorSignal | None = None  # DFA output error
+
+    def feedback(self, weight: Tensor) -> Tensor | None:
+        """The feedback matrix ``B`` for the current ``weight`` (``None``: use ``W``)."""
+        raise NotImplementedError
+
+    def feedback_shape(self, weight: Tensor) -> tuple[int, ...]:
+        return tuple(weight.shape)
+
+    def prepare(self) -> None:
+        """Called at the start of every forward of the layer (no-op by default)."""
+
+
+class BP(FeedbackRule):
+    """Backpropagation: ``B = W``; the layer runs plain autograd."""
+
+    method = "bp"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+
+    def feedback(self, weight: Tensor) -> None:
+        return None
+
+
+class FA(FeedbackRule):
+    """Feedback alignment (Lillicrap et al. 2016): fixed random ``B``, ``dL/dx = g B``."""
+
+    method = "fa"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        shape = self.feedback_shape(weight)
+        self.register_buffer("weight_feedback", _Sampler(init, shape, weight, scale)(
+            weight, generator))
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        return self.weight_feedback
+
+
+class WeightMirror(FA):
+    """Weight mirrors (Akrout et al. 2019): FA whose ``B`` learns ``W`` from noise.
+
+    Call :meth:`mirror` after each optimizer step: with noise ``x`` (``n``
+    samples, std ``noise_amplitude``) and ``y = x W^T`` (``W`` flattened to
+    ``(post, pre*kH*kW)``, i.e. one conv patch), ``B += eta y^T x``.
+    ``growth_control`` then rescales each row of ``B`` to
+    ``damping / std(x' B^T)`` with fresh noise ``x'`` (BioTorch defaults).
+    """
+
+    method = "wm"
+
+    @torch.no_grad()
+    def mirror(self, weight: Tensor, eta: float = 0.01, noise_amplitude: float = 0.1,
+               n_samples: int = 128, growth_control: bool = False,
+               damping: float = 0.5) -> None:
+        B = self.weight_feedback.view(weight.shape[0], -1)
+        w = weight.detach().reshape(weight.shape[0], -1)
+        x = noise_amplitude * torch.randn(n_samples, w.shape[1], device=w.device, dtype=w.dtype)
+        B.add_(eta * (x @ w.T).T @ x)
+        if growth_control:
+            x = noise_amplitude * torch.randn_like(x)
+            B.mul_(damping / (x @ B.T).std(dim=0).clamp_min(1e-12)[:, None])
+
+
+class KolenPollack(FeedbackRule):
+    """Kolen-Pollack: ``B`` (an ``nn.Parameter``) gets ``W``'s gradient.
+
+    An optimizer step then moves ``B`` exactly as ``W`` (``dB = dW`` in the
+    ``(post, pre)`` layout, i.e. the transposed update of the feedback path)
+    and the optimizer's weight decay shrinks both, so ``W - B`` decays to 0:
+    ``W' - B' = (1 - lr wd)(W - B)`` for SGD.
+    """
+
+    method = "kp"
+    kp = True
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        shape = self.feedback_shape(weight)
+        self.weight_feedback = nn.Parameter(_Sampler(init, shape, weight, scale)(
+            weight, generator))
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        return self.weight_feedback
+
+
+class USF(FeedbackRule):
+    """Uniform sign-concordant feedback (Xiao et al. 2018): ``B = s sign(W)``."""
+
+    method = "usf"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        std = _Sampler(init, tuple(weight.shape), weight, scale).std
+        self.register_buffer("scale", torch.tensor(std, dtype=weight.dtype,
+                                                   device=weight.device))
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        return self.scale * torch.sign(weight.detach())
+
+
+class FRSF(FeedbackRule):
+    """Fixed random-magnitude sign-concordant feedback: ``B = |B0| sign(W)``."""
+
+    method = "frsf"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        sampler = _Sampler(init, tuple(weight.shape), weight, scale)
+        self.register_buffer("magnitude", sampler(weight, generator).abs())
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        return self.magnitude * torch.sign(weight.detach())
+
+
+class BRSF(FRSF):
+    """Batchwise random-magnitude sign-concordant feedback: ``B = |R| sign(W)``.
+
+    ``R`` is redrawn (global RNG) at every forward in training mode only; in
+    eval mode the last draw is kept.
+    """
+
+    method = "brsf"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__(weight, init, scale, generator)
+        self._sampler = _Sampler(init, tuple(weight.shape), weight, scale)
+
+    def prepare(self) -> None:
+        if self.training and torch.is_grad_enabled():
+            self.redraw()
+
+    def redraw(self) -> None:
+        with torch.no_grad():
+            self.magnitude.copy_(self._sampler(self.magnitude).abs())
+
+
+class ErrorSignal:
+    """Holds the latest output error ``e = dL/dy`` for the DFA layers of one model."""
+
+    def __init__(self) -> None:
+        self.error: Tensor | None = None
+
+
+class _CaptureError(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, signal):  # noqa: D102
+        ctx.signal = signal
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        ctx.signal.error = grad.detach()
+        return grad, None
+
+
+class DFAOutputHook:
+    """Forward hook on the converted model: passes the output through an identity
+    whose backward records ``dL/dy`` in the shared :class:`ErrorSignal` before any
+    layer's backward runs (it is the last node of the forward graph)."""
+
+    def __init__(self, signal: ErrorSignal) -> None:
+        self.signal = signal
+
+    def __call__(self, module: nn.Module, inputs, output):
+        if not isinstance(output, Tensor):
+            raise TypeError("DFA needs a model whose forward returns a single tensor")
+        if torch.is_grad_enabled() and output.requires_grad:
+            return _CaptureError.apply(output, self.signal)
+        return output
+
+
+class DFA(FeedbackRule):
+    """Direct feedback alignment (Nokland 2016): ``dL/dx = e B``, ``B`` of shape
+    ``(n_out, in_features)`` (conv: ``(n_out, in_channels, kH, kW)``)."""
+
+    method = "dfa"
+
+    def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
+                 generator: torch.Generator | None = None, *, output_dim: int,
+                 signal: ErrorSignal):
+        super().__init__()
+        self.output_dim = int(output_dim)
+        shape = self.feedback_shape(weight)
+        self.register_buffer("weight_feedback", _Sampler(init, shape, weight, scale)(
+            weight, generator))
+        self.signal = signal
+
+    def feedback_shape(self, weight: Tensor) -> tuple[int, ...]:
+        return (self.output_dim, *weight.shape[1:])
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        return self.weight_feedback
+
+
+# --------------------------------------------------------------------------- layers
+class _FeedbackMixin:
+    """Shared forward of :class:`FeedbackLinear` and :class:`FeedbackConv2d`."""
+
+    rule: FeedbackRule
+    exact: bool = False  # True: plain autograd (used by gradient_alignment)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _feedback_op(self, x: Tensor, feedback: Tensor) -> Tensor:
+        return self._op(x, feedback, None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight
+        self.rule.prepare()
+        feedback = None if self.exact else self.rule.feedback(weight)
+        if feedback is None:
+            return self._op(x, weight, self.bias)
+        return _FeedbackFunction.apply(x, weight, self.bias, feedback, self._op,
+                                       self._feedback_op, self.rule.signal, self.rule.kp)
+
+    @property
+    def feedback_weight(self) -> Tensor:
+        """The current ``B`` (``W`` itself for ``bp``), detached."""
+        b = self.rule.feedback(self.weight)
+        return (self.weight if b is None else b).detach()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", method={self.rule.method}"
+
+
+class FeedbackLinear(_FeedbackMixin, nn.Linear):
+    """``nn.Linear`` whose backward follows ``self.rule`` (see module docstring)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.rule: FeedbackRule = BP(self.weight)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+
+class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose backward follows ``self.rule`` (see module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule: FeedbackRule = BP(self.weight)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return self._conv_forward(x, weight, bias)
+
+    def _feedback_op(self, x: Tensor, feedback: Tensor) -> Tensor:
+        # DFA's B has n_out "channels", so the projection is ungrouped
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, feedback, None, self.stride, 0, self.dilation)
+        return F.conv2d(x, feedback, None, self.stride, self.padding, self.dilation)
+
+
+FEEDBACK_LAYERS = (FeedbackLinear, FeedbackConv2d)
+
+
+def feedback_layers(model: nn.Module) -> dict[str, FeedbackLinear | FeedbackConv2d]:
+    """Converted layers of ``model`` by qualified name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, FEEDBACK_LAYERS)}
+
+
+class exact_gradients:
+    """Context manager: the converted layers of ``model`` backpropagate exactly (``B = W``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = list(feedback_layers(model).values())
+
+    def __enter__(self) -> None:
+        for layer in self.layers:
+            layer.exact = True
+
+    def __exit__(self, *exc) -> None:
+        for layer in self.layers:
+            layer.exact = False
+
+
+RULES: dict[str, Callable[..., FeedbackRule]] = {
+    "bp": BP, "fa": FA, "usf": USF, "brsf": BRSF, "frsf": FRSF, "dfa": DFA,
+    "wm": WeightMirror, "kp": KolenPollack,
+}
