@@ -14,12 +14,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $@
 
+# BioTorch 0.0.16 declares torchvision (unavailable here, unused by the parts bionn compares
+# against), so it is installed without its dependencies.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[test]'
+	$(PIP) --no-deps biotorch==0.0.16
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[bench]'
+	$(PIP) --no-deps biotorch==0.0.16
 	touch $@
 
 demo: $(VENV)/.installed

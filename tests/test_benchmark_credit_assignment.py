@@ -1,0 +1,43 @@
+"""Smoke test of ``benchmarks/credit_assignment.py --quick`` (skipped without BioTorch)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("biotorch.module.biomodule")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "credit_assignment.py"
+METHODS = ("bp", "fa", "dfa", "usf", "brsf", "frsf", "wm", "kp")
+KEYS = {"ms_per_step", "plain_bp_ms_per_step", "biotorch_ms_per_step", "ratio_vs_plain",
+        "ratio_vs_biotorch"}
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("_bench_credit_assignment", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_run_prints_json_last(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        result = _load().main(["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == result
+    assert result["threads"] == 1 and result["biotorch"]
+    for arch in ("lenet", "mlp"):
+        assert set(result[arch]) == set(METHODS)
+        for method, r in result[arch].items():
+            assert set(r) == KEYS
+            assert r["ms_per_step"] > 0 and r["plain_bp_ms_per_step"] > 0
+            if method in ("wm", "kp"):  # not in BioTorch
+                assert r["biotorch_ms_per_step"] is None and r["ratio_vs_biotorch"] is None
+            else:
+                assert r["biotorch_ms_per_step"] > 0 and r["ratio_vs_biotorch"] > 0
