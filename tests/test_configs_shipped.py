@@ -9,8 +9,10 @@ from bionn.experiment import Trainer, load_config
 from bionn.experiment.config import DEFAULT_CONFIG
 
 CONFIGS = sorted(
-    p for p in (Path(__file__).parents[1] / "configs").glob("*.yaml") if not p.stem.startswith("sim_")
-)  # sim_*.yaml are `bionn simulate` configs, checked in test_simulate.py
+    p for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")
+    if not p.stem.startswith(("sim_", "ca_"))
+)  # sim_*.yaml are `bionn simulate` configs (test_simulate.py), ca_*.yaml classification
+#    configs (test_classify.py)
 
 
 def test_configs_exist():

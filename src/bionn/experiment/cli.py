@@ -2,10 +2,12 @@
 
     bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume] [--quiet]
     bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--quiet]
+    bionn compare CONFIG.yaml --methods bp,fa,... [--seeds 0,1] [key=value ...] [--out DIR]
 
 With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
-perceptual decision making). The last stdout line is one JSON object with the
-final metrics and the output folder.
+perceptual decision making). A config with a top-level ``data`` section trains a
+classifier by backprop or a credit-assignment method (:mod:`bionn.experiment.classify`).
+The last stdout line is one JSON object with the final metrics and the output folder.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config_path is not None and "=" in config_path and not Path(config_path).exists():
         overrides.insert(0, config_path)
         config_path = None
+    if config_path is not None and Path(config_path).is_file():
+        from bionn.experiment.classify import cmd_classify, is_classify_config
+
+        if is_classify_config(config_path):
+            return cmd_classify(args, config_path, overrides)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     if args.resume and config_path is None:
@@ -56,7 +63,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate(args)
 
 
-COMMANDS = {"run": cmd_run, "simulate": cmd_simulate}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bionn.experiment.compare import cmd_compare as compare
+
+    return compare(args)
+
+
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.simulate import add_parser as add_simulate
 
     add_simulate(sub)
+    from bionn.experiment.compare import add_parser as add_compare
+
+    add_compare(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow the options (``--out DIR training.epochs=1``)
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:

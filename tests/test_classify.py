@@ -1,0 +1,111 @@
+"""Classification runs (``bionn run`` with a ``data`` section) and ``bionn compare``."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bionn.experiment.checkpoint import load_checkpoint, read_jsonl
+from bionn.experiment.classify import (
+    is_classify_config,
+    load_classify_config,
+    prepare_classifier,
+    train_classifier,
+)
+from bionn.experiment.cli import main
+from bionn.experiment.config import ConfigError
+
+ROOT = Path(__file__).parents[1]
+CA_CONFIGS = sorted((ROOT / "configs").glob("ca_*.yaml"))
+DIGITS = str(ROOT / "configs/ca_digits_mlp.yaml")
+TINY = ["training.epochs=1", "training.steps=5", "training.batch_size=16",
+        "model.params.hidden=[16]", "data.val_size=50"]
+
+
+def test_shipped_ca_configs_validate():
+    assert len(CA_CONFIGS) >= 2
+    for path in CA_CONFIGS:
+        assert is_classify_config(path)
+        cfg = load_classify_config(path)
+        assert cfg.model.method in ("bp", "fa", "dfa", "usf", "brsf", "frsf", "wm", "kp")
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("model.method=backprop", ["model.method", "backprop", "allowed", "kp"]),
+    ("data.dataset=imagenet", ["data.dataset", "imagenet", "digits", "mnist1d"]),
+    ("training.optimiser=x", ["training.optimiser", "unknown key", "optimizer"]),
+    ("model.architecture=vgg", ["model.architecture", "vgg", "allowed"]),
+    ("model.options.gain=2", ["gain", "init", "scale"]),
+    ("data.params.bogus=1", ["data.params", "bogus", "allowed"]),
+    ("training.optimizer.type=RMSprop", ["training.optimizer.type", "RMSprop"]),
+])
+def test_bad_configs_raise_before_any_folder(override, words, tmp_path, capsys):
+    with pytest.raises(ConfigError) as e:
+        load_classify_config(DIGITS, [override])
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    out = tmp_path / "never"
+    assert main(["run", DIGITS, override, "--out", str(out), "--quiet"]) == 2
+    assert "invalid config" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_file_dataset_needs_root():
+    with pytest.raises(ConfigError, match="data.root"):
+        load_classify_config(None, ["data.dataset=mnist"])
+
+
+def test_run_dispatches_and_writes_the_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["run", DIGITS, *TINY, "model.method=fa", "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["out"] == str(out) and summary["method"] == "fa" and summary["steps"] == 5
+    assert 0 <= summary["test_error"] <= 100
+    for name in ["config.yaml", "metrics.jsonl", "final.json", "checkpoint.pt",
+                 "figures/training_curve.png", "figures/alignment.png"]:
+        assert (out / name).is_file(), name
+    rec = read_jsonl(out / "metrics.jsonl")[-1]
+    assert {"loss", "accuracy", "eval_accuracy", "test_accuracy", "test_error",
+            "weight_angle", "grad_angle"} <= set(rec)
+    assert rec["grad_angle/net.2"] == pytest.approx(0.0, abs=1e-6)  # output layer is exact
+    assert "model" in load_checkpoint(out / "checkpoint.pt")
+    assert load_classify_config(out / "config.yaml").model.method == "fa"
+
+
+def test_methods_train(tmp_path):
+    for method in ("bp", "dfa", "wm", "kp"):
+        cfg = load_classify_config(DIGITS, [*TINY, f"model.method={method}"])
+        summary = train_classifier(cfg, tmp_path / method, progress=False,
+                                   prepared=prepare_classifier(cfg))
+        assert summary["steps"] == 5
+        if method == "bp":
+            assert summary["grad_angle"] == pytest.approx(0.0, abs=1e-4)
+        if method == "dfa":
+            assert summary["weight_angle"] is None and summary["grad_angle"] is not None
+
+
+def test_compare_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", DIGITS, "--methods", "bp,fa,usf", "--seeds", "0,1", "--out", str(out),
+               "--quiet", *TINY])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["out"] == str(out)
+    assert [r["method"] for r in result["table"]] == ["bp", "fa", "usf"]
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["method"] for r in rows] == ["bp", "fa", "usf"] and rows[0]["n_seeds"] == "2"
+    assert "| fa |" in (out / "comparison.md").read_text()
+    assert (out / "alignment.png").is_file() and (out / "usf/seed1/final.json").is_file()
+
+
+def test_compare_rejects_unknown_methods(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", DIGITS, "--methods", "bp,hebb", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "hebb" in err and "dfa" in err and not out.exists()
+
+
+def test_rate_rnn_run_is_unchanged(tmp_path):
+    assert not is_classify_config(ROOT / "configs/ei_ctrnn_pdm.yaml")
