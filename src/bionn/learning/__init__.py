@@ -20,7 +20,14 @@ Example:
     ['0', '2']
 """
 
-from bionn.learning.convert import METHODS, ConversionReport, FixedNorm, convert
+from bionn.learning.convert import (
+    METHODS,
+    ConversionReport,
+    FixedNorm,
+    _rnn_rules,
+    convert,
+    ctrnn_feedback,
+)
 from bionn.learning.feedback import (
     BP,
     BRSF,
@@ -36,6 +43,7 @@ from bionn.learning.feedback import (
     WeightMirror,
     exact_gradients,
     feedback_layers,
+    feedback_linear,
 )
 from bionn.learning.metrics import gradient_alignment, matrix_angle, norm_ratios, weight_angles
 
@@ -56,8 +64,10 @@ __all__ = [
     "KolenPollack",
     "WeightMirror",
     "convert",
+    "ctrnn_feedback",
     "exact_gradients",
     "feedback_layers",
+    "feedback_linear",
     "gradient_alignment",
     "matrix_angle",
     "mirror",
@@ -67,7 +77,11 @@ __all__ = [
 
 
 def mirror(model, **kwargs) -> None:
-    """Run :meth:`WeightMirror.mirror` on every ``wm`` layer of ``model`` (after ``opt.step()``)."""
+    """Run :meth:`WeightMirror.mirror` on every ``wm`` layer of ``model`` (after ``opt.step()``),
+    converted CTRNN weights included."""
     for layer in feedback_layers(model).values():
         if isinstance(layer.rule, WeightMirror):
             layer.rule.mirror(layer.weight, **kwargs)
+    for _, rule, weight in _rnn_rules(model):
+        if isinstance(rule, WeightMirror):
+            rule.mirror(weight, **kwargs)

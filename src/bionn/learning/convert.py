@@ -37,9 +37,10 @@ from bionn.learning.feedback import (
     ErrorSignal,
     FeedbackConv2d,
     FeedbackLinear,
+    FeedbackRule,
 )
 
-__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert"]
+__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert", "ctrnn_feedback"]
 
 METHODS = tuple(RULES)
 
@@ -90,6 +91,53 @@ def _init_forward(layer: nn.Module, init: str) -> None:
     # kaiming / same / fixed_norm: PyTorch's default reset_parameters (already done)
 
 
+def _ctrnns(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    from bionn.rate.ctrnn import CTRNN  # lazy: bionn.rate imports bionn.learning.feedback
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CTRNN)]
+
+
+def _rnn_rules(model: nn.Module):
+    """``(qualified name, rule, effective weight)`` for every converted CTRNN product."""
+    for name, rnn in _ctrnns(model):
+        rules = getattr(rnn, "feedback", None)
+        if rules is None:
+            continue
+        weights = rnn.connection_weights()
+        for key, rule in rules.items():
+            yield (f"{name}.{key}" if name else key), rule, weights[key]
+
+
+def ctrnn_feedback(model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{name: (W, B)}`` (detached, ``(post, pre)``) for the converted CTRNNs of ``model``.
+
+    ``W`` is the effective (constrained) weight; ``B`` is ``W`` for ``bp``.
+    Names are ``"<module>.recurrent"`` etc. (just ``"recurrent"`` for a bare
+    CTRNN). Use :func:`~bionn.learning.matrix_angle` on the pairs for the
+    ``W``-``B`` alignment.
+    """
+    out = {}
+    for name, rule, w in _rnn_rules(model):
+        b = rule.feedback(w)
+        out[name] = (w.detach(), (w if b is None else b).detach())
+    return out
+
+
+def _convert_ctrnn(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
+                   generator: torch.Generator | None, report: ConversionReport) -> None:
+    rules = nn.ModuleDict()
+    for key, w in rnn.connection_weights().items():
+        rule: FeedbackRule = rule_cls(w.detach(), init, scale, generator)
+        rule.train(rnn.training)
+        rules[key] = rule
+        report.layers.append({
+            "name": f"{name}.{key}" if name else key, "type": type(rnn).__name__,
+            "weight_shape": tuple(w.shape),
+            "feedback_shape": tuple(rule.feedback_shape(w)),
+        })
+    rnn.feedback = rules
+
+
 def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             init: str = "kaiming", scale: float = 1.0, constrain_norm: bool = False,
             output_dim: int | None = None, inplace: bool = False,
@@ -114,6 +162,18 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         inplace: modify ``model`` itself; else a deep copy is converted.
         generator: RNG for the initial draws of ``B`` (CPU generator).
 
+    CTRNNs (:class:`bionn.CTRNN`, bare or inside ``model``) get one rule per
+    weight (``input``, ``recurrent``, ``readout``) in ``rnn.feedback``: feedback
+    alignment through time, the recurrent error carried back by ``B_rec``
+    instead of ``W_rec^T`` and the readout error by ``B_out`` (see
+    :class:`~bionn.CTRNN`). Their weights and constraints (Dale, masks) are
+    kept whatever ``copy_weights``; each rule is built from the *effective*
+    constrained weight. ``B`` itself is unconstrained: for ``fa``/``kp``/``wm``
+    a random draw with mixed signs (also under Dale's law: only the forward
+    weights obey it), while ``usf``/``frsf``/``brsf`` follow ``sign(W)`` and so
+    inherit Dale's column signs. ``dfa`` and ``constrain_norm`` are refused on
+    CTRNNs.
+
     Returns:
         The converted model, with ``.report`` (:class:`ConversionReport`). Build
         the optimizer after converting (``kp`` adds ``B`` as a Parameter). DFA
@@ -128,8 +188,18 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         raise ValueError("output_dim (size of the model output) is required for method='dfa'")
     if any(isinstance(m, FEEDBACK_LAYERS) for m in model.modules()):
         raise ValueError("model is already converted (it contains feedback layers)")
-    if not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
+    rnns = _ctrnns(model)
+    if any(getattr(m, "feedback", None) is not None for _, m in rnns):
+        raise ValueError("model is already converted (a CTRNN has feedback rules)")
+    if not rnns and not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
         raise ValueError("model has no nn.Linear or nn.Conv2d layer to convert")
+    if rnns and method == "dfa":
+        raise ValueError(
+            "method='dfa' is not supported on a CTRNN: a direct projection of the output error "
+            "has no meaning through time here; use fa, usf, frsf, brsf, wm or kp"
+        )
+    if rnns and constrain_norm:
+        raise ValueError("constrain_norm is not supported on a CTRNN")
     if not inplace:
         model = copy.deepcopy(model)
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -169,6 +239,8 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
             setattr(parent, child, swap(name, old))
+        for name, rnn in _ctrnns(model):
+            _convert_ctrnn(name, rnn, rule_cls, init, scale, generator, report)
     if method == "dfa":
         model.register_forward_hook(DFAOutputHook(extra["signal"]))
     model.report = report

@@ -74,6 +74,7 @@ __all__ = [
     "WeightMirror",
     "exact_gradients",
     "feedback_layers",
+    "feedback_linear",
 ]
 
 INITS = ("kaiming", "xavier", "same", "fixed_norm")
@@ -145,6 +146,46 @@ class _FeedbackFunction(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             gw = None
         return gx, gw, gb, gfb, None, None, None, None
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return F.linear(x, weight, bias)
+
+
+def _linear_nobias(x: Tensor, feedback: Tensor) -> Tensor:
+    return F.linear(x, feedback, None)
+
+
+def feedback_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
+                    rule: FeedbackRule | None = None, *,
+                    feedback: Tensor | None = None) -> Tensor:
+    """Functional :class:`FeedbackLinear`: ``y = x W^T + b`` with ``rule``'s backward.
+
+    The forward is ``F.linear(x, weight, bias)``; the backward gives ``weight``
+    and ``bias`` their true gradients and sends ``dL/dx = g B`` with
+    ``B = rule.feedback(weight)`` (``(post, pre)``, like ``weight``). With
+    ``rule=None`` or a rule whose ``B`` is ``None`` (``bp``) this is plain
+    ``F.linear``. ``feedback`` overrides ``B`` (e.g. a scaled ``B``, or one
+    ``B`` computed once and reused at every time step); with ``kp`` its
+    gradient is ``dL/dweight``. The caller runs ``rule.prepare()`` (once per
+    forward pass, not per call: ``brsf`` redraws there).
+
+    Example:
+        >>> import torch
+        >>> w, b = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3)
+        >>> x = torch.randn(4, 3, requires_grad=True)
+        >>> feedback_linear(x, w, None, feedback=b).sum().backward()
+        >>> torch.allclose(x.grad, b.sum(0).expand(4, 3)), torch.allclose(w.grad[0], x.sum(0))
+        (True, True)
+    """
+    if feedback is None and rule is not None:
+        feedback = rule.feedback(weight)
+    if feedback is None:
+        return F.linear(x, weight, bias)
+    signal = None if rule is None else rule.signal
+    kp = False if rule is None else rule.kp
+    return _FeedbackFunction.apply(x, weight, bias, feedback, _linear, _linear_nobias,
+                                   signal, kp)
 
 
 # --------------------------------------------------------------------------- init

@@ -23,6 +23,7 @@ from bionn.constraints import spectral_radius as _spectral_radius
 from bionn.functional.ctrnn_scan import SCAN_ACTIVATIONS, ctrnn_scan
 from bionn.functional.loop import scan
 from bionn.functional.rate import RateState, ctrnn_step, get_activation
+from bionn.learning.feedback import feedback_linear
 
 LAYERS = ("input", "recurrent", "readout")
 _WEIGHT_NAMES = {"input": "weight_in", "recurrent": "weight_rec", "readout": "weight_out"}
@@ -79,6 +80,18 @@ class CTRNN(nn.Module):
             backward (faster); ``False`` uses the step-by-step autograd loop,
             needed for double backward (gradient penalties) or ``torch.func.vmap``.
         generator: random generator for the initial weights.
+
+    Feedback alignment through time: ``self.feedback`` is ``None`` (backprop
+    through time) or an ``nn.ModuleDict`` of
+    :class:`~bionn.learning.FeedbackRule` keyed by ``"input"``,
+    ``"recurrent"``, ``"readout"`` (any subset), normally set by
+    ``bionn.learning.convert(net, "fa")``. Each rule sees the effective
+    (constrained) weight ``W`` and its ``B`` (``(post, pre)``) replaces ``W`` in
+    the backward pass of that product only: the recurrent error flows back
+    through time as ``dL/dr_{t-1} = alpha B_rec^T delta_t``, the readout error
+    as ``B_out^T e_t``; every weight still gets its true gradient given the
+    error at its output. A recurrent rule with a ``B`` runs the step-by-step
+    autograd loop (``fused`` is then ignored).
 
     Example:
         >>> import torch
@@ -241,6 +254,7 @@ class CTRNN(nn.Module):
             self.register_buffer("tau", tau_t)
         self.h0 = nn.Parameter(torch.zeros(n_hidden)) if init_state == "learn" else None
         self.init_state = init_state
+        self.feedback: nn.ModuleDict | None = None
 
     # ------------------------------------------------------------------ API
     @property
@@ -272,15 +286,51 @@ class CTRNN(nn.Module):
 
         Returns ``(output_t, r_t, new_state)``.
         """
-        drive = F.linear(x_t, self.weight_in, self.bias_rec)
         alpha = self.alpha
+        fb = self._feedback_matrices(alpha)
+        drive = self._linear(fb, "input", x_t, self.weight_in, self.bias_rec)  # W_in x_t + b
         pre = post = None
         if self.preact_noise > 0:
             pre = torch.randn_like(drive) * (2 * alpha).sqrt() * self.preact_noise
         if self.postact_noise > 0:
             post = torch.randn_like(drive) * self.postact_noise
-        r, state = ctrnn_step(state, drive, self.weight_rec, alpha, self.activation, pre, post)
-        return F.linear(r, self.weight_out, self.bias_out), r, state
+        if "recurrent" in fb:
+            rec = self._linear(fb, "recurrent", state.r, self.weight_rec, None, alpha)
+            h = (1.0 - alpha) * state.h + rec + alpha * drive
+            if pre is not None:
+                h = h + pre
+            r = self.activation(h)
+            if post is not None:
+                r = r + post
+            state = RateState(h, r)
+        else:
+            r, state = ctrnn_step(state, drive, self.weight_rec, alpha, self.activation, pre, post)
+        return self._linear(fb, "readout", r, self.weight_out, self.bias_out), r, state
+
+    def _feedback_matrices(self, alpha: Tensor) -> dict[str, Tensor]:
+        """``B`` per layer with a feedback rule (``bp`` rules give none); runs ``prepare``."""
+        rules = getattr(self, "feedback", None)
+        if rules is None:
+            return {}
+        weights = self.connection_weights()
+        out = {}
+        for k, rule in rules.items():
+            rule.prepare()
+            b = rule.feedback(weights[k])
+            if b is not None:
+                out[k] = b
+        return out
+
+    def _linear(self, fb: dict[str, Tensor], key: str, x: Tensor, weight: Tensor,
+                bias: Tensor | None, alpha: Tensor | None = None) -> Tensor:
+        """``F.linear(x, alpha W, alpha b)`` (no ``alpha``: ``x W^T + b``), backward via ``B``."""
+        if alpha is not None:
+            weight = weight * alpha[:, None]
+            bias = None if bias is None else bias * alpha
+        if key not in fb:
+            return F.linear(x, weight, bias)
+        b = fb[key] if alpha is None else fb[key] * alpha.detach()[:, None]
+        return feedback_linear(x, weight, bias, self.feedback[key], feedback=b)
 
     def run(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor, RateState]:
         """Run over a batch-first sequence ``x`` of shape ``(batch, time, n_input)``.
@@ -291,13 +341,29 @@ class CTRNN(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0])
         alpha = self.alpha
+        fb = self._feedback_matrices(alpha)
         # Everything that does not depend on the state is computed for all steps at once:
         # alpha (W_in x_t + b) + sqrt(2 alpha) sigma xi_t, with alpha folded into W_in and b.
-        bias = None if self.bias_rec is None else self.bias_rec * alpha
-        drive = F.linear(x, self.weight_in * alpha[:, None], bias)
+        drive = self._linear(fb, "input", x, self.weight_in, self.bias_rec, alpha)
         if self.preact_noise > 0:
             drive = drive + torch.randn_like(drive) * ((2 * alpha).sqrt() * self.preact_noise)
         post = torch.randn_like(drive) * self.postact_noise if self.postact_noise > 0 else None
+        if "recurrent" in fb:
+            # Feedback alignment through time: step-by-step autograd, recurrent product via B.
+            leak, act, rule = 1.0 - alpha, self.activation, self.feedback["recurrent"]
+            w_scaled = alpha[:, None] * self.weight_rec
+            b_scaled = alpha.detach()[:, None] * fb["recurrent"]
+
+            def fa_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
+                rec = feedback_linear(s.r, w_scaled, None, rule, feedback=b_scaled)
+                h = torch.addcmul(d_t, leak, s.h) + rec
+                r = act(h)
+                if p_t is not None:
+                    r = r + p_t
+                return r, RateState(h, r)
+
+            rates, state = scan(fa_step, state, (drive, post))
+            return self._linear(fb, "readout", rates, self.weight_out, self.bias_out), rates, state
         w_scaled_t = (alpha[:, None] * self.weight_rec).T  # (pre, post)
         if self.fused and self.activation_name in SCAN_ACTIVATIONS:
             # Fused time loop with a hand-written BPTT backward (first-order gradients).
@@ -316,7 +382,7 @@ class CTRNN(nn.Module):
                 return r, RateState(h, r)
 
             rates, state = scan(step, state, (drive, post))
-        return F.linear(rates, self.weight_out, self.bias_out), rates, state
+        return self._linear(fb, "readout", rates, self.weight_out, self.bias_out), rates, state
 
     def forward(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor]:
         """``(outputs, rates)`` for a batch-first input ``(batch, time, n_input)``."""
