@@ -81,17 +81,6 @@ INITS = ("kaiming", "xavier", "same", "fixed_norm")
 
 
 # --------------------------------------------------------------------------- kernel
-def _grads(outputs: Tensor, inputs: list[Tensor | None], grad: Tensor) -> list[Tensor | None]:
-    """``autograd.grad`` over the non-``None`` inputs that require grad."""
-    wanted = [t for t in inputs if t is not None and t.requires_grad]
-    got = iter(torch.autograd.grad(outputs, wanted, grad) if wanted else ())
-    return [next(got) if t is not None and t.requires_grad else None for t in inputs]
-
-
-def _leaf(t: Tensor | None, needed: bool) -> Tensor | None:
-    return None if t is None else t.detach().requires_grad_(needed)
-
-
 def _broadcast_error(e: Tensor, shape: torch.Size) -> Tensor:
     if e.shape[: e.dim()] != shape[: e.dim()]:
         raise RuntimeError(
@@ -101,59 +90,166 @@ def _broadcast_error(e: Tensor, shape: torch.Size) -> Tensor:
     return e.reshape(*e.shape, *([1] * (len(shape) - e.dim()))).expand(shape)
 
 
+class _Kernel:
+    """Per-layer-kind gradients of a bilinear ``op(x, W, b)`` (chosen when the layer is built).
+
+    ``grads(g, x, W, b, need)`` returns ``(dL/dx, dL/dW, dL/db)`` for
+    ``y = op(x, W, b)`` with ``dL/dy = g``; entries not in ``need`` are ``None``.
+    Called with ``W = B``, ``dL/dx`` is the error sent back through ``B``, and since
+    ``op`` is bilinear ``dL/dW`` does not depend on the weight's value.
+    ``project(e, g, x, B)`` is DFA's ``dL/dx`` for the output error ``e``: the
+    transpose of ``x -> op(x, B, None)`` applied to ``e`` broadcast to its output.
+
+    This base class differentiates ``op`` / ``project_op`` with autograd (one
+    recomputation); subclasses use closed forms.
+    """
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def project_op(self, x: Tensor, feedback: Tensor) -> Tensor:
+        return self.op(x, feedback, None)
+
+    def grads(self, g: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None,
+              need: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
+        leaves = [None if t is None else t.detach().requires_grad_(n)
+                  for t, n in zip((x, weight, bias), need, strict=True)]
+        wanted = [t for t in leaves if t is not None and t.requires_grad]
+        with torch.enable_grad():
+            got = iter(torch.autograd.grad(self.op(*leaves), wanted, g) if wanted else ())
+        return tuple(next(got) if t is not None and t.requires_grad else None for t in leaves)
+
+    def project(self, e: Tensor, g: Tensor, x: Tensor, feedback: Tensor) -> Tensor:
+        with torch.enable_grad():
+            x_ = x.detach().requires_grad_(True)
+            proj = self.project_op(x_, feedback)
+            (gx,) = torch.autograd.grad(proj, [x_], _broadcast_error(e, proj.shape))
+        return gx
+
+
+class _LinearKernel(_Kernel):
+    """``F.linear``: ``dL/dx = g W``, ``dL/dW = g^T x``, ``dL/db = sum g`` (any batch dims)."""
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def grads(self, g, x, weight, bias, need):  # noqa: D102
+        gx = g.matmul(weight) if need[0] else None
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = g2.T.mm(x.reshape(-1, x.shape[-1])) if need[1] else None
+        gb = g2.sum(0) if need[2] and bias is not None else None
+        return gx, gw, gb
+
+    def project(self, e, g, x, feedback):  # noqa: D102
+        shape = torch.Size((*g.shape[:-1], feedback.shape[0]))
+        return _broadcast_error(e, shape).matmul(feedback)
+
+
+_LINEAR = _LinearKernel()
+
+
+class _ConvKernel(_Kernel):
+    """Zero-padded ``F.conv2d`` with fixed settings: one ``convolution_backward`` call."""
+
+    def __init__(self, stride, padding, dilation, groups: int):
+        self.stride, self.padding = list(stride), list(padding)
+        self.dilation, self.groups = list(dilation), int(groups)
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _backward(self, g, x, weight, bias_sizes, groups, mask):
+        unbatched = x.dim() == 3
+        if unbatched:
+            g, x = g.unsqueeze(0), x.unsqueeze(0)
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            g, x, weight, bias_sizes, self.stride, self.padding, self.dilation, False,
+            [0, 0], groups, mask)
+        if unbatched and gx is not None:
+            gx = gx.squeeze(0)
+        return gx, gw, gb
+
+    def grads(self, g, x, weight, bias, need):  # noqa: D102
+        need_b = need[2] and bias is not None
+        return self._backward(g, x, weight, None if bias is None else [weight.shape[0]],
+                              self.groups, [need[0], need[1], need_b])
+
+    def project(self, e, g, x, feedback):  # noqa: D102
+        # DFA's B has n_out "channels" (same kernel size, so same output positions as
+        # g): the projection is ungrouped
+        e = _broadcast_error(e, torch.Size((*g.shape[:-3], feedback.shape[0], *g.shape[-2:])))
+        return self._backward(e, x, feedback, None, 1, [True, False, False])[0]
+
+
+class _PaddedConvKernel(_Kernel):
+    """``F.conv2d`` with a non-zero padding mode or string padding: autograd fallback."""
+
+    def __init__(self, stride, padding, dilation, groups: int, padding_mode: str,
+                 pad: list[int]):
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.padding_mode, self.pad = padding_mode, pad
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return self._conv(x, weight, bias, self.groups)
+
+    def project_op(self, x: Tensor, feedback: Tensor) -> Tensor:
+        return self._conv(x, feedback, None, 1)  # ungrouped: B has n_out "channels"
+
+    def _conv(self, x, weight, bias, groups):
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self.pad, mode=self.padding_mode)
+            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+
+
 class _FeedbackFunction(torch.autograd.Function):
     """``y = op(x, W, b)``; backward sends the error back through ``B`` instead of ``W``.
 
-    ``op`` is bilinear in ``(x, W)``, so the weight gradient does not depend on
-    the weight's value: one recomputation ``op(x, B, b)`` under autograd yields
-    ``dL/dx`` (through ``B``), ``dL/dW`` and ``dL/db`` at once. For DFA
-    (``signal`` given) ``dL/dx`` is instead the output error ``e`` sent through
-    ``feedback_op(x, B)``. ``kp=True`` also returns ``dL/dW`` as ``B``'s gradient.
+    ``kernel`` (a :class:`_Kernel`) gives the layer kind's gradients: ``dL/dW``
+    and ``dL/db`` are the true ones and ``dL/dx`` goes through ``B``; for DFA
+    (``signal`` given) ``dL/dx`` is instead the output error ``e`` projected by
+    ``B``. ``kp=True`` also returns ``dL/dW`` as ``B``'s gradient.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, feedback, op, feedback_op, signal, kp):  # noqa: D102
+    def forward(ctx, x, weight, bias, feedback, kernel, signal, kp):  # noqa: D102
         ctx.save_for_backward(x, weight, bias, feedback)
-        ctx.op, ctx.feedback_op, ctx.signal, ctx.kp = op, feedback_op, signal, kp
-        return op(x, weight, bias)
+        ctx.kernel, ctx.signal, ctx.kp = kernel, signal, kp
+        return kernel.op(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_y):  # noqa: D102
         x, weight, bias, feedback = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_w = need_w or (ctx.kp and ctx.needs_input_grad[3])
-        with torch.enable_grad():
-            if ctx.signal is None:
-                x_ = _leaf(x, need_x)
-                w_ = _leaf(feedback, need_w)  # bilinear: dL/dW is the same at B
-                b_ = _leaf(bias, need_b)
-                gx, gw, gb = _grads(ctx.op(x_, w_, b_), [x_, w_, b_], grad_y)
-            else:
-                w_, b_ = _leaf(weight, need_w), _leaf(bias, need_b)
-                _, gw, gb = _grads(ctx.op(x.detach(), w_, b_), [None, w_, b_], grad_y)
-                gx = None
-                if need_x:
-                    e = ctx.signal.error
-                    if e is None:
-                        raise RuntimeError(
-                            "DFA: no output error recorded; the loss must depend on the "
-                            "output of the model that convert(..., 'dfa') returned"
-                        )
-                    x_ = x.detach().requires_grad_(True)
-                    proj = ctx.feedback_op(x_, feedback)
-                    (gx,) = torch.autograd.grad(proj, [x_], _broadcast_error(e, proj.shape))
-        gfb = gw if ctx.kp and ctx.needs_input_grad[3] else None
-        if not ctx.needs_input_grad[1]:
+        want_fb = ctx.kp and ctx.needs_input_grad[3]
+        need_w = need_w or want_fb
+        kernel = ctx.kernel
+        if ctx.signal is None:
+            gx, gw, gb = kernel.grads(grad_y, x, feedback, bias, (need_x, need_w, need_b))
+        else:
+            _, gw, gb = kernel.grads(grad_y, x, weight, bias, (False, need_w, need_b))
+            gx = None
+            if need_x:
+                e = ctx.signal.error
+                if e is None:
+                    raise RuntimeError(
+                        "DFA: no output error recorded; the loss must depend on the "
+                        "output of the model that convert(..., 'dfa') returned"
+                    )
+                gx = kernel.project(e, grad_y, x, feedback)
+        gfb = None
+        if want_fb:  # kp: B gets dL/dW too
+            gfb = gw
+            # a distinct copy (or none), so that each AccumulateGrad can take its tensor over
+            gw = gw.clone() if ctx.needs_input_grad[1] else None
+        elif not ctx.needs_input_grad[1]:
             gw = None
-        return gx, gw, gb, gfb, None, None, None, None
+        return gx, gw, gb, gfb, None, None, None
 
 
-def _linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return F.linear(x, weight, bias)
-
-
-def _linear_nobias(x: Tensor, feedback: Tensor) -> Tensor:
-    return F.linear(x, feedback, None)
+def _needs_feedback(x: Tensor, rule: FeedbackRule) -> bool:
+    """Whether a backward can use ``B``: ``dL/dx`` is needed, or ``B`` learns (``kp``)."""
+    return torch.is_grad_enabled() and (x.requires_grad or rule.kp)
 
 
 def feedback_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
@@ -178,14 +274,15 @@ def feedback_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
         >>> torch.allclose(x.grad, b.sum(0).expand(4, 3)), torch.allclose(w.grad[0], x.sum(0))
         (True, True)
     """
+    if rule is not None and not _needs_feedback(x, rule):
+        return F.linear(x, weight, bias)
     if feedback is None and rule is not None:
         feedback = rule.feedback(weight)
     if feedback is None:
         return F.linear(x, weight, bias)
     signal = None if rule is None else rule.signal
     kp = False if rule is None else rule.kp
-    return _FeedbackFunction.apply(x, weight, bias, feedback, _linear, _linear_nobias,
-                                   signal, kp)
+    return _FeedbackFunction.apply(x, weight, bias, feedback, _LINEAR, signal, kp)
 
 
 # --------------------------------------------------------------------------- init
@@ -223,6 +320,16 @@ class _Sampler:
         if self.norm is not None:
             r = r * (self.norm / r.norm().clamp_min(1e-12))
         return (r * self.scale).to(device=like.device, dtype=like.dtype)
+
+    def fill_(self, out: Tensor) -> Tensor:
+        """Draw into ``out`` in place (global RNG of ``out``'s device); returns ``out``."""
+        if self.uniform:
+            out.uniform_(-self.bound, self.bound)
+        else:
+            out.normal_(0.0, self.bound)
+        if self.norm is not None:
+            out.mul_(self.norm / out.norm().clamp_min(1e-12))
+        return out.mul_(self.scale)
 
 
 # --------------------------------------------------------------------------- rules
@@ -291,10 +398,11 @@ class WeightMirror(FA):
                damping: float = 0.5) -> None:
         B = self.weight_feedback.view(weight.shape[0], -1)
         w = weight.detach().reshape(weight.shape[0], -1)
-        x = noise_amplitude * torch.randn(n_samples, w.shape[1], device=w.device, dtype=w.dtype)
-        B.add_(eta * (x @ w.T).T @ x)
+        x = torch.randn(n_samples, w.shape[1], device=w.device, dtype=w.dtype)
+        x.mul_(noise_amplitude)
+        B.addmm_(w.mm(x.T), x, alpha=eta)  # y^T x with y = x W^T
         if growth_control:
-            x = noise_amplitude * torch.randn_like(x)
+            x.normal_().mul_(noise_amplitude)
             B.mul_(damping / (x @ B.T).std(dim=0).clamp_min(1e-12)[:, None])
 
 
@@ -334,7 +442,7 @@ class USF(FeedbackRule):
                                                    device=weight.device))
 
     def feedback(self, weight: Tensor) -> Tensor:
-        return self.scale * torch.sign(weight.detach())
+        return torch.sign(weight.detach()).mul_(self.scale)
 
 
 class FRSF(FeedbackRule):
@@ -349,7 +457,7 @@ class FRSF(FeedbackRule):
         self.register_buffer("magnitude", sampler(weight, generator).abs())
 
     def feedback(self, weight: Tensor) -> Tensor:
-        return self.magnitude * torch.sign(weight.detach())
+        return torch.sign(weight.detach()).mul_(self.magnitude)
 
 
 class BRSF(FRSF):
@@ -372,7 +480,7 @@ class BRSF(FRSF):
 
     def redraw(self) -> None:
         with torch.no_grad():
-            self.magnitude.copy_(self._sampler(self.magnitude).abs())
+            self._sampler.fill_(self.magnitude).abs_()
 
 
 class ErrorSignal:
@@ -438,22 +546,21 @@ class _FeedbackMixin:
     """Shared forward of :class:`FeedbackLinear` and :class:`FeedbackConv2d`."""
 
     rule: FeedbackRule
+    kernel: _Kernel  # the layer kind's gradients, set in __init__
     exact: bool = False  # True: plain autograd (used by gradient_alignment)
-
-    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        raise NotImplementedError
-
-    def _feedback_op(self, x: Tensor, feedback: Tensor) -> Tensor:
-        return self._op(x, feedback, None)
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight
         self.rule.prepare()
-        feedback = None if self.exact else self.rule.feedback(weight)
+        # B only shapes dL/dx (and, for kp, receives dL/dW): without either, plain autograd
+        # gives the same (true) weight and bias gradients
+        if self.exact or not _needs_feedback(x, self.rule):
+            return self._op(x, weight, self.bias)
+        feedback = self.rule.feedback(weight)
         if feedback is None:
             return self._op(x, weight, self.bias)
-        return _FeedbackFunction.apply(x, weight, self.bias, feedback, self._op,
-                                       self._feedback_op, self.rule.signal, self.rule.kp)
+        return _FeedbackFunction.apply(x, weight, self.bias, feedback, self.kernel,
+                                       self.rule.signal, self.rule.kp)
 
     @property
     def feedback_weight(self) -> Tensor:
@@ -472,6 +579,7 @@ class FeedbackLinear(_FeedbackMixin, nn.Linear):
                  device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.rule: FeedbackRule = BP(self.weight)
+        self.kernel = _LINEAR
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
@@ -483,16 +591,15 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rule: FeedbackRule = BP(self.weight)
+        if self.padding_mode == "zeros" and not isinstance(self.padding, str):
+            self.kernel = _ConvKernel(self.stride, self.padding, self.dilation, self.groups)
+        else:  # the gradients need the padded input: differentiate with autograd
+            self.kernel = _PaddedConvKernel(self.stride, self.padding, self.dilation,
+                                            self.groups, self.padding_mode,
+                                            list(self._reversed_padding_repeated_twice))
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self._conv_forward(x, weight, bias)
-
-    def _feedback_op(self, x: Tensor, feedback: Tensor) -> Tensor:
-        # DFA's B has n_out "channels", so the projection is ungrouped
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, feedback, None, self.stride, 0, self.dilation)
-        return F.conv2d(x, feedback, None, self.stride, self.padding, self.dilation)
 
 
 FEEDBACK_LAYERS = (FeedbackLinear, FeedbackConv2d)
