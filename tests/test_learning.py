@@ -187,6 +187,25 @@ def test_conv_dfa_projects_broadcast_error():
                                                                   padding=1))
 
 
+def test_conv_dfa_grouped_layer_projects_over_all_input_channels():
+    torch.manual_seed(0)
+    net = convert(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                                nn.Conv2d(6, 4, 3, stride=2, groups=2), nn.Flatten(),
+                                nn.Linear(4 * 4 * 4, 5)),
+                  "dfa", output_dim=5)
+    B = net[2].rule.weight_feedback
+    assert B.shape == (5, 6, 3, 3)  # ungrouped projection: all 6 input channels
+    x = torch.randn(2, 4, 9, 9)
+    h = torch.relu(net[0](x)).detach()
+    out = net(x)
+    e = torch.randn_like(out)
+    out.backward(e)
+    e_map = e[:, :, None, None].expand(2, 5, 4, 4)
+    delta = conv2d_input(h.shape, B, e_map, stride=2) * (h > 0)
+    torch.testing.assert_close(net[0].weight.grad, conv2d_weight(x, (6, 4, 3, 3), delta,
+                                                                  padding=1))
+
+
 def test_kp_same_update_and_convergence():
     torch.manual_seed(0)
     net = convert(mlp(), "kp")

@@ -221,7 +221,10 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         else:
             _init_forward(new, init)
         new.train(old.training)
-        new.rule = rule_cls(new.weight, init, scale, generator, **extra)
+        kw = dict(extra)
+        if method == "dfa" and isinstance(old, nn.Conv2d):
+            kw["groups"] = old.groups  # the projection is ungrouped: B spans all input channels
+        new.rule = rule_cls(new.weight, init, scale, generator, **kw)
         new.rule.train(old.training)
         if constrain_norm:
             parametrize.register_parametrization(new, "weight", FixedNorm(new.weight.norm()))

@@ -526,16 +526,18 @@ class DFA(FeedbackRule):
 
     def __init__(self, weight: Tensor, init: str = "kaiming", scale: float = 1.0,
                  generator: torch.Generator | None = None, *, output_dim: int,
-                 signal: ErrorSignal):
+                 signal: ErrorSignal, groups: int = 1):
         super().__init__()
         self.output_dim = int(output_dim)
+        self.groups = int(groups)
         shape = self.feedback_shape(weight)
         self.register_buffer("weight_feedback", _Sampler(init, shape, weight, scale)(
             weight, generator))
         self.signal = signal
 
     def feedback_shape(self, weight: Tensor) -> tuple[int, ...]:
-        return (self.output_dim, *weight.shape[1:])
+        in_channels = weight.shape[1] * self.groups  # a grouped conv's weight holds C_in / groups
+        return (self.output_dim, in_channels, *weight.shape[2:])
 
     def feedback(self, weight: Tensor) -> Tensor:
         return self.weight_feedback
