@@ -57,7 +57,12 @@ from pydantic import (
 from tqdm.auto import tqdm
 
 from bionn.experiment.checkpoint import atomic_write_text, save_checkpoint
-from bionn.experiment.config import ConfigError, _model_at, apply_overrides, read_yaml
+from bionn.experiment.config import (
+    ConfigError,
+    apply_overrides,
+    format_errors,
+    read_yaml,
+)
 
 __all__ = [
     "ClassifyConfig",
@@ -267,29 +272,12 @@ class ClassifyConfig(_Strict):
     training: TrainingSection = Field(default_factory=TrainingSection)
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(ClassifyConfig, e["loc"][:-1])
-            allowed = sorted(parent.model_fields) if parent else []
-            lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        hidden = isinstance(value, (dict, BaseModel)) or e["type"] == "missing"
-        shown = "" if hidden else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
-    return "invalid config:\n" + "\n".join(lines)
-
-
 def validate_classify_config(data: dict[str, Any]) -> ClassifyConfig:
     """Validate a nested dict; raises :class:`ConfigError` naming every bad field."""
     try:
         return ClassifyConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
+        raise ConfigError(format_errors(e, ClassifyConfig)) from None
 
 
 def load_classify_config(path: str | Path | None,

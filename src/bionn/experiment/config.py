@@ -252,18 +252,21 @@ def build_circuit(cfg: CircuitConfig, n_hidden: int, n_input: int, n_output: int
     return cls(**params)
 
 
-def _format_errors(err: ValidationError) -> str:
+def format_errors(err: ValidationError, root: type[BaseModel]) -> str:
+    """One line per invalid field of a ``root`` config: the field, what is wrong, the
+    value given, and for unknown keys the keys allowed there (shared by every command)."""
     lines = []
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            parent = _model_at(RunConfig, e["loc"][:-1])
+            parent = _model_at(root, e["loc"][:-1])
             allowed = sorted(parent.model_fields) if parent else []
             lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
             continue
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, dict) or e["type"] == "missing" else f" (got {value!r})"
+        hidden = isinstance(value, (dict, BaseModel)) or e["type"] == "missing"
+        shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
     return "invalid config:\n" + "\n".join(lines)
 
@@ -329,7 +332,7 @@ def validate_config(data: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
+        raise ConfigError(format_errors(e, RunConfig)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

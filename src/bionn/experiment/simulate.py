@@ -59,7 +59,12 @@ from pydantic import (
 )
 
 from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text
-from bionn.experiment.config import ConfigError, _model_at, apply_overrides, read_yaml
+from bionn.experiment.config import (
+    ConfigError,
+    apply_overrides,
+    format_errors,
+    read_yaml,
+)
 
 __all__ = [
     "FIGURES",
@@ -191,30 +196,13 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(SimConfig, e["loc"][:-1])
-            allowed = sorted(parent.model_fields) if parent else []
-            lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        hidden = isinstance(value, (dict, BaseModel)) or e["type"] == "missing"
-        shown = "" if hidden else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
-    return "invalid config:\n" + "\n".join(lines)
-
-
 def validate_sim_config(data: dict[str, Any]) -> SimConfig:
     """Validate a nested dict and fill every unset run setting with the network's
     published value; raises :class:`ConfigError` naming every bad field."""
     try:
         cfg = SimConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
+        raise ConfigError(format_errors(e, SimConfig)) from None
     spec = _networks()[cfg.network.name]
     run = cfg.run.model_copy(update={
         "duration": cfg.run.duration if cfg.run.duration is not None else spec.duration,
@@ -236,7 +224,7 @@ def validate_sim_config(data: dict[str, Any]) -> SimConfig:
     try:
         return SimConfig.model_validate(resolved)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
+        raise ConfigError(format_errors(e, SimConfig)) from None
 
 
 def load_sim_config(path: str | Path | None, overrides: list[str] | None = None) -> SimConfig:
