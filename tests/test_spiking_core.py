@@ -184,7 +184,7 @@ def test_conductance_synapse_is_exact_for_lif():
     assert float(state["V"]) == pytest.approx(expected, abs=1e-4)
 
 
-def test_event_driven_delivery_costs_nothing_without_spikes():
+def test_delivery_without_spikes_adds_nothing():
     p = Projection("A", "B", fixed_prob(100, 100, 0.5, generator=gen()), Exponential())
     out = p.deliver(torch.zeros(1, 100, dtype=torch.bool), p.weight)
     assert float(out.abs().sum()) == 0.0

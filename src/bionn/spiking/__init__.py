@@ -38,7 +38,7 @@ from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circu
     GapJunction,
     VoltageJump,
 )
-from bionn.spiking.synapses import SYNAPSES, Exponential, Projection, Synapse
+from bionn.spiking.synapses import Exponential, Projection, Synapse
 
 __all__ = [
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
@@ -53,7 +53,6 @@ __all__ = [
     "Network",
     "NeuronGroup",
     "Projection",
-    "SYNAPSES",
     "SimulationResult",
     "SpikeEvents",
     "Synapse",

@@ -99,7 +99,7 @@ class NeuronGroup(nn.Module):
                 )
             self.register_buffer(name, t)
         self.method = method or self.default_method
-        allowed = self.methods + (("exact",) if "exact" in self.methods else ())
+        allowed = self.methods
         if self.method not in allowed or self.method not in INTEGRATORS:
             raise ValueError(
                 f"{type(self).__name__}: method {self.method!r} is not available; allowed: {list(allowed)}"

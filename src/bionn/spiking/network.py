@@ -129,9 +129,8 @@ class Network(nn.Module):
                         f"projection {p.name}: its connectivity has {size} {role} neurons but {role} "
                         f"{gname!r} range {(lo, hi)} of a group of {n} covers {hi - lo}"
                     )
-            if p.pre_range is None and not self.groups[p.pre].spiking and p.output not in ("gap",):
-                if p.output != "current":
-                    raise ValueError(f"projection {p.name}: pre group {p.pre!r} does not spike")
+            if p.pre_range is None and not self.groups[p.pre].spiking and p.output not in ("gap", "current"):
+                raise ValueError(f"projection {p.name}: pre group {p.pre!r} does not spike")
         self.inputs: dict[str, InputSpec] = dict(inputs or {})
         unknown = sorted(set(self.inputs) - set(self.groups))
         if unknown:
@@ -149,10 +148,8 @@ class Network(nn.Module):
         for name, g in self.groups.items():
             s = g.init_state(batch, generator=generator, dtype=dtype)
             state[name] = {k: v.to(device) for k, v in s.items()}
-        _, plans = self._plan()
-        for q in plans:
-            state[q.name] = q.proj.init_state(batch, device, dtype, dt)
-            q.syn_keys = [(k[4:], k) for k in state[q.name] if k.startswith("syn.")]
+        for p in self.projections:
+            state[p.name] = p.init_state(batch, device, dtype, dt)
         return state
 
     def check(self, dt: float) -> None:
@@ -415,7 +412,7 @@ class _ProjPlan:
         self.output, self.E = p.output, p.E
         self.synapse = p.synapse
         self.plastic = p.plasticity is not None
-        self.syn_keys: list[tuple[str, str]] = []
+        self.syn_keys: list[tuple[str, str]] | None = None
         self.frozen_weight: Tensor | None = None
 
     @property
@@ -424,7 +421,7 @@ class _ProjPlan:
         return self.proj.weight if w is None else w
 
     def keys(self, ps: State) -> list[tuple[str, str]]:
-        if not self.syn_keys:
+        if self.syn_keys is None:  # the synapse's state keys, read once
             self.syn_keys = [(k[4:], k) for k in ps if k.startswith("syn.")]
         return self.syn_keys
 

@@ -124,9 +124,6 @@ class Exponential(Synapse):
         return state["s"]
 
 
-SYNAPSES: dict[str, type[Synapse]] = {"Exponential": Exponential}
-
-
 class Projection(nn.Module):
     """Synapses from group ``pre`` to group ``post``.
 
