@@ -15,6 +15,7 @@ from bionn.experiment.classify import (
 )
 from bionn.experiment.cli import main
 from bionn.experiment.config import ConfigError
+from dataset_files import write_cifar, write_idx
 
 ROOT = Path(__file__).parents[1]
 CA_CONFIGS = sorted((ROOT / "configs").glob("ca_*.yaml"))
@@ -109,3 +110,34 @@ def test_compare_rejects_unknown_methods(tmp_path, capsys):
 
 def test_rate_rnn_run_is_unchanged(tmp_path):
     assert not is_classify_config(ROOT / "configs/ei_ctrnn_pdm.yaml")
+
+
+@pytest.mark.parametrize(("config", "writer", "method"), [
+    ("ca_mnist_lenet.yaml", "idx", "fa"),
+    ("ca_cifar10_resnet20.yaml", "cifar", "usf"),
+])
+def test_file_dataset_configs_run_on_local_files(tmp_path, config, writer, method, capsys):
+    if writer == "idx":
+        root = tmp_path / "mnist"
+        root.mkdir()
+        write_idx(root, n_train=40, n_test=10)
+    else:
+        root = write_cifar(tmp_path, n=8)
+    out = tmp_path / "run"
+    rc = main(["run", str(ROOT / "configs" / config), f"data.root={root}", "data.val_size=8",
+               f"model.method={method}", "training.epochs=1", "training.steps=2",
+               "training.batch_size=8", "experiment.device=cpu", "training.metrics.alignment_batch=8",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["method"] == method and summary["steps"] == 2
+    assert (out / "figures/alignment.png").is_file()
+
+
+def test_file_dataset_config_names_the_missing_files(tmp_path, capsys):
+    rc = main(["run", str(ROOT / "configs/ca_mnist_lenet.yaml"), f"data.root={tmp_path}",
+               "--out", str(tmp_path / "run"), "--quiet"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and str(tmp_path) in err
+    assert not (tmp_path / "run").exists()

@@ -43,6 +43,10 @@ def test_overrides_are_parsed_as_yaml():
         ("model.circuit={kind: multi_area_ei, params: {area_sizes: [50, 40]}}",
          ["model.circuit", "area_sizes", "n_hidden=100"]),
         ("model.circuit={kind: ring}", ["model.circuit.kind", "multi_area"]),
+        ("model.method=dfa", ["model.method", "dfa", "CTRNN", "kp"]),
+        ("model.method=xyz", ["method", "xyz", "usf"]),
+        ("model.options={init: bogus}", ["options.init", "bogus", "xavier"]),
+        ("model.options={constrain_norm: true}", ["model.options.constrain_norm", "CTRNN"]),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(override, expected):

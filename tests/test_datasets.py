@@ -1,9 +1,7 @@
 """Datasets: offline loaders, determinism, file formats, safe unpickling."""
 
-import gzip
 import os
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from bionn.tasks.datasets import (
     read_idx,
     split_validation,
 )
+from dataset_files import idx_bytes, write_cifar, write_idx
 
 # --------------------------------------------------------------------------- digits
 
@@ -103,33 +102,9 @@ def test_mnist1d_mlp_beats_chance():
 # --------------------------------------------------------------------------- IDX
 
 
-def _idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_idx(root, n_train=12, n_test=5, gz=False, skip=()):
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
-    }
-    for stem, arr in arrays.items():
-        if stem in skip:
-            continue
-        raw = _idx_bytes(arr)
-        if gz:
-            (root / (stem + ".gz")).write_bytes(gzip.compress(raw))
-        else:
-            (root / stem).write_bytes(raw)
-    return arrays
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_loader_plain_and_gz(tmp_path, gz):
-    arrays = _write_idx(tmp_path, gz=gz)
+    arrays = write_idx(tmp_path, gz=gz)
     data = load_idx_dataset(tmp_path, "mnist", normalize=False)
     assert data.x_train.shape == (12, 1, 28, 28) and data.x_test.shape == (5, 1, 28, 28)
     expected = torch.as_tensor(arrays["train-images-idx3-ubyte"] / 255.0, dtype=torch.float32)
@@ -144,12 +119,12 @@ def test_idx_loader_plain_and_gz(tmp_path, gz):
 def test_idx_torchvision_layout(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    _write_idx(raw, gz=True)
+    write_idx(raw, gz=True)
     assert len(load_dataset("mnist", root=tmp_path).x_train) == 12
 
 
 def test_idx_missing_files_are_named(tmp_path):
-    _write_idx(tmp_path, skip=("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte"))
+    write_idx(tmp_path, skip=("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte"))
     with pytest.raises(FileNotFoundError) as err:
         load_idx_dataset(tmp_path, "mnist")
     msg = str(err.value)
@@ -166,7 +141,7 @@ def test_idx_rejects_bad_files(tmp_path):
     with pytest.raises(ValueError, match="not an IDX file"):
         read_idx(bad)
     short = tmp_path / "y"
-    short.write_bytes(_idx_bytes(np.zeros((3, 4)))[:-2])
+    short.write_bytes(idx_bytes(np.zeros((3, 4)))[:-2])
     with pytest.raises(ValueError, match="header says shape"):
         read_idx(short)
 
@@ -174,23 +149,9 @@ def test_idx_rejects_bad_files(tmp_path):
 # --------------------------------------------------------------------------- CIFAR-10
 
 
-def _write_cifar(root, n=6, protocol=2, str_keys=False):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = [int(v) for v in (np.arange(n) + i) % 10]
-        key = (lambda s: s) if str_keys else (lambda s: s.encode())
-        batch = {key("data"): data, key("labels"): labels, key("batch_label"): b"x"}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh, protocol=protocol)
-    return folder
-
-
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar_loader(tmp_path, protocol):
-    folder = _write_cifar(tmp_path, protocol=protocol)
+    folder = write_cifar(tmp_path, protocol=protocol)
     data = load_cifar10(tmp_path, normalize=False)
     assert data.x_train.shape == (30, 3, 32, 32) and data.x_test.shape == (6, 3, 32, 32)
     assert data.y_train.dtype == torch.int64 and data.y_test.tolist() == [5, 6, 7, 8, 9, 0]
@@ -207,12 +168,12 @@ def test_cifar_loader(tmp_path, protocol):
 
 
 def test_cifar_str_keys(tmp_path):
-    _write_cifar(tmp_path, str_keys=True)
+    write_cifar(tmp_path, str_keys=True)
     assert load_cifar10(tmp_path).n_classes == 10
 
 
 def test_cifar_missing_files(tmp_path):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar(tmp_path)
     (folder / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing file\(s\) \['data_batch_3'\]") as err:
         load_cifar10(tmp_path)
@@ -228,7 +189,7 @@ class _Evil:
 
 @pytest.mark.parametrize("handmade", [False, True])
 def test_cifar_refuses_malicious_pickle(tmp_path, monkeypatch, handmade):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar(tmp_path)
     with open(folder / "data_batch_2", "wb") as fh:
         if handmade:  # protocol 0: os.system("echo pwned")
             fh.write(b"cos\nsystem\n(S'echo pwned > /dev/null'\ntR.")
@@ -243,7 +204,7 @@ def test_cifar_refuses_malicious_pickle(tmp_path, monkeypatch, handmade):
 
 
 def test_cifar_refuses_arbitrary_class(tmp_path):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar(tmp_path)
     with open(folder / "test_batch", "wb") as fh:
         pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": _Lbl()}, fh)
     with pytest.raises(pickle.UnpicklingError, match="refusing to load global"):
@@ -255,7 +216,7 @@ class _Lbl(list):
 
 
 def test_cifar_rejects_wrong_content(tmp_path):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar(tmp_path)
     with open(folder / "test_batch", "wb") as fh:
         pickle.dump({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}, fh)
     with pytest.raises(ValueError, match="3072"):
@@ -300,7 +261,7 @@ def test_split_validation_and_registry():
 
 def test_cifar_numpy1_style_pickle(tmp_path):
     """Real CIFAR batches were pickled by Python 2 / numpy 1 (``numpy.core.multiarray``)."""
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar(tmp_path)
     raw = pickle.dumps({b"data": np.full((2, 3072), 7, np.uint8), b"labels": [3, 4]}, protocol=2)
     raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     assert b"numpy.core.multiarray" in raw

@@ -128,3 +128,32 @@ def test_cli_resume_uses_the_saved_config_with_overrides(tmp_path, capsys):
     assert summary["steps"] == 7
     assert [r["step"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == list(range(1, 8))
     assert load_config(tmp_path / "r" / "config.yaml").model.n_hidden == 24
+
+
+@pytest.mark.parametrize("method", ["fa", "kp", "wm"])
+def test_ctrnn_run_with_feedback_alignment_logs_angles_and_resumes(tmp_path, method):
+    full = load_config(None, [*SMALL, "training.steps=8", f"model.method={method}"])
+    Trainer(full, tmp_path / "full", progress=False).fit()
+    records = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    evals = [r for r in records if "eval_accuracy" in r]
+    keys = {f"{k}/{p}" for k in ("weight_angle", "grad_angle")
+            for p in ("input", "recurrent", "readout")}
+    assert all(keys <= set(r) for r in evals)
+    assert evals[-1]["grad_angle/readout"] < 1e-3  # the readout's dW is exact under FA
+    assert 0 < evals[-1]["grad_angle/recurrent"] < 180
+    assert (tmp_path / "full" / "figures" / "alignment.png").is_file()
+    # resume restores B with the weights: the continued run equals the uninterrupted one
+    half = load_config(None, [*SMALL, "training.steps=4", f"model.method={method}"])
+    Trainer(half, tmp_path / "half", progress=False).fit()
+    Trainer(full, tmp_path / "half", resume=True, progress=False).fit()
+    assert _losses(tmp_path / "half") == _losses(tmp_path / "full")
+
+
+def test_ctrnn_run_differs_between_methods(tmp_path):
+    losses = {}
+    for method in ("bp", "fa"):
+        cfg = load_config(None, [*SMALL, "training.steps=4", f"model.method={method}"])
+        Trainer(cfg, tmp_path / method, progress=False).fit()
+        losses[method] = _losses(tmp_path / method)
+    assert losses["bp"][0] == losses["fa"][0]  # same init and first batch: same forward
+    assert losses["bp"][1:] != losses["fa"][1:]

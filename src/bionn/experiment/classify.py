@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from bionn.experiment.checkpoint import atomic_write_text, save_checkpoint
 from bionn.experiment.config import (
     ConfigError,
+    CreditAssignmentFields,
     apply_overrides,
     format_errors,
     read_yaml,
@@ -75,13 +76,6 @@ __all__ = [
 ]
 
 FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights")
-
-
-def _methods() -> tuple[str, ...]:
-    from bionn.learning import METHODS
-
-    return tuple(METHODS)
 
 
 def _datasets() -> dict:
@@ -154,17 +148,7 @@ class DataSection(_Strict):
         return self
 
 
-class MirrorOptions(_Strict):
-    """Arguments of :func:`bionn.learning.mirror` (method ``wm``), called after each step."""
-
-    eta: float = Field(0.01, ge=0, allow_inf_nan=False)
-    noise_amplitude: float = Field(0.1, gt=0, allow_inf_nan=False)
-    n_samples: int = Field(128, ge=1)
-    growth_control: bool = False
-    damping: float = Field(0.5, gt=0, allow_inf_nan=False)
-
-
-class ModelSection(_Strict):
+class ModelSection(CreditAssignmentFields):
     """Architecture (a key of ``MODELS``), its factory's arguments, and the
     credit-assignment method with :func:`bionn.learning.convert` options.
 
@@ -174,40 +158,12 @@ class ModelSection(_Strict):
 
     architecture: str = "mlp"
     params: dict[str, Any] = Field(default_factory=dict)
-    method: str = "bp"
-    options: dict[str, Any] = Field(default_factory=dict)
-    mirror: MirrorOptions = Field(default_factory=MirrorOptions)
 
     @field_validator("architecture")
     @classmethod
     def _known_arch(cls, v: str) -> str:
         if v not in _models():
             raise ValueError(f"unknown architecture {v!r}; allowed: {sorted(_models())}")
-        return v
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, v: str) -> str:
-        if v not in _methods():
-            raise ValueError(f"unknown method {v!r}; allowed: {list(_methods())}")
-        return v
-
-    @field_validator("options")
-    @classmethod
-    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from bionn.learning.feedback import INITS
-
-        bad = sorted(set(v) - set(CONVERT_OPTIONS))
-        if bad:
-            raise ValueError(f"unknown convert option(s) {bad}; allowed: {list(CONVERT_OPTIONS)}")
-        if "init" in v and v["init"] not in INITS:
-            raise ValueError(f"options.init must be one of {list(INITS)}; got {v['init']!r}")
-        if "scale" in v and (isinstance(v["scale"], bool) or not isinstance(v["scale"], (int, float))
-                             or not math.isfinite(v["scale"])):
-            raise ValueError(f"options.scale must be a finite number; got {v['scale']!r}")
-        for key in ("constrain_norm", "copy_weights"):
-            if key in v and not isinstance(v[key], bool):
-                raise ValueError(f"options.{key} must be true or false; got {v[key]!r}")
         return v
 
     @model_validator(mode="after")
@@ -534,33 +490,15 @@ def train_classifier(cfg: ClassifyConfig, out: str | Path, progress: bool = True
 
 
 def _figures(records: list[dict[str, Any]], folder: Path, cfg: ClassifyConfig) -> list[str]:
-    from bionn.viz._common import _new_figure, save_figure
-    from bionn.viz.training import plot_training_curve
+    from bionn.viz import plot_alignment, plot_training_curve, save_figure
 
     written = []
     fig = plot_training_curve(records, keys=("loss", "accuracy", "test_error"))
     save_figure(fig, folder / "training_curve.png")
     written.append(str(folder / "training_curve.png"))
-    layers = sorted({k.split("/", 1)[1] for r in records for k in r
-                     if k.startswith(("weight_angle/", "grad_angle/"))})
-    if layers:
-        fig = _new_figure((9.0, 3.4), layout="constrained")
-        axes = fig.subplots(1, 2)
-        for ax, kind, title in ((axes[0], "weight_angle", "angle(W, B)"),
-                                (axes[1], "grad_angle", "angle(dW, dW_bp)")):
-            for i, layer in enumerate(layers):
-                pts = [(r["epoch"], r[f"{kind}/{layer}"]) for r in records
-                       if f"{kind}/{layer}" in r]
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, "o-", ms=3, color=f"C{i % 10}", label=layer)
-            ax.axhline(90.0, color="0.6", lw=0.8, ls="--")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("degrees")
-            ax.set_title(f"{title} [{cfg.model.method}]")
-            if ax.lines[:-1] or len(ax.lines) > 1:
-                ax.legend(fontsize=7, title="layer", title_fontsize=7)
-        save_figure(fig, folder / "alignment.png")
+    if any(k.startswith("weight_angle/") or k.startswith("grad_angle/")
+           for r in records for k in r):
+        plot_alignment(records, folder / "alignment.png", x="epoch", title=cfg.model.method)
         written.append(str(folder / "alignment.png"))
     return written
 

@@ -9,6 +9,7 @@ Every error names the field, the value and what is allowed.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,59 @@ def load_matrix(value: Any, field: str) -> torch.Tensor:
     raise ValueError(f"{field}: {str(path)!r} must be a .npy or .pt file, or an inline list")
 
 
+CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights")
+
+
+def _methods() -> tuple[str, ...]:
+    from bionn.learning import METHODS  # lazy: bionn.learning imports bionn.rate
+
+    return tuple(METHODS)
+
+
+class MirrorOptions(_Strict):
+    """Arguments of :func:`bionn.learning.mirror` (method ``wm``), called after each step."""
+
+    eta: float = Field(0.01, ge=0, allow_inf_nan=False)
+    noise_amplitude: float = Field(0.1, gt=0, allow_inf_nan=False)
+    n_samples: int = Field(128, ge=1)
+    growth_control: bool = False
+    damping: float = Field(0.5, gt=0, allow_inf_nan=False)
+
+
+class CreditAssignmentFields(_Strict):
+    """How a model learns: a :func:`bionn.learning.convert` method and its options,
+    plus the :func:`bionn.learning.mirror` arguments for ``wm`` (called after each step)."""
+
+    method: str = "bp"
+    options: dict[str, Any] = Field(default_factory=dict)
+    mirror: MirrorOptions = Field(default_factory=MirrorOptions)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in _methods():
+            raise ValueError(f"unknown method {v!r}; allowed: {list(_methods())}")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from bionn.learning.feedback import INITS
+
+        bad = sorted(set(v) - set(CONVERT_OPTIONS))
+        if bad:
+            raise ValueError(f"unknown convert option(s) {bad}; allowed: {list(CONVERT_OPTIONS)}")
+        if "init" in v and v["init"] not in INITS:
+            raise ValueError(f"options.init must be one of {list(INITS)}; got {v['init']!r}")
+        if "scale" in v and (isinstance(v["scale"], bool) or not isinstance(v["scale"], (int, float))
+                             or not math.isfinite(v["scale"])):
+            raise ValueError(f"options.scale must be a finite number; got {v['scale']!r}")
+        for key in ("constrain_norm", "copy_weights"):
+            if key in v and not isinstance(v[key], bool):
+                raise ValueError(f"options.{key} must be true or false; got {v[key]!r}")
+        return v
+
+
 class TaskConfig(_Strict):
     """Which task, its time step and its parameters (see ``bionn.tasks``)."""
 
@@ -102,8 +156,10 @@ class TauBlocks(_Strict):
         return [v for s, v in zip(self.sizes, self.values, strict=True) for _ in range(s)]
 
 
-class ModelConfig(_Strict):
-    """The CTRNN (see :class:`bionn.rate.CTRNN` for each argument)."""
+class ModelConfig(CreditAssignmentFields):
+    """The CTRNN (see :class:`bionn.rate.CTRNN` for each argument) and how it learns:
+    ``method`` ``bp`` (backprop through time) or feedback alignment through time
+    (``fa usf brsf frsf wm kp``, see :func:`bionn.learning.convert`)."""
 
     n_hidden: int = Field(100, gt=0)
     tau: float | list[float] | TauBlocks = 100.0
@@ -131,6 +187,16 @@ class ModelConfig(_Strict):
         if not values or any(not (t > 0) for t in values):
             raise ValueError("tau must be > 0 ms (a number or one per neuron)")
         return v
+
+    @model_validator(mode="after")
+    def _ctrnn_method(self) -> ModelConfig:
+        if self.method == "dfa":
+            raise ValueError("model.method: 'dfa' is not available for a CTRNN (no direct "
+                             "projection of the output error through time); use bp, fa, usf, "
+                             "brsf, frsf, wm or kp")
+        if self.options.get("constrain_norm"):
+            raise ValueError("model.options.constrain_norm: not available for a CTRNN")
+        return self
 
     def tau_per_neuron(self) -> float | list[float]:
         """``tau`` as the CTRNN takes it: a number or one value per neuron."""

@@ -41,11 +41,13 @@ from bionn.experiment.config import (
     dump_config,
     load_matrix,
 )
-from bionn.losses import RNNLoss
+from bionn.learning import convert, gradient_alignment, mirror, weight_angles
+from bionn.losses import TASK_LOSSES, RNNLoss
 from bionn.rate import CTRNN
 from bionn.tasks import Task, TrialBatch
 
 EVAL_SEED_OFFSET = 1_000_003
+FEEDBACK_SEED_OFFSET = 1000
 
 
 def pick_device(name: str) -> torch.device:
@@ -163,7 +165,7 @@ class RunWriter:
 
     def figures(
         self, model: CTRNN, task: Task, batch: TrialBatch, outputs, rates, n_trials: int,
-        eval_trials: tuple | None = None,
+        eval_trials: tuple | None = None, method: str = "bp",
     ) -> list[Path]:
         if not self.enabled:
             return []
@@ -178,6 +180,9 @@ class RunWriter:
             except ValueError:
                 pass  # the task records no condition with a few discrete levels
         viz.plot_training_curve(self.metrics_path, paths[0], keys=("loss", "accuracy"))
+        if method != "bp":
+            paths.append(fig_dir / "alignment.png")
+            viz.plot_alignment(self.metrics_path, paths[-1], title=method)
         viz.plot_weight_matrix(
             model.weight_rec.detach(), paths[1], sign=model.sign,
             groups=model.area if model.area is not None and int(model.area.max()) > 0 else None,
@@ -282,12 +287,33 @@ class Trainer:
         )
         return self.reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total})
 
+    def _alignment(self, model: CTRNN, loss_fn: RNNLoss) -> dict[str, float]:
+        """Per weight, angle(W, B) and angle(this method's dW, BPTT's dW) on training batch 0
+        (task loss only), plus their means ``weight_angle`` and ``grad_angle``."""
+        batch = self.sampler.batch(0).to(self.device)
+
+        def task_loss(out: tuple[torch.Tensor, torch.Tensor], b: TrialBatch) -> torch.Tensor:
+            return TASK_LOSSES[loss_fn.task](out[0], b.targets, b.mask)
+
+        rec: dict[str, float] = {}
+        for kind, angles in (("weight_angle", weight_angles(model)),
+                             ("grad_angle", gradient_alignment(model, task_loss, batch.inputs,
+                                                               batch))):
+            rec.update({f"{kind}/{k}": v for k, v in angles.items()})
+            rec[kind] = sum(angles.values()) / len(angles)
+        return self.reduce(rec)
+
     def fit(self) -> dict[str, Any]:
         """Train to ``training.steps`` (continuing from the checkpoint if resuming);
         returns the final metrics and the output folder."""
         cfg, tc = self.config, self.config.training
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg, self.task).to(self.device)
+        model = build_model(cfg, self.task)
+        if cfg.model.method != "bp":
+            # B drawn from its own stream: the weights' seed would give B == W
+            model = convert(model, cfg.model.method, inplace=True, **cfg.model.options,
+                            generator=torch.Generator().manual_seed(cfg.seed + FEEDBACK_SEED_OFFSET))
+        model = model.to(self.device)
         opt_cls = OPTIMIZERS[tc.optimizer]
         optimizer = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         loss_fn = RNNLoss(cfg.loss.task, cfg.loss.l2, cfg.loss.rate_mean, cfg.loss.rate_std, cfg.loss.rate_cv)
@@ -339,6 +365,8 @@ class Trainer:
                 if tc.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
+                if cfg.model.method == "wm":
+                    mirror(model, **cfg.model.mirror.model_dump())
                 step += 1
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(
@@ -352,6 +380,8 @@ class Trainer:
                 record = {"step": step, **metrics, "time_s": round(time.perf_counter() - t0, 3)}
                 if step % tc.eval_every == 0 or step == tc.steps:
                     last_eval = self._evaluate(model, loss_fn)
+                    if cfg.model.method != "bp":
+                        last_eval.update(self._alignment(model, loss_fn))
                     record.update(last_eval)
                 self.writer.log(record)
                 bar.update(1)
@@ -373,7 +403,7 @@ class Trainer:
             out, rates = model(ex.inputs)
         figures = self.writer.figures(
             model, self.task, ex.to("cpu"), out.cpu(), rates.cpu(), tc.example_trials,
-            self._last_eval_trials,
+            self._last_eval_trials, cfg.model.method,
         )
         summary = {
             "accuracy": last_eval.get("eval_accuracy"),

@@ -97,14 +97,16 @@ def _ctrnns(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, CTRNN)]
 
 
+def converted_ctrnns(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, CTRNN)`` for the CTRNNs of ``model`` that carry feedback rules."""
+    return [(n, m) for n, m in _ctrnns(model) if getattr(m, "feedback", None) is not None]
+
+
 def _rnn_rules(model: nn.Module):
     """``(qualified name, rule, effective weight)`` for every converted CTRNN product."""
-    for name, rnn in _ctrnns(model):
-        rules = getattr(rnn, "feedback", None)
-        if rules is None:
-            continue
+    for name, rnn in converted_ctrnns(model):
         weights = rnn.connection_weights()
-        for key, rule in rules.items():
+        for key, rule in rnn.feedback.items():
             yield (f"{name}.{key}" if name else key), rule, weights[key]
 
 

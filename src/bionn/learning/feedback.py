@@ -613,18 +613,31 @@ def feedback_layers(model: nn.Module) -> dict[str, FeedbackLinear | FeedbackConv
 
 
 class exact_gradients:
-    """Context manager: the converted layers of ``model`` backpropagate exactly (``B = W``)."""
+    """Context manager: the converted parts of ``model`` backpropagate exactly (``B = W``).
+
+    Covers converted layers and converted recurrent circuits (a module whose
+    ``feedback`` is a ``ModuleDict`` of rules, e.g. CTRNN: detached for the duration).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = list(feedback_layers(model).values())
+        self.circuits = [m for m in model.modules()
+                         if isinstance(getattr(m, "feedback", None), nn.ModuleDict)
+                         and all(isinstance(r, FeedbackRule) for r in m.feedback.values())]
+        self._rules: list[nn.ModuleDict] = []
 
     def __enter__(self) -> None:
         for layer in self.layers:
             layer.exact = True
+        self._rules = [m.feedback for m in self.circuits]
+        for m in self.circuits:
+            m.feedback = None
 
     def __exit__(self, *exc) -> None:
         for layer in self.layers:
             layer.exact = False
+        for m, rules in zip(self.circuits, self._rules, strict=True):
+            m.feedback = rules
 
 
 RULES: dict[str, Callable[..., FeedbackRule]] = {

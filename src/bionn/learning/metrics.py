@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from bionn.learning.convert import converted_ctrnns, ctrnn_feedback
 from bionn.learning.feedback import DFA, exact_gradients, feedback_layers
 
 __all__ = ["gradient_alignment", "matrix_angle", "norm_ratios", "weight_angles"]
@@ -35,28 +36,38 @@ def _pairs(model: nn.Module):
     for name, layer in feedback_layers(model).items():
         if not isinstance(layer.rule, DFA):  # DFA's B is not W-shaped
             yield name, layer.weight.detach(), layer.feedback_weight
+    for name, (w, b) in ctrnn_feedback(model).items():
+        yield name, w, b
 
 
 def weight_angles(model: nn.Module) -> dict[str, float]:
-    """Per converted layer, angle (degrees) between ``W`` and ``B`` (DFA layers skipped)."""
+    """Per converted layer or CTRNN product, angle (degrees) between ``W`` and ``B``.
+
+    DFA layers are skipped (their ``B`` is not ``W``-shaped).
+    """
     return {name: matrix_angle(w, b) for name, w, b in _pairs(model)}
 
 
 def norm_ratios(model: nn.Module) -> dict[str, float]:
-    """Per converted layer, ``||B||_F / ||W||_F`` (DFA layers skipped)."""
+    """Per converted layer or CTRNN product, ``||B||_F / ||W||_F`` (DFA layers skipped)."""
     return {name: float(b.norm() / w.norm()) for name, w, b in _pairs(model)}
 
 
-def _leaf_weight(layer: nn.Module) -> Tensor:
-    if parametrize.is_parametrized(layer, "weight"):
-        return layer.parametrizations.weight.original
-    return layer.weight
+def _leaves(model: nn.Module) -> dict[str, Tensor]:
+    """The weight Parameter (raw one under a parametrization) of every converted part."""
+    out = {}
+    for name, layer in feedback_layers(model).items():
+        out[name] = (layer.parametrizations.weight.original
+                     if parametrize.is_parametrized(layer, "weight") else layer.weight)
+    for name, rnn in converted_ctrnns(model):
+        for key, leaf in rnn.connection_parameters().items():
+            if key in rnn.feedback:
+                out[f"{name}.{key}" if name else key] = leaf
+    return out
 
 
-def _weight_grads(model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor,
-                  ) -> dict[str, Tensor]:
-    layers = feedback_layers(model)
-    weights = {n: _leaf_weight(layer) for n, layer in layers.items()}
+def _weight_grads(model: nn.Module, weights: dict[str, Tensor], loss_fn: Callable, x: Tensor,
+                  y: Tensor) -> dict[str, Tensor]:
     loss = loss_fn(model(x), y)
     grads = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
     return {n: g for n, g in zip(weights, grads, strict=True) if g is not None}
@@ -72,8 +83,9 @@ def gradient_alignment(model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor
     """
     model = copy.deepcopy(model)
     state = torch.random.get_rng_state()
-    ours = _weight_grads(model, loss_fn, x, y)
+    leaves = _leaves(model)
+    ours = _weight_grads(model, leaves, loss_fn, x, y)
     torch.random.set_rng_state(state)
     with exact_gradients(model):
-        true = _weight_grads(model, loss_fn, x, y)
+        true = _weight_grads(model, leaves, loss_fn, x, y)
     return {n: matrix_angle(ours[n], true[n]) for n in ours if n in true}

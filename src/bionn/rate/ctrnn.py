@@ -266,6 +266,12 @@ class CTRNN(nn.Module):
         """The effective (constrained) weights: ``input``, ``recurrent``, ``readout``."""
         return {"input": self.weight_in, "recurrent": self.weight_rec, "readout": self.weight_out}
 
+    def connection_parameters(self) -> dict[str, nn.Parameter]:
+        """The trained leaves behind :meth:`connection_weights` (raw, before constraints)."""
+        return {k: (self.parametrizations[name].original
+                    if parametrize.is_parametrized(self, name) else getattr(self, name))
+                for k, name in _WEIGHT_NAMES.items()}
+
     def initial_state(self, batch_size: int) -> RateState:
         """The state before the first step, ``(batch, N)`` tensors."""
         ref = self.weight_out

@@ -10,11 +10,12 @@ from ._common import save_figure
 from .connectivity import plot_weight_matrix
 from .performance import plot_accuracy_by_condition
 from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
-from .training import load_records, plot_training_curve
+from .training import load_records, plot_alignment, plot_training_curve
 from .trials import plot_example_trials
 
 __all__ = [
     "load_records",
+    "plot_alignment",
     "plot_accuracy_by_condition",
     "plot_bump",
     "plot_example_trials",

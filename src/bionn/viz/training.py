@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ._common import PathLike, _finish, _new_figure
 
-__all__ = ["plot_training_curve", "load_records"]
+__all__ = ["load_records", "plot_alignment", "plot_training_curve"]
 
 EVAL_PREFIX = "eval_"
 
@@ -52,14 +52,16 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
-def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, values)`` of ``key`` over the records that have a numeric value, by step."""
+def _series(records: Sequence[Mapping[str, Any]], key: str, x: str = "step",
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(xs, values)`` of ``key`` over the records that have a numeric value, sorted by
+    ``x`` (the record's position where it lacks ``x``)."""
     steps, values = [], []
     for i, rec in enumerate(records):
         v = _number(rec.get(key))
         if v is None:
             continue
-        s = _number(rec.get("step"))
+        s = _number(rec.get(x))
         steps.append(i if s is None else s)
         values.append(v)
     order = np.argsort(np.asarray(steps, dtype=float), kind="stable")
@@ -155,4 +157,53 @@ def plot_training_curve(
         ax.grid(True, alpha=0.3, lw=0.5)
         if xs.size and ex.size:
             ax.legend(frameon=False, fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_alignment(
+    records: Iterable[Mapping[str, Any]] | PathLike,
+    path: PathLike | None = None,
+    x: str = "step",
+    title: str = "",
+) -> Figure:
+    """Alignment angles over training: ``weight_angle/<layer>`` (angle between ``W``
+    and its feedback ``B``) and ``grad_angle/<layer>`` (this method's ``dW`` against
+    backprop's), one line per layer, with 90 degrees (no alignment) dashed.
+
+    Args:
+        records: dicts with ``x`` and the angle keys (as logged by ``bionn run``), or a
+            JSONL path.
+        path: if given, save a PNG there (atomically).
+        x: the abscissa key (``"step"`` or ``"epoch"``).
+        title: appended to the panel titles (e.g. the method).
+
+    Raises:
+        ValueError: if no record has an angle.
+
+    Example:
+        >>> recs = [{"epoch": e, "weight_angle/fc1": 90 - 5 * e, "grad_angle/fc1": 60 - e}
+        ...         for e in range(5)]
+        >>> len(plot_alignment(recs, x="epoch").axes)
+        2
+    """
+    if isinstance(records, (str, Path)) or hasattr(records, "__fspath__"):
+        records = load_records(records)  # type: ignore[arg-type]
+    records = list(records)  # type: ignore[arg-type]
+    kinds = (("weight_angle", "angle(W, B)"), ("grad_angle", "angle(dW, dW_backprop)"))
+    layers = sorted({k.split("/", 1)[1] for r in records for k in r
+                     if k.startswith(tuple(f"{kind}/" for kind, _ in kinds))})
+    if not layers:
+        raise ValueError("no weight_angle/<layer> or grad_angle/<layer> in the records")
+    fig = _new_figure((9.0, 3.4), layout="constrained")
+    for ax, (kind, label) in zip(fig.subplots(1, 2), kinds, strict=True):
+        for i, layer in enumerate(layers):
+            xs, ys = _series(records, f"{kind}/{layer}", x)
+            if xs.size:
+                ax.plot(xs, ys, "o-", ms=3, color=f"C{i % 10}", label=layer)
+        ax.axhline(90.0, color="0.6", lw=0.8, ls="--")
+        ax.set_xlabel(x)
+        ax.set_ylabel("degrees")
+        ax.set_title(f"{label} [{title}]" if title else label)
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=7, title="layer", title_fontsize=7)
     return _finish(fig, path)
