@@ -14,16 +14,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $@
 
-# BioTorch 0.0.16 declares torchvision (unavailable here, unused by the parts bionn compares
-# against), so it is installed without its dependencies.
+# BioTorch 0.0.16 and flyvis 1.2.0 declare torchvision (unavailable here; bionn uses neither
+# package's torchvision parts: flyvis is never imported, only its connectome template read),
+# and cect 0.3.5 declares plotting/NeuroML packages its shipped data do not need: all three
+# are installed without their dependencies.
+NODEPS := biotorch==0.0.16 cect==0.3.5 flyvis==1.2.0
+
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[test]'
-	$(PIP) --no-deps biotorch==0.0.16
+	$(PIP) --no-deps $(NODEPS)
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[bench]'
-	$(PIP) --no-deps biotorch==0.0.16
+	$(PIP) --no-deps $(NODEPS)
 	touch $@
 
 demo: $(VENV)/.installed

@@ -303,3 +303,27 @@ def test_alignment_metrics_cover_ctrnn():
     ref = leaf_grads(tiny(), x, target)
     for name in ("weight_in", "weight_rec", "weight_out"):
         torch.testing.assert_close(exact[name], ref[name])
+
+
+@pytest.mark.parametrize("method", ["fa", "kp", "wm"])
+def test_constrain_feedback_gives_b_the_dale_signs_and_mask(method):
+    torch.manual_seed(0)
+    mask = (torch.rand(12, 12) < 0.5).float()
+    net = CTRNN(3, 12, 2, e_fraction=0.75, rec_mask=mask)
+    free = convert(net, method, generator=torch.Generator().manual_seed(1))
+    b_free = free.feedback["recurrent"].weight_feedback.detach()
+    assert (b_free[:, :9] < 0).any() and (b_free * (1 - mask)).abs().sum() > 0
+    fb = convert(net, method, constrain_feedback=True, generator=torch.Generator().manual_seed(1))
+    b = fb.feedback["recurrent"].weight_feedback.detach()
+    sign = torch.where(torch.arange(12) < 9, 1.0, -1.0)
+    assert ((b != 0) == (mask * (b_free != 0) > 0)).all()  # the mask's pattern
+    assert (b[:, :9] >= 0).all() and (b[:, 9:] <= 0).all()  # Dale's signs
+    # |B| is |B0| up to one factor for E columns and another for I columns (E/I balance)
+    ratio = (b.abs() / b_free.abs())[mask > 0]
+    cols = torch.arange(12).expand(12, 12)[mask > 0]
+    for part in (cols < 9, cols >= 9):
+        torch.testing.assert_close(ratio[part], ratio[part][:1].expand(int(part.sum())))
+    torch.testing.assert_close((b.abs() * (sign > 0)).sum(), (b.abs() * (sign < 0)).sum())
+    from bionn.constraints import spectral_radius
+    assert spectral_radius(b) == pytest.approx(spectral_radius(fb.weight_rec), rel=1e-4)
+    assert matrix_angle(fb.weight_rec, b) < matrix_angle(free.weight_rec, b_free) - 20

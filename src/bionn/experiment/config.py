@@ -59,7 +59,7 @@ def load_matrix(value: Any, field: str) -> torch.Tensor:
     raise ValueError(f"{field}: {str(path)!r} must be a .npy or .pt file, or an inline list")
 
 
-CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights")
+CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights", "constrain_feedback")
 
 
 def _methods() -> tuple[str, ...]:
@@ -106,7 +106,7 @@ class CreditAssignmentFields(_Strict):
         if "scale" in v and (isinstance(v["scale"], bool) or not isinstance(v["scale"], (int, float))
                              or not math.isfinite(v["scale"])):
             raise ValueError(f"options.scale must be a finite number; got {v['scale']!r}")
-        for key in ("constrain_norm", "copy_weights"):
+        for key in ("constrain_norm", "copy_weights", "constrain_feedback"):
             if key in v and not isinstance(v[key], bool):
                 raise ValueError(f"options.{key} must be true or false; got {v[key]!r}")
         return v

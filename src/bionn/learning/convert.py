@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from bionn.constraints import Dale, Mask, balance_ei, spectral_radius
 from bionn.learning.feedback import (
     FEEDBACK_LAYERS,
     INITS,
@@ -125,11 +126,38 @@ def ctrnn_feedback(model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
     return out
 
 
+def _constrained_feedback(module: nn.Module, name: str, b: Tensor, w: Tensor) -> Tensor:
+    """``b`` with the Dale signs and mask of ``module.name`` (``mask * |b| * sign[pre]``),
+    E/I-balanced per row as the forward weights are, and for a square (recurrent) matrix
+    scaled to ``w``'s spectral radius: an unbalanced sign-constrained ``B`` has a large
+    leading eigenvalue and the error carried back through time explodes."""
+    dale = mask = None
+    if parametrize.is_parametrized(module, name):
+        for p in module.parametrizations[name]:
+            dale = p if isinstance(p, Dale) else dale
+            mask = p if isinstance(p, Mask) else mask
+    b = b.abs() if dale is not None else b
+    if mask is not None:
+        b = b * mask.mask
+    if dale is not None:
+        b = balance_ei(b, dale.sign) * dale.sign
+    if b.shape[0] == b.shape[1]:
+        rho_b, rho_w = spectral_radius(b), spectral_radius(w)
+        if rho_b > 0 and rho_w > 0:
+            b = b * (rho_w / rho_b)
+    return b
+
+
 def _convert_ctrnn(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
-                   generator: torch.Generator | None, report: ConversionReport) -> None:
+                   generator: torch.Generator | None, report: ConversionReport,
+                   constrain_feedback: bool) -> None:
     rules = nn.ModuleDict()
     for key, w in rnn.connection_weights().items():
         rule: FeedbackRule = rule_cls(w.detach(), init, scale, generator)
+        if constrain_feedback and hasattr(rule, "weight_feedback"):
+            with torch.no_grad():
+                rule.weight_feedback.copy_(_constrained_feedback(
+                    rnn, rnn.WEIGHT_NAMES[key], rule.weight_feedback, w.detach()))
         rule.train(rnn.training)
         rules[key] = rule
         report.layers.append({
@@ -143,7 +171,8 @@ def _convert_ctrnn(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
 def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             init: str = "kaiming", scale: float = 1.0, constrain_norm: bool = False,
             output_dim: int | None = None, inplace: bool = False,
-            generator: torch.Generator | None = None) -> nn.Module:
+            generator: torch.Generator | None = None,
+            constrain_feedback: bool = False) -> nn.Module:
     """Swap every ``nn.Linear`` / ``nn.Conv2d`` in ``model`` for a layer trained by ``method``.
 
     Args:
@@ -163,6 +192,11 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         output_dim: size of the model output; required for ``dfa``.
         inplace: modify ``model`` itself; else a deep copy is converted.
         generator: RNG for the initial draws of ``B`` (CPU generator).
+        constrain_feedback: CTRNNs only: ``B`` (``fa``, ``wm``, ``kp``) is drawn with
+            the forward weight's Dale signs and connectivity mask,
+            ``B = mask * |B0| * sign[pre]``, so that ``W`` can align with it; like
+            ``W`` at initialisation, its inhibitory columns are scaled to balance
+            excitation, and the recurrent ``B`` has ``W_rec``'s spectral radius.
 
     CTRNNs (:class:`bionn.CTRNN`, bare or inside ``model``) get one rule per
     weight (``input``, ``recurrent``, ``readout``) in ``rnn.feedback``: feedback
@@ -172,7 +206,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
     kept whatever ``copy_weights``; each rule is built from the *effective*
     constrained weight. ``B`` itself is unconstrained: for ``fa``/``kp``/``wm``
     a random draw with mixed signs (also under Dale's law: only the forward
-    weights obey it), while ``usf``/``frsf``/``brsf`` follow ``sign(W)`` and so
+    weights obey it, unless ``constrain_feedback``), while ``usf``/``frsf``/``brsf`` follow ``sign(W)`` and so
     inherit Dale's column signs. ``dfa`` and ``constrain_norm`` are refused on
     CTRNNs.
 
@@ -245,7 +279,8 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             parent = model.get_submodule(parent_name)
             setattr(parent, child, swap(name, old))
         for name, rnn in _ctrnns(model):
-            _convert_ctrnn(name, rnn, rule_cls, init, scale, generator, report)
+            _convert_ctrnn(name, rnn, rule_cls, init, scale, generator, report,
+                           constrain_feedback)
     if method == "dfa":
         model.register_forward_hook(DFAOutputHook(extra["signal"]))
     model.report = report

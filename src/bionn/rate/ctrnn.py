@@ -26,7 +26,6 @@ from bionn.functional.rate import RateState, ctrnn_step, get_activation
 from bionn.learning.feedback import feedback_linear
 
 LAYERS = ("input", "recurrent", "readout")
-_WEIGHT_NAMES = {"input": "weight_in", "recurrent": "weight_rec", "readout": "weight_out"}
 
 
 def block_tau(sizes: Sequence[int], taus: Sequence[float]) -> Tensor:
@@ -100,6 +99,8 @@ class CTRNN(nn.Module):
         >>> out.shape, rates.shape, bool((net.weight_rec[:, 40:] <= 0).all())
         (torch.Size([8, 25, 2]), torch.Size([8, 25, 50]), True)
     """
+
+    WEIGHT_NAMES = {"input": "weight_in", "recurrent": "weight_rec", "readout": "weight_out"}
 
     def __init__(
         self,
@@ -270,7 +271,7 @@ class CTRNN(nn.Module):
         """The trained leaves behind :meth:`connection_weights` (raw, before constraints)."""
         return {k: (self.parametrizations[name].original
                     if parametrize.is_parametrized(self, name) else getattr(self, name))
-                for k, name in _WEIGHT_NAMES.items()}
+                for k, name in self.WEIGHT_NAMES.items()}
 
     def initial_state(self, batch_size: int) -> RateState:
         """The state before the first step, ``(batch, N)`` tensors."""

@@ -19,6 +19,16 @@ from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
 from bionn.tasks.registry import TASKS, make_task
+from bionn.tasks.visual import (
+    VISUAL_TASKS,
+    VisualBatch,
+    contour_integration,
+    digits_images,
+    make_visual_dataset,
+    maze_connectivity,
+    motion_direction,
+    plot_visual_examples,
+)
 from bionn.tasks.working_memory import (
     ROMO_PAIRS,
     DelayedMatchToSample,
@@ -38,4 +48,12 @@ __all__ = [
     "NeuroGymTask",
     "TASKS",
     "make_task",
+    "VisualBatch",
+    "contour_integration",
+    "motion_direction",
+    "maze_connectivity",
+    "digits_images",
+    "VISUAL_TASKS",
+    "make_visual_dataset",
+    "plot_visual_examples",
 ]
