@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 
 from bionn.experiment import Trainer, load_config
+from bionn.experiment.classify import is_classify_config
 from bionn.experiment.config import DEFAULT_CONFIG
 
 CONFIGS = sorted(
     p for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")
-    if not p.stem.startswith(("sim_", "ca_"))
-)  # sim_*.yaml are `bionn simulate` configs (test_simulate.py), ca_*.yaml classification
-#    configs (test_classify.py)
+    if not p.stem.startswith("sim_") and not is_classify_config(p)
+)  # sim_*.yaml are `bionn simulate` configs (test_simulate.py); configs with a `data` section
+#    are classification configs (test_classify.py, test_synaptic_diversity.py)
 
 
 def test_configs_exist():

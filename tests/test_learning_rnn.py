@@ -327,3 +327,17 @@ def test_constrain_feedback_gives_b_the_dale_signs_and_mask(method):
     from bionn.constraints import spectral_radius
     assert spectral_radius(b) == pytest.approx(spectral_radius(fb.weight_rec), rel=1e-4)
     assert matrix_angle(fb.weight_rec, b) < matrix_angle(free.weight_rec, b_free) - 20
+
+
+def test_weight_mirror_match_norm_keeps_b_at_w_norm():
+    net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
+    for _ in range(20):
+        mirror(net, eta=0.5, match_norm=True)
+    for key, (w, b) in ctrnn_feedback(net).items():
+        torch.testing.assert_close(b.norm(), w.norm())
+        assert matrix_angle(w, b) < 45, key
+    grown = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
+    for _ in range(20):
+        mirror(grown, eta=0.5)
+    w, b = ctrnn_feedback(grown)["recurrent"]
+    assert b.norm() > 5 * w.norm()  # without it the mirror update only grows B

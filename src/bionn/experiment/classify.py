@@ -64,6 +64,7 @@ from bionn.experiment.config import (
     format_errors,
     read_yaml,
 )
+from bionn.plasticity.diversity import SynapticDiversityConfig
 
 __all__ = [
     "ClassifyConfig",
@@ -226,6 +227,9 @@ class ClassifyConfig(_Strict):
     data: DataSection = Field(default_factory=DataSection)
     model: ModelSection = Field(default_factory=ModelSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    synaptic_diversity: SynapticDiversityConfig | None = Field(
+        None, description="spine-dynamics transforms (bionn.plasticity.BioConverter), applied "
+                          "by the optimizer; its seed defaults to experiment.seed")
 
 
 def validate_classify_config(data: dict[str, Any]) -> ClassifyConfig:
@@ -260,7 +264,10 @@ def dump_classify_config(cfg: ClassifyConfig) -> str:
 # Preparation: everything that can fail, before any output
 # --------------------------------------------------------------------------------------------
 class Prepared:
-    """Data, converted model, optimizer, scheduler and device of a run."""
+    """Data, converted model, optimizer, scheduler and device of a run (and the
+    :class:`~bionn.plasticity.SynapticDiversity` attached to the optimizer, if any)."""
+
+    diversity: Any = None
 
     def __init__(self, data: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: Any, device: torch.device, model_params: dict[str, Any]):
@@ -322,6 +329,17 @@ def prepare_classifier(cfg: ClassifyConfig) -> Prepared:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.options: cannot convert to {cfg.model.method!r}: {e}") from None
     model = model.to(device)
+    diversity = None
+    if cfg.synaptic_diversity is not None:
+        from bionn.plasticity.diversity import BioConverter
+
+        sd = cfg.synaptic_diversity
+        if "seed" not in sd.model_fields_set:
+            sd = sd.model_copy(update={"seed": int(cfg.experiment.seed)})
+        try:
+            diversity = BioConverter(sd).convert(model)
+        except ValueError as e:
+            raise ConfigError(f"synaptic_diversity: {e}") from None
     oc = cfg.training.optimizer
     if oc.type == "SGD":
         opt = torch.optim.SGD(model.parameters(), lr=oc.lr, momentum=oc.momentum,
@@ -333,7 +351,10 @@ def prepare_classifier(cfg: ClassifyConfig) -> Prepared:
         ls = cfg.training.lr_schedule
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ls.milestones,
                                                      gamma=ls.gamma)
-    return Prepared(data, model, opt, sched, device, params)
+    prep = Prepared(data, model, opt, sched, device, params)
+    if diversity is not None:
+        prep.diversity = diversity.attach(opt)
+    return prep
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,6 +504,8 @@ def train_classifier(cfg: ClassifyConfig, out: str | Path, progress: bool = True
                         if k.startswith("grad_angle/")},
         "wall_s": round(wall, 3), "device": str(prep.device),
     }
+    if prep.diversity is not None:
+        summary["synaptic_diversity"] = prep.diversity.config.enabled
     atomic_write_text(folder / "final.json", json.dumps(summary, indent=2) + "\n")
     summary["figures"] = _figures(records, folder / "figures", cfg)
     summary["out"] = summary["out_dir"] = str(folder)

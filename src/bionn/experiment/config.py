@@ -76,6 +76,7 @@ class MirrorOptions(_Strict):
     n_samples: int = Field(128, ge=1)
     growth_control: bool = False
     damping: float = Field(0.5, gt=0, allow_inf_nan=False)
+    match_norm: bool = False
 
 
 class CreditAssignmentFields(_Strict):

@@ -387,7 +387,10 @@ class WeightMirror(FA):
     samples, std ``noise_amplitude``) and ``y = x W^T`` (``W`` flattened to
     ``(post, pre*kH*kW)``, i.e. one conv patch), ``B += eta y^T x``.
     ``growth_control`` then rescales each row of ``B`` to
-    ``damping / std(x' B^T)`` with fresh noise ``x'`` (BioTorch defaults).
+    ``damping / std(x' B^T)`` with fresh noise ``x'`` (BioTorch defaults);
+    ``match_norm`` instead rescales ``B`` to ``||W||_F``. The mirror update only
+    grows ``B``; for a recurrent ``B`` its size sets how the error grows through
+    time, so there ``match_norm`` keeps BPTT-through-``B`` stable.
     """
 
     method = "wm"
@@ -395,7 +398,7 @@ class WeightMirror(FA):
     @torch.no_grad()
     def mirror(self, weight: Tensor, eta: float = 0.01, noise_amplitude: float = 0.1,
                n_samples: int = 128, growth_control: bool = False,
-               damping: float = 0.5) -> None:
+               damping: float = 0.5, match_norm: bool = False) -> None:
         B = self.weight_feedback.view(weight.shape[0], -1)
         w = weight.detach().reshape(weight.shape[0], -1)
         x = torch.randn(n_samples, w.shape[1], device=w.device, dtype=w.dtype)
@@ -404,6 +407,8 @@ class WeightMirror(FA):
         if growth_control:
             x.normal_().mul_(noise_amplitude)
             B.mul_(damping / (x @ B.T).std(dim=0).clamp_min(1e-12)[:, None])
+        if match_norm:
+            B.mul_(w.norm() / B.norm().clamp_min(1e-30))
 
 
 class KolenPollack(FeedbackRule):

@@ -1,0 +1,742 @@
+r"""Synaptic diversity: spine-dynamics transforms for the training of any network.
+
+The transforms of Hofmann et al. 2025 ("Concept transfer of synaptic diversity from
+biological to artificial neural networks", *Nat. Commun.*; package
+``pytorch-bio-transformations``, formerly BioLearn), with that package's defaults,
+applied to the ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` layers of any model and to
+the connection weights of :class:`bionn.rate.CTRNN`. Weights are ``(post, pre)``.
+
+Gradient side (applied by the optimizer, in a ``register_step_pre_hook``, on the
+gradient of each trained leaf ``w`` with gradient ``g``):
+
+* **fuzzy learning rates** -- a fixed per-synapse factor ``f`` (a buffer, drawn once):
+  ``g <- f * g``, ``f ~ U[1 - nu, 1 + nu]`` (``nu = 0.16``) or another distribution,
+  clamped to ``[0.5, 2]``;
+* **crystallisation** -- synapses whose update is small relative to their size, or
+  whose gradient is larger than the layer's mean weight, are stabilised:
+  ``f <- f * d`` where ``|g| / |w| < theta`` or ``|g| > mean|w|`` (``theta = 4.5e-5``,
+  ``d = 0.6``); cumulative, on the same factor ``f`` (so it also works without fuzzy
+  learning rates: ``f`` then starts at 1);
+* **volume-dependent learning rate** -- larger spines are more stable:
+  ``v = |w| / (|w| + 1)``, ``mu = base_lr * exp(-s v)``,
+  ``g <- |N(mu, (c mu)^2)| * g`` freshly drawn each step (``base_lr = 0.1``,
+  ``s = 2``, ``c = 0.2``; this divides the effective learning rate by about 10).
+
+Weight side (after ``optimizer.step()``, every ``every`` steps, under ``no_grad``):
+
+* **rejuvenation** (spine turnover, BioLearn's rule) -- per synapse a threshold
+  ``tau ~ |N(0, (max|W| / dre)^2)|``; synapses with ``|w| < tau`` are replaced by
+  ``U(-max|W|, max|W|)`` (``dre = 8``; about 10 % of a freshly initialised layer). With
+  ``replacement='small'`` the new synapses are drawn from ``U(-max|W|/dre, max|W|/dre)``.
+
+Structure (at conversion):
+
+* **weight splitting** (multi-synaptic connectivity) -- ``Gamma`` consecutive output
+  units form one neuron: ``y_i <- sum_{j in group(i)} a(y_j)``, so a neuron pair is
+  linked by ``Gamma`` synapses (``a`` = identity by default). Not on the output layer;
+* **Dale's principle** -- :class:`bionn.constraints.Dale` (one sign per presynaptic
+  neuron, ``W = |W_raw| * sign``), a parametrization, so it holds at every step.
+
+Plus :meth:`SynapticDiversity.regularizer`, a differentiable L1/L2 penalty of the weights.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from bionn.plasticity import BioConverter
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    >>> bio = BioConverter({"fuzzy_learning_rates": True, "rejuvenation": {"every": 2},
+    ...                     "weight_splitting": {"gamma": 2}}).convert(net)
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> _ = bio.attach(opt)              # the optimizer now applies the transforms
+    >>> for _ in range(3):
+    ...     opt.zero_grad(); net(torch.randn(4, 8)).sum().backward(); opt.step()
+    >>> bio.steps, sum(1 for _ in net.parameters())
+    (3, 4)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from bionn.constraints import Dale
+
+__all__ = [
+    "BioConverter",
+    "ChannelDale",
+    "CrystallizationConfig",
+    "DaleConfig",
+    "FUZZY_DISTRIBUTIONS",
+    "FuzzyLearningRateConfig",
+    "RejuvenationConfig",
+    "SynapseState",
+    "SynapticDiversity",
+    "SynapticDiversityConfig",
+    "VolumeLearningRateConfig",
+    "WeightSplitting",
+    "WeightSplittingConfig",
+    "crystallization_mask",
+    "fuzzy_factors",
+    "rejuvenation_mask",
+    "volume_factors",
+]
+
+FUZZY_DISTRIBUTIONS = ("baseline", "uniform", "normal", "lognormal", "gamma", "beta",
+                       "layer_adaptive", "weight_adaptive")
+SPLIT_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
+STATE_NAME = "synaptic_state"
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FuzzyLearningRateConfig(_Strict):
+    """Fixed per-synapse learning-rate factors (reference: ``fuzzy_learning_rates``)."""
+
+    nu: float = Field(0.16, gt=0, allow_inf_nan=False, description="spread of the factors")
+    distribution: Literal["baseline", "uniform", "normal", "lognormal", "gamma", "beta",
+                          "layer_adaptive", "weight_adaptive"] = "uniform"
+    min: float = Field(0.5, ge=0, allow_inf_nan=False, description="lower clamp")
+    max: float = Field(2.0, gt=0, allow_inf_nan=False, description="upper clamp")
+
+
+class CrystallizationConfig(_Strict):
+    """Stabilisation of synapses with small relative updates (reference: ``crystallize``)."""
+
+    threshold: float = Field(4.5e-5, gt=0, allow_inf_nan=False,
+                             description="crystal_thresh: |g|/|w| below it crystallises")
+    dampening: float = Field(0.6, gt=0, lt=1, allow_inf_nan=False,
+                             description="dampening_factor applied to the factor")
+    every: int = Field(1, ge=1, description="optimizer steps between crystallisations")
+
+
+class VolumeLearningRateConfig(_Strict):
+    """Learning rate falling with spine volume (reference: ``volume_dependent_lr``)."""
+
+    base_lr: float = Field(0.1, gt=0, allow_inf_nan=False)
+    stability_factor: float = Field(2.0, gt=0, allow_inf_nan=False)
+    variability: float = Field(0.2, gt=0, allow_inf_nan=False, description="lr_variability")
+
+
+class RejuvenationConfig(_Strict):
+    """Turnover of weak synapses (reference: ``rejuvenate_weights``, BioLearn's rule)."""
+
+    dre: float = Field(8.0, gt=0, allow_inf_nan=False,
+                       description="rejuvenation_parameter_dre (larger: fewer replaced)")
+    every: int = Field(100, ge=1, description="optimizer steps between rejuvenations")
+    replacement: Literal["uniform", "small"] = Field(
+        "uniform", description="new weights: 'uniform' U(-max|W|, max|W|) (BioLearn); 'small' "
+                               "U(-max|W|/dre, max|W|/dre) (regrown spines start weak)")
+
+
+class WeightSplittingConfig(_Strict):
+    """Several synapses per neuron pair (reference: ``weight_splitting_Gamma``)."""
+
+    gamma: int = Field(2, ge=2, description="units summed into one neuron")
+    activation: Literal["identity", "relu", "tanh", "sigmoid"] = "identity"
+    skip_output: bool = Field(True, description="leave the model's last layer unsplit")
+
+
+class DaleConfig(_Strict):
+    """Dale's principle on Linear/Conv layers (:class:`bionn.constraints.Dale`)."""
+
+    e_fraction: float = Field(0.5, gt=0, lt=1, allow_inf_nan=False,
+                              description="probability that a presynaptic neuron is excitatory")
+    skip_input: bool = Field(True, description="leave the first layer (its inputs are data, "
+                                               "not neurons) unconstrained")
+
+
+_SECTIONS = ("fuzzy_learning_rates", "crystallization", "volume_dependent_lr", "rejuvenation",
+             "weight_splitting", "dale")
+
+
+class SynapticDiversityConfig(_Strict):
+    """Which transforms are on and their parameters; a section that is absent (or
+    ``false``) is off, ``true`` or ``{}`` turns it on with the reference defaults.
+
+    Example:
+        >>> cfg = SynapticDiversityConfig(rejuvenation=True, crystallization={"every": 5})
+        >>> cfg.enabled, cfg.rejuvenation.dre, cfg.crystallization.every
+        (['crystallization', 'rejuvenation'], 8.0, 5)
+    """
+
+    fuzzy_learning_rates: FuzzyLearningRateConfig | None = None
+    crystallization: CrystallizationConfig | None = None
+    volume_dependent_lr: VolumeLearningRateConfig | None = None
+    rejuvenation: RejuvenationConfig | None = None
+    weight_splitting: WeightSplittingConfig | None = None
+    dale: DaleConfig | None = None
+    include_bias: bool = Field(False, description="apply the gradient- and weight-side "
+                                                  "transforms to biases too")
+    seed: int = Field(0, description="seed of the fuzzy factors and Dale signs")
+
+    @field_validator(*_SECTIONS, mode="before")
+    @classmethod
+    def _switch(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
+
+    @property
+    def enabled(self) -> list[str]:
+        """Names of the transforms that are on."""
+        return [s for s in _SECTIONS if getattr(self, s) is not None]
+
+
+def _validate(config: SynapticDiversityConfig | Mapping[str, Any] | None,
+              overrides: Mapping[str, Any]) -> SynapticDiversityConfig:
+    if isinstance(config, SynapticDiversityConfig):
+        data = config.model_dump()
+        data = {k: v for k, v in data.items() if v is not None}
+    else:
+        data = dict(config or {})
+    data.update(overrides)
+    try:
+        return SynapticDiversityConfig.model_validate(data)
+    except ValidationError as e:
+        from bionn.experiment.config import ConfigError, format_errors
+
+        raise ConfigError(format_errors(e, SynapticDiversityConfig)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# The rules as pure functions
+# --------------------------------------------------------------------------------------------
+def fuzzy_factors(weight: Tensor, cfg: FuzzyLearningRateConfig | None = None, *,
+                  generator: torch.Generator | None = None, layer_index: int = 0,
+                  n_layers: int = 1) -> Tensor:
+    """Per-synapse learning-rate factors for ``weight``, clamped to ``[min, max]``.
+
+    - ``baseline``: 1; ``uniform``: ``U[1 - nu, 1 + nu]``; ``normal``: ``1 + N(0, nu^2)``;
+    - ``lognormal``: ``exp(N(-nu^2/2, nu^2))`` (mean 1);
+    - ``gamma``: Gamma with mean 1 and standard deviation ``nu`` (the reference adds 1 to
+      a mean-1 Gamma, so its factors average 2);
+    - ``beta``: ``1 + (2 Beta(1/nu, 1/nu) - 1) nu``;
+    - ``layer_adaptive``: uniform with ``nu (1 - 0.5 layer_index / n_layers)``;
+    - ``weight_adaptive``: uniform with ``nu clamp(2 - |w| / mean|w|, 0.5, 1.5)``.
+
+    Example:
+        >>> f = fuzzy_factors(torch.zeros(3, 4), generator=torch.Generator().manual_seed(0))
+        >>> bool(((f >= 0.84) & (f <= 1.16)).all())
+        True
+    """
+    cfg = cfg or FuzzyLearningRateConfig()
+    w = weight.detach().cpu().float()
+    shape, nu, dist = w.shape, float(cfg.nu), cfg.distribution
+
+    def uniform(spread: Tensor | float) -> Tensor:
+        return 1.0 + (2.0 * torch.rand(shape, generator=generator) - 1.0) * spread
+
+    if dist == "baseline":
+        f = torch.ones(shape)
+    elif dist == "uniform":
+        f = uniform(nu)
+    elif dist == "normal":
+        f = 1.0 + nu * torch.randn(shape, generator=generator)
+    elif dist == "lognormal":
+        f = torch.exp(-0.5 * nu**2 + nu * torch.randn(shape, generator=generator))
+    elif dist in ("gamma", "beta"):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        if dist == "gamma":
+            k = 1.0 / nu**2
+            f = torch.as_tensor(rng.gamma(k, 1.0 / k, size=tuple(shape)), dtype=torch.float32)
+        else:
+            b = torch.as_tensor(rng.beta(1 / nu, 1 / nu, size=tuple(shape)), dtype=torch.float32)
+            f = 1.0 + (2.0 * b - 1.0) * nu
+    elif dist == "layer_adaptive":
+        f = uniform(nu * (1.0 - 0.5 * layer_index / max(n_layers, 1)))
+    else:  # weight_adaptive
+        a = w.abs()
+        f = uniform(nu * (2.0 - a / (a.mean() + 1e-8)).clamp(0.5, 1.5))
+    return f.clamp(cfg.min, cfg.max).to(weight.dtype)
+
+
+def crystallization_mask(weight: Tensor, grad: Tensor, threshold: float = 4.5e-5) -> Tensor:
+    """Synapses to crystallise: ``|g| / |w| < threshold`` or ``|g| > mean|w|``.
+
+    Written without a division (``|g| < threshold |w|``), which gives the same answer
+    for ``w = 0`` (the ratio is ``inf`` or ``nan`` there, never below the threshold).
+
+    Example:
+        >>> w = torch.tensor([[1.0, 1.0, 0.0]]); g = torch.tensor([[1e-6, 0.5, 0.0]])
+        >>> crystallization_mask(w, g).tolist()
+        [[True, False, False]]
+    """
+    a, ga = weight.detach().abs(), grad.abs()
+    return (ga < threshold * a) | (ga > a.mean())
+
+
+def volume_factors(weight: Tensor, cfg: VolumeLearningRateConfig | None = None,
+                   noise: Tensor | None = None) -> Tensor:
+    """Volume-dependent learning-rate factors ``|mu + c mu xi|``,
+    ``mu = base_lr exp(-s |w| / (|w| + 1))``, ``xi ~ N(0, 1)`` (``noise``, drawn from the
+    global RNG when not given).
+
+    Example:
+        >>> volume_factors(torch.zeros(2), noise=torch.zeros(2)).tolist()
+        [0.10000000149011612, 0.10000000149011612]
+    """
+    cfg = cfg or VolumeLearningRateConfig()
+    a = weight.detach().abs()
+    mu = torch.exp(a / (a + 1.0) * -cfg.stability_factor) * cfg.base_lr
+    xi = torch.randn_like(a) if noise is None else noise
+    return (mu * (1.0 + cfg.variability * xi)).abs()
+
+
+def rejuvenation_mask(weight: Tensor, dre: float = 8.0, noise: Tensor | None = None) -> Tensor:
+    """Weak synapses to replace: ``|w| < |xi| max|W| / dre`` with ``xi ~ N(0, 1)``
+    (``noise``; the global RNG when not given).
+
+    Example:
+        >>> w = torch.tensor([0.01, -0.5, 1.0])
+        >>> rejuvenation_mask(w, 8.0, noise=torch.ones(3)).tolist()   # threshold 1/8
+        [True, False, False]
+    """
+    a = weight.detach().abs()
+    xi = torch.randn_like(a) if noise is None else noise
+    sigma = a.max() / dre + 1e-13
+    return a < xi.abs() * sigma
+
+
+# --------------------------------------------------------------------------------------------
+# Modules: weight splitting, Dale on convolutions, per-layer state
+# --------------------------------------------------------------------------------------------
+_ACT = {"identity": None, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+
+class WeightSplitting:
+    """Forward hook: groups of ``gamma`` consecutive output units (dim 1) are summed and
+    the sum is given to each unit of the group, ``y_i <- sum_{j in group(i)} a(y_j)``.
+
+    The output shape is unchanged; each downstream neuron receives ``gamma`` copies of
+    every logical neuron, i.e. ``gamma`` synapses per neuron pair.
+
+    Example:
+        >>> layer = nn.Linear(2, 4)
+        >>> h = layer.register_forward_hook(WeightSplitting(2))
+        >>> y = layer(torch.randn(3, 2))
+        >>> bool(torch.equal(y[:, 0], y[:, 1]))
+        True
+    """
+
+    def __init__(self, gamma: int, activation: str = "identity") -> None:
+        self.gamma = int(gamma)
+        self.activation = activation
+
+    def __call__(self, module: nn.Module, inputs: Any, out: Tensor) -> Tensor:
+        act = _ACT[self.activation]
+        if act is not None:
+            out = act(out)
+        c = out.shape[1]
+        grouped = out.unflatten(1, (c // self.gamma, self.gamma)).sum(2, keepdim=True)
+        return grouped.expand(*grouped.shape[:2], self.gamma, *grouped.shape[3:]).flatten(1, 2)
+
+    def __repr__(self) -> str:
+        return f"WeightSplitting(gamma={self.gamma}, activation={self.activation!r})"
+
+
+class GroupSum(nn.Module):
+    """Weight splitting as a parametrization (identity activation): the rows of each group
+    of ``gamma`` consecutive output units are summed and shared,
+    ``W'_i = sum_{j in group(i)} W_j`` (and the same for the bias). A layer with ``W'``
+    computes exactly what :class:`WeightSplitting` computes from ``W``, without touching
+    the (larger) feature maps; used for convolutions."""
+
+    def __init__(self, gamma: int) -> None:
+        super().__init__()
+        self.gamma = int(gamma)
+
+    def forward(self, w: Tensor) -> Tensor:
+        g = w.unflatten(0, (w.shape[0] // self.gamma, self.gamma)).sum(1, keepdim=True)
+        return g.expand(g.shape[0], self.gamma, *g.shape[2:]).flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}"
+
+
+class ChannelDale(Dale):
+    """:class:`bionn.constraints.Dale` for weights ``(post, pre, *kernel)`` (convolutions):
+    one sign per presynaptic channel, ``W = |W_raw| * sign[None, :, None, ...]``."""
+
+    def forward(self, raw: Tensor) -> Tensor:
+        if raw.shape[1] != self.sign.shape[0]:
+            raise ValueError(f"sign has {self.sign.shape[0]} entries but the weight has "
+                             f"{raw.shape[1]} input channels")
+        return raw.abs() * self.sign.view(1, -1, *([1] * (raw.dim() - 2)))
+
+
+class SynapseState(nn.Module):
+    """Buffers of one layer: ``<name>_lr_factor`` per transformed tensor (fuzzy learning
+    rates times crystallisation). Registered on the layer as ``synaptic_state``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def add(self, name: str, factor: Tensor) -> None:
+        self.register_buffer(f"{name}_lr_factor", factor)
+        self.names.append(name)
+
+    def factor(self, name: str) -> Tensor:
+        return getattr(self, f"{name}_lr_factor")
+
+    def extra_repr(self) -> str:
+        return ", ".join(self.names)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _tensor_names(module: nn.Module, include_bias: bool) -> list[str]:
+    from bionn.rate import CTRNN
+
+    if isinstance(module, CTRNN):
+        names = ["weight_in", "weight_rec", "weight_out"]
+        if include_bias:
+            names += [n for n in ("bias_rec", "bias_out") if getattr(module, n) is not None]
+        return names
+    if isinstance(module, _LAYERS):
+        return ["weight"] + (["bias"] if include_bias and module.bias is not None else [])
+    return []
+
+
+def _leaf(module: nn.Module, name: str) -> nn.Parameter:
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)
+
+
+@dataclass
+class _Target:
+    layer: str
+    module: nn.Module
+    name: str
+
+    @property
+    def leaf(self) -> nn.Parameter:
+        return _leaf(self.module, self.name)
+
+    @property
+    def factor(self) -> Tensor:
+        return getattr(self.module, STATE_NAME).factor(self.name)
+
+
+@dataclass
+class ConversionRow:
+    """What the conversion did to one layer."""
+
+    layer: str
+    kind: str
+    tensors: list[str]
+    shape: tuple[int, ...]
+    changes: list[str] = field(default_factory=list)
+
+
+class SynapticDiversity:
+    """A converted model's transforms: built by :meth:`BioConverter.convert`.
+
+    Attach to an optimizer with :meth:`attach` (then ``loss.backward(); opt.step()``
+    applies everything), or call :meth:`apply_gradient_transforms` between
+    ``backward`` and ``step`` and :meth:`after_step` after it by hand.
+    """
+
+    def __init__(self, model: nn.Module, config: SynapticDiversityConfig,
+                 targets: list[_Target], rows: list[ConversionRow]) -> None:
+        self.model = model
+        self.config = config
+        self.targets = targets
+        self.rows = rows
+        self.steps = 0
+        self._handles: list[Any] = []
+
+    # ------------------------------------------------------------------ report
+    def report(self) -> str:
+        """A table: layer, kind, transformed tensors and the changes made."""
+        head = f"{'layer':<28}{'kind':<14}{'shape':<18}changes"
+        lines = [f"synaptic diversity: {', '.join(self.config.enabled) or 'nothing'}", head]
+        for r in self.rows:
+            lines.append(f"{r.layer or '<model>':<28}{r.kind:<14}{str(r.shape):<18}"
+                         f"{'; '.join(r.changes) or '-'}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"SynapticDiversity({', '.join(self.config.enabled)}; "
+                f"{len(self.targets)} tensors, {self.steps} steps)")
+
+    # ------------------------------------------------------------------ gradient side
+    def _active(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        leaves, grads, factors = [], [], []
+        for t in self.targets:
+            p = t.leaf
+            if p.grad is not None:
+                leaves.append(p.detach())
+                grads.append(p.grad)
+                factors.append(t.factor)
+        return leaves, grads, factors
+
+    @staticmethod
+    def _crystallize_one(a: Tensor, g: Tensor, f: Tensor, c: CrystallizationConfig) -> None:
+        ga = g.abs()
+        mask = torch.lt(ga, a * c.threshold).logical_or_(torch.gt(ga, a.mean()))
+        f.mul_(torch.where(mask, c.dampening, 1.0))
+
+    @staticmethod
+    def _volume_one(a: Tensor, v: VolumeLearningRateConfig) -> Tensor:
+        # mu = base exp(-s a/(a+1)) = base exp(-s) exp(s/(a+1)); |N(mu, (c mu)^2)| = mu|N(1, c^2)|
+        k = v.base_lr * math.exp(-v.stability_factor)
+        mu = a.add(1.0).reciprocal_().mul_(v.stability_factor).exp_()
+        return mu.mul_(torch.empty_like(a).normal_(k, k * v.variability).abs_())
+
+    @torch.no_grad()
+    def crystallize(self) -> None:
+        """``f <- f * d`` where ``|g|/|w| < theta`` or ``|g| > mean|w|`` (needs gradients)."""
+        c = self.config.crystallization or CrystallizationConfig()
+        for w, g, f in zip(*self._active(), strict=True):
+            self._crystallize_one(w.abs(), g, f, c)
+
+    @torch.no_grad()
+    def fuzzy_learning_rates(self) -> None:
+        """``g <- f * g`` with the stored per-synapse factors."""
+        _, grads, factors = self._active()
+        if grads:
+            torch._foreach_mul_(grads, factors)
+
+    @torch.no_grad()
+    def volume_dependent_lr(self) -> None:
+        """``g <- |mu + c mu xi| * g``, ``mu = base_lr exp(-s |w|/(|w|+1))``."""
+        v = self.config.volume_dependent_lr or VolumeLearningRateConfig()
+        for w, g, _ in zip(*self._active(), strict=True):
+            g.mul_(self._volume_one(w.abs(), v))
+
+    @torch.no_grad()
+    def apply_gradient_transforms(self) -> None:
+        """Crystallisation (on its schedule), fuzzy factors and volume-dependent rates,
+        in that order, on the current gradients; call between ``backward`` and ``step``.
+
+        Crystallisation sees the gradient as backprop left it; the gradient is then
+        multiplied once by ``f`` (fuzzy x crystallisation) and the volume factor."""
+        cfg = self.config
+        crys, vol = cfg.crystallization, cfg.volume_dependent_lr
+        scale = cfg.fuzzy_learning_rates is not None or crys is not None
+        crys_now = crys is not None and self.steps % crys.every == 0
+        for w, g, f in zip(*self._active(), strict=True):
+            a = w.abs() if (crys_now or vol is not None) else None
+            if crys_now:
+                self._crystallize_one(a, g, f, crys)
+            if vol is not None:
+                m = self._volume_one(a, vol)
+                if scale:
+                    m.mul_(f)
+                g.mul_(m)
+            elif scale:
+                g.mul_(f)
+
+    # ------------------------------------------------------------------ weight side
+    @torch.no_grad()
+    def rejuvenate(self) -> int:
+        """Replace weak synapses (``|w| < |N(0, (max|W|/dre)^2)|``) by ``U(-max|W|, max|W|)``
+        (``replacement='small'``: ``U(-max|W|/dre, max|W|/dre)``); returns how many were
+        replaced."""
+        r = self.config.rejuvenation or RejuvenationConfig()
+        n = 0
+        for t in self.targets:
+            w = t.leaf
+            if not w.requires_grad or w.numel() == 0:
+                continue
+            if not torch.isfinite(w).all():
+                raise FloatingPointError(f"rejuvenation: {t.layer}.{t.name} holds non-finite "
+                                         "values")
+            top = w.abs().max()
+            mask = rejuvenation_mask(w, r.dre)
+            if r.replacement == "small":
+                top = top / r.dre
+            new = (torch.rand_like(w) * 2.0 - 1.0) * top
+            w.copy_(torch.where(mask, new, w))
+            n += int(mask.sum())
+        return n
+
+    def after_step(self) -> None:
+        """Count the step and run the weight-side transforms that are due."""
+        self.steps += 1
+        r = self.config.rejuvenation
+        if r is not None and self.steps % r.every == 0:
+            self.rejuvenate()
+
+    # ------------------------------------------------------------------ optimizer
+    def attach(self, optimizer: torch.optim.Optimizer) -> SynapticDiversity:
+        """Register step hooks on ``optimizer``: the gradient-side transforms run before
+        each ``step()``, the weight-side ones after it. Build the optimizer after
+        converting (Dale's parametrization moves the weights)."""
+        owned = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = [f"{t.layer}.{t.name}" for t in self.targets if id(t.leaf) not in owned]
+        if missing:
+            raise ValueError(f"the optimizer does not hold {missing[:3]}"
+                             f"{' ...' if len(missing) > 3 else ''}: build it from "
+                             "model.parameters() after BioConverter.convert")
+        self._handles.append(optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs: self.apply_gradient_transforms()))
+        self._handles.append(optimizer.register_step_post_hook(
+            lambda opt, args, kwargs: self.after_step()))
+        return self
+
+    def detach(self) -> None:
+        """Remove the optimizer hooks."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    # ------------------------------------------------------------------ regulariser
+    def regularizer(self, p: int = 1) -> Tensor:
+        """``sum |w|^p`` over the transformed weights (effective, after Dale), differentiable.
+
+        Example:
+            >>> net = nn.Linear(3, 2)
+            >>> bio = BioConverter({}).convert(net)
+            >>> bio.regularizer().backward()
+            >>> bool(torch.equal(net.weight.grad, net.weight.detach().sign()))
+            True
+        """
+        if p not in (1, 2):
+            raise ValueError(f"p must be 1 (L1) or 2 (squared L2); got {p!r}")
+        terms = [getattr(t.module, t.name) for t in self.targets if t.name.startswith("weight")]
+        if not terms:
+            return torch.zeros(())
+        return sum((w.abs().sum() if p == 1 else w.square().sum()) for w in terms)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """The trained leaves the transforms act on."""
+        for t in self.targets:
+            yield t.leaf
+
+
+class BioConverter:
+    """Converts a model for synaptic-diversity training.
+
+    Args:
+        config: a :class:`SynapticDiversityConfig`, a dict of its fields, or None
+            (nothing on); ``overrides`` are merged in. Bad values raise
+            :class:`bionn.experiment.config.ConfigError` naming the field.
+
+    :meth:`convert` registers a :class:`SynapseState` (buffers) on each
+    ``Linear``/``Conv1d``/``Conv2d`` layer and each :class:`bionn.rate.CTRNN`, the
+    weight-splitting forward hooks and Dale parametrizations, and returns a
+    :class:`SynapticDiversity` whose :meth:`~SynapticDiversity.attach` hooks it into an
+    optimizer. Parameters are never added.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+        >>> bio = BioConverter(dale=True, weight_splitting={"gamma": 3}).convert(net)
+        >>> print(bio.report())  # doctest: +NORMALIZE_WHITESPACE
+        synaptic diversity: weight_splitting, dale
+        layer      kind    shape    changes
+        0          Linear  (6, 4)   weight splitting gamma=3 (6 units -> 2 neurons, summed outputs)
+        2          Linear  (2, 6)   Dale (4 E / 2 I presynaptic)
+    """
+
+    def __init__(self, config: SynapticDiversityConfig | Mapping[str, Any] | None = None,
+                 **overrides: Any) -> None:
+        self.config = _validate(config, overrides)
+
+    def convert(self, model: nn.Module, inplace: bool = True) -> SynapticDiversity:
+        """Convert ``model`` (or a deep copy, ``inplace=False``: then use ``.model`` of the
+        result); raises ``ValueError`` when weight splitting does not fit a layer, before
+        changing anything."""
+        cfg = self.config
+        if not inplace:
+            model = copy.deepcopy(model)
+        gen = torch.Generator().manual_seed(int(cfg.seed))
+        layers = [(n, m) for n, m in model.named_modules() if _tensor_names(m, True)]
+        for n, m in layers:
+            if hasattr(m, STATE_NAME):
+                raise ValueError(f"layer {n or '<model>'!r} is already converted "
+                                 f"(it has {STATE_NAME!r}); convert the original model")
+        plain = [(n, m) for n, m in layers if isinstance(m, _LAYERS)]
+        for key in ("weight_splitting", "dale"):
+            if getattr(cfg, key) is not None and not plain:
+                raise ValueError(f"{key}: the model has no nn.Linear/nn.Conv1d/nn.Conv2d layer "
+                                 "(for a CTRNN give Dale's law as CTRNN(e_fraction=...))")
+        ws = cfg.weight_splitting
+        split: list[tuple[str, nn.Module]] = []
+        if ws is not None:
+            split = plain[:-1] if ws.skip_output else plain
+            for n, m in split:
+                size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+                dim = "out_features" if isinstance(m, nn.Linear) else "out_channels"
+                if size % ws.gamma:
+                    raise ValueError(
+                        f"weight splitting: layer {n!r} ({type(m).__name__}) splits its "
+                        f"output dimension {dim}={size}, which is not divisible by "
+                        f"gamma={ws.gamma}")
+        rows = {n: ConversionRow(n, type(m).__name__.removeprefix("Parametrized"),
+                                 _tensor_names(m, cfg.include_bias),
+                                 tuple(getattr(m, "weight", getattr(m, "weight_rec", None)).shape))
+                for n, m in layers}
+        if cfg.dale is not None:
+            dale_layers = plain[1:] if cfg.dale.skip_input else plain
+            for n, m in dale_layers:
+                w = m.weight
+                sign = torch.where(torch.rand(w.shape[1], generator=gen) < cfg.dale.e_fraction,
+                                   1.0, -1.0).to(w.device, w.dtype)
+                p = Dale(sign) if w.dim() == 2 else ChannelDale(sign)
+                parametrize.register_parametrization(m, "weight", p)
+                n_e = int((sign > 0).sum())
+                rows[n].changes.append(f"Dale ({n_e} E / {len(sign) - n_e} I presynaptic)")
+        for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign
+            size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+            # kernels of a grouped convolution see different inputs: sum the outputs there
+            if ws.activation == "identity" and not isinstance(m, nn.Linear) and m.groups == 1:
+                parametrize.register_parametrization(m, "weight", GroupSum(ws.gamma))
+                if m.bias is not None:
+                    parametrize.register_parametrization(m, "bias", GroupSum(ws.gamma))
+                how = "summed kernels"
+            else:
+                m.register_forward_hook(WeightSplitting(ws.gamma, ws.activation))
+                how = "summed outputs"
+            rows[n].changes.append(f"weight splitting gamma={ws.gamma} "
+                                   f"({size} units -> {size // ws.gamma} neurons, {how})")
+        fz = cfg.fuzzy_learning_rates
+        targets: list[_Target] = []
+        for i, (n, m) in enumerate(layers):
+            state = SynapseState()
+            for name in _tensor_names(m, cfg.include_bias):
+                leaf = _leaf(m, name)
+                if fz is not None:
+                    f = fuzzy_factors(leaf, fz, generator=gen, layer_index=i,
+                                      n_layers=len(layers))
+                else:
+                    f = torch.ones_like(leaf.detach())
+                state.add(name, f.to(leaf.device, leaf.dtype))
+                targets.append(_Target(n, m, name))
+            m.add_module(STATE_NAME, state)
+            on = [s.replace("_", " ") for s in ("fuzzy_learning_rates", "crystallization",
+                                                "volume_dependent_lr", "rejuvenation")
+                  if getattr(cfg, s) is not None]
+            if on:
+                rows[n].changes.insert(0, f"{' + '.join(on)} on "
+                                          f"{', '.join(_tensor_names(m, cfg.include_bias))}")
+        return SynapticDiversity(model, cfg, targets, list(rows.values()))
+
+    def __call__(self, model: nn.Module, inplace: bool = True) -> SynapticDiversity:
+        return self.convert(model, inplace)
+
