@@ -1,0 +1,220 @@
+"""Connectome loaders, ConnectomeRNN and the spiking builder."""
+
+import builtins
+import importlib.util
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bionn.circuits.connectome import (
+    CELEGANS_SIGNS,
+    Connectome,
+    celegans,
+    fly_optic_lobe,
+    from_edge_list,
+    from_networkx,
+    from_scipy,
+)
+from bionn.rate import ConnectomeRNN
+from bionn.spiking.connectome import spiking_network
+
+ROOT = Path(__file__).parents[1]
+
+
+def _tiny() -> Connectome:
+    # 0 -> 1 -> 2 -> 3 -> 0 ring plus 1 -> 3; neuron 2 inhibitory
+    return Connectome(4, pre=torch.tensor([0, 1, 2, 3, 1]), post=torch.tensor([1, 2, 3, 0, 3]),
+                      weight=torch.tensor([2.0, 1.0, 3.0, 1.0, 4.0]),
+                      sign=torch.tensor([1.0, 1.0, -1.0, 1.0, 1.0]),
+                      names=("a", "b", "c", "d"), types=("X", "X", "Y", "Y"),
+                      groups={"input": [0], "output": [3]})
+
+
+def test_connectome_validation():
+    with pytest.raises(ValueError, match="one per synapse"):
+        Connectome(2, pre=torch.tensor([0]), post=torch.tensor([1, 0]), weight=1.0, sign=1.0)
+    with pytest.raises(ValueError, match=r"\+1"):
+        Connectome(2, pre=torch.tensor([0]), post=torch.tensor([1]), weight=1.0, sign=0.5)
+    with pytest.raises(ValueError, match=">= 0"):
+        Connectome(2, pre=torch.tensor([0]), post=torch.tensor([1]), weight=-1.0, sign=1.0)
+    c = _tiny()
+    assert c.type_names == ("X", "Y") and c.type_index.tolist() == [0, 0, 1, 1]
+    d = c.to_dense()
+    assert d[3, 1] == 4.0 and d[3, 2] == -3.0  # (post, pre)
+    assert c.connectivity(dale=True).sign.tolist() == [1.0, 1.0, -1.0, 1.0]
+
+
+def test_csv_loader_names_transmitters_and_duplicates(tmp_path):
+    p = tmp_path / "edges.csv"
+    p.write_text("pre,post,count,nt\nA,B,3,acetylcholine\nB,C,2,GABA\nA,B,1,acetylcholine\nC,A,5,glutamate\n")
+    c = from_edge_list(p, transmitter="nt", types={"A": "sensory", "B": "inter"})
+    assert c.names == ("A", "B", "C") and c.types == ("sensory", "inter", "C")
+    w = c.to_dense()
+    assert w[1, 0] == 4.0 and w[2, 1] == -2.0 and w[0, 2] == 5.0  # duplicates summed
+    fly = from_edge_list(p, transmitter="nt", sign_table={"acetylcholine": 1, "gaba": -1, "glutamate": -1})
+    assert fly.to_dense()[0, 2] == -5.0
+    with pytest.raises(ValueError, match="no sign for"):
+        from_edge_list(p, transmitter="nt", sign_table={"gaba": -1})
+
+
+def test_tsv_integer_ids_and_sign_column(tmp_path):
+    p = tmp_path / "edges.tsv"
+    p.write_text("src\ttgt\tweight\tsign\n0\t4\t1.5\t-1\n2\t1\t2\tE\n")
+    with pytest.raises(ValueError, match="no column"):
+        from_edge_list(p)
+    c = from_edge_list(p, pre="src", post="tgt", sign="sign")
+    assert c.n == 5 and sorted(c.signed_weight().tolist()) == [-1.5, 2.0]
+    d = c.to_dense()
+    assert d[4, 0] == -1.5 and d[1, 2] == 2.0
+
+
+def test_parquet_needs_pyarrow(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("pyarrow"):
+            raise ImportError("no pyarrow")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match="pyarrow"):
+        from_edge_list(tmp_path / "edges.parquet")
+
+
+def test_scipy_and_networkx_loaders():
+    sp = pytest.importorskip("scipy.sparse", reason="scipy not installed")
+    m = sp.csr_matrix(np.array([[0, 2.0, 0], [0, 0, -1.0], [3.0, 0, 0]]))  # (post, pre)
+    c = from_scipy(m, names=["p", "q", "r"])
+    torch.testing.assert_close(c.to_dense(), torch.tensor(m.toarray(), dtype=torch.float32))
+    assert np.allclose(c.to_scipy().toarray(), m.toarray())
+    c2 = from_scipy(abs(m), sign=[1, -1, 1])
+    assert c2.to_dense()[0, 1] == -2.0
+    nx = pytest.importorskip("networkx", reason="networkx not installed")
+    g = nx.DiGraph()
+    g.add_node("u", type="T1")
+    g.add_node("v", transmitter="GABA")
+    g.add_edge("u", "v", weight=3)
+    g.add_edge("v", "u", weight=2)
+    g.add_edge("u", "w", sign=-1)
+    c3 = from_networkx(g)
+    assert c3.names == ("u", "v", "w") and c3.types == ("T1", "v", "w")
+    d = c3.to_dense()
+    assert d[1, 0] == 3.0 and d[0, 1] == -2.0 and d[2, 0] == -1.0
+
+
+def test_dale_on_signed_connectome_is_an_error_not_zeroing():
+    c = Connectome(3, pre=torch.tensor([0, 0, 1]), post=torch.tensor([1, 2, 2]),
+                   weight=torch.tensor([1.0, 5.0, 1.0]), sign=torch.tensor([1.0, -1.0, 1.0]),
+                   names=("mixed", "b", "c"))
+    with pytest.raises(ValueError, match="mixed"):
+        c.neuron_sign()
+    with pytest.raises(ValueError, match="Dale"):
+        ConnectomeRNN(c, 1, 1, dale=True)
+    with pytest.warns(UserWarning, match="majority"):
+        d = c.with_dale("majority")
+    assert d.sign.tolist() == [-1.0, -1.0, 1.0] and torch.equal(d.weight, c.weight)  # nothing zeroed
+    net = ConnectomeRNN(c, 1, 1)  # per-edge signs: fine
+    assert (net.recurrent_values() != 0).all()
+
+
+def test_celegans_from_cect():
+    pytest.importorskip("cect", reason="cect not installed (pip install --no-deps cect)")
+    with pytest.warns(UserWarning, match="both signs"):
+        c = celegans()
+    assert c.n == 302 and 3000 < c.nnz < 4000
+    assert len(c.groups["sensory"]) > 50 and len(c.groups["motor"]) > 100
+    i = c.indices(["DD1"])[0]  # GABAergic D-type motor neuron: inhibitory out-edges
+    assert (c.sign[c.pre == i] < 0).all()
+    assert c.types[c.indices(["AVAL"])[0]] == "AVA" == c.types[c.indices(["AVAR"])[0]]
+    gj = celegans("Cook2019Herm", gap_junctions=True, sign_table={**CELEGANS_SIGNS})
+    assert gj.nnz > c.nnz
+    with pytest.raises(ValueError, match="unknown C. elegans dataset"):
+        celegans("nope")
+
+
+def test_fly_optic_lobe_from_flyvis():
+    pytest.importorskip("scipy", reason="fly_optic_lobe needs scipy")
+    if importlib.util.find_spec("flyvis") is None:
+        pytest.skip("flyvis not installed (pip install --no-deps flyvis)")
+    small = fly_optic_lobe(extent=2)
+    assert small.n == 19 * 63 + 2 * 3 and len(small.type_names) == 65
+    assert set(small.groups["input"]) == set(small.of_types([f"R{i}" for i in range(1, 9)]))
+    net = ConnectomeRNN(small, 2, 3)  # inputs on R1-R8, readout from the decoded types
+    out, rates = net(torch.randn(2, 3, 2))
+    assert out.shape == (2, 3, 3) and 590 < net.strength.numel() <= 605  # one per connected type pair
+    assert net.input_index.numel() == 8 * 19 and torch.isfinite(rates).all()
+    full = fly_optic_lobe()
+    assert (full.n, full.nnz) == (45_669, 1_513_231)  # the flyvis network (extent 15)
+    assert "flyvis" not in sys.modules  # read the JSON only
+
+
+def test_connectome_rnn_trains_and_constraints_hold():
+    torch.manual_seed(0)
+    c = _tiny()
+    for sharing, tau_mode in (("type", "type"), ("edge", "neuron")):
+        net = ConnectomeRNN(c, 2, 1, dt=10, tau=30.0, weight_sharing=sharing, tau_mode=tau_mode)
+        opt = torch.optim.Adam(net.parameters(), lr=0.5)
+        x = torch.randn(4, 6, 2)
+        target = torch.ones(4, 6, 1)
+        losses = []
+        for _ in range(15):
+            out, rates = net(x)
+            loss = ((out - target) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < losses[0]
+        v = net.recurrent_values().detach()
+        assert torch.equal(torch.sign(v), net.sign)  # signs fixed after large steps
+        assert (net.tau > 10).all()  # tau > dt by parametrization
+        w = net.recurrent_weight().detach()
+        assert ((w != 0) <= (c.to_dense() != 0)).all()  # no synapse outside the connectome
+    assert net.strength.shape == (5,)
+
+
+def test_connectome_rnn_matches_dense_reference_and_state():
+    torch.manual_seed(1)
+    c = _tiny()
+    net = ConnectomeRNN(c, 2, 1, dt=10, tau=40.0, activation="tanh")
+    x = torch.randn(3, 5, 2)
+    out, rates, final = net.run(x)
+    w = net.recurrent_weight()
+    h = torch.zeros(3, 4)
+    alpha = 10 / net.neuron_tau()
+    for t in range(5):
+        d = net.neuron_bias() + torch.zeros(3, 4).index_add(1, net.input_index, x[:, t] @ net.weight_in.t())
+        h = (1 - alpha) * h + alpha * (torch.tanh(h) @ w.t() + d)
+        torch.testing.assert_close(rates[:, t], torch.tanh(h))
+    torch.testing.assert_close(final.h, h)
+    out2, _, _ = net.run(x[:, 3:], net.run(x[:, :3])[2])  # explicit state continues the run
+    torch.testing.assert_close(out2, out[:, 3:])
+    with pytest.raises(ValueError, match="batch, time"):
+        net(torch.randn(3, 2))
+    with pytest.raises(ValueError, match="tau must exceed"):
+        ConnectomeRNN(c, 1, 1, dt=10, tau=5.0)
+
+
+def test_spiking_network_runs_and_spikes():
+    c = _tiny()
+    net = spiking_network(c, drive=30.0, weight_scale=5.0)
+    res = net.run(50.0, dt=0.1, progress=False)
+    assert res.spikes["N"].count() > 0
+    names = [p.name for p in net.projections]
+    assert names == ["exc", "inh"]
+    inh = net.projections[1].dense_weight()
+    assert (inh <= 0).all() and inh[3, 2] == -15.0
+
+
+def test_example_runs_quick(tmp_path):
+    pytest.importorskip("cect", reason="cect not installed")
+    mod = runpy.run_path(str(ROOT / "examples" / "connectome_celegans.py"))
+    res = mod["main"](["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "tau_by_type.png").stat().st_size > 0
+    assert (tmp_path / "training.png").stat().st_size > 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["result"]["steps"] == res["steps"]

@@ -1,0 +1,106 @@
+"""bionn.sparse: spmm against dense matmul, gradients, determinism, O(nnz) value gradient."""
+
+import pytest
+import torch
+
+from bionn.sparse import SparseStructure, spmm, value_grad
+
+
+def _random(n_post=40, n_pre=30, density=0.1, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n_post, n_pre, generator=g) < density
+    post, pre = mask.nonzero(as_tuple=True)
+    perm = torch.randperm(post.numel(), generator=g)  # unsorted input order
+    post, pre = post[perm], pre[perm]
+    s, order = SparseStructure.from_edges(post, pre, (n_post, n_pre))
+    vals_edge = torch.randn(post.numel(), generator=g, dtype=dtype)
+    dense = torch.zeros(n_post, n_pre, dtype=dtype)
+    dense[post, pre] = vals_edge
+    return s, vals_edge[order], dense, g
+
+
+def test_structure_order_and_transpose():
+    s, v, dense, _ = _random()
+    assert torch.equal(s.to_dense(v), dense)
+    assert torch.equal(s.csr(v).to_dense(), dense)
+    assert torch.equal(s.csr_t(v).to_dense(), dense.t())
+    assert s.nnz == int((dense != 0).sum())
+
+
+def test_structure_rejects_duplicates_and_range():
+    with pytest.raises(ValueError, match="duplicate"):
+        SparseStructure.from_edges(torch.tensor([0, 0]), torch.tensor([1, 1]), (2, 2))
+    with pytest.raises(ValueError, match="post indices"):
+        SparseStructure.from_edges(torch.tensor([2]), torch.tensor([0]), (2, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spmm_matches_dense(dtype):
+    s, v, dense, g = _random(dtype=dtype)
+    x = torch.randn(5, 30, generator=g, dtype=dtype)
+    v1 = v.clone().requires_grad_(True)
+    x1 = x.clone().requires_grad_(True)
+    y = spmm(v1, s, x1)
+    d2 = dense.clone().requires_grad_(True)
+    x2 = x.clone().requires_grad_(True)
+    y2 = x2 @ d2.t()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(y, y2, atol=tol, rtol=tol)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    y2.backward(gy)
+    torch.testing.assert_close(x1.grad, x2.grad, atol=tol, rtol=tol)
+    torch.testing.assert_close(v1.grad, d2.grad[s.row.long(), s.col.long()], atol=tol, rtol=tol)
+    assert v1.grad.shape == (s.nnz,)  # gradient only on stored entries
+
+
+def test_spmm_leading_dims_and_errors():
+    s, v, dense, g = _random(dtype=torch.float32)
+    x = torch.randn(2, 3, 30, generator=g)
+    torch.testing.assert_close(spmm(v, s, x), x @ dense.t(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="presynaptic"):
+        spmm(v, s, torch.randn(2, 31))
+    with pytest.raises(ValueError, match="one per stored entry"):
+        spmm(v[:-1], s, x)
+    with pytest.raises(TypeError, match="dtype"):
+        spmm(v.double(), s, x)
+
+
+def test_gradcheck():
+    s, v, _, g = _random(12, 9, 0.3)
+    x = torch.randn(3, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    v = v.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda vv, xx: spmm(vv, s, xx), (v, x))
+
+
+def test_value_grad_methods_agree():
+    s, _, _, g = _random(50, 60, 0.2, dtype=torch.float32)
+    gg, x = torch.randn(4, 50, generator=g), torch.randn(4, 60, generator=g)
+    ref = (gg[:, s.row.long()] * x[:, s.col.long()]).sum(0)
+    torch.testing.assert_close(value_grad(s, gg, x, method="sampled"), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(value_grad(s, gg, x, method="chunked"), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_deterministic_bitwise():
+    s, v, _, g = _random(300, 300, 0.05, dtype=torch.float32)
+    x = torch.randn(8, 300, generator=g)
+    gy = torch.randn(8, 300, generator=g)
+
+    def run():
+        vv, xx = v.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        y = spmm(vv, s, xx)
+        y.backward(gy)
+        return y, vv.grad, xx.grad
+
+    a, b = run(), run()
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p, q)
+
+
+def test_empty_rows_and_no_grad_inputs():
+    s, _ = SparseStructure.from_edges(torch.tensor([3]), torch.tensor([0]), (5, 2))
+    v = torch.tensor([2.0], requires_grad=True)
+    y = spmm(v, s, torch.ones(1, 2))
+    assert y.tolist() == [[0.0, 0.0, 0.0, 2.0, 0.0]]
+    y.sum().backward()
+    assert v.grad.tolist() == [1.0]
