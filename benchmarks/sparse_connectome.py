@@ -14,10 +14,11 @@ of ``W`` (``(post, pre)``, fixed pattern), float32, on CPU. Implementations:
 
 Sizes: ``optic_lobe`` is the Drosophila optic-lobe network built from the flyvis
 template (:func:`bionn.circuits.connectome.fly_optic_lobe`: 45,669 neurons,
-1,513,231 synapses) when ``flyvis`` is installed, else a synthetic graph of the
-same size and in-degree; ``optic_lobe_x10`` is synthetic: ten copies of it (the
-same degree pattern, 456,690 neurons, 15.1 M synapses), each synapse's
-presynaptic neuron moved to a random copy so the matrix is not block-diagonal.
+1,513,231 synapses, hexagonal extent 15) when ``flyvis`` is installed, else a synthetic
+graph of the same size and in-degree; ``optic_lobe_x10`` is the same template's wiring
+on a wider eye (extent 48: 446,993 neurons, 15.4 M synapses, 10.2x), or without flyvis
+ten copies of the synthetic graph with each synapse's presynaptic neuron moved to a
+random copy.
 
 Every (size, implementation, thread count) runs in a fresh subprocess that loads
 precomputed index arrays from ``.npy`` files (no sorting in the worker), warms up
@@ -36,7 +37,7 @@ memory, and reported as ``null``.
 Single-thread figures (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``) are
 top-level; all-thread figures under ``"threads_all"``. The last stdout line is
 one JSON object. ``--quick``: a small optic lobe (lattice radius 2, 1,203
-neurons), workers in-process and no memory figures (a smoke test).
+neurons; radius 7 for the larger size), workers in-process and no memory figures (a smoke test).
 Run: ``python benchmarks/sparse_connectome.py``.
 """
 
@@ -105,14 +106,14 @@ def _mem_available_mb() -> float:
 
 
 # -- data --------------------------------------------------------------------------
-def optic_lobe_edges(quick: bool):
+def optic_lobe_edges(quick: bool, extent: int = 15):
     """(n, post, pre) of the optic lobe (flyvis template) or a synthetic stand-in."""
     import numpy as np
 
     try:
         from bionn.circuits.connectome import fly_optic_lobe
 
-        c = fly_optic_lobe(extent=2 if quick else 15)
+        c = fly_optic_lobe(extent=2 if quick else extent)
         return c.n, c.post.numpy(), c.pre.numpy(), "flyvis template"
     except ImportError:
         n, nnz = (1203, 29_000) if quick else (45_669, 1_513_231)
@@ -336,7 +337,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_arrays(tmp / "optic_lobe", n, post, pre)
-        n10, post10, pre10 = times_ten(n, post, pre)
+        if source.startswith("flyvis"):
+            # the same wiring rules on a wider eye: extent 48 has 10.2x the synapses
+            n10, post10, pre10, _ = optic_lobe_edges(False, extent=7 if a.quick else 48)
+        else:
+            n10, post10, pre10 = times_ten(n, post, pre)
         write_arrays(tmp / "optic_lobe_x10", n10, post10, pre10)
         del post10, pre10
         result: dict = {}
