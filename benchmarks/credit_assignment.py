@@ -40,17 +40,17 @@ import contextlib
 import copy
 import json
 import math
-import random
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
+from _harness import interleaved_medians, package_version  # noqa: E402
 from bionn.learning import convert, mirror
 from bionn.models import MLP, lenet_mnist
 
@@ -64,6 +64,7 @@ except Exception as exc:  # pragma: no cover - depends on the environment
 METHODS = ("bp", "fa", "dfa", "usf", "brsf", "frsf", "wm", "kp")
 BIOTORCH_MODES = {"bp": "backpropagation", "fa": "fa", "dfa": "dfa", "usf": "usf",
                   "brsf": "brsf", "frsf": "frsf"}
+BIOTORCH_VERSION = package_version("biotorch", BioModule is not None)
 BATCH, N_CLASSES, LR = 128, 10, 0.01
 ARCHS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "lenet": (lambda: lenet_mnist(num_classes=N_CLASSES), (1, 28, 28)),
@@ -71,42 +72,7 @@ ARCHS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def biotorch_version() -> str | None:
-    if BioModule is None:
-        return None
-    try:
-        from importlib.metadata import version
-
-        return version("biotorch")
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
 # ----------------------------------------------------------------------- timing
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], warmup: int, rounds: int
-) -> dict[str, float]:
-    """Median wall time (ms) of each function; one call of each per round.
-
-    The order within a round is shuffled (fixed seed), so that no variant always
-    runs right after the same neighbour (allocator and cache state).
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    order = list(fns)
-    rng = random.Random(0)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            fn = fns[name]
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
-
-
 # ----------------------------------------------------------------------- steps
 def sgd_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, after_step=None,
              dfa_biotorch: bool = False) -> Callable[[], float]:
@@ -195,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {arch: run_arch(arch, warmup, rounds) for arch in ARCHS}
 
     print(f"Credit assignment, one SGD training step: batch {BATCH}, {N_CLASSES} classes, "
-          f"1 thread, torch {torch.__version__}, BioTorch {biotorch_version()}; "
+          f"1 thread, torch {torch.__version__}, BioTorch {BIOTORCH_VERSION}; "
           f"median of {rounds} interleaved rounds")
     print("ratios = bionn / other (lower is better; targets: vs plain <= 1.1, vs BioTorch <= 1)")
     for arch, res in results.items():
@@ -212,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         **results,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "biotorch": biotorch_version(),
+        "biotorch": BIOTORCH_VERSION,
     }
     print(json.dumps(result))
     return result

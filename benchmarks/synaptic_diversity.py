@@ -35,16 +35,16 @@ import argparse
 import copy
 import json
 import logging
-import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
+from _harness import interleaved_medians, package_version  # noqa: E402
 from bionn.models import MLP, lenet_mnist
 from bionn.plasticity import BioConverter
 
@@ -56,6 +56,7 @@ except Exception as exc:  # pragma: no cover - depends on the environment
     RefConverter = RefConfig = None
     REFERENCE_ERROR = f"{type(exc).__name__}: {exc}"
 
+REFERENCE_VERSION = package_version("pytorch-bio-transformations", RefConverter is not None)
 BATCH, N_CLASSES, LR, REJUVENATE_EVERY = 128, 10, 0.01, 100
 ARCHS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": (lambda: MLP(784, hidden=(256, 256), num_classes=N_CLASSES), (1, 28, 28)),
@@ -69,35 +70,6 @@ BIONN_CONFIG = {
     "weight_splitting": {"gamma": 2},
     "dale": {"skip_input": False},
 }
-
-
-def reference_version() -> str | None:
-    if RefConverter is None:
-        return None
-    try:
-        from importlib.metadata import version
-
-        return version("pytorch-bio-transformations")
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
-def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
-                        rounds: int) -> dict[str, float]:
-    """Median wall time (ms) of each function, one call of each per shuffled round."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    order = list(fns)
-    rng = random.Random(0)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 def plain_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
@@ -192,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     models = {arch: run_arch(arch, warmup, rounds) for arch in ARCHS}
 
     print(f"Synaptic diversity, one SGD step with all transforms: batch {BATCH}, 1 thread, "
-          f"torch {torch.__version__}, bio_transformations {reference_version()}; "
+          f"torch {torch.__version__}, bio_transformations {REFERENCE_VERSION}; "
           f"median of {rounds} interleaved rounds")
     print(f"{'model':<8}{'bionn ms':>10}{'plain ms':>10}{'ref ms':>10}{'x plain':>9}{'x ref':>8}")
     for arch, r in models.items():
@@ -210,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": BATCH,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "reference": reference_version(),
+        "reference": REFERENCE_VERSION,
     }
     print(json.dumps(result))
     return result

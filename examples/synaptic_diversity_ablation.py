@@ -1,7 +1,8 @@
 """Ablation of the synaptic-diversity transforms: each one on alone, all on, and none.
 
 For each classification config (default: ``configs/sd_digits_mlp.yaml``,
-``configs/sd_mnist1d_mlp.yaml``, ``configs/sd_mnist1d_conv.yaml``; SGD) and each seed, the
+``configs/sd_digits_lenet.yaml`` (digits upsampled to 28x28), ``configs/sd_mnist1d_mlp.yaml``,
+``configs/sd_mnist1d_conv.yaml``; SGD) and each seed, the
 run is repeated with ``synaptic_diversity`` set to: nothing (``baseline``), one transform
 (with the config's parameters), rejuvenation with ``replacement: small``, volume-dependent
 rates with a 10x learning rate (they scale the gradient by about 0.1), or every transform
@@ -13,7 +14,7 @@ learning-curve area, the mean test accuracy over the epochs (higher = learns fas
 run whose loss becomes NaN is stopped and counted at chance level (10 %) from then on.
 Writes ``results.json``, ``table.md`` and ``learning_curves.png`` into ``--out``.
 
-    python examples/synaptic_diversity_ablation.py                 # 3 configs x 8 x 3 seeds
+    python examples/synaptic_diversity_ablation.py                 # 4 configs x 10 variants x 3 seeds
     python examples/synaptic_diversity_ablation.py --seeds 0 --epochs 2 --out /tmp/sd  # smoke
 """
 
@@ -34,7 +35,7 @@ from bionn.experiment.config import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANCE = 0.1  # 10 classes
-CONFIGS = ("sd_digits_mlp", "sd_mnist1d_mlp", "sd_mnist1d_conv")
+CONFIGS = ("sd_digits_mlp", "sd_digits_lenet", "sd_mnist1d_mlp", "sd_mnist1d_conv")
 TRANSFORMS = ("fuzzy_learning_rates", "crystallization", "volume_dependent_lr", "rejuvenation",
               "weight_splitting", "dale")
 SHORT = {"fuzzy_learning_rates": "fuzzy LR", "crystallization": "crystallisation",

@@ -47,6 +47,14 @@ def test_digits_shapes_balance_and_determinism():
     assert flat_data.x_train.shape[1:] == (64,) and flat_data.x_val.shape == (100, 64)
     with pytest.raises(ValueError, match="test_fraction"):
         load_digits(test_fraction=1.5)
+    big = load_digits(seed=0, size=28, standardize=False)
+    assert big.x_train.shape[1:] == (1, 28, 28) and torch.equal(big.y_test, data.y_test)
+    # bilinear upsampling keeps each image's mean brightness (away from the border)
+    small = load_digits(seed=0, standardize=False)
+    torch.testing.assert_close(big.x_train.mean((1, 2, 3)), small.x_train.mean((1, 2, 3)),
+                               atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match="size"):
+        load_digits(size=4)
 
 
 # --------------------------------------------------------------------------- MNIST-1D

@@ -423,7 +423,8 @@ def test_bionn_run_rejects_a_bad_section_before_any_folder(override, words, tmp_
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name", ["sd_digits_mlp", "sd_mnist1d_mlp", "sd_mnist1d_conv"])
+@pytest.mark.parametrize("name", ["sd_digits_mlp", "sd_digits_lenet", "sd_mnist1d_mlp",
+                                  "sd_mnist1d_conv"])
 def test_shipped_sd_configs_validate(name):
     from bionn.experiment.classify import load_classify_config
 

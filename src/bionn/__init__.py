@@ -4,16 +4,30 @@ Conventions: weights are ``(post, pre)``; tensors are batch-first
 ``(batch, time, ...)``; time is in ms and voltages in mV.
 """
 
-from bionn.circuits import Circuit, Connectivity, MultiArea, MultiAreaEI, RandomInput
+from bionn.circuits import (
+    CellTypeTable,
+    Circuit,
+    Connectivity,
+    Connectome,
+    MultiArea,
+    MultiAreaEI,
+    RandomInput,
+    motif,
+)
 from bionn.losses import RNNLoss
-from bionn.rate import CTRNN, block_tau
+from bionn.rate import CTRNN, ConnectomeRNN, SpatialNetwork, block_tau
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CTRNN",
+    "CellTypeTable",
     "Circuit",
     "Connectivity",
+    "Connectome",
+    "ConnectomeRNN",
+    "SpatialNetwork",
+    "motif",
     "MultiArea",
     "MultiAreaEI",
     "RNNLoss",

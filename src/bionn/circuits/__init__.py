@@ -1,7 +1,22 @@
-"""Circuit structure: connectivity (mask + sign) and builders."""
+"""Circuit structure: connectivity (mask + sign), builders, cell-type tables, microcircuit
+motifs and connectomes."""
 
 from bionn.circuits.builders import PATHWAYS, MultiArea, MultiAreaEI, RandomInput
+from bionn.circuits.celltypes import CellType, CellTypeTable, TypeConnection
 from bionn.circuits.connectivity import Circuit, Connectivity, fixed_probability
+from bionn.circuits.connectome import (
+    CELEGANS_SIGNS,
+    FLY_SIGNS,
+    TRANSMITTER_SIGNS,
+    Connectome,
+    celegans,
+    celegans_datasets,
+    fly_optic_lobe,
+    from_edge_list,
+    from_networkx,
+    from_scipy,
+)
+from bionn.circuits.motifs import MOTIFS, list_motifs, motif
 
 __all__ = [
     "Circuit",
@@ -11,4 +26,20 @@ __all__ = [
     "MultiAreaEI",
     "RandomInput",
     "PATHWAYS",
+    "CellType",
+    "CellTypeTable",
+    "TypeConnection",
+    "MOTIFS",
+    "list_motifs",
+    "motif",
+    "Connectome",
+    "from_edge_list",
+    "from_scipy",
+    "from_networkx",
+    "celegans",
+    "celegans_datasets",
+    "fly_optic_lobe",
+    "TRANSMITTER_SIGNS",
+    "CELEGANS_SIGNS",
+    "FLY_SIGNS",
 ]

@@ -4,6 +4,7 @@ Units: ms and mV; weights ``(post, pre)``; state tensors ``(batch, n)``.
 """
 
 from bionn.spiking.base import Drive, NeuronGroup
+from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the models above)
 from bionn.spiking.network import Network, SimulationResult, SpikeEvents
 from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
 from bionn.spiking.neurons import (
@@ -41,6 +42,7 @@ from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circu
 from bionn.spiking.synapses import Exponential, Projection, Synapse
 
 __all__ = [
+    "spiking_network",
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
     "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
     "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",

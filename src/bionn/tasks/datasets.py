@@ -194,6 +194,7 @@ def load_digits(
     seed: int = 0,
     standardize: bool = True,
     val_size: int = 0,
+    size: int = 8,
 ) -> Dataset:
     """scikit-learn's bundled handwritten digits: 1797 grey 8x8 images, 10 classes.
 
@@ -210,6 +211,8 @@ def load_digits(
         seed: seeds the split (and the validation split).
         standardize: standardise pixels with train statistics; otherwise raw 0..16 / 16.
         val_size: samples moved from train into a validation split (0: none).
+        size: image side; above 8 the images are upsampled bilinearly (e.g. 28 for
+            LeNet), before standardisation.
 
     Example:
         >>> data = load_digits()  # doctest: +SKIP
@@ -225,8 +228,13 @@ def load_digits(
         ) from err
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an integer >= 8 (the digits are 8x8), got {size!r}")
     raw = _sk_load_digits()
     x = torch.as_tensor(raw.data, dtype=torch.float32)  # (1797, 64), values 0..16
+    if size != 8:
+        x = torch.nn.functional.interpolate(x.reshape(-1, 1, 8, 8), size=(size, size),
+                                            mode="bilinear", align_corners=False).flatten(1)
     y = torch.as_tensor(raw.target, dtype=torch.int64)
     gen = torch.Generator().manual_seed(seed)
     test_idx = []
@@ -247,8 +255,8 @@ def load_digits(
     else:
         x_train, x_test = x_train / 16.0, x_test / 16.0
     if not flatten:
-        x_train = x_train.reshape(-1, 1, 8, 8)
-        x_test = x_test.reshape(-1, 1, 8, 8)
+        x_train = x_train.reshape(-1, 1, size, size)
+        x_test = x_test.reshape(-1, 1, size, size)
     return _finish("digits", x_train, y_train, x_test, y_test, 10, val_size, seed)
 
 

@@ -7,6 +7,7 @@ Conventions: weights are ``(post, pre)``; trials are batch-first
 """
 
 from ._common import save_figure
+from .circuits import plot_activity_maps, plot_cell_type_table, plot_motif, plot_time_constants
 from .connectivity import plot_weight_matrix
 from .performance import plot_accuracy_by_condition
 from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
@@ -15,6 +16,10 @@ from .trials import plot_example_trials
 
 __all__ = [
     "load_records",
+    "plot_activity_maps",
+    "plot_cell_type_table",
+    "plot_motif",
+    "plot_time_constants",
     "plot_alignment",
     "plot_accuracy_by_condition",
     "plot_bump",
