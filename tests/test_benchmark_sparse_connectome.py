@@ -10,12 +10,12 @@ KEYS = {"nnz", "bionn_ms", "torch_csr_ms", "torch_coo_ms", "gather_scatter_ms", 
 
 
 def test_quick_run_prints_json():
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     for part in (res, res["threads_all"]):
         for size in ("optic_lobe", "optic_lobe_x10"):
             assert KEYS <= set(part[size])
             assert part[size]["bionn_ms"] > 0 and part[size]["agree"]
-    assert res["optic_lobe_x10"]["nnz"] == 10 * res["optic_lobe"]["nnz"]
+    # ten copies (synthetic) or the template on a ~10x wider eye (flyvis)
+    assert 8 <= res["optic_lobe_x10"]["nnz"] / res["optic_lobe"]["nnz"] <= 12

@@ -20,7 +20,7 @@ def test_spatial_two_area_example(task, tmp_path, monkeypatch, capsys):
     if task == "digits":
         pytest.importorskip("sklearn", reason="the digits ship with scikit-learn")
     out = tmp_path / task
-    size = ["--size", "16"] if task in ("contour", "motion") else []
+    size = ["--size", "12"] if task == "motion" else []
     _run("spatial_two_area.py", [task, "--epochs", "1", "--n-train", "64", "--n-test", "32",
                                  "--channels", "4", *size, "--out", str(out)], monkeypatch)
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
