@@ -157,3 +157,35 @@ def test_ctrnn_run_differs_between_methods(tmp_path):
         losses[method] = _losses(tmp_path / method)
     assert losses["bp"][0] == losses["fa"][0]  # same init and first batch: same forward
     assert losses["bp"][1:] != losses["fa"][1:]
+
+
+SD = "synaptic_diversity={fuzzy_learning_rates: true, crystallization: true, " \
+     "volume_dependent_lr: {base_lr: 1.0}, rejuvenation: {every: 3, replacement: small}}"
+
+
+def test_ctrnn_run_with_synaptic_diversity_resumes_exactly(tmp_path):
+    full = load_config(None, [*SMALL, "training.steps=8", SD])
+    Trainer(full, tmp_path / "full", progress=False).fit()
+    plain = load_config(None, [*SMALL, "training.steps=8"])
+    Trainer(plain, tmp_path / "plain", progress=False).fit()
+    assert _losses(tmp_path / "full")[0] == _losses(tmp_path / "plain")[0]  # same init
+    assert _losses(tmp_path / "full")[1:] != _losses(tmp_path / "plain")[1:]
+    half = load_config(None, [*SMALL, "training.steps=4", SD])
+    Trainer(half, tmp_path / "half", progress=False).fit()
+    Trainer(full, tmp_path / "half", resume=True, progress=False).fit()
+    assert _losses(tmp_path / "half") == _losses(tmp_path / "full")
+    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    w = ckpt["parametrizations.weight_rec.original"]
+    sign = ckpt["sign"]
+    eff = w.abs() * sign  # Dale still holds on the effective weights
+    assert (eff[:, sign > 0] >= 0).all() and (eff[:, sign < 0] <= 0).all()
+
+
+def test_ctrnn_synaptic_diversity_errors_before_any_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["run", *SMALL, "synaptic_diversity={weight_splitting: {gamma: 3}}",
+               "--out", str(out), "--quiet"])
+    assert rc == 2 and not out.exists()
+    assert "weight_splitting" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="synaptic_diversity"):
+        load_config(None, ["synaptic_diversity={fuzzy_learning_rates: {nu: -1}}"])

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bionn.circuits import MultiArea, MultiAreaEI, RandomInput
 from bionn.constraints import WEIGHT_INITS
 from bionn.functional.rate import ACTIVATIONS
+from bionn.plasticity.diversity import SynapticDiversityConfig
 from bionn.tasks import TASKS, Task, make_task
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -264,6 +265,9 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    synaptic_diversity: SynapticDiversityConfig | None = Field(
+        None, description="spine-dynamics transforms on the CTRNN's weights "
+                          "(bionn.plasticity.BioConverter), applied inside optimizer.step()")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:

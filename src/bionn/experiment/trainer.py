@@ -43,6 +43,7 @@ from bionn.experiment.config import (
 )
 from bionn.learning import convert, gradient_alignment, mirror, weight_angles
 from bionn.losses import TASK_LOSSES, RNNLoss
+from bionn.plasticity import BioConverter
 from bionn.rate import CTRNN
 from bionn.tasks import Task, TrialBatch
 
@@ -314,8 +315,19 @@ class Trainer:
             model = convert(model, cfg.model.method, inplace=True, **cfg.model.options,
                             generator=torch.Generator().manual_seed(cfg.seed + FEEDBACK_SEED_OFFSET))
         model = model.to(self.device)
+        diversity = None
+        if cfg.synaptic_diversity is not None:
+            sd = cfg.synaptic_diversity
+            if "seed" not in sd.model_fields_set:
+                sd = sd.model_copy(update={"seed": cfg.seed})
+            try:
+                diversity = BioConverter(sd).convert(model)
+            except ValueError as e:
+                raise ConfigError(f"synaptic_diversity: {e}") from None
         opt_cls = OPTIMIZERS[tc.optimizer]
         optimizer = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        if diversity is not None:
+            diversity.attach(optimizer)  # the transforms run inside optimizer.step()
         loss_fn = RNNLoss(cfg.loss.task, cfg.loss.l2, cfg.loss.rate_mean, cfg.loss.rate_std, cfg.loss.rate_cv)
         fingerprint = config_fingerprint(cfg)
         step = 0
@@ -332,6 +344,8 @@ class Trainer:
             torch.set_rng_state(state["rng"])
             step = int(state["step"])
             last_eval = dict(state.get("last_eval", {}))
+            if diversity is not None:
+                diversity.steps = step  # weight-side schedules continue where they stopped
         self.writer.start(cfg, step)
         n_e = int((model.sign > 0).sum()) if model.sign is not None else None
         self.writer.announce(
