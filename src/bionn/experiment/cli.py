@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ def _default_out(name: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bionn.experiment.distributed import init_from_env
     from bionn.experiment.trainer import Trainer
 
     config_path = args.config
@@ -37,6 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bionn.experiment.classify import cmd_classify, is_classify_config
 
         if is_classify_config(config_path):
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError("data-parallel (torchrun) classification runs are not supported "
+                                  "yet; run the classification config in one process")
             return cmd_classify(args, config_path, overrides)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
@@ -45,15 +50,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         saved = Path(args.out) / "config.yaml"
         config_path = str(saved) if saved.exists() else None
     cfg = load_config(config_path, overrides)
-    out = Path(args.out) if args.out else _default_out(cfg.name)
-    trainer = Trainer(cfg, out, resume=args.resume, progress=not args.quiet)
+    ctx = init_from_env()  # torchrun: one process per rank, DistributedDataParallel
     try:
-        summary = trainer.fit()
-    except KeyboardInterrupt as e:
-        print(f"{e or 'interrupted'}. Continue with: bionn run --out {out} --resume", file=sys.stderr)
-        return 130
-    print(f"results in {out}/ (metrics.jsonl, checkpoint.pt, figures/)", file=sys.stderr)
-    print(json.dumps(summary))
+        out = ctx.broadcast(Path(args.out) if args.out else _default_out(cfg.name))
+        trainer = Trainer(cfg, out, resume=args.resume, progress=not args.quiet,
+                          rank=ctx.rank, world_size=ctx.world_size)
+        try:
+            summary = trainer.fit()
+        except KeyboardInterrupt as e:
+            if ctx.rank == 0:
+                print(f"{e or 'interrupted'}. Continue with: bionn run --out {out} --resume",
+                      file=sys.stderr)
+            return 130
+    finally:
+        ctx.close()
+    if ctx.rank == 0:
+        print(f"results in {out}/ (metrics.jsonl, checkpoint.pt, figures/)", file=sys.stderr)
+        print(json.dumps(summary))
     return 0
 
 

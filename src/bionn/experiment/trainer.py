@@ -41,6 +41,7 @@ from bionn.experiment.config import (
     dump_config,
     load_matrix,
 )
+from bionn.experiment.distributed import mean_across_ranks
 from bionn.learning import convert, gradient_alignment, mirror, weight_angles
 from bionn.losses import TASK_LOSSES, RNNLoss
 from bionn.plasticity import BioConverter
@@ -61,9 +62,10 @@ def pick_device(name: str) -> torch.device:
 
 
 class TrialSampler:
-    """Deterministic batches: the batch at ``step`` is drawn from a generator
-    seeded by ``(seed, step, rank)``, so any step can be redrawn after a resume
-    and each rank of a data-parallel run gets its own shard."""
+    """Deterministic batches: the global batch at ``step`` is drawn from a generator
+    seeded by ``(seed, step)``, so any step can be redrawn after a resume; rank ``r``
+    of a data-parallel run trains on its slice ``r`` of it, so the ranks together see
+    exactly the batch one process would."""
 
     def __init__(self, task: Task, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size % world_size:
@@ -72,9 +74,14 @@ class TrialSampler:
         self.local_batch = batch_size // world_size
 
     def batch(self, step: int) -> TrialBatch:
-        key = np.random.SeedSequence([self.seed, step, self.rank]).generate_state(1, np.uint64)[0]
+        key = np.random.SeedSequence([self.seed, step, 0]).generate_state(1, np.uint64)[0]
         g = torch.Generator().manual_seed(int(key) & 0x7FFFFFFFFFFFFFFF)
-        return self.task.sample(self.local_batch, g)
+        full = self.task.sample(self.local_batch * self.world_size, g)
+        if self.world_size == 1:
+            return full
+        part = slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
+        return TrialBatch(full.inputs[part], full.targets[part], full.mask[part],
+                          full.labels[part], {k: v[part] for k, v in full.info.items()})
 
     def eval_batches(self, n_trials: int, chunk: int = 500):
         """The held-out set: fixed trials from a seed disjoint from training."""
@@ -247,6 +254,8 @@ class Trainer:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.device = pick_device(self.config.device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.task = self.config.task.build()
         self.sampler = TrialSampler(
             self.task, self.config.training.batch_size, self.config.seed, self.rank, self.world_size
@@ -263,8 +272,31 @@ class Trainer:
             )
 
     def reduce(self, metrics: dict[str, float]) -> dict[str, float]:
-        """The single reduction point of metrics across data-parallel ranks."""
-        return metrics
+        """The single reduction point of metrics across data-parallel ranks (their mean)."""
+        if self.world_size == 1:
+            return metrics
+        return mean_across_ranks(metrics, self.device if self.device.type == "cuda" else "cpu")
+
+    def _global_terms(self, terms: dict[str, torch.Tensor], mask: torch.Tensor,
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Rescale a rank's masked means so that DDP's average of the ranks' gradients is
+        the gradient of the loss on the whole global batch.
+
+        The task loss and the mean-rate penalty divide by the rank's own mask total;
+        multiplying by ``local_total * world_size / global_total`` turns that into the
+        global denominator. The L2 terms are the same on every rank. ``rate_std`` and
+        ``rate_cv`` (non-linear in the per-neuron rates) stay per rank: with them the
+        run matches one process only approximately.
+        """
+        counts = torch.stack([mask.sum(), (mask > 0).sum().to(mask.dtype)]).detach()
+        total = counts.clone()
+        torch.distributed.all_reduce(total)
+        scale = counts * self.world_size / total.clamp_min(1e-12)
+        terms = dict(terms)
+        terms["task"] = terms["task"] * scale[0]
+        if "rate_mean" in terms:
+            terms["rate_mean"] = terms["rate_mean"] * scale[1]
+        return torch.stack(list(terms.values())).sum(), terms
 
     def _evaluate(self, model: CTRNN, loss_fn: RNNLoss) -> dict[str, float]:
         correct = total = 0
@@ -346,6 +378,12 @@ class Trainer:
             last_eval = dict(state.get("last_eval", {}))
             if diversity is not None:
                 diversity.steps = step  # weight-side schedules continue where they stopped
+        net = model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.writer.start(cfg, step)
         n_e = int((model.sign > 0).sum()) if model.sign is not None else None
         self.writer.announce(
@@ -372,8 +410,10 @@ class Trainer:
             while step < tc.steps:
                 model.train()
                 batch = self.sampler.batch(step).to(self.device)
-                out, rates = model(batch.inputs)
+                out, rates = net(batch.inputs)
                 loss, terms = loss_fn(out, batch.targets, rates, batch.mask, model.connection_weights())
+                if self.world_size > 1:
+                    loss, terms = self._global_terms(terms, batch.mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if tc.grad_clip is not None:
