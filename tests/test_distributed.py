@@ -65,3 +65,20 @@ def test_single_process_context_without_torchrun():
     ctx = init_from_env({"WORLD_SIZE": "1"})
     assert not ctx.enabled and ctx.broadcast("x") == "x"
     assert mean_across_ranks({"a": 1.0}) == {"a": 1.0}
+
+
+@pytest.mark.parametrize("method", ["dfa", "wm"])
+def test_classification_under_two_gloo_processes_matches_one(tmp_path, method):
+    pytest.importorskip("sklearn", reason="the digits ship with scikit-learn")
+    from pathlib import Path
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "ca_digits_mlp.yaml")
+    args = [config, "training.epochs=2", f"model.method={method}", "data.val_size=50",
+            "training.batch_size=33"]  # 33 over 2 ranks: uneven slices, reweighted losses
+    _run([*args, "--out", str(tmp_path / "one")], 1)
+    _run([*args, "--out", str(tmp_path / "ddp")], 2)
+    one = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    ddp = read_jsonl(tmp_path / "ddp" / "metrics.jsonl")
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    assert [r["test_error"] for r in ddp] == pytest.approx([r["test_error"] for r in one],
+                                                           abs=0.3)  # at most one test image

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -64,6 +65,7 @@ from bionn.experiment.config import (
     format_errors,
     read_yaml,
 )
+from bionn.experiment.distributed import DistContext, init_from_env, mean_across_ranks
 from bionn.plasticity.diversity import SynapticDiversityConfig
 
 __all__ = [
@@ -394,13 +396,24 @@ def _finite_or_none(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path,
-         progress: bool) -> tuple[list[dict[str, Any]], int, float]:
-    """The training loop; one record per epoch appended to ``metrics_path``."""
+def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path | None, progress: bool,
+         ctx: DistContext) -> tuple[list[dict[str, Any]], int, float]:
+    """The training loop; one record per epoch appended to ``metrics_path`` (rank 0).
+
+    Data-parallel (``ctx.world_size > 1``): every rank draws the same global minibatch
+    and trains on its slice; the loss is weighted by the slice's share so that DDP's
+    average of the ranks' gradients is the global batch's mean-loss gradient.
+    """
     from bionn.learning import mirror
     from bionn.tasks.datasets import iterate_minibatches
 
     model, opt, data, device = prep.model, prep.optimizer, prep.data, prep.device
+    net = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
     tc = cfg.training
     seed = int(cfg.experiment.seed)
     torch.manual_seed(seed)
@@ -415,18 +428,23 @@ def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path,
     records: list[dict[str, Any]] = []
     step = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=total, disable=not progress, desc=f"{cfg.experiment.name} "
+    bar = tqdm(total=total, disable=not progress or ctx.rank != 0, desc=f"{cfg.experiment.name} "
                f"[{cfg.model.method}]", unit="step", dynamic_ncols=True, mininterval=0.5)
-    with metrics_path.open("a") as log:
+    with (metrics_path.open("a") if metrics_path is not None else contextlib.nullcontext()) as log:
         for epoch in range(1, tc.epochs + 1):
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for xb, yb in iterate_minibatches(data.x_train, data.y_train, tc.batch_size, gen):
                 if step >= total:
                     break
+                n_global = len(yb)
+                if ctx.enabled:  # this rank's slice of the global minibatch
+                    part = torch.tensor_split(torch.arange(n_global), ctx.world_size)[ctx.rank]
+                    xb, yb = xb[part], yb[part]
                 xb, yb = xb.to(device), yb.to(device)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                logits = net(xb)
+                raw = F.cross_entropy(logits, yb)
+                loss = raw * (len(yb) * ctx.world_size / n_global) if ctx.enabled else raw
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -438,13 +456,17 @@ def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path,
                     raise FloatingPointError(f"loss became {float(loss)} at step {step} "
                                              f"(method {cfg.model.method}); lower "
                                              f"training.optimizer.lr")
-                loss_sum += loss.item() * len(yb)
+                loss_sum += raw.item() * len(yb)
                 correct += int((logits.argmax(1) == yb).sum())
                 seen += len(yb)
                 bar.update(1)
             if prep.scheduler is not None:
                 prep.scheduler.step()
             last = step >= total or epoch == tc.epochs
+            if ctx.enabled:  # sums over the ranks' slices
+                sums = mean_across_ranks({"l": loss_sum, "c": correct, "n": seen},
+                                         device if device.type == "cuda" else "cpu")
+                loss_sum, correct, seen = (sums[k] * ctx.world_size for k in ("l", "c", "n"))
             test_acc = _accuracy(model, data.x_test, data.y_test, device)
             rec: dict[str, Any] = {
                 "epoch": epoch, "step": step, "loss": loss_sum / max(seen, 1),
@@ -457,8 +479,9 @@ def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path,
             if last or (every and epoch % every == 0):
                 rec.update(_alignment(model, xa, ya))
             records.append(rec)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            if log is not None:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", test_err=f"{rec['test_error']:.1f}%")
             if last:
                 break
@@ -467,29 +490,36 @@ def _fit(cfg: ClassifyConfig, prep: Prepared, metrics_path: Path,
 
 
 def train_classifier(cfg: ClassifyConfig, out: str | Path, progress: bool = True,
-                     prepared: Prepared | None = None) -> dict[str, Any]:
+                     prepared: Prepared | None = None,
+                     ctx: DistContext | None = None) -> dict[str, Any]:
     """Train ``cfg`` and write its outputs into ``out``; returns the summary dict
-    (also written to ``final.json``) plus ``"out"``."""
+    (also written to ``final.json``) plus ``"out"``. ``ctx``: the data-parallel rank
+    (:func:`bionn.experiment.distributed.init_from_env`); only rank 0 writes."""
+    ctx = ctx or DistContext()
     prep = prepared if prepared is not None else prepare_classifier(cfg)
     model, opt = prep.model, prep.optimizer
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "config.yaml", dump_classify_config(cfg))
-    metrics_path = folder / "metrics.jsonl"
-    metrics_path.write_text("")
+    writes = ctx.rank == 0
+    metrics_path = folder / "metrics.jsonl" if writes else None
+    if writes:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "config.yaml", dump_classify_config(cfg))
+        metrics_path.write_text("")
     seed = int(cfg.experiment.seed)
     threads = torch.get_num_threads()
     if cfg.experiment.threads is not None:
         torch.set_num_threads(int(cfg.experiment.threads))
     try:
-        records, step, wall = _fit(cfg, prep, metrics_path, progress)
+        records, step, wall = _fit(cfg, prep, metrics_path, progress, ctx)
     finally:
         torch.set_num_threads(threads)
+    final = records[-1]
+    if not writes:
+        return {"steps": step, "test_error": final["test_error"], "out": str(folder)}
     save_checkpoint(folder / "checkpoint.pt", {
         "epoch": records[-1]["epoch"], "step": step, "model": model.state_dict(),
         "optimizer": opt.state_dict(), "method": cfg.model.method,
     })
-    final = records[-1]
     summary: dict[str, Any] = {
         "name": cfg.experiment.name, "dataset": cfg.data.dataset,
         "architecture": cfg.model.architecture, "method": cfg.model.method,
@@ -539,10 +569,15 @@ def cmd_classify(args: Any, config_path: str, overrides: list[str]) -> int:
         raise ConfigError("--resume is not supported for classification configs; "
                           "start a new run")
     cfg = load_classify_config(config_path, overrides)
-    prep = prepare_classifier(cfg)
-    out = Path(args.out) if args.out else _default_out(cfg.experiment.name)
-    summary = train_classifier(cfg, out, progress=not args.quiet, prepared=prep)
-    print(f"results in {out}/ (metrics.jsonl, final.json, checkpoint.pt, figures/): "
-          f"test error {summary['test_error']:.2f}%", file=sys.stderr)
-    print(json.dumps(summary))
+    ctx = init_from_env()  # torchrun: DistributedDataParallel, one process per rank
+    prep = prepare_classifier(cfg)  # (after: under nccl each rank has picked its GPU)
+    try:
+        out = ctx.broadcast(Path(args.out) if args.out else _default_out(cfg.experiment.name))
+        summary = train_classifier(cfg, out, progress=not args.quiet, prepared=prep, ctx=ctx)
+    finally:
+        ctx.close()
+    if ctx.rank == 0:
+        print(f"results in {out}/ (metrics.jsonl, final.json, checkpoint.pt, figures/): "
+              f"test error {summary['test_error']:.2f}%", file=sys.stderr)
+        print(json.dumps(summary))
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,9 +38,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bionn.experiment.classify import cmd_classify, is_classify_config
 
         if is_classify_config(config_path):
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                raise ConfigError("data-parallel (torchrun) classification runs are not supported "
-                                  "yet; run the classification config in one process")
             return cmd_classify(args, config_path, overrides)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
