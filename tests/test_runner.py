@@ -189,3 +189,19 @@ def test_ctrnn_synaptic_diversity_errors_before_any_folder(tmp_path, capsys):
     assert "weight_splitting" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="synaptic_diversity"):
         load_config(None, ["synaptic_diversity={fuzzy_learning_rates: {nu: -1}}"])
+
+
+def test_bptt_checkpoint_is_exact_and_truncated_keeps_the_forward(tmp_path):
+    quiet = [*SMALL, "model.preact_noise=0", "training.steps=4"]
+    runs = {}
+    for name, extra in {"full": [], "ckpt": ["training.bptt={mode: checkpoint, chunk: 7}"],
+                        "trunc": ["training.bptt={mode: truncated, chunk: 7}"],
+                        "trunc_long": ["training.bptt={mode: truncated, chunk: 1000}"]}.items():
+        Trainer(load_config(None, [*quiet, *extra]), tmp_path / name, progress=False).fit()
+        runs[name] = _losses(tmp_path / name)
+    assert runs["ckpt"] == pytest.approx(runs["full"], rel=1e-5)  # exact gradients
+    assert runs["trunc_long"] == pytest.approx(runs["full"], rel=1e-5)  # one chunk = full BPTT
+    assert runs["trunc"][0] == pytest.approx(runs["full"][0], rel=1e-6)  # same forward and loss
+    assert runs["trunc"][1:] != pytest.approx(runs["full"][1:], rel=1e-4)  # truncated gradients
+    with pytest.raises(ConfigError, match="bptt"):
+        load_config(None, ["training.bptt={mode: tbptt}"])

@@ -240,6 +240,21 @@ class LossConfig(_Strict):
         return v
 
 
+class BPTTConfig(_Strict):
+    """How gradients flow back through time within a trial.
+
+    ``full``: through the whole trial. ``truncated``: the trial runs in chunks of
+    ``chunk`` steps, each chunk's loss is back-propagated at once and the state is
+    detached between chunks (memory of one chunk; gradients reach back at most
+    ``chunk`` steps; the forward pass and the logged loss are unchanged).
+    ``checkpoint``: exact gradients, but only the states at chunk boundaries are kept
+    and each chunk is recomputed during the backward pass (activation checkpointing).
+    """
+
+    mode: Literal["full", "truncated", "checkpoint"] = "full"
+    chunk: int = Field(50, gt=0, description="time steps per chunk")
+
+
 class TrainingConfig(_Strict):
     """Optimisation budget and schedule (steps are optimizer steps)."""
 
@@ -253,6 +268,7 @@ class TrainingConfig(_Strict):
     eval_trials: int = Field(1000, gt=0)
     checkpoint_every: int = Field(250, gt=0)
     example_trials: int = Field(3, ge=1)
+    bptt: BPTTConfig = Field(default_factory=BPTTConfig)
 
 
 class RunConfig(_Strict):

@@ -254,6 +254,9 @@ class Trainer:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.device = pick_device(self.config.device)
+        if self.world_size > 1 and self.config.training.bptt.mode != "full":
+            raise ConfigError(f"training.bptt.mode: {self.config.training.bptt.mode!r} is not "
+                              "supported under torchrun (data-parallel); use 'full'")
         if self.world_size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.task = self.config.task.build()
@@ -319,6 +322,49 @@ class Trainer:
             torch.cat(per_trial), {k: torch.cat([i[k] for i in info]) for k in info[0]}
         )
         return self.reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total})
+
+    def _chunked_step(self, net: torch.nn.Module, model: CTRNN, loss_fn: RNNLoss,
+                      batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Forward and backward of one batch in time chunks (``training.bptt``).
+
+        The loss is split exactly over chunks: each chunk's masked means are weighted by
+        the chunk's share of the trial's mask (and of its counted steps for the rate
+        penalty), the L2 terms are counted once. ``rate_std``/``rate_cv`` are weighted
+        the same way, which is exact only for the linear terms.
+        """
+        bp = self.config.training.bptt
+        x, mask = batch.inputs, batch.mask
+        m_total = mask.sum().clamp_min(1e-12)
+        c_total = (mask > 0).sum().clamp_min(1)
+        state = None
+        outs, rates_all, terms_sum = [], [], {}
+        chunks = list(range(0, x.shape[1], bp.chunk))
+        if bp.mode == "checkpoint":
+            from torch.utils.checkpoint import checkpoint
+
+            for t0 in chunks:
+                o, r, state = checkpoint(net, x[:, t0:t0 + bp.chunk], state, True,
+                                         use_reentrant=False)
+                outs.append(o)
+                rates_all.append(r)
+            out, rates = torch.cat(outs, 1), torch.cat(rates_all, 1)
+            loss, terms = loss_fn(out, batch.targets, rates, mask, model.connection_weights())
+            loss.backward()
+            return out, loss, terms
+        for i, t0 in enumerate(chunks):
+            sl = slice(t0, t0 + bp.chunk)
+            o, r, state = net(x[:, sl], state, True)
+            _, terms = loss_fn(o, batch.targets[:, sl], r, mask[:, sl], model.connection_weights())
+            share_m, share_c = mask[:, sl].sum() / m_total, (mask[:, sl] > 0).sum() / c_total
+            terms = {k: (v * share_m if k == "task" else v * share_c if k.startswith("rate_")
+                         else v) for k, v in terms.items() if i == 0 or not k.startswith("l2_")}
+            torch.stack(list(terms.values())).sum().backward()
+            state = type(state)(*(t.detach() for t in state))
+            outs.append(o.detach())
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + v.detach()
+        loss = torch.stack(list(terms_sum.values())).sum()
+        return torch.cat(outs, 1), loss, terms_sum
 
     def _alignment(self, model: CTRNN, loss_fn: RNNLoss) -> dict[str, float]:
         """Per weight, angle(W, B) and angle(this method's dW, BPTT's dW) on training batch 0
@@ -410,12 +456,16 @@ class Trainer:
             while step < tc.steps:
                 model.train()
                 batch = self.sampler.batch(step).to(self.device)
-                out, rates = net(batch.inputs)
-                loss, terms = loss_fn(out, batch.targets, rates, batch.mask, model.connection_weights())
-                if self.world_size > 1:
-                    loss, terms = self._global_terms(terms, batch.mask)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if tc.bptt.mode == "full":
+                    out, rates = net(batch.inputs)
+                    loss, terms = loss_fn(out, batch.targets, rates, batch.mask,
+                                          model.connection_weights())
+                    if self.world_size > 1:
+                        loss, terms = self._global_terms(terms, batch.mask)
+                    loss.backward()
+                else:  # backward inside, chunk by chunk
+                    out, loss, terms = self._chunked_step(net, model, loss_fn, batch)
                 if tc.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()

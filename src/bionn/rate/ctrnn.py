@@ -391,10 +391,12 @@ class CTRNN(nn.Module):
             rates, state = scan(step, state, (drive, post))
         return self._linear(fb, "readout", rates, self.weight_out, self.bias_out), rates, state
 
-    def forward(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor]:
-        """``(outputs, rates)`` for a batch-first input ``(batch, time, n_input)``."""
-        out, rates, _ = self.run(x, state)
-        return out, rates
+    def forward(self, x: Tensor, state: RateState | None = None,
+                return_state: bool = False) -> tuple[Tensor, ...]:
+        """``(outputs, rates)`` for a batch-first input ``(batch, time, n_input)``, plus the
+        final state with ``return_state`` (to continue the trial from there)."""
+        out, rates, final = self.run(x, state)
+        return (out, rates, final) if return_state else (out, rates)
 
     def extra_repr(self) -> str:
         tau = self.tau.detach()
