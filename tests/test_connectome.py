@@ -218,3 +218,23 @@ def test_example_runs_quick(tmp_path):
     assert (tmp_path / "tau_by_type.png").stat().st_size > 0
     assert (tmp_path / "training.png").stat().st_size > 0
     assert json.loads((tmp_path / "metrics.json").read_text())["result"]["steps"] == res["steps"]
+
+
+def test_cell_type_table_from_a_connectome(tmp_path):
+    import torch
+
+    from bionn.circuits import CellTypeTable, Connectome
+    from bionn.viz import plot_cell_type_table
+
+    c = Connectome(4, pre=torch.tensor([0, 1, 2, 3, 3]), post=torch.tensor([2, 2, 0, 0, 1]),
+                   weight=torch.tensor([1.0, 3.0, 2.0, 5.0, 1.0]),
+                   sign=torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0]), types=("e", "e", "i", "m"))
+    t = c.cell_type_table(tau={"e": 10.0, "i": 5.0, "m": 30.0})
+    assert isinstance(t, CellTypeTable)
+    assert [(x.name, x.count, x.sign, x.tau) for x in t.types] == [
+        ("e", 2, 1, 10.0), ("i", 1, -1, 5.0), ("m", 1, 0, 30.0)]
+    got = {(k.pre, k.post): k.strength for k in t.active_connections}
+    # e -> i: 1 + 3 onto one i neuron; i -> e: 2 over two e neurons; m -> e: (5 + 1) / 2
+    assert got == {("e", "i"): 4.0, ("i", "e"): 1.0, ("m", "e"): 3.0}
+    plot_cell_type_table(t, tmp_path / "types.png")
+    assert (tmp_path / "types.png").stat().st_size > 0

@@ -29,13 +29,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bionn.circuits.connectivity import Connectivity
+
+if TYPE_CHECKING:
+    from bionn.circuits.celltypes import CellTypeTable
 
 _EXTRA = "pip install 'bionn[connectome]'"
 
@@ -196,6 +199,49 @@ class Connectome:
                  f"  {len(self.type_names)} types; weight sum {float(self.weight.sum()):.6g}"]
         lines += [f"  group {k}: {len(v)} neurons" for k, v in self.groups.items()]
         return "\n".join(lines)
+
+    def cell_type_table(self, tau: float | Mapping[str, float] = 20.0,
+                        nonlinearity: str = "relu") -> CellTypeTable:
+        """The connectome's types as a :class:`~bionn.circuits.CellTypeTable`.
+
+        One :class:`~bionn.circuits.CellType` per type label (``count`` = its neurons;
+        sign ``E``/``I`` when all of its out-synapses share a sign, else ``unsigned``)
+        and one :class:`~bionn.circuits.TypeConnection` per connected (pre, post) type
+        pair, ``strength`` = the summed weight the pair carries divided by the post
+        type's size (what one postsynaptic neuron receives on average). ``tau``: one
+        value or one per type name. The table can then be printed, plotted
+        (:func:`bionn.viz.plot_cell_type_table`) or edited like any other.
+
+        Example:
+            >>> import torch
+            >>> c = Connectome(3, pre=torch.tensor([0, 0, 2]), post=torch.tensor([1, 2, 0]),
+            ...                weight=torch.tensor([2.0, 4.0, 1.0]),
+            ...                sign=torch.tensor([1.0, 1.0, -1.0]), types=("a", "b", "b"))
+            >>> t = c.cell_type_table()
+            >>> [(ct.name, ct.count, ct.sign) for ct in t.types]
+            [('a', 1, 1), ('b', 2, -1)]
+            >>> [(k.pre, k.post, k.strength) for k in t.active_connections]
+            [('a', 'b', 3.0), ('b', 'a', 1.0)]
+        """
+        from bionn.circuits.celltypes import CellType, CellTypeTable, TypeConnection
+
+        names, idx = self.type_names, self.type_index
+        k = len(names)
+        taus = ({t: float(tau) for t in names} if not isinstance(tau, Mapping)
+                else {t: float(tau[t]) for t in names})
+        size = torch.bincount(idx, minlength=k)
+        pre_t, post_t = idx[self.pre], idx[self.post]
+        pos = torch.zeros(k).index_add_(0, pre_t, (self.sign > 0).float())
+        neg = torch.zeros(k).index_add_(0, pre_t, (self.sign < 0).float())
+        types = [CellType(t, count=int(size[i]), tau=taus[t], nonlinearity=nonlinearity,
+                          sign=1 if neg[i] == 0 and pos[i] > 0 else -1 if pos[i] == 0
+                          and neg[i] > 0 else 0)
+                 for i, t in enumerate(names)]
+        total = torch.zeros(k * k, dtype=torch.float64).index_add_(
+            0, post_t * k + pre_t, self.weight.double()).view(k, k)
+        conns = [TypeConnection(names[j], names[i], strength=float(total[i, j] / size[i]))
+                 for j in range(k) for i in range(k) if total[i, j] > 0]
+        return CellTypeTable(types, conns, name=self.meta.get("source", "connectome"))
 
     # -- Dale's law -------------------------------------------------------
     def neuron_sign(self, resolve: str = "error") -> Tensor:
