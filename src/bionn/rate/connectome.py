@@ -213,8 +213,8 @@ class ConnectomeRNN(nn.Module):
 
     def type_tau(self) -> dict[str, float]:
         """Mean time constant per cell type (ms)."""
-        tau = self.neuron_tau().detach()
-        out = torch.zeros(len(self.type_names)).index_add_(0, self.type_index, tau.float())
+        tau = self.neuron_tau().detach().float()
+        out = tau.new_zeros(len(self.type_names)).index_add_(0, self.type_index, tau)
         cnt = torch.bincount(self.type_index, minlength=len(self.type_names)).clamp_min(1)
         return {t: float(v) for t, v in zip(self.type_names, (out / cnt).tolist(), strict=True)}
 
