@@ -188,6 +188,27 @@ def iterate_minibatches(
 # --------------------------------------------------------------------------- digits
 
 
+def sklearn_digits(size: int = 8, caller: str = "sklearn_digits") -> tuple[Tensor, Tensor]:
+    """All 1797 of scikit-learn's digits as ``(x (1797, 1, size, size) in [0, 1], y)``;
+    above 8 pixels the images are upsampled bilinearly. ``caller`` names the function in
+    the error raised without scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{caller} needs scikit-learn (its bundled copy of the digits); "
+            "install it with `pip install scikit-learn` or `pip install bionn[data]`"
+        ) from err
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an integer >= 8 (the digits are 8x8), got {size!r}")
+    raw = _sk_load_digits()
+    x = torch.as_tensor(raw.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    if size != 8:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False).clamp_(0.0, 1.0)
+    return x, torch.as_tensor(raw.target, dtype=torch.int64)
+
+
 def load_digits(
     flatten: bool = False,
     test_fraction: float = 0.2,
@@ -219,23 +240,10 @@ def load_digits(
         >>> data.x_train.shape, data.x_test.shape  # doctest: +SKIP
         (torch.Size([1437, 1, 8, 8]), torch.Size([360, 1, 8, 8]))
     """
-    try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "load_digits needs scikit-learn (its bundled copy of the digits); "
-            "install it with `pip install scikit-learn` or `pip install bionn[data]`"
-        ) from err
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 (the digits are 8x8), got {size!r}")
-    raw = _sk_load_digits()
-    x = torch.as_tensor(raw.data, dtype=torch.float32)  # (1797, 64), values 0..16
-    if size != 8:
-        x = torch.nn.functional.interpolate(x.reshape(-1, 1, 8, 8), size=(size, size),
-                                            mode="bilinear", align_corners=False).flatten(1)
-    y = torch.as_tensor(raw.target, dtype=torch.int64)
+    x, y = sklearn_digits(size, "load_digits")
+    x = x.flatten(1) * 16.0  # values 0..16 as shipped (upsampled when size > 8)
     gen = torch.Generator().manual_seed(seed)
     test_idx = []
     for c in range(10):

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bionn.tasks.datasets import Dataset, split_validation
+from bionn.tasks.datasets import Dataset, sklearn_digits, split_validation
 
 __all__ = [
     "VisualBatch",
@@ -655,25 +655,13 @@ def digits_images(
         >>> b.x.shape, b.n_classes  # doctest: +SKIP
         (torch.Size([6, 1, 16, 16]), 10)
     """
-    try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "digits_images needs scikit-learn (its bundled copy of the digits); "
-            "install it with `pip install scikit-learn` or `pip install bionn[data]`"
-        ) from err
     total = 1797
     n = total if n is None else _check_int(n, "n", 1, total)
     size = _check_int(size, "size", 8)
     rng = _rng(generator)
-    raw = _sk_load_digits()
+    images, labels = sklearn_digits(size, "digits_images")
     idx = rng.permutation(total)[:n]
-    x = torch.as_tensor(raw.data[idx], dtype=torch.float32).reshape(n, 1, 8, 8) / 16.0
-    if size != 8:
-        x = torch.nn.functional.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False
-        ).clamp_(0.0, 1.0)
-    y = torch.as_tensor(raw.target[idx], dtype=torch.int64)
+    x, y = images[torch.as_tensor(idx)], labels[torch.as_tensor(idx)]
     return VisualBatch(x, y, {"index": torch.as_tensor(idx)}, 10, "digits")
 
 
