@@ -194,7 +194,7 @@ def make_step(impl: str, n: int, arrays: dict, values, x, gy):
 
         def step():
             v, xx = values.detach().requires_grad_(True), x.detach().requires_grad_(True)
-            y = torch.zeros(x.shape[0], n).index_add(1, row, xx[:, col] * v)
+            y = x.new_zeros(x.shape[0], n).index_add(1, row, xx[:, col] * v)
             y.backward(gy)
             return v.grad, xx.grad
     else:
