@@ -24,6 +24,7 @@ from bionn.spiking.neurons import (
     WangBuzsakiHH,
     WilsonCowan,
 )
+from bionn.spiking.recording import load_recording, run_to_disk  # noqa: E402
 from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circular import)
     AMPA,
     NMDA,
@@ -43,6 +44,8 @@ from bionn.spiking.synapses import Exponential, Projection, Synapse
 
 __all__ = [
     "spiking_network",
+    "run_to_disk",
+    "load_recording",
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
     "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
     "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",

@@ -303,7 +303,8 @@ class Network(nn.Module):
             record_neurons: Mapping[str, Sequence[int] | Tensor] | None = None,
             record_spikes: bool = True, state: dict | None = None,
             generator: torch.Generator | None = None, seed: int | None = None,
-            device=None, dtype: torch.dtype | None = None, progress: bool = True) -> SimulationResult:
+            device=None, dtype: torch.dtype | None = None, progress: bool = True,
+            t_start: float = 0.0) -> SimulationResult:
         """Simulate ``duration`` ms.
 
         Args:
@@ -317,6 +318,9 @@ class Network(nn.Module):
             state: a state to continue from (default :meth:`init_state`).
             generator / seed: randomness of initial values and stochastic models.
             progress: show a progress bar over simulated time.
+            t_start: the time (ms) of the first step, for time-dependent inputs when a run
+                continues an earlier one (``state=``); trace times count from it, spike
+                steps from this run's first step.
         """
         self.check(dt)
         if duration <= 0:
@@ -359,7 +363,7 @@ class Network(nn.Module):
         self.__dict__["_run_plan"] = (groups, plans)
         try:
             return self._loop(state, n_steps, dt, batch, record, record_every, idx, events, traces,
-                              times, duration, progress)
+                              times, duration, progress, float(t_start))
         finally:
             for m in modules:
                 m.__dict__["_in_run"] = False
@@ -368,17 +372,17 @@ class Network(nn.Module):
                 q.frozen_weight = None
 
     def _loop(self, state, n_steps, dt, batch, record, record_every, idx, events, traces, times,
-              duration, progress) -> SimulationResult:
+              duration, progress, t_start: float = 0.0) -> SimulationResult:
         bar = _progress(duration, progress)
         chunk = max(1, n_steps // 200)
         for i in range(n_steps):
-            state = self.step(state, i * dt, dt)
+            state = self.step(state, t_start + i * dt, dt)
             for g in events:
                 _, b, j = self._events[g]
                 if j.numel():
                     events[g].append(torch.stack([b, torch.full_like(j, i), j], 1).cpu())
             if traces and (i + 1) % record_every == 0:
-                times.append((i + 1) * dt)
+                times.append(t_start + (i + 1) * dt)
                 for g, vs in record.items():
                     for v in vs:
                         x = state[g][v]

@@ -1,0 +1,52 @@
+"""Chunked recording to disk gives exactly the long in-memory run, with bounded memory."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bionn.spiking.networks import coba
+from bionn.spiking.recording import load_recording, run_to_disk
+
+
+def _net():
+    return coba(300, generator=torch.Generator().manual_seed(3))
+
+
+def test_chunks_equal_one_long_run(tmp_path):
+    kw = dict(dt=0.1, batch=2, record={"P": ["V", "refractory"]}, record_every=5,
+              record_neurons={"P": [0, 7, 123]})
+    full = _net().run(30.0, generator=torch.Generator().manual_seed(11), progress=False, **kw)
+    rec = run_to_disk(_net(), 30.0, tmp_path, chunk_ms=7.5, progress=False,
+                      generator=torch.Generator().manual_seed(11), **kw)
+    assert rec.n_chunks == 4  # 7.5, 7.5, 7.5, 7.5 ms
+    got = load_recording(tmp_path)
+    assert full.spikes["P"].count() > 0
+    for f in ("trial", "step", "neuron"):
+        assert torch.equal(getattr(got.spikes["P"], f), getattr(full.spikes["P"], f))
+    for key in full.traces:
+        torch.testing.assert_close(got.traces[key], full.traces[key], rtol=0, atol=0)
+    torch.testing.assert_close(got.trace_times, full.trace_times)
+    torch.testing.assert_close(rec.state["P"]["V"], full.state["P"]["V"], rtol=0, atol=0)
+    # each chunk file holds only its own time window (what is in memory at once)
+    index = json.loads((tmp_path / "index.json").read_text())
+    for c in index["chunks"]:
+        with np.load(tmp_path / c["file"]) as z:
+            steps = z["spikes/P"][:, 1]
+            assert steps.size == 0 or (steps.min() >= c["first_step"]
+                                       and steps.max() < c["first_step"] + c["n_steps"])
+            assert z["traces/P.V"].shape[1] == c["n_steps"] // 5
+    window = load_recording(tmp_path, t_range=(10.0, 20.0))
+    assert window.spikes["P"].times.min() > 10.0 and window.spikes["P"].times.max() <= 20.0
+    assert window.trace_times.min() > 10.0 and window.trace_times.max() <= 20.0
+
+
+def test_bad_chunks_are_refused_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="record_every"):
+        run_to_disk(_net(), 10.0, tmp_path / "a", chunk_ms=0.3, record_every=2, progress=False)
+    with pytest.raises(ValueError, match="chunk_ms"):
+        run_to_disk(_net(), 10.0, tmp_path / "b", chunk_ms=0.05, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(FileNotFoundError, match="index.json"):
+        load_recording(tmp_path)
