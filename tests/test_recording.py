@@ -50,3 +50,24 @@ def test_bad_chunks_are_refused_before_writing(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(FileNotFoundError, match="index.json"):
         load_recording(tmp_path)
+
+
+def test_bionn_simulate_with_chunked_recording(tmp_path, capsys):
+    from bionn.experiment.cli import main
+
+    base = ["simulate", "coba", "network.params.n=300", "run.duration=30",
+            "run.record={P: [V]}", "run.record_neurons={P: 3}", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "mem")]) == 0
+    assert main([*base, "run.record_chunk_ms=10", "--out", str(tmp_path / "disk")]) == 0
+    with np.load(tmp_path / "mem" / "spikes.npz") as a, np.load(tmp_path / "disk" / "spikes.npz") as b:
+        assert set(a.files) == set(b.files)
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), k
+    assert len(list((tmp_path / "disk" / "recording").glob("chunk_*.npz"))) == 3
+    m_mem = json.loads((tmp_path / "mem" / "measures.json").read_text())
+    m_disk = json.loads((tmp_path / "disk" / "measures.json").read_text())
+    assert m_mem["P"] == m_disk["P"]
+    capsys.readouterr()
+    assert main([*base, "run.record_chunk_ms=0.25", "run.record_every=2",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "run.record_chunk_ms" in capsys.readouterr().err

@@ -115,6 +115,10 @@ class SimRunSection(_Strict):
     record: dict[str, list[str]] | None = None
     record_every: int = Field(1, ge=1, description="record state variables every k steps")
     record_neurons: dict[str, int | list[int]] | None = None
+    record_chunk_ms: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="write spikes and traces to disk every this many ms (bounded memory; "
+                    "a multiple of dt * record_every); None keeps them in memory")
 
     @field_validator("record_neurons")
     @classmethod
@@ -311,6 +315,11 @@ def prepare(cfg: SimConfig) -> Prepared:
         if g in record:
             record_neurons[g] = idx
     n_steps = int(round(duration / dt))
+    if cfg.run.record_chunk_ms is not None:
+        chunk_steps = cfg.run.record_chunk_ms / (dt * int(cfg.run.record_every))
+        if abs(chunk_steps - round(chunk_steps)) > 1e-9 or round(chunk_steps) < 1:
+            raise ConfigError(f"run.record_chunk_ms: {cfg.run.record_chunk_ms} is not a multiple "
+                              f"of run.dt * run.record_every = {dt * int(cfg.run.record_every)} ms")
     n_rec = n_steps // int(cfg.run.record_every)
     size = sum(len(v) * len(record_neurons.get(g, range(net.groups[g].n)))
                for g, v in record.items()) * n_rec * cfg.run.batch * dtype.itemsize
@@ -466,17 +475,24 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.yaml", dump_sim_config(cfg))
     t0 = time.perf_counter()
-    result = prep.network.run(
-        float(cfg.run.duration), dt=float(cfg.run.dt), batch=int(cfg.run.batch), record=prep.record,
-        record_every=int(cfg.run.record_every), record_neurons=prep.record_neurons or None,
-        generator=prep.generator, device=prep.device, dtype=prep.dtype, progress=progress,
-    )
+    run_kw = dict(dt=float(cfg.run.dt), batch=int(cfg.run.batch), record=prep.record,
+                  record_every=int(cfg.run.record_every),
+                  record_neurons=prep.record_neurons or None, generator=prep.generator,
+                  device=prep.device, dtype=prep.dtype, progress=progress)
+    if cfg.run.record_chunk_ms is not None:  # bounded memory: chunks on disk, read back after
+        from bionn.spiking.recording import load_recording, run_to_disk
+
+        run_to_disk(prep.network, float(cfg.run.duration), folder / "recording",
+                    chunk_ms=float(cfg.run.record_chunk_ms), **run_kw)
+        result = load_recording(folder / "recording")
+    else:
+        result = prep.network.run(float(cfg.run.duration), **run_kw)
     if prep.device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     t_start = float(cfg.measures.t_start)
     atomic_write_bytes(folder / "spikes.npz", _npz_bytes(_spike_arrays(result)))
-    if result.traces:
+    if result.traces and cfg.run.record_chunk_ms is None:
         atomic_write_bytes(folder / "traces.npz", _npz_bytes(_trace_arrays(result)))
     measures: dict[str, Any] = summarize(result, t_start=t_start) if result.spikes else {}
     measures.update(_bump_measures(prep.network, result, t_start))
