@@ -11,9 +11,10 @@ from bionn.experiment.config import DEFAULT_CONFIG
 
 CONFIGS = sorted(
     p for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")
-    if not p.stem.startswith("sim_") and not is_classify_config(p)
-)  # sim_*.yaml are `bionn simulate` configs (test_simulate.py); configs with a `data` section
-#    are classification configs (test_classify.py, test_synaptic_diversity.py)
+    if not p.stem.startswith(("sim_", "sweep_")) and not is_classify_config(p)
+)  # sim_*.yaml are `bionn simulate` configs (test_simulate.py), sweep_*.yaml sweep files
+#    (test_sweep.py); configs with a `data` section are classification configs
+#    (test_classify.py, test_synaptic_diversity.py)
 
 
 def test_configs_exist():

@@ -78,7 +78,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare(args)
 
 
-COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bionn.experiment.sweep import cmd_sweep as sweep
+
+    return sweep(args)
+
+
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "sweep": cmd_sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.compare import add_parser as add_compare
 
     add_compare(sub)
+    from bionn.experiment.sweep import add_parser as add_sweep
+
+    add_sweep(sub)
     return parser
 
 

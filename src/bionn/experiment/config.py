@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -359,11 +360,14 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> str:
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    for part in loc:
-        field = model.model_fields.get(str(part))
+    parts = list(loc)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
         if field is None:
             return None
         ann = field.annotation
+        if typing.get_origin(ann) is dict and parts:  # dict[str, Model]: skip the key
+            parts.pop(0)
         candidates = getattr(ann, "__args__", (ann,))
         nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if nxt is None:

@@ -1,0 +1,385 @@
+"""``bionn sweep``: a grid or random search over config keys and seeds, run on Ray Tune.
+
+    bionn sweep SWEEP.yaml [--out DIR] [--address auto|ray://HOST:PORT] [--quiet]
+
+A sweep file names a ``bionn run`` config (rate or classification) and what to vary::
+
+    base: configs/ei_ctrnn_pdm.yaml
+    overrides: [training.steps=200]          # fixed for every trial
+    grid: {training.lr: [0.001, 0.003]}      # every combination ...
+    random: {model.n_hidden: {choice: [32, 64]}, training.weight_decay: {loguniform: [1e-6, 1e-3]}}
+    samples: 4                               # ... times 4 random draws (sampler_seed: 0)
+    seeds: [0, 1]                            # ... times each seed
+    metric: accuracy                         # from each run's final.json; mode: max | min
+    cpus_per_trial: 1
+
+Every trial is validated with the runner's own schema before anything runs. Each trial
+is one ordinary run in ``OUT/runs/<trial id>/``; the id is a hash of its overrides and
+seed, so a sweep that is interrupted and started again skips the trials whose
+``final.json`` exists. Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
+extra): locally on all cores by default, or on a cluster with ``address``. Then ``OUT``
+receives ``sweep.csv`` / ``sweep.md`` (one row per trial, and the mean and sd over seeds
+per configuration, best first) and ``sweep.png``. The last stdout line is one JSON object.
+
+Example:
+    >>> cfg = SweepConfig(base="configs/ei_ctrnn_pdm.yaml", grid={"training.lr": [0.001, 0.01]},
+    ...                   seeds=[0, 1])
+    >>> [(t.overrides, t.seed) for t in expand(cfg)][:2]
+    [({'training.lr': 0.001}, 0), ({'training.lr': 0.001}, 1)]
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bionn.experiment.checkpoint import atomic_write_text
+from bionn.experiment.config import ConfigError, format_errors, read_yaml
+
+__all__ = ["SweepConfig", "Trial", "cmd_sweep", "expand", "load_sweep", "plan", "run_trial", "sweep"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Distribution(_Strict):
+    """One random-search dimension: exactly one of the four forms."""
+
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Distribution:
+        given = [k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of uniform, loguniform, randint, choice; got {given}")
+        lo_hi = self.uniform or self.loguniform or self.randint
+        if lo_hi is not None and not lo_hi[0] < lo_hi[1]:
+            raise ValueError(f"{given[0]}: need low < high; got {list(lo_hi)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform: bounds must be > 0; got {list(self.loguniform)}")
+        return self
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        if self.uniform is not None:
+            return float(rng.uniform(*self.uniform))
+        if self.loguniform is not None:
+            lo, hi = np.log(self.loguniform[0]), np.log(self.loguniform[1])
+            return float(np.exp(rng.uniform(lo, hi)))
+        if self.randint is not None:
+            return int(rng.integers(self.randint[0], self.randint[1] + 1))
+        return self.choice[int(rng.integers(len(self.choice)))]
+
+
+class SweepConfig(_Strict):
+    """A sweep file (see the module docstring)."""
+
+    base: str = Field(description="a bionn run config (rate or classification)")
+    overrides: list[str] = Field(default_factory=list)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    random: dict[str, Distribution] = Field(default_factory=dict)
+    samples: int = Field(1, ge=1, description="random draws (with `random`)")
+    sampler_seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    metric: str | None = Field(None, description="key of final.json (default: accuracy for "
+                                                 "rate runs, test_error for classification)")
+    mode: Literal["max", "min"] | None = None
+    cpus_per_trial: float = Field(1.0, gt=0)
+    address: str | None = Field(None, description="Ray cluster address; None: local, all cores")
+    out: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepConfig:
+        for k, v in self.grid.items():
+            if not v:
+                raise ValueError(f"grid.{k}: give at least one value")
+        both = set(self.grid) & set(self.random)
+        if both:
+            raise ValueError(f"keys in both grid and random: {sorted(both)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct; got {self.seeds}")
+        if not Path(self.base).is_file():
+            raise ValueError(f"base: config file {self.base!r} does not exist")
+        return self
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: the swept values and the seed."""
+
+    overrides: dict[str, Any]
+    seed: int
+
+    @property
+    def id(self) -> str:
+        key = json.dumps({"o": self.overrides, "s": self.seed}, sort_keys=True, default=str)
+        return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def expand(cfg: SweepConfig) -> list[Trial]:
+    """Grid combinations x random draws x seeds, in a fixed order."""
+    keys = list(cfg.grid)
+    combos = [dict(zip(keys, vals, strict=True))
+              for vals in itertools.product(*(cfg.grid[k] for k in keys))]
+    if cfg.random:
+        rng = np.random.default_rng(cfg.sampler_seed)
+        draws = [{k: d.draw(rng) for k, d in cfg.random.items()} for _ in range(cfg.samples)]
+        combos = [{**c, **d} for c in combos for d in draws]
+    return [Trial(c, s) for c in combos for s in cfg.seeds]
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """Read and validate a sweep file (``base`` relative to the working directory or the file)."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping (base, grid, random, seeds, ...)")
+    base = data.get("base")
+    if isinstance(base, str) and not Path(base).is_file() and (Path(path).parent / base).is_file():
+        data["base"] = str(Path(path).parent / base)
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        data[key] = read_yaml_value(value)
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, SweepConfig)) from None
+
+
+def read_yaml_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _kind(base: str) -> str:
+    from bionn.experiment.classify import is_classify_config
+
+    return "classify" if is_classify_config(base) else "rate"
+
+
+def _trial_overrides(cfg: SweepConfig, trial: Trial, kind: str) -> list[str]:
+    seed_key = "experiment.seed" if kind == "classify" else "seed"
+    swept = [f"{k}={json.dumps(v)}" for k, v in trial.overrides.items()]
+    return [*cfg.overrides, *swept, f"{seed_key}={trial.seed}"]
+
+
+def _validate_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> None:
+    from bionn.experiment.classify import load_classify_config
+    from bionn.experiment.config import load_config
+
+    loader = load_classify_config if kind == "classify" else load_config
+    for t in trials:
+        try:
+            loader(cfg.base, _trial_overrides(cfg, t, kind))
+        except ConfigError as e:
+            raise ConfigError(f"trial {t.overrides} seed {t.seed}: {e}") from None
+
+
+def plan(cfg: SweepConfig, out: str | Path) -> tuple[str, list[Trial], list[tuple[Trial, list[str], Path]]]:
+    """Expand and validate ``cfg``: ``(kind, all trials, pending (trial, overrides, folder))``
+    where ``kind`` is ``"rate"`` or ``"classify"`` and pending trials have no ``final.json``
+    under ``out/runs/<id>/`` (shared by Ray sweeps and ``examples/sweep_submitit.py``)."""
+    kind = _kind(cfg.base)
+    trials = expand(cfg)
+    _validate_trials(cfg, trials, kind)
+    out = Path(out)
+    pending = [(t, _trial_overrides(cfg, t, kind), out / "runs" / t.id) for t in trials
+               if not (out / "runs" / t.id / "final.json").is_file()]
+    return kind, trials, pending
+
+
+def run_trial(base: str, kind: str, overrides: list[str], out: str, threads: int) -> dict:
+    """One ordinary run (what a Ray worker executes); returns its final.json."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if kind == "classify":
+        from bionn.experiment.classify import load_classify_config, train_classifier
+
+        summary = train_classifier(load_classify_config(base, overrides), out, progress=False)
+    else:
+        from bionn.experiment.config import load_config
+        from bionn.experiment.trainer import Trainer
+
+        folder = Path(out)
+        resume = (folder / "checkpoint.pt").exists()  # a trial cut short continues
+        summary = Trainer(load_config(base, overrides), folder, resume=resume,
+                          progress=False).fit()
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) or v is None}
+
+
+def _run_on_ray(cfg: SweepConfig, pending: list[tuple[Trial, list[str], Path]], kind: str,
+                out: Path, progress: bool) -> None:
+    try:
+        import ray
+        from ray import tune
+    except ImportError as err:
+        raise ConfigError("bionn sweep runs on Ray Tune: pip install 'bionn[sweep]' "
+                          "(ray[tune])") from err
+    jobs = {t.id: (ov, str(folder)) for t, ov, folder in pending}
+    threads = max(1, int(cfg.cpus_per_trial))
+    base = str(Path(cfg.base).resolve())
+
+    def trainable(config: dict) -> dict:
+        overrides, folder = jobs[config["trial"]]
+        return run_trial(base, kind, overrides, folder, threads)
+
+    init = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if cfg.address:
+        ray.init(address=cfg.address, **init)
+    elif not ray.is_initialized():
+        ray.init(**init)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial}),
+        param_space={"trial": tune.grid_search(list(jobs))},
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(storage_path=str((out / "ray").resolve()), name="tune",
+                                  verbose=1 if progress else 0),
+    )
+    results = tuner.fit()
+    errors = [str(r.error) for r in results if r.error is not None]
+    if errors:
+        print(f"bionn sweep: {len(errors)} trial(s) failed; first: {errors[0][:500]}",
+              file=sys.stderr)
+
+
+def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if not xs:
+        return None, None
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+
+
+def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
+            ) -> tuple[str, str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(json.dumps([r[k] for k in keys], default=str), []).append(r)
+    agg = []
+    for rs in groups.values():
+        m, sd = _mean_sd([r[metric] for r in rs if r["status"] == "finished"])
+        agg.append({**{k: rs[0][k] for k in keys}, f"{metric}_mean": m, f"{metric}_sd": sd,
+                    "n_seeds": sum(r["status"] == "finished" for r in rs)})
+    sign = -1 if mode == "max" else 1
+    agg.sort(key=lambda a: math.inf if a[f"{metric}_mean"] is None
+             else sign * a[f"{metric}_mean"])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["trial", *keys, "seed", metric, "status"])
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in w.fieldnames})
+
+    def fmt(v: Any) -> str:
+        return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cols = [*keys, f"{metric}_mean", f"{metric}_sd", "n_seeds"]
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(fmt(a[c]) for c in cols) + " |" for a in agg]
+    md += ["", "| trial | " + " | ".join(keys) + f" | seed | {metric} | status |",
+           "|" + "---|" * (len(keys) + 4)]
+    md += [f"| {r['trial']} | " + " | ".join(fmt(r[k]) for k in keys)
+           + f" | {r['seed']} | {fmt(r[metric])} | {r['status']} |" for r in rows]
+    return buf.getvalue(), "\n".join(md) + "\n", agg
+
+
+def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path) -> None:
+    from bionn.viz._common import _new_figure, save_figure
+
+    done = [r for r in rows if r["status"] == "finished" and r[metric] is not None]
+    numeric = [k for k in keys if all(isinstance(r[k], (int, float)) for r in done)] or keys
+    fig = _new_figure((4.2 * max(1, len(numeric)), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(numeric))))
+    for ax, key in zip(axes, numeric or ["(none)"], strict=False):
+        vals = sorted({r[key] for r in done} if key in keys else {0}, key=str)
+        xs = list(range(len(vals))) if key not in numeric or not vals or not all(
+            isinstance(v, (int, float)) for v in vals) else vals
+        means, sds = [], []
+        for v in vals:
+            m, sd = _mean_sd([r[metric] for r in done if key not in keys or r[key] == v])
+            means.append(m)
+            sds.append(sd or 0.0)
+            pts = [r[metric] for r in done if key not in keys or r[key] == v]
+            x = xs[vals.index(v)]
+            ax.plot([x] * len(pts), pts, "o", color="0.7", ms=3)
+        ax.errorbar(xs, means, yerr=sds, fmt="o-", color="C0", capsize=3)
+        pos = [x for x in xs if isinstance(x, (int, float)) and x > 0]
+        if len(pos) == len(xs) and len(pos) > 1 and max(pos) / min(pos) >= 20:
+            ax.set_xscale("log")
+        if xs is not vals:
+            ax.set_xticks(xs, [str(v) for v in vals])
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} (mean ± sd over seeds; grey: runs)", fontsize=9)
+    save_figure(fig, path)
+
+
+def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
+          ) -> dict[str, Any]:
+    """Validate, run what is not finished (on Ray) and tabulate; returns the summary."""
+    out = Path(out or cfg.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    kind, trials, pending = plan(cfg, out)
+    metric = cfg.metric or ("test_error" if kind == "classify" else "accuracy")
+    mode = cfg.mode or ("min" if metric in ("test_error", "loss", "train_loss") else "max")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.json", json.dumps(
+        {"sweep": cfg.model_dump(mode="json"),
+         "trials": [{"id": t.id, "overrides": t.overrides, "seed": t.seed} for t in trials]},
+        indent=1) + "\n")
+    skipped = len(trials) - len(pending)
+    if progress:
+        print(f"bionn sweep: {len(trials)} trials ({skipped} already finished, "
+              f"{len(pending)} to run)", file=sys.stderr)
+    if pending:
+        _run_on_ray(cfg, pending, kind, out, progress)
+    keys = sorted({k for t in trials for k in t.overrides})
+    rows = []
+    for t in trials:
+        final = out / "runs" / t.id / "final.json"
+        summary = json.loads(final.read_text()) if final.is_file() else {}
+        rows.append({"trial": t.id, **t.overrides, "seed": t.seed,
+                     metric: summary.get(metric), "status": "finished" if summary else "failed"})
+    csv_text, md, agg = _tables(rows, keys, metric, mode)
+    atomic_write_text(out / "sweep.csv", csv_text)
+    atomic_write_text(out / "sweep.md", md)
+    if any(r["status"] == "finished" for r in rows):
+        _figure(rows, keys, metric, out / "sweep.png")
+    return {"out": str(out), "n_trials": len(trials), "n_finished": sum(
+        r["status"] == "finished" for r in rows), "n_skipped": skipped, "metric": metric,
+        "mode": mode, "best": agg[0] if agg else None}
+
+
+def cmd_sweep(args: Any) -> int:
+    """``bionn sweep``: see the module docstring."""
+    cfg = load_sweep(args.sweep, getattr(args, "overrides", []))
+    if args.address:
+        cfg = cfg.model_copy(update={"address": args.address})
+    result = sweep(cfg, args.out, progress=not args.quiet)
+    print(f"results in {result['out']}/ (sweep.md, sweep.csv, sweep.png)", file=sys.stderr)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sweep`` on an argparse subparsers object."""
+    p = sub.add_parser("sweep", help="grid or random search over config keys and seeds on "
+                                     "Ray Tune, with a results table")
+    p.add_argument("sweep", help="sweep YAML file (base, grid / random, seeds, metric)")
+    p.add_argument("overrides", nargs="*", help="top-level sweep keys, e.g. samples=8")
+    p.add_argument("--out", help="output folder (default: the file's `out` or runs/sweep-<time>)")
+    p.add_argument("--address", help="Ray cluster address (default: a local Ray on all cores)")
+    p.add_argument("--quiet", action="store_true", help="less output")
