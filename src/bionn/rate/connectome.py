@@ -141,7 +141,7 @@ class ConnectomeRNN(nn.Module):
         count = connectome.weight[order].clone()
         self.register_buffer("count", count)
         post_csr, pre_csr = structure.row.long(), structure.col.long()
-        row_sum = torch.zeros(n).index_add_(0, post_csr, count)
+        row_sum = count.new_zeros(n).index_add_(0, post_csr, count)
         mean_in = float(row_sum[row_sum > 0].mean()) if bool((row_sum > 0).any()) else 1.0
         scale = gain / mean_in
         if weight_sharing == "type":

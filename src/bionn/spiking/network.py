@@ -63,7 +63,8 @@ class SpikeEvents:
 
     def dense(self, dtype: torch.dtype = torch.bool) -> Tensor:
         """``(batch, n_steps, n_neurons)`` spike raster."""
-        out = torch.zeros(self.batch, self.n_steps, self.n_neurons, dtype=dtype)
+        out = torch.zeros(self.batch, self.n_steps, self.n_neurons, dtype=dtype,
+                          device=self.step.device)
         out[self.trial, self.step, self.neuron] = True if dtype == torch.bool else 1
         return out
 
