@@ -1,24 +1,17 @@
 """Smoke test of ``benchmarks/credit_assignment.py --quick`` (skipped without BioTorch)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmark_scripts import load_benchmark
+
 pytest.importorskip("biotorch.module.biomodule")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "credit_assignment.py"
 METHODS = ("bp", "fa", "dfa", "usf", "brsf", "frsf", "wm", "kp")
 KEYS = {"ms_per_step", "plain_bp_ms_per_step", "biotorch_ms_per_step", "ratio_vs_plain",
         "ratio_vs_biotorch"}
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("_bench_credit_assignment", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_quick_run_prints_json_last(capsys):
@@ -26,7 +19,7 @@ def test_quick_run_prints_json_last(capsys):
 
     threads = torch.get_num_threads()
     try:
-        result = _load().main(["--quick"])
+        result = load_benchmark("credit_assignment").main(["--quick"])
     finally:
         torch.set_num_threads(threads)
     last = capsys.readouterr().out.strip().splitlines()[-1]

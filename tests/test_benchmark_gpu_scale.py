@@ -1,24 +1,15 @@
 """benchmarks/gpu_scale.py: the skip line without CUDA and the code path on CPU (no timing checks)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_scale.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("_bench_gpu_scale", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmark_scripts import load_benchmark
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the benchmark would run")
 def test_says_it_skipped_without_cuda(capsys):
-    result = _load().main([])
+    result = load_benchmark("gpu_scale").main([])
     assert result["device"] is None and "CUDA" in result["skipped"]
     assert "skipped" in capsys.readouterr().out
 
@@ -26,7 +17,7 @@ def test_says_it_skipped_without_cuda(capsys):
 def test_same_code_runs_on_cpu(capsys):
     threads = torch.get_num_threads()
     try:
-        result = _load().main(["--device", "cpu", "--quick", "--repeats", "2"])
+        result = load_benchmark("gpu_scale").main(["--device", "cpu", "--quick", "--repeats", "2"])
     finally:
         torch.set_num_threads(threads)
     for key in ("coba_400", "coba_4k"):

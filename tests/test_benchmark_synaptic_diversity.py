@@ -1,18 +1,11 @@
 """Smoke test of ``benchmarks/synaptic_diversity.py --quick`` (no timing assertions)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synaptic_diversity.py"
+from benchmark_scripts import load_benchmark
+
 TOP = ("ms_per_step", "plain_ms_per_step", "reference_ms_per_step")
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("_bench_synaptic_diversity", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_quick_run_prints_json_last(capsys):
@@ -20,7 +13,7 @@ def test_quick_run_prints_json_last(capsys):
 
     threads = torch.get_num_threads()
     try:
-        mod = _load()
+        mod = load_benchmark("synaptic_diversity")
         result = mod.main(["--quick"])
     finally:
         torch.set_num_threads(threads)

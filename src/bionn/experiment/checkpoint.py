@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def default_out(name: str) -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>``: the output folder of a command given no ``--out``."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -57,7 +57,7 @@ from pydantic import (
 )
 from tqdm.auto import tqdm
 
-from bionn.experiment.checkpoint import atomic_write_text, save_checkpoint
+from bionn.experiment.checkpoint import atomic_write_text, default_out, save_checkpoint
 from bionn.experiment.config import (
     ConfigError,
     CreditAssignmentFields,
@@ -559,9 +559,6 @@ def _figures(records: list[dict[str, Any]], folder: Path, cfg: ClassifyConfig) -
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-def _default_out(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
 
 def cmd_classify(args: Any, config_path: str, overrides: list[str]) -> int:
     """``bionn run CONFIG`` for a config with a ``data`` section."""
@@ -572,7 +569,7 @@ def cmd_classify(args: Any, config_path: str, overrides: list[str]) -> int:
     ctx = init_from_env()  # torchrun: DistributedDataParallel, one process per rank
     prep = prepare_classifier(cfg)  # (after: under nccl each rank has picked its GPU)
     try:
-        out = ctx.broadcast(Path(args.out) if args.out else _default_out(cfg.experiment.name))
+        out = ctx.broadcast(Path(args.out) if args.out else default_out(cfg.experiment.name))
         summary = train_classifier(cfg, out, progress=not args.quiet, prepared=prep, ctx=ctx)
     finally:
         ctx.close()

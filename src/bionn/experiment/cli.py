@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
+from bionn.experiment.checkpoint import default_out
 from bionn.experiment.config import ConfigError, load_config
-
-
-def _default_out(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -48,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, overrides)
     ctx = init_from_env()  # torchrun: one process per rank, DistributedDataParallel
     try:
-        out = ctx.broadcast(Path(args.out) if args.out else _default_out(cfg.name))
+        out = ctx.broadcast(Path(args.out) if args.out else default_out(cfg.name))
         trainer = Trainer(cfg, out, resume=args.resume, progress=not args.quiet,
                           rank=ctx.rank, world_size=ctx.world_size)
         try:

@@ -21,11 +21,10 @@ import io
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bionn.experiment.checkpoint import atomic_write_text, read_jsonl
+from bionn.experiment.checkpoint import atomic_write_text, default_out, read_jsonl
 from bionn.experiment.config import ConfigError
 
 __all__ = ["cmd_compare", "compare", "format_table", "parse_methods", "parse_seeds"]
@@ -172,9 +171,6 @@ def compare(config: str | Path | None, methods: list[str], seeds: list[int], out
     return {"table": rows, "out": str(root)}
 
 
-def _default_out(config: str) -> Path:
-    return Path("runs") / f"compare-{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
 
 def cmd_compare(args: Any) -> int:
     """``bionn compare``: see the module docstring."""
@@ -187,7 +183,7 @@ def cmd_compare(args: Any) -> int:
     if not is_classify_config(args.config):
         raise ConfigError(f"config {args.config!r} has no top-level 'data' section; compare "
                           f"needs a classification config (e.g. configs/ca_digits_mlp.yaml)")
-    out = Path(args.out) if args.out else _default_out(args.config)
+    out = Path(args.out) if args.out else default_out(f"compare-{Path(args.config).stem}")
     result = compare(args.config, methods, seeds, out, args.overrides, progress=not args.quiet)
     print(format_table(result["table"]), file=sys.stderr)
     print(f"results in {out}/ (comparison.md, comparison.csv, alignment.png)", file=sys.stderr)

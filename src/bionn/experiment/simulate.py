@@ -58,7 +58,7 @@ from pydantic import (
     model_validator,
 )
 
-from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text
+from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, default_out
 from bionn.experiment.config import (
     ConfigError,
     apply_overrides,
@@ -512,9 +512,6 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-def _default_out(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
 
 def _one_line(measures: dict[str, Any]) -> str:
     parts = []
@@ -541,7 +538,7 @@ def cmd_simulate(args: Any) -> int:
         overrides.insert(1, f"name={source}")
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
-    out = Path(args.out) if args.out else _default_out(cfg.name)
+    out = Path(args.out) if args.out else default_out(cfg.name)
     measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
     line = _one_line(measures)
     print(f"results in {out}/ (spikes.npz, measures.json, figures/)"

@@ -37,7 +37,6 @@ import itertools
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,8 +44,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bionn.experiment.checkpoint import atomic_write_text
-from bionn.experiment.config import ConfigError, format_errors, read_yaml
+from bionn.experiment.checkpoint import atomic_write_text, default_out
+from bionn.experiment.compare import _mean_sd
+from bionn.experiment.config import ConfigError, format_errors, parse_override, read_yaml
 
 __all__ = ["SweepConfig", "Trial", "cmd_sweep", "expand", "load_sweep", "plan", "run_trial", "sweep"]
 
@@ -152,18 +152,12 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     if isinstance(base, str) and not Path(base).is_file() and (Path(path).parent / base).is_file():
         data["base"] = str(Path(path).parent / base)
     for item in overrides or []:
-        key, _, value = item.partition("=")
-        data[key] = read_yaml_value(value)
+        keys, value = parse_override(item)
+        data[".".join(keys)] = value
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_errors(e, SweepConfig)) from None
-
-
-def read_yaml_value(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def _kind(base: str) -> str:
@@ -258,13 +252,6 @@ def _run_on_ray(cfg: SweepConfig, pending: list[tuple[Trial, list[str], Path]], 
               file=sys.stderr)
 
 
-def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    if not xs:
-        return None, None
-    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
-
-
 def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
             ) -> tuple[str, str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -331,7 +318,7 @@ def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path
 def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
           ) -> dict[str, Any]:
     """Validate, run what is not finished (on Ray) and tabulate; returns the summary."""
-    out = Path(out or cfg.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(out or cfg.out or default_out("sweep"))
     kind, trials, pending = plan(cfg, out)
     metric = cfg.metric or ("test_error" if kind == "classify" else "accuracy")
     mode = cfg.mode or ("min" if metric in ("test_error", "loss", "train_loss") else "max")

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import pickle
@@ -118,7 +119,7 @@ def split_validation(
     return x[keep], y[keep], x[val_idx], y[val_idx]
 
 
-def _finish(
+def finish_dataset(
     name: str,
     x_train: Tensor,
     y_train: Tensor,
@@ -265,7 +266,7 @@ def load_digits(
     if not flatten:
         x_train = x_train.reshape(-1, 1, size, size)
         x_test = x_test.reshape(-1, 1, size, size)
-    return _finish("digits", x_train, y_train, x_test, y_test, 10, val_size, seed)
+    return finish_dataset("digits", x_train, y_train, x_test, y_test, 10, val_size, seed)
 
 
 # --------------------------------------------------------------------------- MNIST-1D
@@ -406,7 +407,7 @@ def load_mnist1d(
     split = int(len(y) * train_split)
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.int64)
-    return _finish("mnist1d", xt[:split], yt[:split], xt[split:], yt[split:], 10, val_size, seed)
+    return finish_dataset("mnist1d", xt[:split], yt[:split], xt[split:], yt[split:], 10, val_size, seed)
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -538,31 +539,19 @@ def _finish_images(
     seed: int,
     per_channel: bool,
 ) -> Dataset:
-    x_val = y_val = None
-    if val_size:
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed)
+    """:func:`finish_dataset` (validation split), then normalisation with the statistics of the
+    remaining training images and optional flattening."""
+    data = finish_dataset(name, x_train, y_train, x_test, y_test, n_classes, val_size, seed)
+    xs = [data.x_train, data.x_test, data.x_val]
     if normalize:  # statistics from the (remaining) training data only
         reduce = (0, 2, 3) if per_channel else (0, 1, 2, 3)
-        mean = x_train.mean(dim=reduce, keepdim=True)
-        std = x_train.std(dim=reduce, keepdim=True).clamp_min(1e-6)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-        if x_val is not None:
-            x_val = (x_val - mean) / std
+        mean = xs[0].mean(dim=reduce, keepdim=True)
+        std = xs[0].std(dim=reduce, keepdim=True).clamp_min(1e-6)
+        xs = [None if x is None else (x - mean) / std for x in xs]
     if flatten:
-        x_train, x_test = x_train.flatten(1), x_test.flatten(1)
-        if x_val is not None:
-            x_val = x_val.flatten(1)
-    return Dataset(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        n_classes=n_classes,
-        input_shape=tuple(x_train.shape[1:]),
-        name=name,
-        x_val=x_val,
-        y_val=y_val,
-    )
+        xs = [None if x is None else x.flatten(1) for x in xs]
+    return dataclasses.replace(data, x_train=xs[0], x_test=xs[1], x_val=xs[2],
+                               input_shape=tuple(xs[0].shape[1:]))
 
 
 # --------------------------------------------------------------------------- CIFAR-10

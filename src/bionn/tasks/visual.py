@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bionn.tasks.datasets import Dataset, sklearn_digits, split_validation
+from bionn.tasks.datasets import Dataset, finish_dataset, sklearn_digits
 
 __all__ = [
     "VisualBatch",
@@ -717,21 +717,7 @@ def make_visual_dataset(
         seeds = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
         train = fn(n_train, generator=int(seeds[0]), **params)
         test = fn(n_test, generator=int(seeds[1]), **params)
-    x_tr, y_tr = train.x, train.y
-    x_val = y_val = None
-    if val_size:
-        x_tr, y_tr, x_val, y_val = split_validation(x_tr, y_tr, val_size, seed)
-    return Dataset(
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=test.x,
-        y_test=test.y,
-        n_classes=train.n_classes,
-        input_shape=tuple(train.x.shape[1:]),
-        name=name,
-        x_val=x_val,
-        y_val=y_val,
-    )
+    return finish_dataset(name, train.x, train.y, test.x, test.y, train.n_classes, val_size, seed)
 
 
 # --------------------------------------------------------------------------- figure
