@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bionn.circuits import CellType, CellTypeTable, TypeConnection
+from bionn.viz import plot_cell_type_table
 
 
 def ei_table(**kw):
@@ -150,7 +151,7 @@ def test_build_ctrnn_rejects_what_it_cannot_do():
 
 
 def test_plot_table(tmp_path):
-    fig = ei_table(name="x").plot(tmp_path / "t.png")
+    fig = plot_cell_type_table(ei_table(name="x"), tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000
     assert fig is not None
 

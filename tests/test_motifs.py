@@ -5,6 +5,7 @@ import torch
 
 from bionn.circuits import MOTIFS, list_motifs, motif
 from bionn.rate.spatial import SpatialArea
+from bionn.viz import plot_motif
 
 
 def test_registry_lists_four_motifs_with_references():
@@ -63,5 +64,5 @@ def test_builds_spatial_and_nonspatial(name):
 
 
 def test_diagram_png(tmp_path):
-    motif("E-PV-SST-VIP").diagram(tmp_path / "m.png")
+    plot_motif(motif("E-PV-SST-VIP"), tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

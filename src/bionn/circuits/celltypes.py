@@ -46,8 +46,6 @@ from bionn.circuits.connectivity import Circuit, Connectivity
 from bionn.functional.rate import ACTIVATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
-
     from bionn.rate.ctrnn import CTRNN
 
 __all__ = [
@@ -560,15 +558,3 @@ class CellTypeTable:
 
     def __str__(self) -> str:
         return self.summary()
-
-    def plot(self, path: Any = None) -> Figure:
-        """The connection table as a figure (see :func:`bionn.viz.plot_cell_type_table`)."""
-        from bionn.viz.circuits import plot_cell_type_table
-
-        return plot_cell_type_table(self, path)
-
-    def diagram(self, path: Any = None) -> Figure:
-        """The circuit diagram (see :func:`bionn.viz.plot_motif`)."""
-        from bionn.viz.circuits import plot_motif
-
-        return plot_motif(self, path)

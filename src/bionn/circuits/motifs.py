@@ -7,8 +7,9 @@ or a spatially embedded area
 (:meth:`~bionn.circuits.celltypes.CellTypeTable.build_area`); the weights are
 learned, the pattern (which pairs connect, and their signs) is kept by
 construction. List them with :func:`list_motifs`, get a fresh table with
-:func:`motif`, inspect it (``print(t)``, ``t.to_markdown()``, ``t.plot(path)``,
-``t.diagram(path)``) and modify it (``t.connect``, ``t.disconnect``,
+:func:`motif`, inspect it (``print(t)``, ``t.to_markdown()``,
+``bionn.viz.plot_cell_type_table(t, path)``, ``bionn.viz.plot_motif(t, path)``) and
+modify it (``t.connect``, ``t.disconnect``,
 ``t.update``, ``t.update_type``) before building.
 
 Strengths and time constants are illustrative starting values that follow the

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bionn._core.errors import ConfigError, format_errors
 from bionn.circuits import MultiArea, MultiAreaEI, RandomInput
 from bionn.constraints import WEIGHT_INITS
 from bionn.functional.rate import ACTIVATIONS
@@ -34,10 +34,6 @@ OPTIMIZERS = {
     "sgd": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
 }
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message names each bad field."""
 
 
 class _Strict(BaseModel):
@@ -338,42 +334,6 @@ def build_circuit(cfg: CircuitConfig, n_hidden: int, n_input: int, n_output: int
         if sizes is None or sum(sizes) != n_hidden:
             raise ValueError(f"area_sizes {sizes} must sum to model.n_hidden={n_hidden}")
     return cls(**params)
-
-
-def format_errors(err: ValidationError, root: type[BaseModel]) -> str:
-    """One line per invalid field of a ``root`` config: the field, what is wrong, the
-    value given, and for unknown keys the keys allowed there (shared by every command)."""
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(root, e["loc"][:-1])
-            allowed = sorted(parent.model_fields) if parent else []
-            lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        hidden = isinstance(value, (dict, BaseModel)) or e["type"] == "missing"
-        shown = "" if hidden else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
-    return "invalid config:\n" + "\n".join(lines)
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    parts = list(loc)
-    while parts:
-        field = model.model_fields.get(str(parts.pop(0)))
-        if field is None:
-            return None
-        ann = field.annotation
-        if typing.get_origin(ann) is dict and parts:  # dict[str, Model]: skip the key
-            parts.pop(0)
-        candidates = getattr(ann, "__args__", (ann,))
-        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if nxt is None:
-            return None
-        model = nxt
-    return model
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

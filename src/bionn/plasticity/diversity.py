@@ -70,6 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from bionn._core.errors import ConfigError, format_errors
 from bionn.constraints import Dale
 
 __all__ = [
@@ -211,8 +212,6 @@ def _validate(config: SynapticDiversityConfig | Mapping[str, Any] | None,
     try:
         return SynapticDiversityConfig.model_validate(data)
     except ValidationError as e:
-        from bionn.experiment.config import ConfigError, format_errors
-
         raise ConfigError(format_errors(e, SynapticDiversityConfig)) from None
 
 
@@ -636,7 +635,7 @@ class BioConverter:
     Args:
         config: a :class:`SynapticDiversityConfig`, a dict of its fields, or None
             (nothing on); ``overrides`` are merged in. Bad values raise
-            :class:`bionn.experiment.config.ConfigError` naming the field.
+            :class:`bionn.experiment.ConfigError` naming the field.
 
     :meth:`convert` registers a :class:`SynapseState` (buffers) on each
     ``Linear``/``Conv1d``/``Conv2d`` layer and each :class:`bionn.rate.CTRNN`, the

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bionn.experiment.checkpoint import atomic_write_text
+from bionn._core.io import atomic_write_text
 from bionn.spiking.network import Network, SimulationResult, SpikeEvents
 
 __all__ = ["DiskRecording", "load_recording", "run_to_disk"]

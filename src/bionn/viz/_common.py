@@ -7,13 +7,14 @@ nothing here touches ``matplotlib.pyplot`` or the user's backend.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from bionn._core.io import atomic_write
 
 __all__ = ["save_figure", "PathLike", "DPI", "E_COLOR", "I_COLOR"]
 
@@ -22,17 +23,14 @@ DPI = 120
 E_COLOR = "#d62728"  # excitatory: red
 I_COLOR = "#1f77b4"  # inhibitory: blue
 
-# Read once at import: the only portable way to read the umask is to set it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 
 def save_figure(fig: Figure, path: PathLike) -> Path:
     """Save ``fig`` to ``path`` atomically and return the path.
 
-    The image is written to a temporary file in the same folder and moved into
-    place with :func:`os.replace`, so a reader never sees a half-written file
-    (e.g. a dashboard polling a run folder). The format follows the suffix
+    The image is written by the one atomic writer of :mod:`bionn._core.io`
+    (temporary file in the same folder, fsync, :func:`os.replace`; the
+    permissions of every other run file), so a reader never sees a half-written
+    file (e.g. a dashboard polling a run folder). The format follows the suffix
     (``.png``, ``.pdf``, ``.svg``, ...); PNG when there is none. Parent folders
     are created. Saved at 120 dpi with a tight bounding box.
 
@@ -46,22 +44,9 @@ def save_figure(fig: Figure, path: PathLike) -> Path:
     """
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=DPI, bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
 
 
 def _new_figure(figsize: tuple[float, float], **kwargs: Any) -> Figure:
