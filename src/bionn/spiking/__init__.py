@@ -3,7 +3,7 @@
 Units: ms and mV; weights ``(post, pre)``; state tensors ``(batch, n)``.
 """
 
-from bionn.spiking.base import Drive, NeuronGroup
+from bionn.spiking.base import Drive, NeuronGroup, StepConstants, StepContext
 from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the models above)
 from bionn.spiking.network import Network, SimulationResult, SpikeEvents
 from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
@@ -60,5 +60,7 @@ __all__ = [
     "Projection",
     "SimulationResult",
     "SpikeEvents",
+    "StepConstants",
+    "StepContext",
     "Synapse",
 ]

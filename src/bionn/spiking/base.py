@@ -12,11 +12,17 @@ Input arrives as a :class:`Drive`, affine in the membrane potential:
 ``current``; conductance-based ones add ``g E`` to ``current`` and ``g`` to
 ``conductance``, so the current always drives V toward the reversal potential
 E, and exponential Euler stays exact for conductance-based LIF.
+
+Everything a step reads besides the state and the parameters arrives in a
+:class:`StepContext` (time, dt, the random generator, read-once parameter
+values, the spike events reaching a projection); models keep nothing between
+steps and write nothing into their attributes during one.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -40,12 +46,63 @@ class Drive(NamedTuple):
         return self.current - self.conductance * v
 
 
+class StepConstants(dict):
+    """Parameter values read once for a run at one ``dt``: ``id(module) -> module.constants(dt)``.
+
+    Built by :meth:`~bionn.spiking.Network.constants` (or
+    :meth:`~bionn.spiking.Network.context`). A model finds its own entry with
+    :func:`constants_of`; one without an entry reads its parameters at every
+    step, with the same result. The values are those of the parameters when the
+    constants were built: build new ones after changing a parameter.
+    """
+
+    def __init__(self, dt: float, items: Mapping[int, Any] | None = None) -> None:
+        super().__init__(items or {})
+        self.dt = float(dt)
+
+
+class StepContext(NamedTuple):
+    """What one step reads besides the state and the parameters.
+
+    Attributes:
+        t: time at the start of the step (ms); time-dependent inputs are read at ``t``.
+        dt: the time step (ms).
+        generator: the generator every stochastic model (noise, Poisson sources)
+            draws from in this step; ``None``: the global RNG.
+        constants: read-once parameter values (:class:`StepConstants`, from
+            :meth:`Network.context <bionn.spiking.Network.context>`) for a fast
+            loop; ``None``: every model reads its parameters now.
+        events: set by the network for the projection it updates: ``(spikes,
+            trial, neuron)``, the spikes arriving at that projection and their
+            nonzero indices, so that deliveries do not search them again.
+            ``None``: computed from the spikes where needed.
+
+    Example:
+        >>> ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))
+        >>> ctx.at(0.2).t, ctx.dt
+        (0.2, 0.1)
+    """
+
+    t: float
+    dt: float
+    generator: torch.Generator | None = None
+    constants: StepConstants | None = None
+    events: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def at(self, t: float) -> StepContext:
+        """The same context at time ``t`` (ms)."""
+        return StepContext(t, self.dt, self.generator, self.constants, None)
+
+
+def constants_of(module: nn.Module, ctx: StepContext | None) -> Any:
+    """``module``'s entry in ``ctx.constants`` (``None`` without a context or an entry)."""
+    if ctx is None:
+        return None
+    c = ctx.constants
+    return None if c is None else c.get(id(module))
+
+
 InitValue = float | str | tuple | Tensor
-
-
-def tensor_key(t: Tensor) -> tuple[int, int]:
-    """Identity and in-place-modification counter of a tensor (for caching floats)."""
-    return id(t), (-1 if t.is_inference() else t._version)
 
 
 class NeuronGroup(nn.Module):
@@ -145,6 +202,11 @@ class NeuronGroup(nn.Module):
             state["refractory"] = torch.zeros(batch, self.n, dtype=dtype, device=device)
         return state
 
+    def constants(self, dt: float) -> Any:
+        """Values this model reads from its parameters at every step, read once for a
+        run at ``dt`` (see :class:`StepConstants`); ``None``: nothing worth reading once."""
+        return None
+
     def check_dt(self, dt: float) -> None:
         """Raise for a dt at which this model's integrator is known to diverge."""
         limit = self.stable_dt.get(self.method)
@@ -171,8 +233,12 @@ class NeuronGroup(nn.Module):
         """Threshold, reset and refractoriness after integration (spiking models)."""
         return new
 
-    def forward(self, state: State, drive: Drive, dt: float) -> State:
-        """One step: integrate, then spike/reset. Returns the new state."""
+    def forward(self, state: State, drive: Drive, dt: float, ctx: StepContext | None = None) -> State:
+        """One step: integrate, then spike/reset. Returns the new state.
+
+        ``ctx`` (a :class:`StepContext`) gives stochastic models their generator
+        and every model its read-once constants; nothing is stored in the module.
+        """
         new = self.integrate(state, drive, dt)
         return self.spike_and_reset(state, new, dt)
 

@@ -1,9 +1,13 @@
 """Networks of neuron groups and projections, the simulation loop and monitors.
 
 State is explicit: :meth:`Network.init_state` returns a dict (group name ->
-group state, projection name -> synapse state) and :meth:`Network.step` is a
-pure function of it. :meth:`Network.run` loops over time with a progress bar
-and records spikes (as events) and chosen state variables.
+group state, projection name -> synapse state, delay buffer and plastic
+weights) and :meth:`Network.step` is a pure function of it and of a
+:class:`~bionn.spiking.base.StepContext` (time, dt, the random generator,
+read-once parameter values): it writes nothing into any module.
+:meth:`Network.run` loops over the same step with a progress bar and records
+spikes (as events) and chosen state variables; stepping by hand with the same
+generator gives exactly its result.
 
 Example:
     >>> import torch
@@ -23,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from bionn.spiking.base import Drive, NeuronGroup, State
+from bionn.spiking.base import Drive, NeuronGroup, State, StepConstants, StepContext
 from bionn.spiking.synapses import Projection
 
 InputSpec = float | Tensor | Callable[[float], Tensor | float]
@@ -136,8 +142,6 @@ class Network(nn.Module):
         unknown = sorted(set(self.inputs) - set(self.groups))
         if unknown:
             raise ValueError(f"inputs name unknown group(s) {unknown}; groups: {list(self.groups)}")
-        self._generator: torch.Generator | None = None
-        self.__dict__["_events"] = {}
 
     # -- state ------------------------------------------------------------
     def init_state(self, batch: int = 1, *, dt: float = 0.1, generator: torch.Generator | None = None,
@@ -171,36 +175,97 @@ class Network(nn.Module):
             return value.to(device=like.device, dtype=like.dtype)
         return float(value)
 
-    def _plan(self) -> tuple[list, list]:
+    def _layout(self) -> tuple[list, list]:
         """Plain-Python views of groups and projections for the time loop.
 
         ``nn.Module`` attribute access is slow enough to matter at 10,000
-        steps per simulated second, so the loop reads these instead. Rebuilt
-        when the module lists change.
+        steps per simulated second, so the loop reads these instead. Built
+        once per run (inside :meth:`constants`), else at every step.
         """
-        frozen = self.__dict__.get("_run_plan")
-        if frozen is not None:  # inside Network.run: the structure cannot change
-            return frozen
-        key = (tuple(id(g) for g in self.groups.values()), tuple(id(p) for p in self.projections))
-        plan = self.__dict__.get("_plan_cache")
-        if plan is not None and plan[0] == key:
-            return plan[1], plan[2]
         groups = [(name, g, g.spiking) for name, g in self.groups.items()]
-        projs = []
-        for p in self.projections:
-            projs.append(_ProjPlan(p))
-        self.__dict__["_plan_cache"] = (key, groups, projs)
-        return groups, projs
+        return groups, [_ProjPlan(p, self.groups[p.pre].n) for p in self.projections]
 
-    def step(self, state: dict[str, State], t: float, dt: float,
-             external: Mapping[str, Tensor] | None = None) -> dict[str, State]:
-        """One time step at time ``t`` (ms). Pure: returns a new state dict.
+    def constants(self, dt: float) -> StepConstants:
+        """Everything a step reads from parameters and structure, read once for ``dt``.
+
+        The network's loop layout (groups, projections, their weights) and each
+        model's :meth:`~bionn.spiking.base.NeuronGroup.constants`. A step given
+        them (``StepContext(..., constants=...)``) computes exactly what it
+        computes without them, faster; they hold the parameter values of now, so
+        build new ones after changing a parameter or moving the network.
+        """
+        c = StepConstants(dt)
+        c[id(self)] = self._layout()
+        for g in self.groups.values():
+            v = g.constants(dt)
+            if v is not None:
+                c[id(g)] = v
+        for p in self.projections:
+            v = p.synapse.constants(dt)
+            if v:
+                c[id(p.synapse)] = v
+        return c
+
+    def context(self, dt: float, *, t: float = 0.0,
+                generator: torch.Generator | None = None) -> StepContext:
+        """A :class:`~bionn.spiking.base.StepContext` at time ``t`` with this network's
+        read-once :meth:`constants`: what :meth:`run` steps with. Move it on with
+        ``ctx.at(t)``.
+
+        Example:
+            >>> from bionn.spiking import LIF
+            >>> net = Network({"E": LIF(3)}, inputs={"E": 25.0})
+            >>> ctx = net.context(0.1, generator=torch.Generator().manual_seed(0))
+            >>> s = net.init_state(1, dt=0.1)
+            >>> for i in range(100):
+            ...     s = net.step(s, ctx.at(i * 0.1))
+            >>> bool(s["E"]["V"].gt(0).all())
+            True
+        """
+        return StepContext(float(t), float(dt), generator, self.constants(dt))
+
+    def step(self, state: dict[str, State], ctx: StepContext | float, dt: float | None = None,
+             external: Mapping[str, Tensor] | None = None, *,
+             generator: torch.Generator | None = None) -> dict[str, State]:
+        """One time step. Pure: returns a new state dict and writes nothing into any module.
+
+        Called as ``step(state, ctx)`` with a
+        :class:`~bionn.spiking.base.StepContext` (time, dt, the generator every
+        stochastic model draws from, optionally read-once constants from
+        :meth:`context`), or as ``step(state, t, dt, generator=g)``.
+        ``external``: group name -> extra current for this step. The spikes
+        of the step are in the new state (``"spike"``), delayed spikes in the
+        projections' ``"delay_buffer"``; :meth:`step_events` also returns their
+        indices.
 
         Order: synaptic drive from the current synaptic state, neuron update
         (spikes), then synapse kinetics and learning rules see this step's
         (delayed) presynaptic spikes.
         """
-        groups, projs = self._plan()
+        if not isinstance(ctx, StepContext):
+            if dt is None:
+                raise TypeError("step(state, t, dt): dt (ms) is missing; or pass a StepContext")
+            ctx = StepContext(float(ctx), float(dt), generator)
+        elif dt is not None or generator is not None:
+            raise TypeError("step(state, ctx): dt and generator come from the StepContext")
+        return self.step_events(state, ctx, external)[0]
+
+    def step_events(self, state: dict[str, State], ctx: StepContext,
+                    external: Mapping[str, Tensor] | None = None
+                    ) -> tuple[dict[str, State], dict[str, tuple[Tensor, Tensor, Tensor]]]:
+        """:meth:`step` that also returns this step's spikes as events: spiking group
+        name -> ``(spike, trial, neuron)``, the ``(batch, n)`` spike tensor of the new
+        state and the indices of its nonzero entries. :meth:`run` steps with this.
+        """
+        consts = ctx.constants
+        layout = None
+        if consts is not None:
+            if consts.dt != ctx.dt:
+                raise ValueError(f"the context's constants were built for dt={consts.dt} ms; "
+                                 f"the step has dt={ctx.dt} ms (build them with Network.context(dt))")
+            layout = consts.get(id(self))
+        groups, projs = layout if layout is not None else self._layout()
+        t, dt, gen = ctx.t, ctx.dt, ctx.generator
         current: dict[str, Tensor | float] = {}
         conductance: dict[str, Tensor | float] = {}
         for name, _, _ in groups:
@@ -215,7 +280,7 @@ class Network(nn.Module):
             ps = state[q.name]
             pre, post = state[q.pre], state[q.post]
             w = ps["w"] if q.plastic else q.weight
-            gmax = q.synapse.scalar("g_max")
+            gmax = q.synapse.scalar("g_max", ctx)
             if q.output == "gap":
                 v_pre = _slice(pre["V"], q.pre_range)
                 i_val = q.proj.deliver(v_pre, w, event_driven=False)
@@ -225,11 +290,11 @@ class Network(nn.Module):
                 continue
             syn = {k: ps[pk] for k, pk in q.keys(ps)}
             g = q.synapse.value(syn, q.proj, _slice_state(pre, q.pre_range),
-                                _slice_state(post, q.post_range), w)
+                                _slice_state(post, q.post_range), w, ctx)
             if gmax != 1.0:
                 g = g * gmax
             if q.output == "conductance":
-                factor = q.synapse.post_factor(_slice_state(post, q.post_range))
+                factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
                 if not isinstance(factor, float):
                     g = g * factor
                 if q.E != 0.0:
@@ -240,19 +305,18 @@ class Network(nn.Module):
         new: dict[str, State] = {}
         events: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for name, grp, spiking in groups:
-            new[name] = grp(state[name], Drive(current[name], conductance[name]), dt)
+            new[name] = grp(state[name], Drive(current[name], conductance[name]), dt, ctx)
             if spiking:
                 spike = new[name]["spike"]
                 b, j = spike.nonzero(as_tuple=True)
                 events[name] = (spike, b, j)
-        self.__dict__["_events"] = events
         for q in projs:
             proj = q.proj
             ps = dict(state[q.name])
             spikes = new[q.pre].get("spike")
             if spikes is None:  # a rate group: no events, rules read its rate variable
                 ref = next(iter(new[q.pre].values()))
-                spikes = torch.zeros(ref.shape[0], self.groups[q.pre].n, dtype=torch.bool, device=ref.device)
+                spikes = torch.zeros(ref.shape[0], q.n_pre_group, dtype=torch.bool, device=ref.device)
             if q.pre_range is not None:
                 spikes = spikes[:, q.pre_range[0]:q.pre_range[1]]
             ev = None
@@ -270,12 +334,12 @@ class Network(nn.Module):
                         keep = (j >= q.pre_range[0]) & (j < q.pre_range[1])
                         b, j = b[keep], j[keep] - q.pre_range[0]
                 ev = (spikes, b, j)
-            proj.__dict__["_events"] = ev
+            pctx = StepContext(t, dt, gen, consts, ev)  # this projection's arriving events
             w = ps["w"] if q.plastic else q.weight
             pre_new = _slice_state(new[q.pre], q.pre_range)
             post_new = _slice_state(new[q.post], q.post_range)
             if q.output == "voltage":
-                jump = proj.deliver(spikes, w) * q.synapse.scalar("g_max")
+                jump = proj.deliver(spikes, w, ctx=pctx) * q.synapse.scalar("g_max", ctx)
                 if "refractory" in post_new:
                     jump = jump * (post_new["refractory"] == 0)
                 group_new = dict(new[q.post])
@@ -286,17 +350,19 @@ class Network(nn.Module):
                 new[q.post] = group_new
                 post_new = _slice_state(group_new, q.post_range)
             syn = {k: ps[pk] for k, pk in q.keys(ps)}
-            syn = q.synapse.update(syn, proj, spikes, dt, pre_new, post_new, w)
+            syn = q.synapse.update(syn, proj, spikes, dt, pre_new, post_new, w, pctx)
             for k, v in syn.items():
                 ps["syn." + k] = v
             if q.plastic:
                 post_spikes = new[q.post].get("spike")
                 if post_spikes is not None and q.post_range is not None:
                     post_spikes = post_spikes[:, q.post_range[0]:q.post_range[1]]
-                ps = proj.plasticity.update(ps, proj, spikes, post_spikes, dt, pre_new, post_new)
-            proj.__dict__["_events"] = None
+                if q.rule_ctx:
+                    ps = q.rule.update(ps, proj, spikes, post_spikes, dt, pre_new, post_new, ctx=pctx)
+                else:
+                    ps = q.rule.update(ps, proj, spikes, post_spikes, dt, pre_new, post_new)
             new[q.name] = ps
-        return new
+        return new, events
 
     @torch.inference_mode()
     def run(self, duration: float, *, dt: float = 0.1, batch: int = 1,
@@ -306,7 +372,11 @@ class Network(nn.Module):
             generator: torch.Generator | None = None, seed: int | None = None,
             device=None, dtype: torch.dtype | None = None, progress: bool = True,
             t_start: float = 0.0) -> SimulationResult:
-        """Simulate ``duration`` ms.
+        """Simulate ``duration`` ms: :meth:`step_events` in a loop, with recording.
+
+        The loop steps with ``self.context(dt, t=t_start, generator=generator)``
+        moved on in time; stepping by hand with the same generator (after
+        :meth:`init_state` with it) gives exactly the same spikes and state.
 
         Args:
             duration: simulated time in ms.
@@ -317,7 +387,8 @@ class Network(nn.Module):
             record_neurons: group name -> neuron indices to record (default all).
             record_spikes: record spikes of every spiking group as events.
             state: a state to continue from (default :meth:`init_state`).
-            generator / seed: randomness of initial values and stochastic models.
+            generator / seed: randomness of initial values and stochastic models
+                (default: a new generator seeded with ``seed``, else 0).
             progress: show a progress bar over simulated time.
             t_start: the time (ms) of the first step, for time-dependent inputs when a run
                 continues an earlier one (``state=``); trace times count from it, spike
@@ -335,9 +406,6 @@ class Network(nn.Module):
         if generator is None:
             generator = torch.Generator()
             generator.manual_seed(0 if seed is None else int(seed))
-        self._generator = generator
-        for g in self.groups.values():
-            g._generator = generator
         if state is None:
             state = self.init_state(batch, dt=dt, generator=generator, device=device, dtype=dtype)
         for gname, vars_ in record.items():
@@ -353,33 +421,19 @@ class Network(nn.Module):
         events: dict[str, list[Tensor]] = {g: [] for g, grp in self.groups.items() if grp.spiking and record_spikes}
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
-        modules = [*self.groups.values(), *(p.synapse for p in self.projections)]
-        for m in modules:  # parameters are read once per run (cheaper time loop)
-            m.__dict__.pop("_fast_cache", None)
-            m.__dict__.pop("_scalar_cache", None)
-            m.__dict__["_in_run"] = True
-        groups, plans = self._plan()
-        for q in plans:
-            q.frozen_weight = q.proj.weight
-        self.__dict__["_run_plan"] = (groups, plans)
-        try:
-            return self._loop(state, n_steps, dt, batch, record, record_every, idx, events, traces,
-                              times, duration, progress, float(t_start))
-        finally:
-            for m in modules:
-                m.__dict__["_in_run"] = False
-            self.__dict__["_run_plan"] = None
-            for q in plans:
-                q.frozen_weight = None
+        ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run
+        return self._loop(state, ctx, n_steps, batch, record, record_every, idx, events, traces,
+                          times, duration, progress)
 
-    def _loop(self, state, n_steps, dt, batch, record, record_every, idx, events, traces, times,
-              duration, progress, t_start: float = 0.0) -> SimulationResult:
+    def _loop(self, state, ctx: StepContext, n_steps, batch, record, record_every, idx, events,
+              traces, times, duration, progress) -> SimulationResult:
         bar = _progress(duration, progress)
         chunk = max(1, n_steps // 200)
+        t_start, dt, gen, consts = ctx.t, ctx.dt, ctx.generator, ctx.constants
         for i in range(n_steps):
-            state = self.step(state, t_start + i * dt, dt)
+            state, spikes = self.step_events(state, StepContext(t_start + i * dt, dt, gen, consts))
             for g in events:
-                _, b, j = self._events[g]
+                _, b, j = spikes[g]
                 if j.numel():
                     events[g].append(torch.stack([b, torch.full_like(j, i), j], 1).cpu())
             if traces and (i + 1) % record_every == 0:
@@ -408,27 +462,38 @@ class Network(nn.Module):
 
 
 class _ProjPlan:
-    """A projection's fields as plain attributes (see :meth:`Network._plan`)."""
+    """A projection's fields as plain attributes (see :meth:`Network._layout`).
 
-    def __init__(self, p: Projection) -> None:
+    Not a module and never part of one: it lives in a run's
+    :class:`~bionn.spiking.base.StepConstants` or in one step.
+    """
+
+    def __init__(self, p: Projection, n_pre_group: int) -> None:
         self.proj = p
         self.name, self.pre, self.post = p.name, p.pre, p.post
         self.pre_range, self.post_range = p.pre_range, p.post_range
         self.output, self.E = p.output, p.E
         self.synapse = p.synapse
-        self.plastic = p.plasticity is not None
+        self.weight = p.weight
+        self.n_pre_group = n_pre_group
+        self.rule = p.plasticity
+        self.plastic = self.rule is not None
+        self.rule_ctx = self.plastic and _takes_ctx(type(self.rule))
         self.syn_keys: list[tuple[str, str]] | None = None
-        self.frozen_weight: Tensor | None = None
-
-    @property
-    def weight(self) -> Tensor:
-        w = self.frozen_weight
-        return self.proj.weight if w is None else w
 
     def keys(self, ps: State) -> list[tuple[str, str]]:
         if self.syn_keys is None:  # the synapse's state keys, read once
             self.syn_keys = [(k[4:], k) for k in ps if k.startswith("syn.")]
         return self.syn_keys
+
+
+@functools.cache
+def _takes_ctx(rule_type: type) -> bool:
+    """Whether a learning rule's ``update`` accepts the step context (``ctx=``)."""
+    try:
+        return "ctx" in inspect.signature(rule_type.update).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _slice(x: Tensor, rng: tuple[int, int] | None) -> Tensor:

@@ -25,8 +25,9 @@ Shared conventions:
   ``V_old < V_th <= V_new``.
 - Noise (``noise`` parameter, default 0): bpmodels' SDE form, Euler-Maruyama
   ``x += (noise / tau_x) sqrt(dt) N(0, 1)`` after the deterministic step, drawn
-  from the generator that :meth:`Network.run` sets (else the global RNG).
-  ``noise`` is read when the group is built.
+  from the generator of the step's :class:`~bionn.spiking.base.StepContext`
+  (``ctx.generator``; :meth:`Network.run` passes its own, ``None`` is the global
+  RNG). A group holds no generator. ``noise`` is read when the group is built.
 - Initial values are consistent with the parameters: ExpIF, QuaIF, AdExIF and
   AdQuaIF start at ``V_rest`` (bpmodels starts them at V = 0, far above
   threshold: reproduce with ``initial={"V": 0.0}``).
@@ -42,7 +43,7 @@ from torch import Tensor
 
 from bionn.functional.integrators import INTEGRATORS, phi1
 from bionn.functional.spiking import lif_exact_step
-from bionn.spiking.base import Drive, InitValue, NeuronGroup, State, tensor_key
+from bionn.spiking.base import Drive, InitValue, NeuronGroup, State, StepContext, constants_of
 
 
 def _x_expm1(x: Tensor) -> Tensor:
@@ -57,6 +58,18 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
         return torch.randn_like(x)
     z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
     return z.to(x.device)
+
+
+def _generator_of(group: NeuronGroup, ctx: StepContext | None) -> torch.Generator | None:
+    """The generator a step draws from: the context's (``None``: the global RNG).
+
+    Without a context (a group called directly), a ``_generator`` attribute set by
+    hand on the group is still honoured (deprecated: pass a :class:`StepContext`);
+    networks always pass a context, so they never read it.
+    """
+    if ctx is not None:
+        return ctx.generator
+    return group.__dict__.get("_generator")
 
 
 def _only(fn, keys: tuple[str, ...]):
@@ -85,7 +98,6 @@ class _Neuron(NeuronGroup):
     def __init__(self, n: int, *, method: str | None = None,
                  initial: dict[str, InitValue] | None = None, **params: Any) -> None:
         super().__init__(n, method=method, initial=initial, **params)
-        self._generator: torch.Generator | None = None
         for name, value in self.initial.items():
             if isinstance(value, str) and value not in self.defaults \
                     and value not in self.derived_initial.get(name, ()):
@@ -134,16 +146,17 @@ class _Neuron(NeuronGroup):
     def integrate(self, state: State, drive: Drive, dt: float) -> State:
         return self._step(state, drive, dt)
 
-    def add_noise(self, new: State, dt: float) -> State:
+    def add_noise(self, new: State, dt: float, generator: torch.Generator | None = None) -> State:
+        """Euler-Maruyama noise on ``noise_terms``, drawn from ``generator`` (None: global RNG)."""
         for var, div in self.noise_terms.items():
             amp = self.noise if div is None else self.noise / getattr(self, div)
-            new[var] = new[var] + amp * math.sqrt(dt) * _randn_like(new[var], self._generator)
+            new[var] = new[var] + amp * math.sqrt(dt) * _randn_like(new[var], generator)
         return new
 
-    def forward(self, state: State, drive: Drive, dt: float) -> State:
+    def forward(self, state: State, drive: Drive, dt: float, ctx: StepContext | None = None) -> State:
         new = self.integrate(state, drive, dt)
         if self._noisy:
-            new = self.add_noise(new, dt)
+            new = self.add_noise(new, dt, _generator_of(self, ctx))
         return self.spike_and_reset(state, new, dt)
 
     def if_reset(self, old: State, new: State, dt: float, *, v_th: Tensor, v_reset: Tensor,
@@ -253,35 +266,31 @@ class LIF(_Neuron):
         return self.threshold_reset(old, new, dt, v_th=self.V_th, v_reset=self.V_reset,
                                     t_ref=self.t_refractory)
 
-    def forward(self, state: State, drive: Drive, dt: float) -> State:
-        consts = self._fast_constants(dt)
+    def forward(self, state: State, drive: Drive, dt: float, ctx: StepContext | None = None) -> State:
+        consts = constants_of(self, ctx)
+        if consts is None:
+            consts = self.constants(dt)
         if consts is None or self._noisy:
-            return super().forward(state, drive, dt)
+            return super().forward(state, drive, dt, ctx)
         v, ref, spike = lif_exact_step(state["V"], state["refractory"], drive.current,
                                        drive.conductance, dt=dt, **consts)
         return {**state, "V": v, "refractory": ref, "spike": spike}
 
-    def _fast_constants(self, dt: float) -> dict | None:
-        """Python-float parameters for the fused exact step (None: use the generic path)."""
-        cached = self.__dict__.get("_fast_cache")
-        if cached is not None and self.__dict__.get("_in_run") and cached[0][0] == dt:
-            return cached[1]  # parameters are read once per Network.run
+    def constants(self, dt: float) -> dict | None:
+        """Python-float parameters of the fused exact step at ``dt`` (None: the generic path).
+
+        A pure function of the parameters: read once per run through
+        :class:`~bionn.spiking.base.StepConstants`, else at every step.
+        """
         if self.method not in ("exp_euler", "exact"):
             return None
         names = ("V_rest", "V_reset", "V_th", "R", "tau", "t_refractory")
         tensors = [getattr(self, k) for k in names]
-        key = (dt,) + tuple(tensor_key(t) for t in tensors)
-        cached = self.__dict__.get("_fast_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
         if any(t.numel() != 1 for t in tensors):
-            consts = None
-        else:
-            v_rest, v_reset, v_th, r, tau, t_ref = (float(t) for t in tensors)
-            consts = {"v_rest": v_rest, "v_reset": v_reset, "v_th": v_th, "r": r, "tau": tau,
-                      "refractory_steps": int(round(t_ref / dt))}
-        self.__dict__["_fast_cache"] = (key, consts)
-        return consts
+            return None
+        v_rest, v_reset, v_th, r, tau, t_ref = (float(t) for t in tensors)
+        return {"v_rest": v_rest, "v_reset": v_reset, "v_th": v_th, "r": r, "tau": tau,
+                "refractory_steps": int(round(t_ref / dt))}
 
 
 _EXP_CAP = 80.0  # cap of the exponent in ExpIF/AdEx: exp(80) is finite in float32
@@ -1057,9 +1066,10 @@ class PoissonGroup(_Neuron):
     """Poisson spike sources: each neuron spikes with probability ``rate dt / 1000`` per step.
 
     ``rate`` in Hz, a number or one value per neuron (a buffer: change it in place
-    for time-varying rates). Draws use the generator that :meth:`Network.run`
-    sets (``_generator``), else the global RNG. The drive is ignored. A dt with
-    ``rate dt / 1000 > 1`` is refused by :meth:`check_dt`.
+    for time-varying rates). Draws use the generator of the step's
+    :class:`~bionn.spiking.base.StepContext` (``ctx.generator``; ``None``: the
+    global RNG). The drive is ignored. A dt with ``rate dt / 1000 > 1`` is
+    refused by :meth:`check_dt`.
 
     Example:
         >>> p = PoissonGroup(1000, rate=20.0)
@@ -1069,6 +1079,11 @@ class PoissonGroup(_Neuron):
         ...     s = p(s, Drive(), 0.1)
         ...     total += int(s["spike"].sum())
         >>> 1500 < total < 2500  # 1000 neurons x 0.1 s x 20 Hz = 2000
+        True
+        >>> ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))  # seeded draws
+        >>> a = p(p.init_state(), Drive(), 0.1, ctx)["spike"]
+        >>> ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))
+        >>> bool((a == p(p.init_state(), Drive(), 0.1, ctx)["spike"]).all())
         True
     """
 
@@ -1085,10 +1100,10 @@ class PoissonGroup(_Neuron):
             raise ValueError(f"PoissonGroup: rate * dt = {top:g} spikes per step at dt={dt} ms "
                              f"exceeds 1; use dt <= {1000.0 / float(self.rate.max()):g} ms")
 
-    def forward(self, state: State, drive: Drive, dt: float) -> State:
+    def forward(self, state: State, drive: Drive, dt: float, ctx: StepContext | None = None) -> State:
         like = state["spike"]
         p = self.rate * (dt / 1000.0)
-        gen = self._generator
+        gen = _generator_of(self, ctx)
         u = torch.rand(like.shape, generator=gen, device=gen.device if gen is not None else like.device,
                        dtype=p.dtype)
         return {**state, "spike": u.to(like.device) < p}

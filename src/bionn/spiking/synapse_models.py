@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from bionn.spiking.base import State
+from bionn.spiking.base import State, StepContext, constants_of
 from bionn.spiking.synapses import Exponential, Projection, Synapse
 
 __all__ = [
@@ -60,13 +60,10 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _p(syn: Synapse, name: str) -> float | Tensor:
-    """A parameter as a Python float when scalar (cheap in the time loop), else the buffer."""
-    scalar = getattr(syn, "scalar", None)
-    if scalar is not None:
-        return scalar(name)
-    t = getattr(syn, name)
-    return float(t) if t.numel() == 1 else t
+def _p(syn: Synapse, name: str, ctx: StepContext | None = None) -> float | Tensor:
+    """A parameter as a Python float when scalar (cheap in the time loop), else the buffer;
+    read once per run through ``ctx`` (:meth:`Synapse.scalar`)."""
+    return syn.scalar(name, ctx)
 
 
 def _exp(x: float | Tensor) -> float | Tensor:
@@ -204,24 +201,29 @@ class DualExponential(Synapse):
                 raise ValueError(
                     f"{type(self).__name__}: {name} must be > 0 ms; got {getattr(self, name)}"
                 )
-        self.__dict__["_prop_cache"] = None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", peak_normalize=True" if self.peak_normalize else "")
 
-    def taus(self) -> tuple[float | Tensor, float | Tensor]:
+    def taus(self, ctx: StepContext | None = None) -> tuple[float | Tensor, float | Tensor]:
         """The two time constants (ms)."""
-        return _p(self, "tau_1"), _p(self, "tau_2")
+        return _p(self, "tau_1", ctx), _p(self, "tau_2", ctx)
 
-    def _propagator(self, dt: float):
-        """``exp(M dt)`` entries and the per-spike jump scale (floats when scalar)."""
+    def constants(self, dt: float) -> dict[str, Any]:
+        """The scalar parameters and, for scalar time constants, the propagator at ``dt``."""
+        out = super().constants(dt)
         t1, t2 = self.taus()
+        if isinstance(t1, float) and isinstance(t2, float):
+            out["propagator"] = self._propagator(dt)
+        return out
+
+    def _propagator(self, dt: float, ctx: StepContext | None = None):
+        """``exp(M dt)`` entries and the per-spike jump scale (floats when scalar)."""
+        c = constants_of(self, ctx)
+        if c is not None and "propagator" in c:
+            return c["propagator"]
+        t1, t2 = self.taus(ctx)
         scalar = isinstance(t1, float) and isinstance(t2, float)
-        if scalar:
-            key = (dt, t1, t2, self.peak_normalize)
-            cache = self.__dict__.get("_prop_cache")
-            if cache is not None and cache[0] == key:
-                return cache[1]
         t1t = torch.as_tensor(t1, dtype=torch.float64)
         t2t = torch.as_tensor(t2, dtype=torch.float64)
         t1t, t2t = torch.broadcast_tensors(t1t, t2t)
@@ -233,9 +235,7 @@ class DualExponential(Synapse):
         entries = (prop[..., 0, 0], prop[..., 0, 1], prop[..., 1, 0], prop[..., 1, 1])
         scale = 1.0 / _dual_exp_peak(t1t, t2t) if self.peak_normalize else torch.ones_like(a)
         if scalar:
-            out = tuple(float(e) for e in entries) + (float(scale),)
-            self.__dict__["_prop_cache"] = (key, out)
-            return out
+            return tuple(float(e) for e in entries) + (float(scale),)
         device = self.tau_1.device
         dtype = self.tau_1.dtype
         return tuple(e.to(device=device, dtype=dtype) for e in (*entries, scale))
@@ -255,18 +255,25 @@ class DualExponential(Synapse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
-        p00, p01, p10, p11, scale = self._propagator(dt)
+        p00, p01, p10, p11, scale = self._propagator(dt, ctx)
         s, x = state["s"], state["x"]
         s_new = s * p00 + x * p01
         x_new = s * p10 + x * p11
-        jump = proj.deliver(spikes, weight)
+        jump = proj.deliver(spikes, weight, ctx=ctx)
         if not (isinstance(scale, float) and scale == 1.0):
             jump = jump * scale
         return {"s": s_new, "x": x_new + jump}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         return state["s"]
 
@@ -314,8 +321,8 @@ class Alpha(DualExponential):
 
     defaults: ClassVar[dict[str, float]] = {"tau_decay": 2.0, "g_max": 0.2}
 
-    def taus(self) -> tuple[float | Tensor, float | Tensor]:
-        tau = _p(self, "tau_decay")
+    def taus(self, ctx: StepContext | None = None) -> tuple[float | Tensor, float | Tensor]:
+        tau = _p(self, "tau_decay", ctx)
         return tau, tau
 
 
@@ -330,10 +337,12 @@ class _TransmitterPulse(Synapse):
     t_spike < T_duration``), i.e. ``round(T_duration / dt)`` steps.
     """
 
-    def _pulse(self, state: State, spikes: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+    def _pulse(
+        self, state: State, spikes: Tensor, dt: float, ctx: StepContext | None = None
+    ) -> tuple[Tensor, Tensor]:
         elapsed = (state["t_since"] + dt).masked_fill(spikes, 0.0)
-        on = elapsed < _p(self, "T_duration") - 1e-3 * dt
-        return elapsed, on.to(elapsed.dtype) * _p(self, "T")
+        on = elapsed < _p(self, "T_duration", ctx) - 1e-3 * dt
+        return elapsed, on.to(elapsed.dtype) * _p(self, "T", ctx)
 
     @staticmethod
     def _since(batch: int, n: int, device, dtype) -> Tensor:
@@ -391,17 +400,24 @@ class AMPA(_TransmitterPulse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
-        elapsed, tt = self._pulse(state, spikes, dt)
-        on = _p(self, "alpha") * tt
-        rate = on + _p(self, "beta")
+        elapsed, tt = self._pulse(state, spikes, dt, ctx)
+        on = _p(self, "alpha", ctx) * tt
+        rate = on + _p(self, "beta", ctx)
         s = _relax(state["s"], on / rate, rate, dt)
         if self.clip:
             s = s.clamp(0.0, 1.0)
         return {"s": s, "t_since": elapsed}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         return proj.deliver(state["s"], weight, event_driven=False)
 
@@ -494,11 +510,12 @@ class GABAb(_TransmitterPulse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
-        elapsed, tt = self._pulse(state, spikes, dt)
-        k1, k2 = _p(self, "k1"), _p(self, "k2")
-        on = _p(self, "k3") * tt
-        a = on + _p(self, "k4")
+        elapsed, tt = self._pulse(state, spikes, dt, ctx)
+        k1, k2 = _p(self, "k1", ctx), _p(self, "k2", ctx)
+        on = _p(self, "k3", ctx) * tt
+        a = on + _p(self, "k4", ctx)
         r_inf = on / a
         r0, g0 = state["R"], state["G"]
         r = _relax(r0, r_inf, a, dt)
@@ -510,10 +527,16 @@ class GABAb(_TransmitterPulse):
         return {"R": r, "G": g, "t_since": elapsed}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         g4 = state["G"] ** 4
-        return proj.deliver(g4 / (g4 + _p(self, "kd")), weight, event_driven=False)
+        return proj.deliver(g4 / (g4 + _p(self, "kd", ctx)), weight, event_driven=False)
 
 
 class NMDA(Synapse):
@@ -570,25 +593,33 @@ class NMDA(Synapse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
-        tau_rise = _p(self, "tau_rise")
+        tau_rise = _p(self, "tau_rise", ctx)
         x0 = state["x"] + spikes.to(state["x"].dtype)
         x_mid = x0 * _exp(-0.5 * dt / tau_rise)
-        drive = _p(self, "a") * x_mid
-        rate = drive + 1.0 / _p(self, "tau_decay")
+        drive = _p(self, "a", ctx) * x_mid
+        rate = drive + 1.0 / _p(self, "tau_decay", ctx)
         s = _relax(state["s"], drive / rate, rate, dt)
         return {"x": x0 * _exp(-dt / tau_rise), "s": s}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         return proj.deliver(state["s"], weight, event_driven=False)
 
-    def post_factor(self, post: State) -> Tensor:
+    def post_factor(self, post: State, ctx: StepContext | None = None) -> Tensor:
         """Mg block ``1 / (1 + cc_Mg / beta exp(-alpha V))`` of the post neurons."""
         v = post["V"]
         return 1.0 / (
-            1.0 + _p(self, "cc_Mg") / _p(self, "beta") * torch.exp(-_p(self, "alpha") * v)
+            1.0
+            + _p(self, "cc_Mg", ctx) / _p(self, "beta", ctx) * torch.exp(-_p(self, "alpha", ctx) * v)
         )
 
 
@@ -668,21 +699,29 @@ class STP(Synapse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
         u_old, x_old = state["u"], state["x"]
-        u_d = u_old * _exp(-dt / _p(self, "tau_f"))
-        x_d = 1.0 + (x_old - 1.0) * _exp(-dt / _p(self, "tau_d"))
-        u_j = (u_d + _p(self, "U") * (1.0 - u_old)).clamp(0.0, 1.0)
+        u_d = u_old * _exp(-dt / _p(self, "tau_f", ctx))
+        x_d = 1.0 + (x_old - 1.0) * _exp(-dt / _p(self, "tau_d", ctx))
+        u_j = (u_d + _p(self, "U", ctx) * (1.0 - u_old)).clamp(0.0, 1.0)
         x_j = (x_d - u_j * x_old).clamp(0.0, 1.0)
         efficacy = u_j * (x_j if self.order == "brainpy2" else x_old)
         u = torch.where(spikes, u_j, u_d)
         x = torch.where(spikes, x_j, x_d)
         released = torch.where(spikes, efficacy, torch.zeros_like(efficacy))
-        s = state["s"] * _exp(-dt / _p(self, "tau_s")) + proj.deliver(released, weight)
+        s = state["s"] * _exp(-dt / _p(self, "tau_s", ctx))
+        s = s + proj.deliver(released, weight, ctx=ctx)
         return {"u": u, "x": x, "s": s}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         return state["s"]
 
@@ -713,6 +752,7 @@ class _Stateless(Synapse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
         return state
 
@@ -745,7 +785,13 @@ class GapJunction(_Stateless):
     outputs: ClassVar[tuple[str, ...]] = ("gap", "current")
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         v_pre = _pre_slice(proj, pre["V"])
         v_post = _post_slice(proj, post["V"])
@@ -778,7 +824,13 @@ class VoltageJump(_Stateless):
     outputs: ClassVar[tuple[str, ...]] = ("voltage",)
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         raise RuntimeError(
             "VoltageJump has no synaptic variable; the network applies it as output 'voltage'"
@@ -837,14 +889,21 @@ class GABAaWangBuzsaki(Synapse):
         pre: State,
         post: State,
         weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> State:
         v = _pre_slice(proj, pre["V"]).to(state["s"].dtype)
-        on = _p(self, "alpha") * torch.sigmoid(0.5 * v)
-        rate = on + _p(self, "beta")
+        on = _p(self, "alpha", ctx) * torch.sigmoid(0.5 * v)
+        rate = on + _p(self, "beta", ctx)
         return {"s": _relax(state["s"], on / rate, rate, dt)}
 
     def value(
-        self, state: State, proj: Projection, pre: State, post: State, weight: Tensor
+        self,
+        state: State,
+        proj: Projection,
+        pre: State,
+        post: State,
+        weight: Tensor,
+        ctx: StepContext | None = None,
     ) -> Tensor:
         return proj.deliver(state["s"], weight, event_driven=False)
 

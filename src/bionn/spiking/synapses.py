@@ -14,6 +14,11 @@ Order within one step (the same as Brian2): the synaptic state at the start
 of the step drives the neurons; then the kinetics decay by ``dt`` and this
 step's (delayed) presynaptic spikes are added, so a spike at step n first
 affects V at step n + 1 (+ the delay).
+
+Every method a step calls takes an optional
+:class:`~bionn.spiking.base.StepContext` (``ctx``): it carries the read-once
+parameter values of a run and the spike events arriving at the projection.
+Nothing is stored in the modules during a step.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from bionn.circuits.connectivity import Connectivity
-from bionn.spiking.base import State, tensor_key
+from bionn.spiking.base import State, StepContext, constants_of
 
 OUTPUTS = ("current", "conductance", "voltage", "gap")
 
@@ -36,7 +41,10 @@ class Synapse(nn.Module):
 
     ``value`` returns the synaptic variable summed onto each post neuron,
     ``(batch, n_post)``; the projection multiplies it by ``g_max`` and
-    turns it into a current or conductance.
+    turns it into a current or conductance. ``update``, ``value`` and
+    ``post_factor`` are pure; their optional ``ctx`` (a
+    :class:`~bionn.spiking.base.StepContext`) only saves work (read-once
+    parameters, presynaptic event indices) and never changes the result.
     """
 
     defaults: ClassVar[dict[str, float]] = {}
@@ -57,39 +65,47 @@ class Synapse(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={float(getattr(self, k)):g}" for k in self.defaults)
 
-    def decay(self, dt: float, name: str = "tau_decay") -> Tensor | float:
+    def decay(self, dt: float, name: str = "tau_decay", ctx: StepContext | None = None) -> Tensor | float:
         """``exp(-dt / tau)`` for the time constant ``name`` (a float when scalar)."""
-        tau = self.scalar(name)
+        tau = self.scalar(name, ctx)
         return math.exp(-dt / tau) if isinstance(tau, float) else torch.exp(-dt / tau)
 
-    def scalar(self, name: str) -> float | Tensor:
-        """A parameter as a Python float when scalar (cheap in the time loop).
+    def scalar(self, name: str, ctx: StepContext | None = None) -> float | Tensor:
+        """A parameter as a Python float when scalar (cheap in the time loop), else the buffer.
 
-        Cached, and refreshed when the buffer is replaced or modified in place.
+        Read from ``ctx.constants`` when the context carries this synapse's
+        (:meth:`constants`, read once per run), else from the buffer now.
         """
-        cache = self.__dict__.setdefault("_scalar_cache", {})
-        if self.__dict__.get("_in_run") and name in cache:
-            return cache[name][1]  # parameters are read once per Network.run
+        c = constants_of(self, ctx)
+        if c is not None:
+            v = c.get(name)
+            if v is not None:
+                return v
         t = getattr(self, name)
-        if t.numel() != 1:
-            return t
-        key = tensor_key(t)
-        hit = cache.get(name)
-        if hit is None or hit[0] != key:
-            hit = cache[name] = (key, float(t))
-        return hit[1]
+        return float(t) if t.numel() == 1 else t
+
+    def constants(self, dt: float) -> dict[str, Any]:
+        """The scalar parameters as Python floats (read once per run; see :meth:`scalar`)."""
+        out: dict[str, Any] = {}
+        for name in self.defaults:
+            t = getattr(self, name)
+            if t.numel() == 1:
+                out[name] = float(t)
+        return out
 
     def init_state(self, proj: Projection, batch: int, device, dtype) -> State:  # pragma: no cover
         raise NotImplementedError
 
     def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
-               pre: State, post: State, weight: Tensor) -> State:  # pragma: no cover
+               pre: State, post: State, weight: Tensor,
+               ctx: StepContext | None = None) -> State:  # pragma: no cover
         raise NotImplementedError
 
-    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor) -> Tensor:
+    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor,
+              ctx: StepContext | None = None) -> Tensor:
         raise NotImplementedError  # pragma: no cover
 
-    def post_factor(self, post: State) -> Tensor | float:
+    def post_factor(self, post: State, ctx: StepContext | None = None) -> Tensor | float:
         """A voltage-dependent factor on the conductance (NMDA's Mg block); 1 by default."""
         return 1.0
 
@@ -116,11 +132,12 @@ class Exponential(Synapse):
         return {"s": torch.zeros(batch, proj.n_post, device=device, dtype=dtype)}
 
     def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
-               pre: State, post: State, weight: Tensor) -> State:
-        s = state["s"] * self.decay(dt)
-        return {"s": proj.deliver(spikes, weight, out=s)}
+               pre: State, post: State, weight: Tensor, ctx: StepContext | None = None) -> State:
+        s = state["s"] * self.decay(dt, "tau_decay", ctx)
+        return {"s": proj.deliver(spikes, weight, out=s, ctx=ctx)}
 
-    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor) -> Tensor:
+    def value(self, state: State, proj: Projection, pre: State, post: State, weight: Tensor,
+              ctx: StepContext | None = None) -> Tensor:
         return state["s"]
 
 
@@ -174,7 +191,6 @@ class Projection(nn.Module):
         self.register_buffer("edge_mask", targets < self.n_post)
         # Delivery reads padding slots as synapses onto neuron 0 with weight 0.
         self.register_buffer("_targets0", targets.masked_fill(targets == self.n_post, 0), persistent=False)
-        self._events: tuple[Tensor, Tensor, Tensor] | None = None
         self.nnz = int(post_idx.numel())
 
     def _edge_weights(self, weight, conn, post_idx, pre_idx) -> Tensor:
@@ -227,13 +243,14 @@ class Projection(nn.Module):
         return out
 
     def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
-                out: Tensor | None = None) -> Tensor:
+                out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
         """``sum_j w_ij values_j`` for every post neuron i, ``(batch, n_post)``.
 
         With ``event_driven`` only the nonzero (e.g. spiking) presynaptic entries
         cost work; otherwise every synapse is visited (for graded values). With
         ``out`` (a contiguous ``(batch, n_post)`` tensor the caller owns) the sum
-        is added into it in place.
+        is added into it in place. When ``ctx.events`` holds the nonzero indices
+        of ``values`` itself (the network sets them), they are not searched again.
         """
         batch = values.shape[0]
         n_post = self.n_post
@@ -242,7 +259,7 @@ class Projection(nn.Module):
             out = torch.zeros(batch, n_post, dtype=dtype, device=weight.device)
         flat_out = out.view(-1)
         if event_driven:
-            ev = self._events
+            ev = None if ctx is None else ctx.events
             if ev is not None and ev[0] is values:
                 b, j = ev[1], ev[2]
             else:
