@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     tau0 = net.type_tau()
     loss_fn = RNNLoss(rate_mean=1e-3)
     # time constants (ms) move on a larger scale than the strengths: their own learning rate
-    tau_raw = net.parametrizations.tau.original
+    tau_raw = net.time_constants.parametrizations.tau.original
     rest = [p for p in net.parameters() if p is not tau_raw]
     opt = torch.optim.Adam([{"params": rest, "lr": 1e-2}, {"params": [tau_raw], "lr": 1.0}])
     g = torch.Generator().manual_seed(args.seed)

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from bionn.circuits import MOTIFS, list_motifs, motif
-from bionn.rate.spatial import Feedback, SpatialNetwork
+from bionn.rate import CTRNN
+from bionn.rate.spatial import SpatialNetwork, TopDown
 from bionn.viz import plot_activity_maps, plot_cell_type_table, plot_motif
 
 
@@ -51,19 +52,20 @@ def main() -> None:
 
     # 3. Non-spatial: a CTRNN with the type-block mask (needs one nonlinearity).
     t_rate = t.update_type("PV", nonlinearity="relu")
-    net = t_rate.build_ctrnn(n_input=2, n_output=1, n=None, dt=5.0, learn_tau=True)
+    net = CTRNN.from_cell_types(t_rate, n_input=2, n_output=1, n=None, dt=5.0, learn_tau=True)
     out, rates = net(torch.rand(4, 20, 2))
     w = net.weight_rec.detach()
     mask = t_rate.connection_mask()
     assert (w[mask == 0] == 0).all() and (w[:, net.sign < 0] <= 0).all()
     print(f"CTRNN({net.extra_repr()}): rates {tuple(rates.shape)}")
 
-    # 4. Spatial: two areas of the modified circuit, feedback onto VIP (disinhibition).
+    # 4. Spatial: two areas of the modified circuit, top-down input onto VIP (disinhibition).
     snet = SpatialNetwork(t, [(16, 16), (8, 8)], in_channels=1, n_output=2, dt=5.0,
-                          feedback=[Feedback(1, 0, cell_types=("VIP",), delay=1)])
+                          top_down=[TopDown(1, 0, cell_types=("VIP",), delay=1)])
     x = torch.zeros(1, 1, 16, 16)
     x[..., 6:10, 6:10] = 1.0
-    out, rec = snet(x, steps=12)
+    out, rates = snet(x, steps=12)
+    rec = snet.record(rates)
     print(f"spatial network: outputs {tuple(out.shape)}; area0 rates {tuple(rec.rates[0].shape)}")
     for ct in t.names:
         print(f"  area0 {ct:<4} mean rate at the end: {rec.query(0, ct, t=-1).mean().item():.4f}")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from bionn.circuits import motif
-from bionn.rate.spatial import Feedback, SpatialNetwork
+from bionn.rate.spatial import SpatialNetwork, TopDown
 from bionn.tasks.visual import make_visual_dataset
 from bionn.viz import plot_activity_maps, plot_cell_type_table, plot_time_constants, save_figure
 from bionn.viz._common import _new_figure
@@ -122,9 +122,9 @@ def main() -> None:
     net = SpatialNetwork(
         table, [(size, size), (size // 2, size // 2)], in_channels=x_tr.shape[-3],
         n_output=data.n_classes, dt=dt, learn_tau=True, tau_mode="channel",
-        feedback=[Feedback(1, 0, mode=args.feedback, delay=args.delay)],
+        top_down=[TopDown(1, 0, mode=args.feedback, delay=args.delay)],
         readout_size=2, generator=gen)
-    tau0 = net.time_constants()
+    tau0 = net.tau_by_type()
     tau_params = [p for n, p in net.named_parameters() if "tau" in n]
     other = [p for n, p in net.named_parameters() if "tau" not in n]
     opt = torch.optim.Adam([{"params": other}, {"params": tau_params, "lr": args.tau_lr}], lr=args.lr)
@@ -132,10 +132,10 @@ def main() -> None:
     k = args.readout_steps
 
     def loss_and_acc(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, record = net(x, steps=steps)
+        logits, rates = net(x, steps=steps)
         last = logits[:, -k:]
         loss = F.cross_entropy(last.reshape(-1, last.shape[-1]), y.repeat_interleave(last.shape[1]))
-        loss = loss + args.rate_reg * sum(r.pow(2).mean() for r in record.rates)
+        loss = loss + args.rate_reg * sum(r.pow(2).mean() for r in net.record(rates).rates)
         return loss, (last.mean(1).argmax(-1) == y).float()
 
     def evaluate(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -171,10 +171,10 @@ def main() -> None:
 
     test_acc = evaluate(x_te, y_te)
     with torch.no_grad():
-        _, record = net(x_te[:4], steps=steps)
+        record = net.record(net(x_te[:4], steps=steps)[1])
     plot_activity_maps(record, 0, path=out / "activity_area0.png")
     plot_activity_maps(record, 1, path=out / "activity_area1.png")
-    plot_time_constants(net.time_constants(), tau0, dt=net.dt, path=out / "time_constants.png")
+    plot_time_constants(net.tau_by_type(), tau0, dt=net.dt, path=out / "time_constants.png")
     fig = _new_figure((4, 3))
     ax = fig.add_subplot()
     ax.plot(range(1, epochs + 1), history, marker="o")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bionn.circuits import CellType, CellTypeTable, TypeConnection
+from bionn.rate import CTRNN
 from bionn.viz import plot_cell_type_table
 
 
@@ -118,9 +119,9 @@ def test_summary_and_markdown():
     assert "| E | I | E | yes | identity | 3 | 1 |" in md
 
 
-def test_build_ctrnn_keeps_blocks_and_dale():
+def test_from_cell_types_keeps_blocks_and_dale():
     t = ei_table()
-    net = t.build_ctrnn(2, 1, generator=torch.Generator().manual_seed(0), dt=5.0, learn_tau=True)
+    net = CTRNN.from_cell_types(t, 2, 1, generator=torch.Generator().manual_seed(0), dt=5.0, learn_tau=True)
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
     for _ in range(3):
         out, _ = net(torch.randn(4, 6, 2))
@@ -136,18 +137,18 @@ def test_build_ctrnn_keeps_blocks_and_dale():
     assert net.weight_in[6:].abs().sum() == 0 and net.weight_out[:, 6:].abs().sum() == 0
 
 
-def test_build_ctrnn_rejects_what_it_cannot_do():
+def test_from_cell_types_rejects_what_it_cannot_do():
     t = ei_table().update_type("I", nonlinearity="tanh")
     with pytest.raises(ValueError, match="one nonlinearity"):
-        t.build_ctrnn(1, 1)
+        CTRNN.from_cell_types(t, 1, 1)
     t = ei_table().update("E", "I", synapse="sigmoid")
     with pytest.raises(ValueError, match="linear synapses"):
-        t.build_ctrnn(1, 1)
+        CTRNN.from_cell_types(t, 1, 1)
     t = ei_table().add_type(CellType("U", sign=0))
     with pytest.raises(ValueError, match="unsigned"):
-        t.build_ctrnn(1, 1)
+        CTRNN.from_cell_types(t, 1, 1)
     with pytest.raises(ValueError, match="comes from the cell-type table"):
-        ei_table().build_ctrnn(1, 1, tau=3.0)
+        CTRNN.from_cell_types(ei_table(), 1, 1, tau=3.0)
 
 
 def test_plot_table(tmp_path):
@@ -161,5 +162,5 @@ def test_with_io():
     assert t.inputs == ("E", "I") and t.outputs == ("E",)
     with pytest.raises(ValueError, match="inputs must name"):
         ei_table().with_io(inputs=("X",))
-    net = t.build_ctrnn(1, 1)
+    net = CTRNN.from_cell_types(t, 1, 1)
     assert net.weight_in[6:].abs().sum() > 0

@@ -186,7 +186,7 @@ def test_connectome_rnn_matches_dense_reference_and_state():
     out, rates, final = net.run(x)
     w = net.recurrent_weight()
     h = torch.zeros(3, 4)
-    alpha = 10 / net.neuron_tau()
+    alpha = 10 / net.tau
     for t in range(5):
         d = net.neuron_bias() + torch.zeros(3, 4).index_add(1, net.input_index, x[:, t] @ net.weight_in.t())
         h = (1 - alpha) * h + alpha * (torch.tanh(h) @ w.t() + d)
@@ -196,7 +196,7 @@ def test_connectome_rnn_matches_dense_reference_and_state():
     torch.testing.assert_close(out2, out[:, 3:])
     with pytest.raises(ValueError, match="batch, time"):
         net(torch.randn(3, 2))
-    with pytest.raises(ValueError, match="tau must exceed"):
+    with pytest.raises(ValueError, match="tau must be >= dt"):
         ConnectomeRNN(c, 1, 1, dt=10, tau=5.0)
 
 

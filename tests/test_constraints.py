@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bionn.circuits import MultiAreaEI
-from bionn.constraints import Dale, Mask, PlasticityScale, constrain, ei_sign
+from bionn.constraints import Dale, Mask, GradScale, constrain, ei_sign
 from bionn.rate import CTRNN
 
 
@@ -27,7 +27,7 @@ def test_dale_sparsity_and_frozen_synapses_hold_under_training(opt_name):
     mask = (torch.rand(n, n) < 0.3).float()
     plastic = torch.ones(n, n)
     plastic[:10] = 0.0  # synapses onto the first 10 neurons are frozen
-    net = CTRNN(3, n, 2, e_fraction=0.8, rec_mask=mask, plasticity={"recurrent": plastic},
+    net = CTRNN(3, n, 2, e_fraction=0.8, rec_mask=mask, grad_scale={"recurrent": plastic},
                 spectral_radius=1.0, generator=torch.Generator().manual_seed(1))
     frozen_before = net.weight_rec[:10].detach().clone()
     w0 = net.weight_rec.detach().clone()
@@ -51,7 +51,7 @@ def test_scaled_plasticity_scales_sgd_step():
     layer = torch.nn.Linear(4, 3, bias=False)
     scale = torch.full((3, 4), 0.25)
     scale[0] = 1.0
-    constrain(layer, "weight", plasticity=scale)
+    constrain(layer, "weight", grad_scale=scale)
     w0 = layer.weight.detach().clone()
     ref = torch.nn.Linear(4, 3, bias=False)
     ref.weight.data.copy_(w0)
@@ -70,7 +70,7 @@ def test_constraint_validation_messages():
     with pytest.raises(ValueError, match="mask"):
         Mask(torch.tensor([[0.5]]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        PlasticityScale(torch.tensor([2.0]))
+        GradScale(torch.tensor([2.0]))
     layer = torch.nn.Linear(4, 3)
     with pytest.raises(ValueError, match="expected 4"):
         constrain(layer, "weight", sign=torch.ones(3))
@@ -82,7 +82,7 @@ def test_constraint_validation_messages():
 
 def test_masks_and_signs_are_buffers_not_parameters():
     net = CTRNN(2, 10, 1, e_fraction=0.8, rec_mask=(torch.rand(10, 10) < 0.5).float(),
-                plasticity={"recurrent": torch.ones(10, 10)})
+                grad_scale={"recurrent": torch.ones(10, 10)})
     names = [n for n, _ in net.named_parameters()]
     assert not any("mask" in n or "sign" in n or "scale" in n for n in names)
     buffers = [n for n, _ in net.named_buffers()]

@@ -13,7 +13,7 @@ ACTS = ["relu", "tanh", "sigmoid", "softplus", "retanh"]
 def test_run_matches_reference_euler_loop(activation):
     torch.manual_seed(0)
     net = CTRNN(3, 16, 2, dt=10, tau=block_tau([8, 8], [20.0, 100.0]), activation=activation,
-                init_state="learn")
+                learn_initial_state=True)
     with torch.no_grad():
         net.h0.normal_()
         net.bias_rec.normal_()
@@ -102,7 +102,7 @@ def test_learnable_tau_stays_above_dt_and_learns():
     torch.manual_seed(0)
     net = CTRNN(1, 8, 1, dt=10, tau=torch.linspace(20, 200, 8), learn_tau=True)
     torch.testing.assert_close(net.tau, torch.linspace(20, 200, 8), atol=1e-3, rtol=1e-4)
-    opt = torch.optim.Adam([net.parametrizations.tau.original], lr=1.0)
+    opt = torch.optim.Adam([net.time_constants.parametrizations.tau.original], lr=1.0)
     before = net.tau.detach().clone()
     for _ in range(20):
         out, _ = net(torch.randn(4, 10, 1))
@@ -114,8 +114,8 @@ def test_learnable_tau_stays_above_dt_and_learns():
     assert (net.tau - before).abs().max() > 1.0
 
 
-def test_init_state_learn_gets_gradient():
-    net = CTRNN(1, 5, 1, init_state="learn")
+def test_learned_initial_state_gets_gradient():
+    net = CTRNN(1, 5, 1, learn_initial_state=True)
     out, _ = net(torch.randn(2, 3, 1))
     out.sum().backward()
     assert net.h0.grad is not None and net.h0.grad.abs().sum() > 0
@@ -131,7 +131,8 @@ def test_init_state_learn_gets_gradient():
         (dict(activation="gelu"), "activation"),
         (dict(rec_mask=torch.ones(5, 4)), "recurrent mask has shape"),
         (dict(weight_init="bogus"), "weight_init"),
-        (dict(init_state="keep"), "init_state"),
+        (dict(learn_initial_state="keep"), "learn_initial_state"),
+        (dict(tau_groups="area"), "tau_groups"),
         (dict(preact_noise=-1.0), "preact_noise"),
     ],
 )
@@ -159,7 +160,7 @@ def test_float64_and_state_dict_roundtrip():
 @pytest.mark.parametrize("activation", ACTS)
 def test_fused_and_autograd_loops_agree_with_noise_and_learned_tau(activation):
     kw = dict(dt=10, tau=block_tau([6, 6], [30.0, 80.0]), learn_tau=True, activation=activation,
-              e_fraction=0.75, preact_noise=0.1, postact_noise=0.05, init_state="learn")
+              e_fraction=0.75, preact_noise=0.1, postact_noise=0.05, learn_initial_state=True)
     a = CTRNN(2, 12, 2, fused=True, generator=torch.Generator().manual_seed(0), **kw)
     b = CTRNN(2, 12, 2, fused=False, generator=torch.Generator().manual_seed(0), **kw)
     b.load_state_dict(a.state_dict())

@@ -143,7 +143,7 @@ def test_ctrnn_module_gradients_match_plain_loop(act, learn_tau):
     """``CTRNN.run`` (whatever loop it uses) has the gradients of the plain autograd loop."""
     torch.manual_seed(0)
     net = CTRNN(3, 12, 2, dt=20, tau=torch.linspace(40, 200, 12), learn_tau=learn_tau,
-                e_fraction=0.75, activation=act, init_state="learn").double()
+                e_fraction=0.75, activation=act, learn_initial_state=True).double()
     with torch.no_grad():
         net.h0.normal_(0, 0.3)
     x = torch.randn(4, 9, 3, dtype=torch.float64)

@@ -9,7 +9,7 @@ from bionn.learning import (
     FA,
     METHODS,
     convert,
-    ctrnn_feedback,
+    recurrent_feedback,
     feedback_linear,
     matrix_angle,
     mirror,
@@ -22,7 +22,7 @@ TAU = [100.0, 50.0, 40.0, 25.0]  # per-neuron alpha = 0.2, 0.4, 0.5, 0.8
 
 def tiny(activation="tanh", **kw):
     torch.manual_seed(0)
-    net = CTRNN(3, 4, 2, dt=DT, tau=TAU, activation=activation, init_state="learn", **kw)
+    net = CTRNN(3, 4, 2, dt=DT, tau=TAU, activation=activation, learn_initial_state=True, **kw)
     net = net.double()
     with torch.no_grad():
         net.h0.copy_(torch.randn(4, dtype=torch.float64))
@@ -53,11 +53,11 @@ def data(batch=2, steps=3):
 def test_convert_ctrnn_report_and_rules():
     net = CTRNN(3, 8, 2, e_fraction=0.75)
     fa = convert(net, "fa")
-    assert fa is not net and net.feedback is None
+    assert fa is not net and net.credit_assignment is None
     assert fa.report.names == ["input", "recurrent", "readout"]
     assert fa.report.layers[1]["feedback_shape"] == (8, 8)
-    assert set(fa.feedback) == {"input", "recurrent", "readout"}
-    assert all(isinstance(r, FA) for r in fa.feedback.values())
+    assert set(fa.credit_assignment) == {"input", "recurrent", "readout"}
+    assert all(isinstance(r, FA) for r in fa.credit_assignment.values())
     assert fa.weight_rec is not net.weight_rec  # deep copy
     with pytest.raises(ValueError, match="already converted"):
         convert(fa, "fa")
@@ -65,11 +65,11 @@ def test_convert_ctrnn_report_and_rules():
     wrapped = convert(nn.Sequential(nn.Linear(5, 3), nn.Unflatten(1, (1, 3)), CTRNN(3, 6, 2)),
                       "fa")
     assert wrapped.report.names == ["0", "2.input", "2.recurrent", "2.readout"]
-    assert set(ctrnn_feedback(wrapped)) == {"2.input", "2.recurrent", "2.readout"}
+    assert set(recurrent_feedback(wrapped)) == {"2.input", "2.recurrent", "2.readout"}
 
 
 def test_dfa_and_constrain_norm_refused():
-    with pytest.raises(ValueError, match="dfa.*not supported on a CTRNN"):
+    with pytest.raises(ValueError, match="dfa.*not supported on a recurrent model"):
         convert(CTRNN(3, 8, 2), "dfa", output_dim=2)
     with pytest.raises(ValueError, match="constrain_norm"):
         convert(CTRNN(3, 8, 2), "fa", constrain_norm=True)
@@ -111,7 +111,7 @@ def test_fa_with_b_equal_w_is_exact_bptt(activation, kw):
     fa = convert(plain, "fa")
     w = fa.connection_weights()
     with torch.no_grad():
-        for k, rule in fa.feedback.items():
+        for k, rule in fa.credit_assignment.items():
             rule.weight_feedback.copy_(w[k])
     ref, got = leaf_grads(plain, x, target), leaf_grads(fa, x, target)
     for n in ref:
@@ -141,7 +141,7 @@ def test_fa_through_time_matches_hand_derivation(activation, with_input_rule):
     x.requires_grad_(True)
     net = convert(tiny(activation), "fa")
     if not with_input_rule:
-        del net.feedback["input"]
+        del net.credit_assignment["input"]
     net.zero_grad()
     out, _ = net(x)
     mse(out, target).backward()
@@ -153,7 +153,7 @@ def test_fa_through_time_matches_hand_derivation(activation, with_input_rule):
         return 1 - torch.tanh(h) ** 2 if activation == "tanh" else (h > 0).to(h.dtype)
 
     W = {k: v.detach() for k, v in net.connection_weights().items()}
-    B = {k: r.weight_feedback for k, r in net.feedback.items()}
+    B = {k: r.weight_feedback for k, r in net.credit_assignment.items()}
     B_in = B.get("input", W["input"])
     b, c = net.bias_rec.detach(), net.bias_out.detach()
     n_steps = x.shape[1]
@@ -201,7 +201,7 @@ def test_kp_feedback_gets_the_effective_weight_gradient():
     leaf_grads(net, x, target)
     for k, name in (("input", "weight_in"), ("recurrent", "weight_rec"),
                     ("readout", "weight_out")):
-        torch.testing.assert_close(net.feedback[k].weight_feedback.grad,
+        torch.testing.assert_close(net.credit_assignment[k].weight_feedback.grad,
                                    getattr(net, name).grad, rtol=1e-10, atol=1e-12)
 
 
@@ -230,8 +230,8 @@ def _train(method, steps, *, e_fraction=None, seed=0):
     net = convert(net, method, generator=torch.Generator().manual_seed(seed + 1000))
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(seed)
-    w0 = {k: w.clone() for k, (w, _) in ctrnn_feedback(net).items()}
-    angles = [{k: matrix_angle(w, b) for k, (w, b) in ctrnn_feedback(net).items()}]
+    w0 = {k: w.clone() for k, (w, _) in recurrent_feedback(net).items()}
+    angles = [{k: matrix_angle(w, b) for k, (w, b) in recurrent_feedback(net).items()}]
     for _ in range(steps):
         batch = task.sample(32, g)
         out, _ = net(batch.inputs)
@@ -239,7 +239,7 @@ def _train(method, steps, *, e_fraction=None, seed=0):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    fb = ctrnn_feedback(net)
+    fb = recurrent_feedback(net)
     angles.append({k: matrix_angle(w, b) for k, (w, b) in fb.items()})
     update_angles = {k: matrix_angle(w - w0[k], b) for k, (w, b) in fb.items()}
     with torch.no_grad():
@@ -266,12 +266,12 @@ def test_dale_holds_after_fa_training():
     assert w[:, :n_e].abs().sum() > 0 and w[:, n_e:].abs().sum() > 0
 
 
-def test_weight_mirror_aligns_ctrnn_feedback():
+def test_weight_mirror_aligns_recurrent_feedback():
     net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
-    before = {k: matrix_angle(w, b) for k, (w, b) in ctrnn_feedback(net).items()}
+    before = {k: matrix_angle(w, b) for k, (w, b) in recurrent_feedback(net).items()}
     for _ in range(50):
         mirror(net, eta=0.1, growth_control=True)
-    after = {k: matrix_angle(w, b) for k, (w, b) in ctrnn_feedback(net).items()}
+    after = {k: matrix_angle(w, b) for k, (w, b) in recurrent_feedback(net).items()}
     assert all(after[k] < before[k] - 30 for k in before), (before, after)
 
 
@@ -295,11 +295,11 @@ def test_alignment_metrics_cover_ctrnn():
     # the readout's dW = e r^T is exact under FA; the earlier products differ from backprop
     assert angles["readout"] < 1e-4 and angles["recurrent"] > 1 and angles["input"] > 1
     assert fa.weight_rec.grad is None  # measured on a copy
-    rules = fa.feedback
+    rules = fa.credit_assignment
     with exact_gradients(fa):
-        assert fa.feedback is None
+        assert fa.credit_assignment is None
         exact = leaf_grads(fa, x, target)
-    assert fa.feedback is rules
+    assert fa.credit_assignment is rules
     ref = leaf_grads(tiny(), x, target)
     for name in ("weight_in", "weight_rec", "weight_out"):
         torch.testing.assert_close(exact[name], ref[name])
@@ -311,10 +311,10 @@ def test_constrain_feedback_gives_b_the_dale_signs_and_mask(method):
     mask = (torch.rand(12, 12) < 0.5).float()
     net = CTRNN(3, 12, 2, e_fraction=0.75, rec_mask=mask)
     free = convert(net, method, generator=torch.Generator().manual_seed(1))
-    b_free = free.feedback["recurrent"].weight_feedback.detach()
+    b_free = free.credit_assignment["recurrent"].weight_feedback.detach()
     assert (b_free[:, :9] < 0).any() and (b_free * (1 - mask)).abs().sum() > 0
     fb = convert(net, method, constrain_feedback=True, generator=torch.Generator().manual_seed(1))
-    b = fb.feedback["recurrent"].weight_feedback.detach()
+    b = fb.credit_assignment["recurrent"].weight_feedback.detach()
     sign = torch.where(torch.arange(12) < 9, 1.0, -1.0)
     assert ((b != 0) == (mask * (b_free != 0) > 0)).all()  # the mask's pattern
     assert (b[:, :9] >= 0).all() and (b[:, 9:] <= 0).all()  # Dale's signs
@@ -333,11 +333,11 @@ def test_weight_mirror_match_norm_keeps_b_at_w_norm():
     net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
     for _ in range(20):
         mirror(net, eta=0.5, match_norm=True)
-    for key, (w, b) in ctrnn_feedback(net).items():
+    for key, (w, b) in recurrent_feedback(net).items():
         torch.testing.assert_close(b.norm(), w.norm())
         assert matrix_angle(w, b) < 45, key
     grown = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
     for _ in range(20):
         mirror(grown, eta=0.5)
-    w, b = ctrnn_feedback(grown)["recurrent"]
+    w, b = recurrent_feedback(grown)["recurrent"]
     assert b.norm() > 5 * w.norm()  # without it the mirror update only grows B

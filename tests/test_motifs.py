@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bionn.circuits import MOTIFS, list_motifs, motif
+from bionn.rate import CTRNN
 from bionn.rate.spatial import SpatialArea
 from bionn.viz import plot_motif
 
@@ -51,13 +52,13 @@ def test_motif_is_fresh_and_modifiable():
 @pytest.mark.parametrize("name", list_motifs())
 def test_builds_spatial_and_nonspatial(name):
     t = motif(name, channels=4)
-    net = t.build_ctrnn(1, 2, dt=5.0)
+    net = CTRNN.from_cell_types(t, 1, 2, dt=5.0)
     out, rates = net(torch.rand(2, 4, 1))
     assert out.shape == (2, 4, 2) and torch.isfinite(rates).all()
     w = net.weight_rec.detach()
     mask = t.connection_mask()
     assert (w[mask == 0] == 0).all()
-    area = t.build_area((6, 6), in_channels=1, dt=5.0)
+    area = SpatialArea(t, (6, 6), in_channels=1, dt=5.0)
     assert isinstance(area, SpatialArea)
     r, h = area(torch.rand(2, 1, 6, 6), steps=3)
     assert r.shape == (2, 3, t.n_neurons(), 6, 6) and torch.isfinite(r).all()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bionn.circuits import CellType, CellTypeTable, TypeConnection, motif
-from bionn.rate.spatial import Feedback, SpatialArea, SpatialNetwork
+from bionn.rate.spatial import SpatialArea, SpatialNetwork, TopDown
 
 
 def gen(seed=0):
@@ -16,16 +16,18 @@ def gen(seed=0):
 
 
 def two_area(**kw):
-    kw.setdefault("feedback", [Feedback(1, 0)])
+    kw.setdefault("top_down", [TopDown(1, 0)])
     return SpatialNetwork(motif("E-I", channels=4), [(8, 8), (4, 4)], 1, 3, generator=gen(), **kw)
 
 
 def test_shapes_static_and_sequence():
     net = two_area()
-    out, rec = net(torch.rand(2, 1, 8, 8), steps=4)
-    assert out.shape == (2, 4, 3)
+    out, rates = net(torch.rand(2, 1, 8, 8), steps=4)
+    rec = net.record(rates)
+    assert out.shape == (2, 4, 3) and rates.shape == (2, 4, 5 * 64 + 5 * 16)
     assert rec.rates[0].shape == (2, 4, 5, 8, 8) and rec.rates[1].shape == (2, 4, 5, 4, 4)
-    out, rec = net(torch.rand(2, 6, 1, 8, 8))
+    out, rates = net(torch.rand(2, 6, 1, 8, 8))
+    rec = net.record(rates)
     assert out.shape == (2, 6, 3) and rec.steps == 6
     # A differently sized image is resized to the first sheet.
     out, _ = net(torch.rand(2, 1, 5, 5), steps=2)
@@ -42,15 +44,15 @@ def test_input_errors():
         net(torch.rand(2, 8, 8), steps=2)
 
 
-def test_feedback_validation():
+def test_top_down_validation():
     with pytest.raises(ValueError, match="later area to an earlier"):
-        Feedback(0, 1)
+        TopDown(0, 1)
     with pytest.raises(ValueError, match="mode must be one of"):
-        Feedback(1, 0, mode="subtractive")
+        TopDown(1, 0, mode="subtractive")
     with pytest.raises(ValueError, match="has types"):
-        two_area(feedback=[Feedback(1, 0, cell_types=("VIP",))])
+        two_area(top_down=[TopDown(1, 0, cell_types=("VIP",))])
     with pytest.raises(ValueError, match="does not exist"):
-        two_area(feedback=[Feedback(2, 0)])
+        two_area(top_down=[TopDown(2, 0)])
 
 
 def _all_signed_weights(net):
@@ -62,13 +64,13 @@ def _all_signed_weights(net):
             out.append((holder.weight, area.table[pre].sign))
     for area in net.areas[1:]:
         out.append((area.input_synapse.weight, 1))  # E outputs of the previous area
-    for p in net.feedback:
+    for p in net.top_down:
         out.append((p.weight, 1))
     return out
 
 
 def test_dale_holds_after_optimizer_steps():
-    net = two_area(feedback=[Feedback(1, 0), Feedback(1, 0, mode="multiplicative", cell_types=("I",))])
+    net = two_area(top_down=[TopDown(1, 0), TopDown(1, 0, mode="multiplicative", cell_types=("I",))])
     opt = torch.optim.SGD(net.parameters(), lr=5.0)  # large steps push raw weights across zero
     for _ in range(3):
         out, _ = net(torch.rand(4, 1, 8, 8), steps=3)
@@ -83,20 +85,20 @@ def test_dale_holds_after_optimizer_steps():
     # Rows of non-input types stay unconnected from the input and from feedback.
     a0 = net.areas[0]
     assert a0.input_synapse.weight[a0.channels["I"]].abs().sum() == 0
-    assert net.feedback[1].weight[a0.channels["E"]].abs().sum() == 0
+    assert net.top_down[1].weight[a0.channels["E"]].abs().sum() == 0
 
 
 def test_masks_and_signs_are_buffers():
     net = two_area()
     names = {n for n, _ in net.named_parameters()}
-    assert not any("rect" in n or "free" in n or "type_index" in n for n in names)
+    assert not any("sign" in n or "mask" in n or "type_index" in n for n in names)
 
 
 @pytest.mark.parametrize("mode", ["type", "channel", "position", "neuron"])
 def test_tau_modes_and_learned_tau_stay_above_dt(mode):
     table = motif("E-I", channels=4)
     area = SpatialArea(table, (5, 5), 1, dt=5.0, tau_mode=mode, learn_tau=True, generator=gen())
-    raw = area.parametrizations.tau.original
+    raw = area.time_constants.parametrizations.tau.original
     opt = torch.optim.SGD([raw], lr=1e4)
     for _ in range(3):
         rates, _ = area(torch.rand(3, 1, 5, 5), steps=3)
@@ -104,10 +106,10 @@ def test_tau_modes_and_learned_tau_stay_above_dt(mode):
         opt.step()
         opt.zero_grad()
     assert (raw < -5).any()  # the raw value went far below the bound ...
-    full = area.tau_full()
+    full = area.tau
     assert full.shape in ((5, 1, 1), (5, 5, 5))
     assert (full >= 5.0).all() and torch.isfinite(full).all()  # ... tau did not: alpha <= 1
-    taus = area.time_constants()
+    taus = area.tau_by_type()
     assert set(taus) == {"E", "I"} and taus["E"].numel() == 4 * 25
 
 
@@ -116,15 +118,15 @@ def test_fixed_tau_below_dt_rejected():
         SpatialArea(motif("E-I"), (4, 4), 1, dt=15.0)
 
 
-def test_feedback_arrives_after_delay_onto_chosen_type():
+def test_top_down_arrives_after_delay_onto_chosen_type():
     k = 2
-    net = two_area(feedback=[Feedback(1, 0, cell_types=("I",), delay=k, strength=2.0)])
+    net = two_area(top_down=[TopDown(1, 0, cell_types=("I",), delay=k, strength=2.0)])
     silent = copy.deepcopy(net)
     with torch.no_grad():
-        silent.feedback[0].synapse.parametrizations.weight.original.zero_()
+        silent.top_down[0].synapse.parametrizations.weight.original.zero_()
     x = torch.rand(2, 1, 8, 8)
-    _, rec = net(x, steps=6)
-    _, rec0 = silent(x, steps=6)
+    rec = net.record(net(x, steps=6)[1])
+    rec0 = silent.record(silent(x, steps=6)[1])
     diff_i = (rec.query(0, "I") - rec0.query(0, "I")).abs().flatten(2).amax(-1).amax(0)
     diff_e = (rec.query(0, "E") - rec0.query(0, "E")).abs().flatten(2).amax(-1).amax(0)
     first = 1 + k  # output of step t-1-k arrives at step t
@@ -134,8 +136,8 @@ def test_feedback_arrives_after_delay_onto_chosen_type():
 
 
 def test_feedforward_delay():
-    net = two_area(feedback=[], ff_delay=2)
-    _, rec = net(torch.rand(2, 1, 8, 8), steps=5)
+    net = two_area(top_down=[], ff_delay=2)
+    rec = net.record(net(torch.rand(2, 1, 8, 8), steps=5)[1])
     a1 = rec.query(1).abs().flatten(2).amax(-1).amax(0)
     assert (a1[:2] == 0).all() and a1[2] > 0
 
@@ -147,7 +149,7 @@ def test_additive_and_multiplicative_step_definitions():
     h = torch.randn(2, 3, 4, 4)
     ff = torch.randn(2, 3, 4, 4)
     f = torch.rand(2, 3, 4, 4)
-    alpha = area.dt / area.tau_full()
+    alpha = area.dt / area.tau
     syn = area.synaptic_input(area.rates(h)) + ff
     b = area.bias[:, None, None]
     add = area.step(h, ff, fb_add=f)
@@ -166,8 +168,8 @@ def test_multiplicative_and_additive_networks_differ():
     x = torch.rand(2, 1, 8, 8)
     outs = {}
     for mode in ("additive", "multiplicative"):
-        net = two_area(feedback=[Feedback(1, 0, mode=mode, strength=2.0)])
-        outs[mode] = net(x, steps=5)[1].query(0, "E")
+        net = two_area(top_down=[TopDown(1, 0, mode=mode, strength=2.0)])
+        outs[mode] = net.record(net(x, steps=5)[1]).query(0, "E")
     assert not torch.allclose(outs["additive"], outs["multiplicative"])
 
 
@@ -198,7 +200,7 @@ def test_per_type_nonlinearity():
 def test_query_returns_the_right_slices():
     net = SpatialNetwork(motif("E-PV-SST-VIP", channels=4), [(6, 6), (3, 3)], 1, 2,
                          area_names=["V1", "V2"], generator=gen())
-    _, rec = net(torch.rand(3, 1, 6, 6), steps=4)
+    rec = net.record(net(torch.rand(3, 1, 6, 6), steps=4)[1])
     full = rec.rates[0]
     sl = net.areas[0].channels["SST"]
     torch.testing.assert_close(rec.query("V1", "SST", t=2, position=(1, 4)), full[:, 2, sl, 1, 4])
@@ -212,7 +214,7 @@ def test_query_returns_the_right_slices():
 
 
 def test_explicit_state_continues_a_run():
-    net = two_area(feedback=[Feedback(1, 0, delay=1)])
+    net = two_area(top_down=[TopDown(1, 0, delay=1)])
     x = torch.rand(2, 1, 8, 8)
     out_full, _, _ = net.run(x, steps=6)
     out_a, _, state = net.run(x, steps=3)
@@ -225,7 +227,7 @@ def test_tiny_training_run_reduces_loss():
     g = gen(1)
     x = torch.rand(32, 1, 8, 8, generator=g)
     y = (x[:, 0, :, :4].mean((1, 2)) > x[:, 0, :, 4:].mean((1, 2))).long()  # brighter left half
-    net = two_area(feedback=[Feedback(1, 0, delay=1)], learn_tau=True)
+    net = two_area(top_down=[TopDown(1, 0, delay=1)], learn_tau=True)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
@@ -249,7 +251,7 @@ def test_figures(tmp_path):
     from bionn.viz import plot_activity_maps, plot_time_constants
 
     net = two_area(learn_tau=True)
-    _, rec = net(torch.rand(2, 1, 8, 8), steps=4)
+    rec = net.record(net(torch.rand(2, 1, 8, 8), steps=4)[1])
     plot_activity_maps(rec, "area1", times=[0, -1], path=tmp_path / "a.png")
-    plot_time_constants(net.time_constants(), net.time_constants(), dt=net.dt, path=tmp_path / "t.png")
+    plot_time_constants(net.tau_by_type(), net.tau_by_type(), dt=net.dt, path=tmp_path / "t.png")
     assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "t.png").stat().st_size > 1000

@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 __all__ = [
     "Dale",
     "Mask",
-    "PlasticityScale",
+    "GradScale",
     "LowerBound",
     "constrain",
     "ei_sign",
@@ -44,38 +44,83 @@ __all__ = [
 
 
 class Dale(nn.Module):
-    """Dale's law: ``W = |W_raw| * sign[None, :]``.
+    """Dale's law: ``W = magnitude(W_raw) * sign``, one sign per presynaptic unit.
 
-    Each presynaptic neuron (column) is excitatory (+1) or inhibitory (-1), so
-    every outgoing weight of an E neuron is >= 0 and of an I neuron <= 0. The
-    magnitude ``|W_raw|`` keeps a gradient on both sides of zero, unlike the
-    rectification ``[W_raw]_+`` whose negative entries never recover.
+    Each presynaptic unit is excitatory (+1), inhibitory (-1) or unsigned (0:
+    its weights are free, ``W = W_raw``), so every outgoing weight of an E unit
+    is >= 0 and of an I unit <= 0. ``magnitude`` is ``abs`` (keeps a gradient
+    on both sides of zero, unlike the rectification ``[W_raw]_+`` whose negative
+    entries never recover) or ``softplus`` (strictly positive, smooth).
+
+    The one sign mechanism for every weight: ``dim`` is the weight's presynaptic
+    axis and ``sign`` broadcasts along it, so the same class constrains a dense
+    ``(post, pre)`` matrix (``dim=-1``), a convolution kernel
+    ``(out, in, kh, kw)`` (``dim=1``) and the values of a sparse matrix
+    (``dim=0`` with one sign per synapse, ``sign[pre_of_synapse]``).
 
     Args:
-        sign: ``(pre,)`` tensor of +1 (E) and -1 (I).
+        sign: ``(pre,)`` tensor of +1 (E), -1 (I) and, with ``allow_unsigned``, 0.
+        magnitude: ``"abs"`` or ``"softplus"``.
+        dim: the presynaptic axis of the weight.
+        allow_unsigned: accept 0 entries (free weights).
+
+    Example:
+        >>> import torch
+        >>> d = Dale(torch.tensor([1.0, -1.0, 0.0]), dim=1, allow_unsigned=True)
+        >>> w = d(torch.full((2, 3, 1, 1), -0.5))
+        >>> w[0, :, 0, 0].tolist()
+        [0.5, -0.5, -0.5]
     """
 
-    def __init__(self, sign: Tensor) -> None:
+    MAGNITUDES = ("abs", "softplus")
+
+    def __init__(self, sign: Tensor, magnitude: str = "abs", dim: int = -1,
+                 allow_unsigned: bool = False) -> None:
         super().__init__()
         sign = torch.as_tensor(sign, dtype=torch.get_default_dtype()).flatten()
-        bad = ~((sign == 1) | (sign == -1))
-        if bad.any():
+        ok = (sign == 1) | (sign == -1) | ((sign == 0) if allow_unsigned else False)
+        if not bool(torch.as_tensor(ok).all()):
+            bad = ~torch.as_tensor(ok)
+            allowed = "+1, -1 and 0 (unsigned)" if allow_unsigned else "+1 (excitatory) and -1 (inhibitory)"
             raise ValueError(
-                f"sign must contain only +1 (excitatory) and -1 (inhibitory); "
+                f"sign must contain only {allowed}; "
                 f"got {sign[bad][:5].tolist()} at positions {bad.nonzero().flatten()[:5].tolist()}"
             )
+        if magnitude not in self.MAGNITUDES:
+            raise ValueError(f"magnitude must be one of {self.MAGNITUDES}; got {magnitude!r}")
+        self.magnitude, self.dim = magnitude, int(dim)
         self.register_buffer("sign", sign)
+        self.has_unsigned = bool((sign == 0).any())
+
+    def _view(self, t: Tensor, like: Tensor) -> Tensor:
+        dim = self.dim % like.dim()
+        if like.shape[dim] != t.shape[0]:
+            raise ValueError(
+                f"sign has {t.shape[0]} entries but the weight has {like.shape[dim]} "
+                f"presynaptic units along dim {self.dim} (weights are (post, pre))"
+            )
+        shape = [1] * like.dim()
+        shape[dim] = t.shape[0]
+        return t.view(shape)
+
+    def _mag(self, raw: Tensor) -> Tensor:
+        return raw.abs() if self.magnitude == "abs" else F.softplus(raw)
 
     def forward(self, raw: Tensor) -> Tensor:
-        if raw.shape[-1] != self.sign.shape[0]:
-            raise ValueError(
-                f"sign has {self.sign.shape[0]} entries but the weight has {raw.shape[-1]} "
-                "presynaptic columns (weights are (post, pre))"
-            )
-        return raw.abs() * self.sign
+        sign = self._view(self.sign, raw)
+        w = self._mag(raw) * sign
+        if self.has_unsigned:
+            w = torch.where(sign == 0, raw, w)
+        return w
 
     def right_inverse(self, weight: Tensor) -> Tensor:
-        return weight.abs()
+        mag = weight.abs() if self.magnitude == "abs" else _softplus_inverse(weight.abs().clamp_min(1e-6))
+        if self.has_unsigned:
+            mag = torch.where(self._view(self.sign, weight) == 0, weight, mag)
+        return mag
+
+    def extra_repr(self) -> str:
+        return f"magnitude={self.magnitude!r}, dim={self.dim}"
 
 
 class Mask(nn.Module):
@@ -83,7 +128,9 @@ class Mask(nn.Module):
     and receive no gradient, so no synapse can appear during learning.
 
     Args:
-        mask: ``(post, pre)`` tensor of 0 (no synapse) and 1 (synapse).
+        mask: ``(post, pre)`` tensor of 0 (no synapse) and 1 (synapse), or any
+            shape that broadcasts against the weight (e.g. ``(out, 1, 1, 1)`` rows
+            of a convolution kernel).
     """
 
     def __init__(self, mask: Tensor) -> None:
@@ -112,8 +159,8 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * scale, None
 
 
-class PlasticityScale(nn.Module):
-    """Per-synapse plasticity: the forward value is unchanged, the gradient that
+class GradScale(nn.Module):
+    """Per-synapse gradient scale: the forward value is unchanged, the gradient that
     reaches the raw weight is multiplied by ``scale`` (0 = frozen synapse,
     1 = normal learning, in between = slower learning).
 
@@ -133,7 +180,7 @@ class PlasticityScale(nn.Module):
         scale = torch.as_tensor(scale, dtype=torch.get_default_dtype())
         if scale.numel() and (scale.min() < 0 or scale.max() > 1 or not torch.isfinite(scale).all()):
             raise ValueError(
-                f"plasticity scale must lie in [0, 1]; got values in "
+                f"grad_scale must lie in [0, 1]; got values in "
                 f"[{scale.min().item():g}, {scale.max().item():g}]"
             )
         self.register_buffer("scale", scale)
@@ -176,20 +223,20 @@ def constrain(
     *,
     sign: Tensor | None = None,
     mask: Tensor | None = None,
-    plasticity: Tensor | None = None,
+    grad_scale: Tensor | None = None,
 ) -> nn.Module:
     """Register the constraints of one weight of ``module`` as parametrizations.
 
-    The order is plasticity (on the raw weight), then Dale's law, then the mask,
+    The order is the gradient scale (on the raw weight), then Dale's law, then the mask,
     so the effective weight is ``mask * |raw| * sign`` and the raw weight's
-    gradient is scaled by ``plasticity``.
+    gradient is scaled by ``grad_scale``.
 
     Args:
         module: the module holding the weight.
         name: the attribute name of the weight, shaped ``(post, pre)``.
         sign: ``(pre,)`` +1/-1 per presynaptic neuron (Dale's law), or None.
         mask: ``(post, pre)`` 0/1 connectivity, or None.
-        plasticity: ``(post, pre)`` scale in [0, 1], or None.
+        grad_scale: ``(post, pre)`` scale in [0, 1] of each synapse's gradient, or None.
 
     Returns:
         ``module``, for chaining.
@@ -203,14 +250,14 @@ def constrain(
                 f"sign for {name} has {sign.shape[0]} entries; expected {shape[-1]} "
                 f"(one per presynaptic neuron of a {shape} (post, pre) weight)"
             )
-    for label, t in (("mask", mask), ("plasticity", plasticity)):
+    for label, t in (("mask", mask), ("grad_scale", grad_scale)):
         if t is not None and tuple(torch.as_tensor(t).shape) != shape:
             raise ValueError(
                 f"{label} for {name} has shape {tuple(torch.as_tensor(t).shape)}; "
                 f"expected {shape} (post, pre)"
             )
-    if plasticity is not None:
-        parametrize.register_parametrization(module, name, PlasticityScale(plasticity))
+    if grad_scale is not None:
+        parametrize.register_parametrization(module, name, GradScale(grad_scale))
     if sign is not None:
         parametrize.register_parametrization(module, name, Dale(sign))
     if mask is not None:

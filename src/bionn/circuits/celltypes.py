@@ -2,7 +2,7 @@
 
 One :class:`CellTypeTable` serves every model: a spatially embedded area
 (:class:`bionn.rate.spatial.SpatialArea`, channels per type), a non-spatial
-rate network (:meth:`CellTypeTable.build_ctrnn`, neurons per type, blockwise
+rate network (:meth:`bionn.rate.CTRNN.from_cell_types`, neurons per type, blockwise
 masks and signs) and anything that takes a :class:`~bionn.circuits.Circuit`.
 
 A type has a name, a size (``count``: neurons, or channels per position in a
@@ -37,16 +37,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from bionn.circuits.connectivity import Circuit, Connectivity
 from bionn.functional.rate import ACTIVATIONS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bionn.rate.ctrnn import CTRNN
 
 __all__ = [
     "CellType",
@@ -451,58 +448,6 @@ class CellTypeTable:
                 f"unsigned: {unsigned}"
             )
         return self.sign(n)
-
-    def build_ctrnn(
-        self,
-        n_input: int,
-        n_output: int,
-        n: int | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> CTRNN:
-        """A :class:`bionn.CTRNN` with this table's block mask, signs, per-neuron
-        time constants and initial strengths; input onto :attr:`inputs`, readout
-        from :attr:`outputs`.
-
-        The CTRNN has one neuron nonlinearity and linear synapses, so every type
-        must share one ``nonlinearity`` and every connection use ``synapse="identity"``
-        (use a spatial area for per-type nonlinearities). ``kwargs`` go to
-        :class:`~bionn.CTRNN` (``dt``, ``learn_tau``, ``preact_noise``, ...).
-
-        Example:
-            >>> from bionn.circuits.motifs import motif
-            >>> net = motif("E-I", channels=16).build_ctrnn(2, 1, dt=5.0)   # 16 E + 4 I
-            >>> out, rates = net(torch.zeros(3, 7, 2))
-            >>> rates.shape, bool((net.weight_rec[:, net.sign < 0] <= 0).all())
-            (torch.Size([3, 7, 20]), True)
-        """
-        from bionn.rate.ctrnn import CTRNN
-
-        acts = {t.nonlinearity for t in self.types}
-        if len(acts) > 1:
-            raise ValueError(f"build_ctrnn needs one nonlinearity for all types; the table has {sorted(acts)}")
-        syn = [c.key for c in self.active_connections if c.synapse != "identity"]
-        if syn:
-            raise ValueError(f"build_ctrnn supports linear synapses only; connections {syn} have a synapse "
-                             "nonlinearity (use bionn.rate.spatial.SpatialArea)")
-        for k in ("circuit", "sign", "e_fraction", "rec_mask", "tau", "activation"):
-            if k in kwargs:
-                raise ValueError(f"{k!r} comes from the cell-type table; do not pass it to build_ctrnn")
-        n_total = self.n_neurons(n)
-        circuit = self.to_circuit(n, n_input, n_output)
-        net = CTRNN(n_input, n_total, n_output, circuit=circuit, tau=self.tau(n),
-                    activation=acts.pop(), generator=generator, **kwargs)
-        w = self.initial_weight(n, generator)
-        with torch.no_grad():
-            net.weight_rec = w
-        return net
-
-    def build_area(self, size: tuple[int, int], in_channels: int, **kwargs: Any) -> Any:
-        """A :class:`bionn.rate.spatial.SpatialArea` of this table on an ``(H, W)`` sheet."""
-        from bionn.rate.spatial import SpatialArea
-
-        return SpatialArea(self, size, in_channels, **kwargs)
 
     # ------------------------------------------------------------ display
     def type_rows(self) -> list[dict[str, Any]]:

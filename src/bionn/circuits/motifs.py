@@ -2,9 +2,8 @@
 
 Each motif is a :class:`~bionn.circuits.celltypes.CellTypeTable` (cell types and
 the allowed type-to-type connections with initial strengths). It builds a
-non-spatial rate network (:meth:`~bionn.circuits.celltypes.CellTypeTable.build_ctrnn`)
-or a spatially embedded area
-(:meth:`~bionn.circuits.celltypes.CellTypeTable.build_area`); the weights are
+non-spatial rate network (:meth:`bionn.rate.CTRNN.from_cell_types`)
+or a spatially embedded area (:class:`bionn.rate.SpatialArea` takes the table); the weights are
 learned, the pattern (which pairs connect, and their signs) is kept by
 construction. List them with :func:`list_motifs`, get a fresh table with
 :func:`motif`, inspect it (``print(t)``, ``t.to_markdown()``,

@@ -51,6 +51,35 @@ class RateState(NamedTuple):
     r: Tensor
 
 
+def leaky_update(
+    h: Tensor,
+    syn: Tensor,
+    alpha: Tensor | float,
+    activation: Callable[[Tensor], Tensor],
+    pre_noise: Tensor | None = None,
+    post_noise: Tensor | None = None,
+) -> RateState:
+    """The leaky rate update every rate model uses (one implementation).
+
+    ``h' = (1 - alpha) h + alpha syn + pre_noise``, ``r' = f(h') + post_noise``,
+    with ``syn`` the total synaptic input (recurrent, feedforward and bias) and
+    ``alpha = dt / tau`` broadcast against ``h``.
+
+    Example:
+        >>> import torch
+        >>> s = leaky_update(torch.zeros(1, 2), torch.ones(1, 2), 0.25, torch.relu)
+        >>> s.h.tolist(), s.r.tolist()
+        ([[0.25, 0.25]], [[0.25, 0.25]])
+    """
+    h = torch.lerp(h, syn, alpha) if isinstance(alpha, Tensor) else (1.0 - alpha) * h + alpha * syn
+    if pre_noise is not None:
+        h = h + pre_noise
+    r = activation(h)
+    if post_noise is not None:
+        r = r + post_noise
+    return RateState(h, r)
+
+
 def ctrnn_step(
     state: RateState,
     drive: Tensor,
@@ -82,10 +111,5 @@ def ctrnn_step(
         >>> r[0, 0].item()
         0.10000000149011612
     """
-    h = (1.0 - alpha) * state.h + alpha * (state.r @ w_rec.T + drive)
-    if pre_noise is not None:
-        h = h + pre_noise
-    r = activation(h)
-    if post_noise is not None:
-        r = r + post_noise
-    return r, RateState(h, r)
+    new = leaky_update(state.h, state.r @ w_rec.T + drive, alpha, activation, pre_noise, post_noise)
+    return new.r, new

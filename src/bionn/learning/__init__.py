@@ -26,7 +26,7 @@ from bionn.learning.convert import (
     FixedNorm,
     _rnn_rules,
     convert,
-    ctrnn_feedback,
+    recurrent_feedback,
 )
 from bionn.learning.feedback import (
     BP,
@@ -64,7 +64,7 @@ __all__ = [
     "KolenPollack",
     "WeightMirror",
     "convert",
-    "ctrnn_feedback",
+    "recurrent_feedback",
     "exact_gradients",
     "feedback_layers",
     "feedback_linear",

@@ -40,8 +40,9 @@ from bionn.learning.feedback import (
     FeedbackLinear,
     FeedbackRule,
 )
+from bionn.recurrent import recurrent_models
 
-__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert", "ctrnn_feedback"]
+__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert", "recurrent_feedback"]
 
 METHODS = tuple(RULES)
 
@@ -92,32 +93,27 @@ def _init_forward(layer: nn.Module, init: str) -> None:
     # kaiming / same / fixed_norm: PyTorch's default reset_parameters (already done)
 
 
-def _ctrnns(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from bionn.rate.ctrnn import CTRNN  # lazy: bionn.rate imports bionn.learning.feedback
-
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CTRNN)]
-
-
-def converted_ctrnns(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, CTRNN)`` for the CTRNNs of ``model`` that carry feedback rules."""
-    return [(n, m) for n, m in _ctrnns(model) if getattr(m, "feedback", None) is not None]
+def converted_recurrent(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, model)`` for the recurrent models of ``model`` (:class:`~bionn.recurrent.RecurrentModel`)
+    that carry feedback rules."""
+    return [(n, m) for n, m in recurrent_models(model) if m.credit_assignment is not None]
 
 
 def _rnn_rules(model: nn.Module):
-    """``(qualified name, rule, effective weight)`` for every converted CTRNN product."""
-    for name, rnn in converted_ctrnns(model):
+    """``(qualified name, rule, effective weight)`` for every converted recurrent connection."""
+    for name, rnn in converted_recurrent(model):
         weights = rnn.connection_weights()
-        for key, rule in rnn.feedback.items():
+        for key, rule in rnn.credit_assignment.items():
             yield (f"{name}.{key}" if name else key), rule, weights[key]
 
 
-def ctrnn_feedback(model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{name: (W, B)}`` (detached, ``(post, pre)``) for the converted CTRNNs of ``model``.
+def recurrent_feedback(model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{name: (W, B)}`` (detached) for the converted recurrent models of ``model``.
 
-    ``W`` is the effective (constrained) weight; ``B`` is ``W`` for ``bp``.
-    Names are ``"<module>.recurrent"`` etc. (just ``"recurrent"`` for a bare
-    CTRNN). Use :func:`~bionn.learning.matrix_angle` on the pairs for the
-    ``W``-``B`` alignment.
+    ``W`` is the effective (constrained) weight of a connection; ``B`` is ``W``
+    for ``bp``. Names are ``"<module>.<connection>"`` (just the connection name,
+    e.g. ``"recurrent"``, for a bare model). Use
+    :func:`~bionn.learning.matrix_angle` on the pairs for the ``W``-``B`` alignment.
     """
     out = {}
     for name, rule, w in _rnn_rules(model):
@@ -148,16 +144,17 @@ def _constrained_feedback(module: nn.Module, name: str, b: Tensor, w: Tensor) ->
     return b
 
 
-def _convert_ctrnn(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
-                   generator: torch.Generator | None, report: ConversionReport,
-                   constrain_feedback: bool) -> None:
+def _convert_recurrent(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
+                       generator: torch.Generator | None, report: ConversionReport,
+                       constrain_feedback: bool) -> None:
     rules = nn.ModuleDict()
     for key, w in rnn.connection_weights().items():
         rule: FeedbackRule = rule_cls(w.detach(), init, scale, generator)
         if constrain_feedback and hasattr(rule, "weight_feedback"):
+            holder, attr = rnn.connection_holder(key)
             with torch.no_grad():
                 rule.weight_feedback.copy_(_constrained_feedback(
-                    rnn, rnn.WEIGHT_NAMES[key], rule.weight_feedback, w.detach()))
+                    holder, attr, rule.weight_feedback, w.detach()))
         rule.train(rnn.training)
         rules[key] = rule
         report.layers.append({
@@ -165,7 +162,7 @@ def _convert_ctrnn(name: str, rnn: nn.Module, rule_cls, init: str, scale: float,
             "weight_shape": tuple(w.shape),
             "feedback_shape": tuple(rule.feedback_shape(w)),
         })
-    rnn.feedback = rules
+    rnn.credit_assignment = rules
 
 
 def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
@@ -192,23 +189,26 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         output_dim: size of the model output; required for ``dfa``.
         inplace: modify ``model`` itself; else a deep copy is converted.
         generator: RNG for the initial draws of ``B`` (CPU generator).
-        constrain_feedback: CTRNNs only: ``B`` (``fa``, ``wm``, ``kp``) is drawn with
+        constrain_feedback: recurrent models only: ``B`` (``fa``, ``wm``, ``kp``) is drawn with
             the forward weight's Dale signs and connectivity mask,
             ``B = mask * |B0| * sign[pre]``, so that ``W`` can align with it; like
             ``W`` at initialisation, its inhibitory columns are scaled to balance
             excitation, and the recurrent ``B`` has ``W_rec``'s spectral radius.
 
-    CTRNNs (:class:`bionn.CTRNN`, bare or inside ``model``) get one rule per
-    weight (``input``, ``recurrent``, ``readout``) in ``rnn.feedback``: feedback
+    Recurrent models of the core (any :class:`~bionn.recurrent.RecurrentModel`:
+    :class:`~bionn.rate.CTRNN`, :class:`~bionn.rate.ConnectomeRNN`,
+    :class:`~bionn.rate.SpatialNetwork`, bare or inside ``model``) get one rule per
+    connection (``input``, ``recurrent``, ``readout``, ...) in ``rnn.credit_assignment``: feedback
     alignment through time, the recurrent error carried back by ``B_rec``
     instead of ``W_rec^T`` and the readout error by ``B_out`` (see
-    :class:`~bionn.CTRNN`). Their weights and constraints (Dale, masks) are
+    :class:`~bionn.rate.CTRNN`; the same for sparse and convolutional operators).
+    Their weights and constraints (Dale, masks) are
     kept whatever ``copy_weights``; each rule is built from the *effective*
     constrained weight. ``B`` itself is unconstrained: for ``fa``/``kp``/``wm``
     a random draw with mixed signs (also under Dale's law: only the forward
     weights obey it, unless ``constrain_feedback``), while ``usf``/``frsf``/``brsf`` follow ``sign(W)`` and so
     inherit Dale's column signs. ``dfa`` and ``constrain_norm`` are refused on
-    CTRNNs.
+    recurrent models.
 
     Returns:
         The converted model, with ``.report`` (:class:`ConversionReport`). Build
@@ -224,21 +224,27 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         raise ValueError("output_dim (size of the model output) is required for method='dfa'")
     if any(isinstance(m, FEEDBACK_LAYERS) for m in model.modules()):
         raise ValueError("model is already converted (it contains feedback layers)")
-    rnns = _ctrnns(model)
-    if any(getattr(m, "feedback", None) is not None for _, m in rnns):
-        raise ValueError("model is already converted (a CTRNN has feedback rules)")
+    rnns = recurrent_models(model)
+    if any(m.credit_assignment is not None for _, m in rnns):
+        raise ValueError("model is already converted (a recurrent model has feedback rules)")
     if not rnns and not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
         raise ValueError("model has no nn.Linear or nn.Conv2d layer to convert")
     if rnns and method == "dfa":
         raise ValueError(
-            "method='dfa' is not supported on a CTRNN: a direct projection of the output error "
-            "has no meaning through time here; use fa, usf, frsf, brsf, wm or kp"
+            "method='dfa' is not supported on a recurrent model: a direct projection of the output "
+            "error has no meaning through time here; use fa, usf, frsf, brsf, wm or kp"
         )
     if rnns and constrain_norm:
-        raise ValueError("constrain_norm is not supported on a CTRNN")
+        raise ValueError("constrain_norm is not supported on a recurrent model")
     if not inplace:
         model = copy.deepcopy(model)
-    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    prefixes = [n for n, _ in recurrent_models(model)]
+
+    def inside(n: str) -> bool:  # layers of a recurrent model are its connections: rules, not swaps
+        return any(p == "" or n == p or n.startswith(f"{p}.") for p in prefixes)
+
+    targets = [(n, m) for n, m in model.named_modules()
+               if isinstance(m, (nn.Linear, nn.Conv2d)) and not inside(n)]
     for name, m in targets:
         if parametrize.is_parametrized(m):
             raise ValueError(f"layer {name!r} is parametrized; convert it before constraining")
@@ -278,9 +284,9 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
             setattr(parent, child, swap(name, old))
-        for name, rnn in _ctrnns(model):
-            _convert_ctrnn(name, rnn, rule_cls, init, scale, generator, report,
-                           constrain_feedback)
+        for name, rnn in recurrent_models(model):
+            _convert_recurrent(name, rnn, rule_cls, init, scale, generator, report,
+                               constrain_feedback)
     if method == "dfa":
         model.register_forward_hook(DFAOutputHook(extra["signal"]))
     model.report = report

@@ -59,6 +59,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bionn.functional.feedback import (
+    LINEAR,
+    ConvKernel,
+    FeedbackKernel,
+    PaddedConvKernel,
+    _FeedbackFunction,
+    feedback_linear,
+    needs_feedback,
+)
+from bionn.recurrent import recurrent_models
+
 __all__ = [
     "BRSF",
     "BP",
@@ -80,211 +91,6 @@ __all__ = [
 INITS = ("kaiming", "xavier", "same", "fixed_norm")
 
 
-# --------------------------------------------------------------------------- kernel
-def _broadcast_error(e: Tensor, shape: torch.Size) -> Tensor:
-    if e.shape[: e.dim()] != shape[: e.dim()]:
-        raise RuntimeError(
-            f"DFA: output error of shape {tuple(e.shape)} does not match the projection "
-            f"{tuple(shape)}; output_dim must equal the size of the model output"
-        )
-    return e.reshape(*e.shape, *([1] * (len(shape) - e.dim()))).expand(shape)
-
-
-class _Kernel:
-    """Per-layer-kind gradients of a bilinear ``op(x, W, b)`` (chosen when the layer is built).
-
-    ``grads(g, x, W, b, need)`` returns ``(dL/dx, dL/dW, dL/db)`` for
-    ``y = op(x, W, b)`` with ``dL/dy = g``; entries not in ``need`` are ``None``.
-    Called with ``W = B``, ``dL/dx`` is the error sent back through ``B``, and since
-    ``op`` is bilinear ``dL/dW`` does not depend on the weight's value.
-    ``project(e, g, x, B)`` is DFA's ``dL/dx`` for the output error ``e``: the
-    transpose of ``x -> op(x, B, None)`` applied to ``e`` broadcast to its output.
-
-    This base class differentiates ``op`` / ``project_op`` with autograd (one
-    recomputation); subclasses use closed forms.
-    """
-
-    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        raise NotImplementedError
-
-    def project_op(self, x: Tensor, feedback: Tensor) -> Tensor:
-        return self.op(x, feedback, None)
-
-    def grads(self, g: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None,
-              need: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
-        leaves = [None if t is None else t.detach().requires_grad_(n)
-                  for t, n in zip((x, weight, bias), need, strict=True)]
-        wanted = [t for t in leaves if t is not None and t.requires_grad]
-        with torch.enable_grad():
-            got = iter(torch.autograd.grad(self.op(*leaves), wanted, g) if wanted else ())
-        return tuple(next(got) if t is not None and t.requires_grad else None for t in leaves)
-
-    def project(self, e: Tensor, g: Tensor, x: Tensor, feedback: Tensor) -> Tensor:
-        with torch.enable_grad():
-            x_ = x.detach().requires_grad_(True)
-            proj = self.project_op(x_, feedback)
-            (gx,) = torch.autograd.grad(proj, [x_], _broadcast_error(e, proj.shape))
-        return gx
-
-
-class _LinearKernel(_Kernel):
-    """``F.linear``: ``dL/dx = g W``, ``dL/dW = g^T x``, ``dL/db = sum g`` (any batch dims)."""
-
-    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return F.linear(x, weight, bias)
-
-    def grads(self, g, x, weight, bias, need):  # noqa: D102
-        gx = g.matmul(weight) if need[0] else None
-        g2 = g.reshape(-1, g.shape[-1])
-        gw = g2.T.mm(x.reshape(-1, x.shape[-1])) if need[1] else None
-        gb = g2.sum(0) if need[2] and bias is not None else None
-        return gx, gw, gb
-
-    def project(self, e, g, x, feedback):  # noqa: D102
-        shape = torch.Size((*g.shape[:-1], feedback.shape[0]))
-        return _broadcast_error(e, shape).matmul(feedback)
-
-
-_LINEAR = _LinearKernel()
-
-
-class _ConvKernel(_Kernel):
-    """Zero-padded ``F.conv2d`` with fixed settings: one ``convolution_backward`` call."""
-
-    def __init__(self, stride, padding, dilation, groups: int):
-        self.stride, self.padding = list(stride), list(padding)
-        self.dilation, self.groups = list(dilation), int(groups)
-
-    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def _backward(self, g, x, weight, bias_sizes, groups, mask):
-        unbatched = x.dim() == 3
-        if unbatched:
-            g, x = g.unsqueeze(0), x.unsqueeze(0)
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            g, x, weight, bias_sizes, self.stride, self.padding, self.dilation, False,
-            [0, 0], groups, mask)
-        if unbatched and gx is not None:
-            gx = gx.squeeze(0)
-        return gx, gw, gb
-
-    def grads(self, g, x, weight, bias, need):  # noqa: D102
-        need_b = need[2] and bias is not None
-        return self._backward(g, x, weight, None if bias is None else [weight.shape[0]],
-                              self.groups, [need[0], need[1], need_b])
-
-    def project(self, e, g, x, feedback):  # noqa: D102
-        # DFA's B has n_out "channels" (same kernel size, so same output positions as
-        # g): the projection is ungrouped
-        e = _broadcast_error(e, torch.Size((*g.shape[:-3], feedback.shape[0], *g.shape[-2:])))
-        return self._backward(e, x, feedback, None, 1, [True, False, False])[0]
-
-
-class _PaddedConvKernel(_Kernel):
-    """``F.conv2d`` with a non-zero padding mode or string padding: autograd fallback."""
-
-    def __init__(self, stride, padding, dilation, groups: int, padding_mode: str,
-                 pad: list[int]):
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.padding_mode, self.pad = padding_mode, pad
-
-    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return self._conv(x, weight, bias, self.groups)
-
-    def project_op(self, x: Tensor, feedback: Tensor) -> Tensor:
-        return self._conv(x, feedback, None, 1)  # ungrouped: B has n_out "channels"
-
-    def _conv(self, x, weight, bias, groups):
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self.pad, mode=self.padding_mode)
-            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, groups)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
-
-
-class _FeedbackFunction(torch.autograd.Function):
-    """``y = op(x, W, b)``; backward sends the error back through ``B`` instead of ``W``.
-
-    ``kernel`` (a :class:`_Kernel`) gives the layer kind's gradients: ``dL/dW``
-    and ``dL/db`` are the true ones and ``dL/dx`` goes through ``B``; for DFA
-    (``signal`` given) ``dL/dx`` is instead the output error ``e`` projected by
-    ``B``. ``kp=True`` also returns ``dL/dW`` as ``B``'s gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, feedback, kernel, signal, kp):  # noqa: D102
-        ctx.save_for_backward(x, weight, bias, feedback)
-        ctx.kernel, ctx.signal, ctx.kp = kernel, signal, kp
-        return kernel.op(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad_y):  # noqa: D102
-        x, weight, bias, feedback = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        want_fb = ctx.kp and ctx.needs_input_grad[3]
-        need_w = need_w or want_fb
-        kernel = ctx.kernel
-        if ctx.signal is None:
-            gx, gw, gb = kernel.grads(grad_y, x, feedback, bias, (need_x, need_w, need_b))
-        else:
-            _, gw, gb = kernel.grads(grad_y, x, weight, bias, (False, need_w, need_b))
-            gx = None
-            if need_x:
-                e = ctx.signal.error
-                if e is None:
-                    raise RuntimeError(
-                        "DFA: no output error recorded; the loss must depend on the "
-                        "output of the model that convert(..., 'dfa') returned"
-                    )
-                gx = kernel.project(e, grad_y, x, feedback)
-        gfb = None
-        if want_fb:  # kp: B gets dL/dW too
-            gfb = gw
-            # a distinct copy (or none), so that each AccumulateGrad can take its tensor over
-            gw = gw.clone() if ctx.needs_input_grad[1] else None
-        elif not ctx.needs_input_grad[1]:
-            gw = None
-        return gx, gw, gb, gfb, None, None, None
-
-
-def _needs_feedback(x: Tensor, rule: FeedbackRule) -> bool:
-    """Whether a backward can use ``B``: ``dL/dx`` is needed, or ``B`` learns (``kp``)."""
-    return torch.is_grad_enabled() and (x.requires_grad or rule.kp)
-
-
-def feedback_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
-                    rule: FeedbackRule | None = None, *,
-                    feedback: Tensor | None = None) -> Tensor:
-    """Functional :class:`FeedbackLinear`: ``y = x W^T + b`` with ``rule``'s backward.
-
-    The forward is ``F.linear(x, weight, bias)``; the backward gives ``weight``
-    and ``bias`` their true gradients and sends ``dL/dx = g B`` with
-    ``B = rule.feedback(weight)`` (``(post, pre)``, like ``weight``). With
-    ``rule=None`` or a rule whose ``B`` is ``None`` (``bp``) this is plain
-    ``F.linear``. ``feedback`` overrides ``B`` (e.g. a scaled ``B``, or one
-    ``B`` computed once and reused at every time step); with ``kp`` its
-    gradient is ``dL/dweight``. The caller runs ``rule.prepare()`` (once per
-    forward pass, not per call: ``brsf`` redraws there).
-
-    Example:
-        >>> import torch
-        >>> w, b = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3)
-        >>> x = torch.randn(4, 3, requires_grad=True)
-        >>> feedback_linear(x, w, None, feedback=b).sum().backward()
-        >>> torch.allclose(x.grad, b.sum(0).expand(4, 3)), torch.allclose(w.grad[0], x.sum(0))
-        (True, True)
-    """
-    if rule is not None and not _needs_feedback(x, rule):
-        return F.linear(x, weight, bias)
-    if feedback is None and rule is not None:
-        feedback = rule.feedback(weight)
-    if feedback is None:
-        return F.linear(x, weight, bias)
-    signal = None if rule is None else rule.signal
-    kp = False if rule is None else rule.kp
-    return _FeedbackFunction.apply(x, weight, bias, feedback, _LINEAR, signal, kp)
-
-
 # --------------------------------------------------------------------------- init
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
@@ -297,15 +103,18 @@ class _Sampler:
     def __init__(self, init: str, shape: tuple[int, ...], weight: Tensor, scale: float):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        fan_in, fan_out = _fans(shape)
         self.shape, self.scale, self.uniform = shape, float(scale), init != "same"
         self.norm = float(weight.detach().norm()) if init == "fixed_norm" else None
-        if init == "xavier":
+        if len(shape) < 2 and init in ("kaiming", "xavier"):
+            # the values of a sparse matrix have no fan: uniform with W's std
+            self.bound = math.sqrt(3.0) * float(weight.detach().std())
+        elif init == "xavier":
+            fan_in, fan_out = _fans(shape)
             self.bound = math.sqrt(6.0 / (fan_in + fan_out))
         elif init == "same":
             self.bound = float(weight.detach().std())  # Gaussian with W's std
         else:  # kaiming: PyTorch's default Kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
-            self.bound = 1.0 / math.sqrt(fan_in)
+            self.bound = 1.0 / math.sqrt(_fans(shape)[0])
         # std of one drawn entry (the uSF scale)
         self.std = self.bound / math.sqrt(3.0) if self.uniform else self.bound
         if self.norm is not None:
@@ -553,7 +362,7 @@ class _FeedbackMixin:
     """Shared forward of :class:`FeedbackLinear` and :class:`FeedbackConv2d`."""
 
     rule: FeedbackRule
-    kernel: _Kernel  # the layer kind's gradients, set in __init__
+    kernel: FeedbackKernel  # the layer kind's gradients, set in __init__
     exact: bool = False  # True: plain autograd (used by gradient_alignment)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -561,7 +370,7 @@ class _FeedbackMixin:
         self.rule.prepare()
         # B only shapes dL/dx (and, for kp, receives dL/dW): without either, plain autograd
         # gives the same (true) weight and bias gradients
-        if self.exact or not _needs_feedback(x, self.rule):
+        if self.exact or not needs_feedback(x, self.rule):
             return self._op(x, weight, self.bias)
         feedback = self.rule.feedback(weight)
         if feedback is None:
@@ -586,7 +395,7 @@ class FeedbackLinear(_FeedbackMixin, nn.Linear):
                  device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.rule: FeedbackRule = BP(self.weight)
-        self.kernel = _LINEAR
+        self.kernel = LINEAR
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
@@ -599,9 +408,9 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
         super().__init__(*args, **kwargs)
         self.rule: FeedbackRule = BP(self.weight)
         if self.padding_mode == "zeros" and not isinstance(self.padding, str):
-            self.kernel = _ConvKernel(self.stride, self.padding, self.dilation, self.groups)
+            self.kernel = ConvKernel(self.stride, self.padding, self.dilation, self.groups)
         else:  # the gradients need the padded input: differentiate with autograd
-            self.kernel = _PaddedConvKernel(self.stride, self.padding, self.dilation,
+            self.kernel = PaddedConvKernel(self.stride, self.padding, self.dilation,
                                             self.groups, self.padding_mode,
                                             list(self._reversed_padding_repeated_twice))
 
@@ -620,29 +429,28 @@ def feedback_layers(model: nn.Module) -> dict[str, FeedbackLinear | FeedbackConv
 class exact_gradients:
     """Context manager: the converted parts of ``model`` backpropagate exactly (``B = W``).
 
-    Covers converted layers and converted recurrent circuits (a module whose
-    ``feedback`` is a ``ModuleDict`` of rules, e.g. CTRNN: detached for the duration).
+    Covers converted layers and converted recurrent models (any
+    :class:`~bionn.recurrent.RecurrentModel` with ``credit_assignment`` rules:
+    detached for the duration).
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = list(feedback_layers(model).values())
-        self.circuits = [m for m in model.modules()
-                         if isinstance(getattr(m, "feedback", None), nn.ModuleDict)
-                         and all(isinstance(r, FeedbackRule) for r in m.feedback.values())]
+        self.circuits = [m for _, m in recurrent_models(model) if m.credit_assignment is not None]
         self._rules: list[nn.ModuleDict] = []
 
     def __enter__(self) -> None:
         for layer in self.layers:
             layer.exact = True
-        self._rules = [m.feedback for m in self.circuits]
+        self._rules = [m.credit_assignment for m in self.circuits]
         for m in self.circuits:
-            m.feedback = None
+            m.credit_assignment = None
 
     def __exit__(self, *exc) -> None:
         for layer in self.layers:
             layer.exact = False
         for m, rules in zip(self.circuits, self._rules, strict=True):
-            m.feedback = rules
+            m.credit_assignment = rules
 
 
 RULES: dict[str, Callable[..., FeedbackRule]] = {

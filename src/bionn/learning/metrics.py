@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from bionn.learning.convert import converted_ctrnns, ctrnn_feedback
+from bionn.learning.convert import converted_recurrent, recurrent_feedback
 from bionn.learning.feedback import DFA, exact_gradients, feedback_layers
 
 __all__ = ["gradient_alignment", "matrix_angle", "norm_ratios", "weight_angles"]
@@ -36,12 +36,12 @@ def _pairs(model: nn.Module):
     for name, layer in feedback_layers(model).items():
         if not isinstance(layer.rule, DFA):  # DFA's B is not W-shaped
             yield name, layer.weight.detach(), layer.feedback_weight
-    for name, (w, b) in ctrnn_feedback(model).items():
+    for name, (w, b) in recurrent_feedback(model).items():
         yield name, w, b
 
 
 def weight_angles(model: nn.Module) -> dict[str, float]:
-    """Per converted layer or CTRNN product, angle (degrees) between ``W`` and ``B``.
+    """Per converted layer or recurrent connection, angle (degrees) between ``W`` and ``B``.
 
     DFA layers are skipped (their ``B`` is not ``W``-shaped).
     """
@@ -49,7 +49,7 @@ def weight_angles(model: nn.Module) -> dict[str, float]:
 
 
 def norm_ratios(model: nn.Module) -> dict[str, float]:
-    """Per converted layer or CTRNN product, ``||B||_F / ||W||_F`` (DFA layers skipped)."""
+    """Per converted layer or recurrent connection, ``||B||_F / ||W||_F`` (DFA layers skipped)."""
     return {name: float(b.norm() / w.norm()) for name, w, b in _pairs(model)}
 
 
@@ -59,9 +59,9 @@ def _leaves(model: nn.Module) -> dict[str, Tensor]:
     for name, layer in feedback_layers(model).items():
         out[name] = (layer.parametrizations.weight.original
                      if parametrize.is_parametrized(layer, "weight") else layer.weight)
-    for name, rnn in converted_ctrnns(model):
+    for name, rnn in converted_recurrent(model):
         for key, leaf in rnn.connection_parameters().items():
-            if key in rnn.feedback:
+            if key in rnn.credit_assignment:
                 out[f"{name}.{key}" if name else key] = leaf
     return out
 

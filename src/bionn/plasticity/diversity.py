@@ -4,7 +4,7 @@ The transforms of Hofmann et al. 2025 ("Concept transfer of synaptic diversity f
 biological to artificial neural networks", *Nat. Commun.*; package
 ``pytorch-bio-transformations``, formerly BioLearn), with that package's defaults,
 applied to the ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` layers of any model and to
-the connection weights of :class:`bionn.rate.CTRNN`. Weights are ``(post, pre)``.
+the connection weights of any recurrent model (CTRNN, ConnectomeRNN, spatial). Weights are ``(post, pre)``.
 
 Gradient side (applied by the optimizer, in a ``register_step_pre_hook``, on the
 gradient of each trained leaf ``w`` with gradient ``g``):
@@ -72,6 +72,7 @@ from torch.nn.utils import parametrize
 
 from bionn._core.errors import ConfigError, format_errors
 from bionn.constraints import Dale
+from bionn.recurrent import recurrent_models
 
 __all__ = [
     "BioConverter",
@@ -408,16 +409,35 @@ _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def _tensor_names(module: nn.Module, include_bias: bool) -> list[str]:
-    from bionn.rate import CTRNN
-
-    if isinstance(module, CTRNN):
-        names = ["weight_in", "weight_rec", "weight_out"]
-        if include_bias:
-            names += [n for n in ("bias_rec", "bias_out") if getattr(module, n) is not None]
-        return names
     if isinstance(module, _LAYERS):
         return ["weight"] + (["bias"] if include_bias and module.bias is not None else [])
     return []
+
+
+def _transform_units(model: nn.Module, include_bias: bool) -> list[tuple[str, nn.Module, list[str]]]:
+    """``(name, holder module, tensor attributes)`` for everything the transforms act on:
+    every connection of the recurrent models (through the :class:`~bionn.recurrent.RecurrentModel`
+    protocol, grouped by the module that holds the weight) and every other
+    ``Linear``/``Conv1d``/``Conv2d`` layer."""
+    rnns = recurrent_models(model)
+    units: dict[int, tuple[str, nn.Module, list[str]]] = {}
+    for rn, rnn in rnns:
+        for key in rnn.connection_weights():
+            holder, attr = rnn.connection_holder(key)
+            label = rn if holder is rnn else ".".join(p for p in (rn, key) if p)
+            units.setdefault(id(holder), (label, holder, []))[2].append(attr)
+        if include_bias:
+            for b in getattr(rnn, "BIAS_NAMES", ()):
+                if getattr(rnn, b, None) is not None:
+                    units.setdefault(id(rnn), (rn, rnn, []))[2].append(b)
+    inside = [n for n, _ in rnns]
+    for n, m in model.named_modules():
+        if any(p == "" or n == p or n.startswith(f"{p}.") for p in inside) or id(m) in units:
+            continue
+        names = _tensor_names(m, include_bias)
+        if names:
+            units[id(m)] = (n, m, names)
+    return list(units.values())
 
 
 def _leaf(module: nn.Module, name: str) -> nn.Parameter:
@@ -638,7 +658,9 @@ class BioConverter:
             :class:`bionn.experiment.ConfigError` naming the field.
 
     :meth:`convert` registers a :class:`SynapseState` (buffers) on each
-    ``Linear``/``Conv1d``/``Conv2d`` layer and each :class:`bionn.rate.CTRNN`, the
+    ``Linear``/``Conv1d``/``Conv2d`` layer and on the module holding each connection of
+    every recurrent model (:class:`~bionn.recurrent.RecurrentModel`: CTRNN,
+    ConnectomeRNN, spatial networks), the
     weight-splitting forward hooks and Dale parametrizations, and returns a
     :class:`SynapticDiversity` whose :meth:`~SynapticDiversity.attach` hooks it into an
     optimizer. Parameters are never added.
@@ -665,7 +687,9 @@ class BioConverter:
         if not inplace:
             model = copy.deepcopy(model)
         gen = torch.Generator().manual_seed(int(cfg.seed))
-        layers = [(n, m) for n, m in model.named_modules() if _tensor_names(m, True)]
+        units = _transform_units(model, cfg.include_bias)
+        layers = [(n, m) for n, m, _ in units]
+        names_of = {id(m): names for _, m, names in units}
         for n, m in layers:
             if hasattr(m, STATE_NAME):
                 raise ValueError(f"layer {n or '<model>'!r} is already converted "
@@ -674,7 +698,8 @@ class BioConverter:
         for key in ("weight_splitting", "dale"):
             if getattr(cfg, key) is not None and not plain:
                 raise ValueError(f"{key}: the model has no nn.Linear/nn.Conv1d/nn.Conv2d layer "
-                                 "(for a CTRNN give Dale's law as CTRNN(e_fraction=...))")
+                                 "(for a recurrent model give Dale's law to the model, e.g. "
+                                 "CTRNN(e_fraction=...))")
         ws = cfg.weight_splitting
         split: list[tuple[str, nn.Module]] = []
         if ws is not None:
@@ -687,9 +712,8 @@ class BioConverter:
                         f"weight splitting: layer {n!r} ({type(m).__name__}) splits its "
                         f"output dimension {dim}={size}, which is not divisible by "
                         f"gamma={ws.gamma}")
-        rows = {n: ConversionRow(n, type(m).__name__.removeprefix("Parametrized"),
-                                 _tensor_names(m, cfg.include_bias),
-                                 tuple(getattr(m, "weight", getattr(m, "weight_rec", None)).shape))
+        rows = {n: ConversionRow(n, type(m).__name__.removeprefix("Parametrized"), names_of[id(m)],
+                                 tuple(getattr(m, names_of[id(m)][0]).shape))
                 for n, m in layers}
         if cfg.dale is not None:
             dale_layers = plain[1:] if cfg.dale.skip_input else plain
@@ -718,7 +742,7 @@ class BioConverter:
         targets: list[_Target] = []
         for i, (n, m) in enumerate(layers):
             state = SynapseState()
-            for name in _tensor_names(m, cfg.include_bias):
+            for name in names_of[id(m)]:
                 leaf = _leaf(m, name)
                 if fz is not None:
                     f = fuzzy_factors(leaf, fz, generator=gen, layer_index=i,
@@ -733,7 +757,7 @@ class BioConverter:
                   if getattr(cfg, s) is not None]
             if on:
                 rows[n].changes.insert(0, f"{' + '.join(on)} on "
-                                          f"{', '.join(_tensor_names(m, cfg.include_bias))}")
+                                          f"{', '.join(names_of[id(m)])}")
         return SynapticDiversity(model, cfg, targets, list(rows.values()))
 
     def __call__(self, model: nn.Module, inplace: bool = True) -> SynapticDiversity:

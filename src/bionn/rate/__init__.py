@@ -2,15 +2,15 @@
 
 from bionn.rate.connectome import ConnectomeRNN
 from bionn.rate.ctrnn import CTRNN, block_tau
-from bionn.rate.spatial import Feedback, SpatialArea, SpatialNetwork, SpatialRecord, SpatialState
+from bionn.rate.spatial import SpatialArea, SpatialNetwork, SpatialRecord, SpatialState, TopDown
 
 __all__ = [
     "CTRNN",
     "ConnectomeRNN",
-    "Feedback",
     "SpatialArea",
     "SpatialNetwork",
     "SpatialRecord",
     "SpatialState",
+    "TopDown",
     "block_tau",
 ]

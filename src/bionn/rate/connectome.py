@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from bionn.circuits.connectome import Connectome
-from bionn.constraints import LowerBound
-from bionn.functional.loop import scan
-from bionn.functional.rate import RateState, get_activation
+from bionn.constraints import Dale
+from bionn.functional.feedback import OpKernel
+from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
 from bionn.sparse import SparseStructure, spmm
 
 
@@ -38,28 +38,31 @@ def _neurons(connectome: Connectome, spec: str | Sequence[int] | None, default: 
     return idx
 
 
-class ConnectomeRNN(nn.Module):
+class ConnectomeRNN(RecurrentCore):
     r"""Rate RNN on a connectome: sparse recurrent weights with fixed pattern and signs.
 
-    Dynamics (Euler, time in ms, ``alpha = dt / tau`` per neuron)::
+    The sparse configuration of the recurrent core (:class:`~bionn.recurrent.RecurrentCore`):
+    noise, learned initial state, time constants, truncated/checkpointed BPTT and
+    credit assignment through time (``convert``) are the core's. Dynamics (Euler,
+    time in ms, ``alpha = dt / tau`` per neuron)::
 
         h_t = (1 - alpha) h_{t-1} + alpha (W r_{t-1} + U x_t + b) + sqrt(2 alpha) sigma xi_t
-        r_t = f(h_t),        y_t = V r_t[output neurons] + c
+        r_t = f(h_t) + sigma_post xi'_t,        y_t = V r_t[output neurons] + c
 
     ``W`` is ``(post, pre)`` with the connectome's synapses only (a
     :class:`~bionn.sparse.SparseStructure`, multiplied with :func:`~bionn.sparse.spmm`,
     so memory is O(synapses)). Each synapse's weight is ``sign_e * |w_e|`` with
 
-    * ``weight_sharing="edge"``: ``|w_e| = s_e``, one trainable strength per synapse;
+    * ``weight_sharing="edge"``: ``w_e = strength_e``, one trainable weight per synapse,
+      its sign held by :class:`~bionn.constraints.Dale` (``softplus`` magnitude);
     * ``weight_sharing="type"``: ``|w_e| = count_e * s_{type(pre), type(post)}``, one
       trainable strength per (pre type, post type) pair scaled by synapse counts
-      (the flyvis parametrisation).
+      (the flyvis parametrisation), kept positive by the same parametrization.
 
-    Strengths are kept positive by a softplus parametrization
-    (:class:`~bionn.constraints.LowerBound` at 0) and the signs are fixed buffers,
-    so the sign pattern holds after every optimizer step. ``tau`` (per type or per
-    neuron) is kept above ``dt`` the same way; ``b`` is per type or per neuron.
-    ``U`` reaches only ``input_neurons``, ``V`` reads only ``output_neurons``.
+    So the sign pattern holds after every optimizer step. ``tau`` (per type or per
+    neuron) is kept above ``dt`` by :class:`~bionn.recurrent.TimeConstants`; ``b`` is
+    per type or per neuron. ``U`` reaches only ``input_neurons``, ``V`` reads only
+    ``output_neurons``.
 
     Args:
         connectome: the :class:`~bionn.circuits.connectome.Connectome`.
@@ -76,7 +79,8 @@ class ConnectomeRNN(nn.Module):
             Dale-consistent; see :meth:`Connectome.neuron_sign`); default: the
             connectome's per-synapse signs.
         activation: ``relu``, ``tanh``, ``sigmoid``, ``softplus`` or ``retanh``.
-        preact_noise: ``sigma`` of the noise on ``h``.
+        preact_noise, postact_noise: ``sigma`` of the noise on ``h`` and on ``r``.
+        learn_initial_state: train the initial state ``h_0`` (else zero).
         generator: random generator for the input and readout weights.
 
     Example:
@@ -87,9 +91,12 @@ class ConnectomeRNN(nn.Module):
         ...                types=("a", "a", "b", "b"))
         >>> net = ConnectomeRNN(c, 2, 1, input_neurons=[0], output_neurons=[3], weight_sharing="type")
         >>> out, rates = net(torch.randn(5, 7, 2))
-        >>> out.shape, rates.shape, net.tau.shape, bool((net.recurrent_values()[net.sign < 0] < 0).all())
+        >>> out.shape, rates.shape, net.time_constants.tau.shape, bool((net.recurrent_values()[net.sign < 0] < 0).all())
         (torch.Size([5, 7, 1]), torch.Size([5, 7, 4]), torch.Size([2]), True)
     """
+
+    WEIGHT_NAMES = {"input": "weight_in", "recurrent": "strength", "readout": "weight_out"}
+    BIAS_NAMES = ("bias", "bias_out")
 
     def __init__(
         self,
@@ -109,6 +116,8 @@ class ConnectomeRNN(nn.Module):
         dale: bool = False,
         activation: str = "relu",
         preact_noise: float = 0.0,
+        postact_noise: float = 0.0,
+        learn_initial_state: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -117,16 +126,12 @@ class ConnectomeRNN(nn.Module):
                                  ("weight_sharing", weight_sharing, ("edge", "type"))):
             if v not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {v!r}")
-        if dt <= 0:
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be > 0 ms; got {dt}")
-        if preact_noise < 0:
-            raise ValueError(f"preact_noise must be >= 0; got {preact_noise}")
         n = connectome.n
         self.n_neurons, self.n_input, self.n_output = n, int(n_input), int(n_output)
-        self.dt = float(dt)
-        self.activation_name = activation
-        self.activation = get_activation(activation)
-        self.preact_noise = float(preact_noise)
+        self._init_core(dt=dt, unit_shape=(n,), activation=activation, preact_noise=preact_noise,
+                        postact_noise=postact_noise, learn_initial_state=learn_initial_state)
         self.tau_mode, self.bias_mode, self.weight_sharing = tau_mode, bias_mode, weight_sharing
         self.type_names = connectome.type_names
         n_types = len(self.type_names)
@@ -150,11 +155,11 @@ class ConnectomeRNN(nn.Module):
             uniq, pair_index = torch.unique(pair, return_inverse=True)
             self.register_buffer("pair_index", pair_index)
             self.register_buffer("pair_types", torch.stack([uniq // n_types, uniq % n_types], 1))
-            init = torch.full((uniq.numel(),), scale)
+            init, strength_sign = torch.full((uniq.numel(),), scale), torch.ones(uniq.numel())
         else:
-            init = (count * scale).clamp_min(1e-6)
+            init, strength_sign = (count * scale).clamp_min(1e-6) * self.sign, self.sign
         self.strength = nn.Parameter(init)
-        parametrize.register_parametrization(self, "strength", LowerBound(0.0))
+        parametrize.register_parametrization(self, "strength", Dale(strength_sign, magnitude="softplus", dim=0))
 
         # time constants and biases
         size_tau = n_types if tau_mode == "type" else n
@@ -163,13 +168,8 @@ class ConnectomeRNN(nn.Module):
             tau_t = tau_t.expand(size_tau).clone()
         if tau_t.numel() != size_tau:
             raise ValueError(f"tau needs 1 or {size_tau} values (tau_mode={tau_mode!r}); got {tau_t.numel()}")
-        if bool((tau_t <= self.dt).any()) and learn_tau or bool((tau_t < self.dt).any()):
-            raise ValueError(f"tau must exceed dt={self.dt:g} ms; got min {float(tau_t.min()):g}")
-        if learn_tau:
-            self.tau = nn.Parameter(tau_t)
-            parametrize.register_parametrization(self, "tau", LowerBound(self.dt))
-        else:
-            self.register_buffer("tau", tau_t)
+        self.time_constants = TimeConstants(tau_t, self.dt, learn=learn_tau,
+                                            index=self.type_index if tau_mode == "type" else None)
         self.bias = nn.Parameter(torch.zeros(n_types if bias_mode == "type" else n))
 
         # input and readout on chosen neurons
@@ -197,65 +197,49 @@ class ConnectomeRNN(nn.Module):
     def recurrent_values(self) -> Tensor:
         """Signed weight of every synapse, ``(nnz,)`` in CSR order of ``(post, pre)``."""
         s = self.strength
-        mag = self.count * s[self.pair_index] if self.weight_sharing == "type" else s
-        return self.sign * mag
+        return self.sign * self.count * s[self.pair_index] if self.weight_sharing == "type" else s
 
     def recurrent_weight(self) -> Tensor:
         """Dense ``(post, pre)`` recurrent matrix (small networks, for inspection)."""
         return self.structure.to_dense(self.recurrent_values())
 
-    def neuron_tau(self) -> Tensor:
-        """Time constant of every neuron (ms), ``(N,)``."""
-        return self.tau[self.type_index] if self.tau_mode == "type" else self.tau
-
     def neuron_bias(self) -> Tensor:
+        """Bias of every neuron, ``(N,)``."""
         return self.bias[self.type_index] if self.bias_mode == "type" else self.bias
 
     def type_tau(self) -> dict[str, float]:
         """Mean time constant per cell type (ms)."""
-        tau = self.neuron_tau().detach().float()
+        tau = self.tau.detach().float()
         out = tau.new_zeros(len(self.type_names)).index_add_(0, self.type_index, tau)
         cnt = torch.bincount(self.type_index, minlength=len(self.type_names)).clamp_min(1)
         return {t: float(v) for t, v in zip(self.type_names, (out / cnt).tolist(), strict=True)}
 
-    def initial_state(self, batch_size: int) -> RateState:
-        """Zero state ``(batch, N)``."""
-        h = self.bias.new_zeros(batch_size, self.n_neurons)
-        return RateState(h, self.activation(h))
+    # -- configuration of the core ----------------------------------------------
+    def connection_weights(self) -> dict[str, Tensor]:
+        """Effective weights: ``input`` ``(n_in_neurons, n_input)``, ``recurrent`` (the
+        signed synapse values, ``(nnz,)``), ``readout`` ``(n_output, n_out_neurons)``."""
+        return {"input": self.weight_in, "recurrent": self.recurrent_values(), "readout": self.weight_out}
 
-    # -- dynamics ---------------------------------------------------------------
-    def run(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor, RateState]:
-        """Run over ``x`` of shape ``(batch, time, n_input)``.
+    def connection_parameters(self) -> dict[str, nn.Parameter]:
+        return {"input": self.weight_in, "recurrent": self.parametrizations.strength.original,
+                "readout": self.weight_out}
 
-        Returns ``(output (batch, time, n_output), rates (batch, time, N), final_state)``.
-        """
-        if x.dim() != 3 or x.shape[-1] != self.n_input:
-            raise ValueError(f"input must be (batch, time, n_input={self.n_input}); got shape {tuple(x.shape)}")
-        batch, steps = x.shape[0], x.shape[1]
-        state = self.initial_state(batch) if state is None else state
-        alpha = self.dt / self.neuron_tau()
-        values = self.recurrent_values()
+    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
+        return self, self.WEIGHT_NAMES[name]
+
+    def input_drive(self, x: Tensor, p: Prepared) -> Tensor:
+        u = self.connect(p, "input", x, p.weights["input"])  # (batch, time, n_in)
+        drive = self.neuron_bias().expand(x.shape[0], x.shape[1], -1).clone()
+        return drive.index_add_(2, self.input_index, u)
+
+    def recurrent_input(self, r: Tensor, p: Prepared) -> Tensor:
         structure = self.structure
-        u = x @ self.weight_in.t()  # (batch, time, n_in)
-        drive = self.neuron_bias().expand(batch, steps, -1).clone()
-        drive.index_add_(2, self.input_index, u)
-        if self.preact_noise > 0:
-            drive = drive + torch.randn_like(drive) * ((2 / alpha).sqrt() * self.preact_noise)
-        f = self.activation
+        return self.connect(p, "recurrent", r, p.weights["recurrent"],
+                            kernel=OpKernel(lambda x, v, b: spmm(v, structure, x)))
 
-        def step(s: RateState, d: Tensor) -> tuple[Tensor, RateState]:
-            h = torch.lerp(s.h, spmm(values, structure, s.r) + d, alpha)
-            r = f(h)
-            return r, RateState(h, r)
-
-        rates, final = scan(step, state, (drive,))
-        out = rates.index_select(2, self.output_index) @ self.weight_out.t() + self.bias_out
-        return out, rates, final
-
-    def forward(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor]:
-        """``(output, rates)``; see :meth:`run`."""
-        out, rates, _ = self.run(x, state)
-        return out, rates
+    def readout(self, rates: Tensor, p: Prepared) -> Tensor:
+        return self.connect(p, "readout", rates.index_select(2, self.output_index), p.weights["readout"],
+                            self.bias_out)
 
     def extra_repr(self) -> str:
         return (f"{self.n_input} -> {self.n_neurons} neurons ({self.nnz} synapses, {len(self.type_names)} "

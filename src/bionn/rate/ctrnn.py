@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from bionn.circuits import Circuit
-from bionn.constraints import (
-    WEIGHT_INITS,
-    LowerBound,
-    balance_ei,
-    constrain,
-    ei_sign,
-    init_weight,
-)
+from bionn.circuits import CellTypeTable, Circuit
+from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, ei_sign, init_weight
 from bionn.constraints import spectral_radius as _spectral_radius
-from bionn.functional.ctrnn_scan import SCAN_ACTIVATIONS, ctrnn_scan
-from bionn.functional.loop import scan
-from bionn.functional.rate import RateState, ctrnn_step, get_activation
-from bionn.learning.feedback import feedback_linear
+from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
+from bionn.recurrent.core import tau_groups as _tau_groups
 
 LAYERS = ("input", "recurrent", "readout")
 
@@ -40,8 +31,12 @@ def block_tau(sizes: Sequence[int], taus: Sequence[float]) -> Tensor:
     return torch.repeat_interleave(torch.as_tensor(taus, dtype=torch.float32), torch.as_tensor(sizes))
 
 
-class CTRNN(nn.Module):
-    r"""Continuous-time RNN with Dale's law, sparsity, plasticity masks and multiple timescales.
+class CTRNN(RecurrentCore):
+    r"""Continuous-time RNN with Dale's law, sparsity, gradient-scale masks and multiple timescales.
+
+    The dense configuration of the recurrent core (:class:`~bionn.recurrent.RecurrentCore`):
+    its time loop, noise, initial state, time constants and credit assignment
+    through time are the core's.
 
     Dynamics (Euler, ``alpha = dt / tau`` per neuron; time in ms)::
 
@@ -56,18 +51,22 @@ class CTRNN(nn.Module):
     Args:
         n_input, n_hidden, n_output: sizes.
         dt: integration step (ms).
-        tau: time constant (ms): a number, or one per neuron (see :func:`block_tau`).
-            Must satisfy ``tau >= dt``.
+        tau: time constant (ms): a number, one per neuron (see :func:`block_tau`) or one
+            per group of ``tau_groups``. Must satisfy ``tau >= dt``.
+        tau_groups: how tau is shared: ``"neuron"`` (default), ``"type"`` (E and I,
+            from the signs), ``"area"`` (the circuit's areas) or an ``(n_hidden,)``
+            integer tensor of group labels (e.g. blocks).
         learn_tau: make ``tau`` trainable (kept above ``dt`` by a parametrization).
         activation: ``relu``, ``tanh``, ``sigmoid``, ``softplus`` or ``retanh``.
         e_fraction: fraction of excitatory neurons (first ones E, rest I), or None.
         sign: ``(n_hidden,)`` +1/-1 per neuron instead of ``e_fraction``.
         circuit: a :class:`~bionn.circuits.Circuit` giving masks, signs and areas.
         rec_mask, input_mask, readout_mask: 0/1 ``(post, pre)`` masks (override the circuit's).
-        plasticity: ``{"input"|"recurrent"|"readout": (post, pre) scale in [0, 1]}``.
+        grad_scale: ``{"input"|"recurrent"|"readout": (post, pre) scale in [0, 1]}`` of each
+            synapse's gradient (0 freezes a synapse).
         preact_noise: ``sigma_pre`` of the noise on ``h``.
         postact_noise: ``sigma_post`` of the noise on ``r``.
-        init_state: ``"zero"`` or ``"learn"`` (trainable ``h_0``).
+        learn_initial_state: train the initial state ``h_0`` (else zero).
         weight_init: distribution of the initial weights, one name or one per layer
             (``{"recurrent": "gamma", ...}``): ``uniform``, ``normal``, ``gamma``,
             ``orthogonal``, ``zero``.
@@ -80,7 +79,7 @@ class CTRNN(nn.Module):
             needed for double backward (gradient penalties) or ``torch.func.vmap``.
         generator: random generator for the initial weights.
 
-    Feedback alignment through time: ``self.feedback`` is ``None`` (backprop
+    Feedback alignment through time: ``self.credit_assignment`` is ``None`` (backprop
     through time) or an ``nn.ModuleDict`` of
     :class:`~bionn.learning.FeedbackRule` keyed by ``"input"``,
     ``"recurrent"``, ``"readout"`` (any subset), normally set by
@@ -101,6 +100,7 @@ class CTRNN(nn.Module):
     """
 
     WEIGHT_NAMES = {"input": "weight_in", "recurrent": "weight_rec", "readout": "weight_out"}
+    BIAS_NAMES = ("bias_rec", "bias_out")
 
     def __init__(
         self,
@@ -110,6 +110,7 @@ class CTRNN(nn.Module):
         *,
         dt: float = 10.0,
         tau: float | Sequence[float] | Tensor = 100.0,
+        tau_groups: str | Tensor = "neuron",
         learn_tau: bool = False,
         activation: str = "relu",
         e_fraction: float | None = None,
@@ -118,10 +119,10 @@ class CTRNN(nn.Module):
         rec_mask: Tensor | None = None,
         input_mask: Tensor | None = None,
         readout_mask: Tensor | None = None,
-        plasticity: Mapping[str, Tensor] | None = None,
+        grad_scale: Mapping[str, Tensor] | None = None,
         preact_noise: float = 0.0,
         postact_noise: float = 0.0,
-        init_state: str = "zero",
+        learn_initial_state: bool = False,
         weight_init: str | Mapping[str, str] = "uniform",
         spectral_radius: float | None = None,
         readout: str = "all",
@@ -136,22 +137,6 @@ class CTRNN(nn.Module):
                 raise ValueError(f"{name} must be a positive integer; got {v!r}")
         if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms; got {dt!r}")
-        tau_t = torch.as_tensor(tau, dtype=torch.get_default_dtype()).flatten()
-        if tau_t.numel() == 1:
-            tau_t = tau_t.expand(n_hidden).clone()
-        if tau_t.numel() != n_hidden:
-            raise ValueError(f"tau must be a number or one value per neuron ({n_hidden}); got {tau_t.numel()} values")
-        if not torch.isfinite(tau_t).all() or (tau_t <= 0).any():
-            raise ValueError(f"tau must be positive (ms); got min {tau_t.min().item():g}")
-        if (tau_t < dt).any():
-            raise ValueError(
-                f"tau must be >= dt (alpha = dt/tau <= 1); got dt={dt:g} ms and min tau={tau_t.min().item():g} ms"
-            )
-        for name, v in (("preact_noise", preact_noise), ("postact_noise", postact_noise)):
-            if not v >= 0:
-                raise ValueError(f"{name} must be >= 0; got {v!r}")
-        if init_state not in ("zero", "learn"):
-            raise ValueError(f"init_state must be 'zero' or 'learn'; got {init_state!r}")
         if readout not in ("all", "excitatory"):
             raise ValueError(f"readout must be 'all' or 'excitatory'; got {readout!r}")
         inits = {k: weight_init for k in LAYERS} if isinstance(weight_init, str) else dict(weight_init)
@@ -164,12 +149,9 @@ class CTRNN(nn.Module):
             raise ValueError(f"spectral_radius must be > 0; got {spectral_radius!r}")
 
         self.n_input, self.n_hidden, self.n_output = n_input, n_hidden, n_output
-        self.dt = float(dt)
-        self.activation_name = activation
-        self.activation = get_activation(activation)
-        self.preact_noise = float(preact_noise)
-        self.postact_noise = float(postact_noise)
-        self.fused = bool(fused)
+        self._init_core(dt=dt, unit_shape=(n_hidden,), activation=activation,
+                        preact_noise=preact_noise, postact_noise=postact_noise,
+                        learn_initial_state=learn_initial_state, fused=fused)
 
         # Structure: circuit first, explicit arguments override.
         if circuit is not None:
@@ -207,14 +189,14 @@ class CTRNN(nn.Module):
                         f"{k} mask has shape {tuple(m.shape)}; expected {shapes[k]} (post, pre)"
                     )
                 masks[k] = None if bool((m == 1).all()) else m
-        plasticity = dict(plasticity or {})
-        for k, p in plasticity.items():
+        grad_scale = dict(grad_scale or {})
+        for k, p in grad_scale.items():
             if k not in LAYERS:
-                raise ValueError(f"plasticity keys must be among {LAYERS}; got {k!r}")
+                raise ValueError(f"grad_scale keys must be among {LAYERS}; got {k!r}")
             p = torch.as_tensor(p, dtype=torch.get_default_dtype())
             if tuple(p.shape) != shapes[k]:
-                raise ValueError(f"plasticity[{k!r}] has shape {tuple(p.shape)}; expected {shapes[k]} (post, pre)")
-            plasticity[k] = p
+                raise ValueError(f"grad_scale[{k!r}] has shape {tuple(p.shape)}; expected {shapes[k]} (post, pre)")
+            grad_scale[k] = p
         self.register_buffer("sign", sign)
         self.register_buffer("area", None if circuit is None else circuit.area.clone())
         self.area_names = None if circuit is None else tuple(circuit.area_names)
@@ -242,27 +224,24 @@ class CTRNN(nn.Module):
         self.bias_rec = nn.Parameter(torch.zeros(n_hidden)) if bias else None
         self.bias_out = nn.Parameter(torch.zeros(n_output))
         constrain(
-            self, "weight_in", mask=masks["input"], plasticity=plasticity.get("input"),
+            self, "weight_in", mask=masks["input"], grad_scale=grad_scale.get("input"),
             sign=torch.ones(n_input) if positive_input else None,
         )
-        constrain(self, "weight_rec", sign=sign, mask=rec_m, plasticity=plasticity.get("recurrent"))
-        constrain(self, "weight_out", mask=masks["readout"], plasticity=plasticity.get("readout"))
+        constrain(self, "weight_rec", sign=sign, mask=rec_m, grad_scale=grad_scale.get("recurrent"))
+        constrain(self, "weight_out", mask=masks["readout"], grad_scale=grad_scale.get("readout"))
 
-        if learn_tau:
-            self.tau = nn.Parameter(tau_t)
-            parametrize.register_parametrization(self, "tau", LowerBound(self.dt))
-        else:
-            self.register_buffer("tau", tau_t)
-        self.h0 = nn.Parameter(torch.zeros(n_hidden)) if init_state == "learn" else None
-        self.init_state = init_state
-        self.feedback: nn.ModuleDict | None = None
+        groups = _tau_groups(tau_groups, n_hidden, {
+            "type": sign, "area": None if circuit is None else circuit.area})
+        n_tau = n_hidden if groups is None else int(groups.max()) + 1
+        tau_t = torch.as_tensor(tau, dtype=torch.get_default_dtype()).flatten()
+        if tau_t.numel() == 1:
+            tau_t = tau_t.expand(n_tau).clone()
+        if tau_t.numel() != n_tau:
+            what = "per neuron" if groups is None else f"per group of tau_groups ({n_tau} groups)"
+            raise ValueError(f"tau must be a number or one value {what} ({n_tau}); got {tau_t.numel()} values")
+        self.time_constants = TimeConstants(tau_t, self.dt, index=groups, learn=learn_tau)
 
-    # ------------------------------------------------------------------ API
-    @property
-    def alpha(self) -> Tensor:
-        """``dt / tau`` per neuron, ``(n_hidden,)``."""
-        return self.dt / self.tau
-
+    # ------------------------------------------------------------------ configuration
     def connection_weights(self) -> dict[str, Tensor]:
         """The effective (constrained) weights: ``input``, ``recurrent``, ``readout``."""
         return {"input": self.weight_in, "recurrent": self.weight_rec, "readout": self.weight_out}
@@ -273,130 +252,64 @@ class CTRNN(nn.Module):
                     if parametrize.is_parametrized(self, name) else getattr(self, name))
                 for k, name in self.WEIGHT_NAMES.items()}
 
-    def initial_state(self, batch_size: int) -> RateState:
-        """The state before the first step, ``(batch, N)`` tensors."""
-        ref = self.weight_out
-        if self.h0 is None:
-            h = ref.new_zeros(batch_size, self.n_hidden)
-        else:
-            h = self.h0.expand(batch_size, -1)
-        return RateState(h, self.activation(h))
+    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
+        return self, self.WEIGHT_NAMES[name]
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.n_input:
-            raise ValueError(
-                f"input must be (batch, time, n_input={self.n_input}); got shape {tuple(x.shape)}"
-            )
+    def input_drive(self, x: Tensor, p: Prepared) -> Tensor:
+        """``W_in x_t + b`` for every step."""
+        return self.connect(p, "input", x, p.weights["input"], self.bias_rec)
 
-    def step(self, x_t: Tensor, state: RateState) -> tuple[Tensor, Tensor, RateState]:
-        """One step for closed-loop use: ``x_t`` is ``(batch, n_input)``.
+    def recurrent_input(self, r: Tensor, p: Prepared) -> Tensor:
+        return self.connect(p, "recurrent", r, p.weights["recurrent"])
 
-        Returns ``(output_t, r_t, new_state)``.
+    def dense_recurrent(self, p: Prepared) -> Tensor:
+        return p.weights["recurrent"]
+
+    def readout(self, rates: Tensor, p: Prepared) -> Tensor:
+        return self.connect(p, "readout", rates, p.weights["readout"], self.bias_out)
+
+    @classmethod
+    def from_cell_types(cls, table: CellTypeTable, n_input: int, n_output: int,
+                        n: int | None = None, *, generator: torch.Generator | None = None,
+                        **kwargs: Any) -> CTRNN:
+        """A CTRNN whose neurons are a :class:`~bionn.circuits.CellTypeTable`'s types:
+        the table's block mask and signs (its circuit), its initial strengths, tau per
+        type (``tau_groups="type"`` semantics: one value per type, learned with
+        ``learn_tau``), input onto the table's input types and readout from its
+        output types. ``n`` sizes types given by density.
+
+        The CTRNN has one neuron nonlinearity and linear synapses, so every type
+        must share one ``nonlinearity`` and every connection use ``synapse="identity"``
+        (a :class:`~bionn.rate.SpatialArea` takes per-type nonlinearities). ``kwargs``
+        go to the constructor (``dt``, ``learn_tau``, ``preact_noise``, ...).
+
+        Example:
+            >>> from bionn.circuits.motifs import motif
+            >>> net = CTRNN.from_cell_types(motif("E-I", channels=16), 2, 1, dt=5.0)  # 16 E + 4 I
+            >>> out, rates = net(torch.zeros(3, 7, 2))
+            >>> rates.shape, bool((net.weight_rec[:, net.sign < 0] <= 0).all())
+            (torch.Size([3, 7, 20]), True)
         """
-        alpha = self.alpha
-        fb = self._feedback_matrices(alpha)
-        drive = self._linear(fb, "input", x_t, self.weight_in, self.bias_rec)  # W_in x_t + b
-        pre = post = None
-        if self.preact_noise > 0:
-            pre = torch.randn_like(drive) * (2 * alpha).sqrt() * self.preact_noise
-        if self.postact_noise > 0:
-            post = torch.randn_like(drive) * self.postact_noise
-        if "recurrent" in fb:
-            rec = self._linear(fb, "recurrent", state.r, self.weight_rec, None, alpha)
-            h = (1.0 - alpha) * state.h + rec + alpha * drive
-            if pre is not None:
-                h = h + pre
-            r = self.activation(h)
-            if post is not None:
-                r = r + post
-            state = RateState(h, r)
-        else:
-            r, state = ctrnn_step(state, drive, self.weight_rec, alpha, self.activation, pre, post)
-        return self._linear(fb, "readout", r, self.weight_out, self.bias_out), r, state
-
-    def _feedback_matrices(self, alpha: Tensor) -> dict[str, Tensor]:
-        """``B`` per layer with a feedback rule (``bp`` rules give none); runs ``prepare``."""
-        rules = getattr(self, "feedback", None)
-        if rules is None:
-            return {}
-        weights = self.connection_weights()
-        out = {}
-        for k, rule in rules.items():
-            rule.prepare()
-            b = rule.feedback(weights[k])
-            if b is not None:
-                out[k] = b
-        return out
-
-    def _linear(self, fb: dict[str, Tensor], key: str, x: Tensor, weight: Tensor,
-                bias: Tensor | None, alpha: Tensor | None = None) -> Tensor:
-        """``F.linear(x, alpha W, alpha b)`` (no ``alpha``: ``x W^T + b``), backward via ``B``."""
-        if alpha is not None:
-            weight = weight * alpha[:, None]
-            bias = None if bias is None else bias * alpha
-        if key not in fb:
-            return F.linear(x, weight, bias)
-        b = fb[key] if alpha is None else fb[key] * alpha.detach()[:, None]
-        return feedback_linear(x, weight, bias, self.feedback[key], feedback=b)
-
-    def run(self, x: Tensor, state: RateState | None = None) -> tuple[Tensor, Tensor, RateState]:
-        """Run over a batch-first sequence ``x`` of shape ``(batch, time, n_input)``.
-
-        Returns ``(outputs (batch, time, n_output), rates (batch, time, N), final_state)``.
-        """
-        self._check_input(x)
-        if state is None:
-            state = self.initial_state(x.shape[0])
-        alpha = self.alpha
-        fb = self._feedback_matrices(alpha)
-        # Everything that does not depend on the state is computed for all steps at once:
-        # alpha (W_in x_t + b) + sqrt(2 alpha) sigma xi_t, with alpha folded into W_in and b.
-        drive = self._linear(fb, "input", x, self.weight_in, self.bias_rec, alpha)
-        if self.preact_noise > 0:
-            drive = drive + torch.randn_like(drive) * ((2 * alpha).sqrt() * self.preact_noise)
-        post = torch.randn_like(drive) * self.postact_noise if self.postact_noise > 0 else None
-        if "recurrent" in fb:
-            # Feedback alignment through time: step-by-step autograd, recurrent product via B.
-            leak, act, rule = 1.0 - alpha, self.activation, self.feedback["recurrent"]
-            w_scaled = alpha[:, None] * self.weight_rec
-            b_scaled = alpha.detach()[:, None] * fb["recurrent"]
-
-            def fa_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
-                rec = feedback_linear(s.r, w_scaled, None, rule, feedback=b_scaled)
-                h = torch.addcmul(d_t, leak, s.h) + rec
-                r = act(h)
-                if p_t is not None:
-                    r = r + p_t
-                return r, RateState(h, r)
-
-            rates, state = scan(fa_step, state, (drive, post))
-            return self._linear(fb, "readout", rates, self.weight_out, self.bias_out), rates, state
-        w_scaled_t = (alpha[:, None] * self.weight_rec).T  # (pre, post)
-        if self.fused and self.activation_name in SCAN_ACTIVATIONS:
-            # Fused time loop with a hand-written BPTT backward (first-order gradients).
-            rates, h = ctrnn_scan(drive, w_scaled_t, 1.0 - alpha, state.h, state.r,
-                                  self.activation_name, post)
-            state = RateState(h, rates[:, -1])
-        else:
-            leak, act = 1.0 - alpha, self.activation
-
-            def step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
-                # (1 - alpha) h + alpha (W r + drive) in one addcmul and one addmm.
-                h = torch.addmm(torch.addcmul(d_t, leak, s.h), s.r, w_scaled_t)
-                r = act(h)
-                if p_t is not None:
-                    r = r + p_t
-                return r, RateState(h, r)
-
-            rates, state = scan(step, state, (drive, post))
-        return self._linear(fb, "readout", rates, self.weight_out, self.bias_out), rates, state
-
-    def forward(self, x: Tensor, state: RateState | None = None,
-                return_state: bool = False) -> tuple[Tensor, ...]:
-        """``(outputs, rates)`` for a batch-first input ``(batch, time, n_input)``, plus the
-        final state with ``return_state`` (to continue the trial from there)."""
-        out, rates, final = self.run(x, state)
-        return (out, rates, final) if return_state else (out, rates)
+        acts = {t.nonlinearity for t in table.types}
+        if len(acts) > 1:
+            raise ValueError(f"a CTRNN has one nonlinearity for all types; the table has {sorted(acts)}")
+        syn = [c.key for c in table.active_connections if c.synapse != "identity"]
+        if syn:
+            raise ValueError(f"a CTRNN has linear synapses only; connections {syn} have a synapse "
+                             "nonlinearity (use bionn.rate.SpatialArea)")
+        for k in ("circuit", "sign", "e_fraction", "rec_mask", "tau", "tau_groups", "activation"):
+            if k in kwargs:
+                raise ValueError(f"{k!r} comes from the cell-type table; do not pass it to from_cell_types")
+        labels = table.labels(n)
+        type_tau = torch.tensor([t.tau for t in table.types], dtype=torch.get_default_dtype())
+        used = torch.unique_consecutive(labels)  # types in order of first appearance
+        net = cls(n_input, table.n_neurons(n), n_output, circuit=table.to_circuit(n, n_input, n_output),
+                  tau=type_tau[used], tau_groups=labels, activation=acts.pop(), generator=generator,
+                  **kwargs)
+        w = table.initial_weight(n, generator)
+        with torch.no_grad():
+            net.weight_rec = w
+        return net
 
     def extra_repr(self) -> str:
         tau = self.tau.detach()

@@ -39,9 +39,9 @@ Example:
     >>> import torch
     >>> from bionn.circuits.motifs import motif
     >>> net = SpatialNetwork(motif("E-I"), [(12, 12), (6, 6)], in_channels=1, n_output=3,
-    ...                      feedback=[Feedback(1, 0, mode="multiplicative", delay=1)])
-    >>> out, rec = net(torch.rand(2, 1, 12, 12), steps=5)
-    >>> out.shape, rec.query(area=1, cell_type="I", t=-1).shape
+    ...                      top_down=[TopDown(1, 0, mode="multiplicative", delay=1)])
+    >>> out, rates = net(torch.rand(2, 1, 12, 12), steps=5)
+    >>> out.shape, net.record(rates).query(area=1, cell_type="I", t=-1).shape
     (torch.Size([2, 5, 3]), torch.Size([2, 1, 6, 6]))
     >>> bool((net.areas[0].connection_weight("I", "E") <= 0).all())
     True
@@ -60,63 +60,48 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from bionn.circuits.celltypes import CellTypeTable
-from bionn.constraints import LowerBound
-from bionn.functional.rate import get_activation
+from bionn.constraints import Dale, Mask
+from bionn.functional.feedback import ConvKernel, FeedbackKernel, feedback_apply
+from bionn.functional.loop import scan
+from bionn.functional.rate import get_activation, leaky_update
+from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
 
 __all__ = [
-    "SignMask",
     "SpatialArea",
-    "Feedback",
+    "TopDown",
     "SpatialNetwork",
     "SpatialState",
     "SpatialRecord",
     "TAU_MODES",
-    "FEEDBACK_MODES",
+    "TOP_DOWN_MODES",
 ]
 
 TAU_MODES = ("type", "channel", "position", "neuron")
-FEEDBACK_MODES = ("additive", "multiplicative")
+TOP_DOWN_MODES = ("additive", "multiplicative")
 Size = tuple[int, int]
-
-
-class SignMask(nn.Module):
-    """Sign and mask of a convolution weight: ``W = |W_raw| * rect + W_raw * free``.
-
-    ``rect`` holds the sign (+1/-1) where the presynaptic channel is signed (Dale's
-    law), ``free`` is 1 where it is unsigned; both are 0 where no synapse may
-    exist. Both are buffers broadcast against the ``(out, in, kh, kw)`` weight.
-    """
-
-    def __init__(self, rect: Tensor, free: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("rect", rect.to(torch.get_default_dtype()))
-        self.register_buffer("free", free.to(torch.get_default_dtype()))
-
-    def forward(self, raw: Tensor) -> Tensor:
-        return raw.abs() * self.rect + raw * self.free
-
-    def right_inverse(self, weight: Tensor) -> Tensor:
-        return weight
 
 
 def _signed_conv_param(out_c: int, in_c: int, k: int, in_sign: Tensor, strength: float,
                        row_mask: Tensor | None, generator: torch.Generator | None) -> nn.Module:
-    """A module holding ``weight`` ``(out_c, in_c, k, k)`` under a :class:`SignMask`.
+    """A module holding ``weight`` ``(out_c, in_c, k, k)`` under Dale's law from the
+    presynaptic channel (:class:`~bionn.constraints.Dale` along ``in``, unsigned
+    channels free) and, with ``row_mask``, a :class:`~bionn.constraints.Mask` of
+    the postsynaptic channels it may reach.
 
     Signed inputs start with magnitudes ``strength * U(0, 2) / (in_c k^2)`` (summed
     input of expected size ``strength``); unsigned ones with ``N(0, strength^2 / (in_c k^2))``.
     """
-    in_sign = in_sign.to(torch.get_default_dtype()).view(1, in_c, 1, 1)
-    rect, free = in_sign.clone(), (in_sign == 0).to(in_sign.dtype)
-    if row_mask is not None:
-        rm = row_mask.to(in_sign.dtype).view(out_c, 1, 1, 1)
-        rect, free = rect * rm, free * rm
+    flat_sign = in_sign.to(torch.get_default_dtype()).flatten()
+    in_sign = flat_sign.view(1, in_c, 1, 1)
     fan = in_c * k * k
     mag = torch.rand(out_c, in_c, k, k, generator=generator) * (2 * strength / fan)
     gauss = torch.randn(out_c, in_c, k, k, generator=generator) * (strength / math.sqrt(fan))
     holder = nn.Module()
     holder.weight = nn.Parameter(torch.where(in_sign != 0, mag, gauss).contiguous())
-    parametrize.register_parametrization(holder, "weight", SignMask(rect, free))
+    parametrize.register_parametrization(holder, "weight", Dale(flat_sign, dim=1, allow_unsigned=True))
+    if row_mask is not None:
+        mask = row_mask.to(flat_sign.dtype).view(out_c, 1, 1, 1)
+        parametrize.register_parametrization(holder, "weight", Mask(mask))
     return holder
 
 
@@ -159,8 +144,8 @@ class SpatialArea(nn.Module):
         tau_mode: ``"type"`` (one tau per type), ``"channel"`` (per channel),
             ``"position"`` (per type and position) or ``"neuron"`` (per channel and
             position); initial values from the table.
-        learn_tau: train tau (kept ``> dt`` by a :class:`~bionn.constraints.LowerBound`
-            parametrization); fixed taus must be ``>= dt``.
+        learn_tau: train tau (kept ``> dt`` by :class:`~bionn.recurrent.TimeConstants`);
+            fixed taus must be ``>= dt``.
         in_extent: kernel size of the input convolution.
         in_sign: ``(in_channels,)`` +1/-1/0 sign of each input channel (Dale's law on
             afferents); None: unsigned (an image).
@@ -258,14 +243,11 @@ class SpatialArea(nn.Module):
         init = {"type": type_tau, "channel": type_tau[labels],
                 "position": type_tau[:, None, None].expand(-1, h, w).clone(),
                 "neuron": type_tau[labels][:, None, None].expand(-1, h, w).clone()}[tau_mode]
-        if learn_tau:
-            self.tau = nn.Parameter(init)
-            parametrize.register_parametrization(self, "tau", LowerBound(self.dt))
-        else:
-            if (init < self.dt).any():
-                bad = [t.name for t in table.types if t.tau < self.dt]
-                raise ValueError(f"tau must be >= dt={self.dt:g} ms (alpha <= 1); types {bad} have smaller tau")
-            self.register_buffer("tau", init)
+        if not learn_tau and (init < self.dt).any():
+            bad = [t.name for t in table.types if t.tau < self.dt]
+            raise ValueError(f"tau must be >= dt={self.dt:g} ms (alpha <= 1); types {bad} have smaller tau")
+        self.time_constants = TimeConstants(init, self.dt, learn=learn_tau,
+                                            index=labels if tau_mode in ("type", "position") else None)
 
     # ------------------------------------------------------------ structure
     def connection_weight(self, pre: str, post: str) -> Tensor:
@@ -275,27 +257,27 @@ class SpatialArea(nn.Module):
             raise ValueError(f"no connection {key} in this area; connections are {list(self.synapses)}")
         return self.synapses[key].weight
 
-    def tau_full(self) -> Tensor:
+    @property
+    def tau(self) -> Tensor:
         """tau (ms) broadcastable to ``(C, H, W)``: ``(C, 1, 1)`` or ``(C, H, W)``."""
-        tau = self.tau
-        if self.tau_mode in ("type", "position"):
-            tau = tau[self.type_index]
+        tau = self.time_constants.per_unit()
         return tau[:, None, None] if tau.dim() == 1 else tau
 
-    def time_constants(self) -> dict[str, Tensor]:
+    def tau_by_type(self) -> dict[str, Tensor]:
         """The current tau values (ms) per cell type, flattened, detached."""
-        full = self.tau_full().detach().expand(self.n_channels, *self.size)
+        full = self.tau.detach().expand(self.n_channels, *self.size)
         return {name: full[sl].flatten().clone() for name, sl in self.channels.items()}
 
-    def recurrent_weight(self) -> Tensor:
+    def recurrent_weight(self, kernels: dict[str, Tensor] | None = None) -> Tensor:
         """All recurrent kernels assembled in one ``(C + C_nl, C, K, K)`` weight:
         first one linear group per post type, then one block per connection with
-        a synaptic nonlinearity (``K`` the largest extent)."""
+        a synaptic nonlinearity (``K`` the largest extent). ``kernels`` (by
+        connection key) replaces the area's own (e.g. feedback matrices ``B``)."""
         k_max, sizes = self.max_extent, self.type_sizes
         ref = self.input_synapse.weight
 
         def padded(key: str) -> Tensor:
-            w = self.synapses[key].weight
+            w = self.synapses[key].weight if kernels is None else kernels[key]
             d = (k_max - w.shape[-1]) // 2
             return F.pad(w, (d, d, d, d)) if d else w
 
@@ -318,21 +300,35 @@ class SpatialArea(nn.Module):
         parts = h.split(self.type_sizes, dim=1)
         return torch.cat([get_activation(a)(p) for a, p in zip(self._acts, parts, strict=True)], 1)
 
-    def output(self, h: Tensor) -> Tensor:
-        """Rates of the output types, ``(batch, out_channels, H, W)``."""
-        return self.rates(h).index_select(1, self.output_index)
+    def output(self, r: Tensor) -> Tensor:
+        """Rates of the output types, ``(batch, out_channels, H, W)``, from the rates ``r``."""
+        return r.index_select(1, self.output_index)
 
-    def input_drive(self, x: Tensor, pool: str = "avg") -> Tensor:
-        """Input convolution of ``x`` ``(..., in_channels, H', W')`` resized to the sheet."""
+    def input_kernel(self) -> FeedbackKernel:
+        """The input convolution as a feedback kernel (for credit assignment)."""
+        pad = self.in_extent // 2
+        return ConvKernel((1, 1), (pad, pad), (1, 1), 1)
+
+    def recurrent_kernel(self) -> FeedbackKernel:
+        pad = self.max_extent // 2
+        return ConvKernel((1, 1), (pad, pad), (1, 1), 1)
+
+    def input_drive(self, x: Tensor, pool: str = "avg", weight: Tensor | None = None,
+                    apply=None) -> Tensor:
+        """Input convolution of ``x`` ``(..., in_channels, H', W')`` resized to the sheet;
+        ``apply(x, weight, kernel)`` performs the product (default: plain convolution)."""
         x = _resize(x, self.size, pool)
         lead = x.shape[:-3]
-        y = F.conv2d(x.reshape(-1, *x.shape[-3:]), self.input_synapse.weight, padding=self.in_extent // 2)
+        w = self.input_synapse.weight if weight is None else weight
+        x4 = x.reshape(-1, *x.shape[-3:])
+        y = self.input_kernel().op(x4, w, None) if apply is None else apply(x4, w, self.input_kernel())
         return y.reshape(*lead, *y.shape[-3:])
 
-    def synaptic_input(self, r: Tensor, weight: Tensor | None = None) -> Tensor:
+    def synaptic_input(self, r: Tensor, weight: Tensor | None = None, apply=None) -> Tensor:
         """Recurrent synaptic input ``sum_q s_q g_qp(s_q conv(W_qp, r_q))``, ``(batch, C, H, W)``."""
         weight = self.recurrent_weight() if weight is None else weight
-        out = F.conv2d(r, weight, padding=self.max_extent // 2)
+        kernel = self.recurrent_kernel()
+        out = kernel.op(r, weight, None) if apply is None else apply(r, weight, kernel)
         if not self._nonlinear:
             return out
         c = self.n_channels
@@ -344,13 +340,9 @@ class SpatialArea(nn.Module):
             parts[i] = parts[i] + s * self._syn_fn[key](s * z)
         return torch.cat(parts, 1)
 
-    def step(self, h: Tensor, ff: Tensor | None, fb_add: Tensor | None = None,
-             fb_gain: Tensor | None = None, weight: Tensor | None = None,
-             alpha: Tensor | None = None) -> Tensor:
-        """One Euler step: the new ``h`` from the previous ``h`` ``(batch, C, H, W)``,
-        the input drive ``ff``, additive feedback ``fb_add`` and gain ``fb_gain``."""
-        alpha = self.dt / self.tau_full() if alpha is None else alpha
-        syn = self.synaptic_input(self.rates(h), weight)
+    def total_input(self, syn: Tensor, ff: Tensor | None, fb_add: Tensor | None = None,
+                    fb_gain: Tensor | None = None) -> Tensor:
+        """``(syn + ff + fb_add) * fb_gain + b``: the input the leaky update integrates."""
         if ff is not None:
             syn = syn + ff
         if fb_add is not None:
@@ -359,7 +351,16 @@ class SpatialArea(nn.Module):
             syn = syn * fb_gain
         if self.bias is not None:
             syn = syn + self.bias[:, None, None]
-        return torch.lerp(h, syn, alpha)
+        return syn
+
+    def step(self, h: Tensor, ff: Tensor | None, fb_add: Tensor | None = None,
+             fb_gain: Tensor | None = None, weight: Tensor | None = None,
+             alpha: Tensor | None = None) -> Tensor:
+        """One Euler step of the area alone: the new ``h`` from ``h`` ``(batch, C, H, W)``,
+        the input drive ``ff``, additive top-down input ``fb_add`` and gain ``fb_gain``."""
+        alpha = self.dt / self.tau if alpha is None else alpha
+        syn = self.total_input(self.synaptic_input(self.rates(h), weight), ff, fb_add, fb_gain)
+        return leaky_update(h, syn, alpha, self.rates).h
 
     def initial_state(self, batch_size: int) -> Tensor:
         """Zero ``h``, ``(batch, C, H, W)``."""
@@ -377,12 +378,14 @@ class SpatialArea(nn.Module):
         """
         drive, steps = _input_drives(self, x, steps)
         h = self.initial_state(x.shape[0]) if state is None else state
-        weight, alpha = self.recurrent_weight(), self.dt / self.tau_full()
-        rates = []
-        for t in range(steps):
-            h = self.step(h, drive if drive.dim() == 4 else drive[:, t], weight=weight, alpha=alpha)
-            rates.append(self.rates(h))
-        return torch.stack(rates, 1), h
+        weight, alpha = self.recurrent_weight(), self.dt / self.tau
+        drive = drive.unsqueeze(1).expand(-1, steps, -1, -1, -1) if drive.dim() == 4 else drive
+
+        def step(h: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+            h = self.step(h, d, weight=weight, alpha=alpha)
+            return self.rates(h), h
+
+        return scan(step, h, (drive,))
 
     def extra_repr(self) -> str:
         types = ", ".join(f"{t.name}:{n}" for t, n in zip(self.table.types, self.type_sizes, strict=True))
@@ -407,8 +410,8 @@ def _input_drives(area: SpatialArea, x: Tensor, steps: int | None) -> tuple[Tens
 
 
 @dataclass(frozen=True)
-class Feedback:
-    """An inter-areal feedback projection from a later area to an earlier one.
+class TopDown:
+    """A top-down (inter-areal feedback) projection from a later area to an earlier one.
 
     Args:
         source: index of the sending area (its output types send).
@@ -434,16 +437,16 @@ class Feedback:
         for k in ("source", "target", "delay", "extent"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"Feedback.{k} must be a non-negative integer; got {v!r}")
+                raise ValueError(f"TopDown.{k} must be a non-negative integer; got {v!r}")
         if self.source <= self.target:
-            raise ValueError(f"feedback goes from a later area to an earlier one; got source={self.source}, "
+            raise ValueError(f"a top-down projection goes from a later area to an earlier one; got source={self.source}, "
                              f"target={self.target}")
-        if self.mode not in FEEDBACK_MODES:
-            raise ValueError(f"Feedback.mode must be one of {FEEDBACK_MODES}; got {self.mode!r}")
+        if self.mode not in TOP_DOWN_MODES:
+            raise ValueError(f"TopDown.mode must be one of {TOP_DOWN_MODES}; got {self.mode!r}")
         if self.extent % 2 == 0:
-            raise ValueError(f"Feedback.extent must be a positive odd integer; got {self.extent}")
+            raise ValueError(f"TopDown.extent must be a positive odd integer; got {self.extent}")
         if not (math.isfinite(self.strength) and self.strength >= 0):
-            raise ValueError(f"Feedback.strength must be >= 0; got {self.strength!r}")
+            raise ValueError(f"TopDown.strength must be >= 0; got {self.strength!r}")
         if isinstance(self.cell_types, str):
             object.__setattr__(self, "cell_types", (self.cell_types,))
         elif self.cell_types is not None:
@@ -451,11 +454,13 @@ class Feedback:
 
 
 class SpatialState(NamedTuple):
-    """State of a :class:`SpatialNetwork`: ``h`` per area ``(batch, C, H, W)`` and, per
-    area, a ring of its past output rates ``(batch, L, C_out, H, W)`` (most recent
-    first; ``None`` when no delayed projection reads it)."""
+    """State of a :class:`SpatialNetwork`: ``h`` and the rates ``r`` per area
+    ``(batch, C, H, W)`` and, per area, a ring of its past output rates
+    ``(batch, L, C_out, H, W)`` (most recent first; ``None`` when no delayed
+    projection reads it)."""
 
     h: tuple[Tensor, ...]
+    r: tuple[Tensor, ...]
     history: tuple[Tensor | None, ...]
 
 
@@ -523,7 +528,7 @@ class SpatialRecord:
 
 
 class _Projection(nn.Module):
-    def __init__(self, spec: Feedback, weight_holder: nn.Module) -> None:
+    def __init__(self, spec: TopDown, weight_holder: nn.Module) -> None:
         super().__init__()
         self.spec = spec
         self.synapse = weight_holder
@@ -533,9 +538,17 @@ class _Projection(nn.Module):
         return self.synapse.weight
 
 
-class SpatialNetwork(nn.Module):
-    r"""A hierarchy of spatially embedded areas with feedforward and feedback projections
+class SpatialNetwork(RecurrentCore):
+    r"""A hierarchy of spatially embedded areas with feedforward and top-down projections
     and a readout (equations in the module docstring).
+
+    The convolutional configuration of the recurrent core
+    (:class:`~bionn.recurrent.RecurrentCore`): noise, learned initial state, time
+    constants, truncated/checkpointed BPTT, credit assignment through time
+    (``convert``) and the call convention are the core's. Its units are every
+    area's ``(C, H, W)`` sheet, flattened and concatenated in area order: ``rates``
+    is ``(batch, T, N)``; :meth:`record` turns it into a :class:`SpatialRecord`
+    for queries by area, cell type, time and position.
 
     Args:
         tables: one :class:`~bionn.circuits.celltypes.CellTypeTable` for every area, or one per area.
@@ -543,7 +556,7 @@ class SpatialNetwork(nn.Module):
             longer of ``tables`` and ``sizes``).
         in_channels: channels of the input image.
         n_output: readout units.
-        feedback: :class:`Feedback` projections.
+        top_down: :class:`TopDown` projections.
         dt: step (ms).
         tau_mode, learn_tau: as :class:`SpatialArea`.
         in_extent: kernel size of the feedforward input convolutions.
@@ -553,15 +566,17 @@ class SpatialNetwork(nn.Module):
         readout_area: the area read out (default the last).
         readout_size: the readout pools the output rates to ``readout_size x readout_size``.
         area_names: names of the areas (default ``area0, area1, ...``).
+        preact_noise, postact_noise: ``sigma`` of the noise on ``h`` and on ``r``.
+        learn_initial_state: train the initial ``h`` of every unit (else zero).
         generator: random generator for the initial weights.
 
     Example:
         >>> from bionn.circuits.motifs import motif
         >>> t = motif("E-PV-SST-VIP")
         >>> net = SpatialNetwork(t, [(8, 8), (4, 4)], 1, 2,
-        ...                      feedback=[Feedback(1, 0, cell_types=("VIP",), delay=2)])
-        >>> out, rec = net(torch.rand(5, 6, 1, 8, 8))   # a 6-step sequence
-        >>> out.shape, rec.query("area0", "VIP", position=(2, 3)).shape
+        ...                      top_down=[TopDown(1, 0, cell_types=("VIP",), delay=2)])
+        >>> out, rates = net(torch.rand(5, 6, 1, 8, 8))   # a 6-step sequence
+        >>> out.shape, net.record(rates).query("area0", "VIP", position=(2, 3)).shape
         (torch.Size([5, 6, 2]), torch.Size([5, 6, 1]))
     """
 
@@ -572,7 +587,7 @@ class SpatialNetwork(nn.Module):
         in_channels: int,
         n_output: int,
         *,
-        feedback: Sequence[Feedback] = (),
+        top_down: Sequence[TopDown] = (),
         dt: float = 10.0,
         tau_mode: str = "type",
         learn_tau: bool = False,
@@ -583,6 +598,9 @@ class SpatialNetwork(nn.Module):
         readout_area: int = -1,
         readout_size: int = 1,
         area_names: Sequence[str] | None = None,
+        preact_noise: float = 0.0,
+        postact_noise: float = 0.0,
+        learn_initial_state: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -603,7 +621,6 @@ class SpatialNetwork(nn.Module):
             raise ValueError(f"ff_delay must be a non-negative integer or one per area pair ({n - 1}); got {ff_delay!r}")
         self.ff_delay = tuple(delays)
         self.pool = pool
-        self.dt = float(dt)
         self.area_names = tuple(area_names) if area_names is not None else tuple(f"area{i}" for i in range(n))
         if len(self.area_names) != n:
             raise ValueError(f"area_names must name {n} areas; got {len(self.area_names)}")
@@ -623,91 +640,197 @@ class SpatialNetwork(nn.Module):
                 in_extent=in_extent, in_sign=sign, in_strength=1.0 if i == 0 else ff_strength,
                 generator=generator))
         self.areas = nn.ModuleList(areas)
+        self.area_units = tuple(a.n_channels * a.size[0] * a.size[1] for a in areas)
+        self._init_core(dt=dt, unit_shape=(sum(self.area_units),), activation=None,
+                        preact_noise=preact_noise, postact_noise=postact_noise,
+                        learn_initial_state=learn_initial_state, fused=False)
 
-        self.feedback = nn.ModuleList()
-        for fb in feedback:
-            if not isinstance(fb, Feedback):
-                raise ValueError(f"feedback must be a list of Feedback; got {fb!r}")
+        self.top_down = nn.ModuleList()
+        for fb in top_down:
+            if not isinstance(fb, TopDown):
+                raise ValueError(f"top_down must be a list of TopDown; got {fb!r}")
             if fb.source >= n:
-                raise ValueError(f"feedback source area {fb.source} does not exist ({n} areas)")
+                raise ValueError(f"top-down source area {fb.source} does not exist ({n} areas)")
             src, tgt = areas[fb.source], areas[fb.target]
             types = fb.cell_types or tgt.table.inputs
             for ct in types:
                 if ct not in tgt.channels:
-                    raise ValueError(f"feedback onto cell type {ct!r}: area {fb.target} has types "
+                    raise ValueError(f"top-down projection onto cell type {ct!r}: area {fb.target} has types "
                                      f"{list(tgt.channels)}")
             rows = torch.isin(tgt.type_index, torch.tensor([tgt.table.index(ct) for ct in types]))
             holder = _signed_conv_param(tgt.n_channels, src.out_channels, fb.extent,
                                         src.channel_sign[src.output_index], fb.strength, rows, generator)
-            self.feedback.append(_Projection(fb, holder))
+            self.top_down.append(_Projection(fb, holder))
 
-        # History depth per area: feedforward delays read t - d, feedback t - 1 - d.
+        # History depth per area: feedforward delays read t - d, top-down t - 1 - d.
         depth = [0] * n
         for i, d in enumerate(self.ff_delay):
             depth[i] = max(depth[i], d)
-        for p in self.feedback:
+        for p in self.top_down:
             depth[p.spec.source] = max(depth[p.spec.source], p.spec.delay + 1)
         self.history_depth = tuple(depth)
 
         ro = areas[self.readout_area]
         self.readout_size = int(readout_size)
-        self.readout = nn.Linear(ro.out_channels * self.readout_size ** 2, n_output)
+        lin = nn.Linear(ro.out_channels * self.readout_size ** 2, n_output)
+        self.weight_out, self.bias_out = lin.weight, lin.bias
         self.in_channels, self.n_output = in_channels, n_output
 
-    # ------------------------------------------------------------ API
-    def initial_state(self, batch_size: int) -> SpatialState:
-        """Zero ``h`` everywhere; histories filled with the resting output rates."""
-        hs = tuple(a.initial_state(batch_size) for a in self.areas)
-        hist = tuple(
-            None if d == 0 else a.output(h)[:, None].expand(-1, d, -1, -1, -1).contiguous()
-            for a, h, d in zip(self.areas, hs, self.history_depth, strict=True))
-        return SpatialState(hs, hist)
+    # ------------------------------------------------------------ views
+    def rate_function(self, h: Tensor) -> Tensor:
+        """``f`` of every area on flat ``(..., N)`` activations."""
+        return torch.cat([a.rates(x).flatten(-3) for a, x in zip(self.areas, self._split(h), strict=True)], -1)
 
-    def time_constants(self) -> dict[str, Tensor]:
+    def _split(self, flat: Tensor) -> list[Tensor]:
+        """Flat ``(..., N)`` per area, reshaped to ``(..., C, H, W)``."""
+        return [x.unflatten(-1, (a.n_channels, *a.size))
+                for a, x in zip(self.areas, flat.split(self.area_units, -1), strict=True)]
+
+    def record(self, rates: Tensor) -> SpatialRecord:
+        """The :class:`SpatialRecord` of flat ``rates`` ``(batch, T, N)`` (from ``forward``)."""
+        return SpatialRecord(tuple(self._split(rates)), tuple(dict(a.channels) for a in self.areas),
+                             self.area_names, self.dt)
+
+    def time_constants_per_unit(self) -> Tensor:
+        return torch.cat([a.tau.expand(a.n_channels, *a.size).flatten() for a in self.areas])
+
+    def tau_by_type(self) -> dict[str, Tensor]:
         """Current tau values (ms) keyed ``"area/type"``."""
         return {f"{name}/{t}": v for name, a in zip(self.area_names, self.areas, strict=True)
-                for t, v in a.time_constants().items()}
+                for t, v in a.tau_by_type().items()}
 
-    def run(self, x: Tensor, steps: int | None = None,
-            state: SpatialState | None = None) -> tuple[Tensor, SpatialRecord, SpatialState]:
+    # ------------------------------------------------------------ configuration of the core
+    def _connections(self) -> dict[str, tuple[nn.Module, str]]:
+        out: dict[str, tuple[nn.Module, str]] = {}
+        for name, a in zip(self.area_names, self.areas, strict=True):
+            out[f"{name}.input"] = (a.input_synapse, "weight")
+            for key, holder in a.synapses.items():
+                out[f"{name}.{key}"] = (holder, "weight")
+        for k, p in enumerate(self.top_down):
+            out[f"top_down{k}"] = (p.synapse, "weight")
+        out["readout"] = (self, "weight_out")
+        return out
+
+    def connection_weights(self) -> dict[str, Tensor]:
+        """Effective weights: per area ``"<area>.input"`` (input / feedforward convolution)
+        and ``"<area>.<pre>-><post>"`` (recurrent kernels), ``"top_down<k>"`` and ``"readout"``."""
+        return {k: getattr(m, a) for k, (m, a) in self._connections().items()}
+
+    def connection_parameters(self) -> dict[str, nn.Parameter]:
+        return {k: (m.parametrizations[a].original if parametrize.is_parametrized(m, a) else getattr(m, a))
+                for k, (m, a) in self._connections().items()}
+
+    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
+        return self._connections()[name]
+
+    def initial_state(self, batch_size: int) -> SpatialState:
+        """``h`` zero or learned everywhere; histories filled with the resting output rates."""
+        flat = super().initial_state(batch_size)
+        hs = tuple(self._split(flat.h))
+        rs = self._split(flat.r)
+        hist = tuple(
+            None if d == 0 else a.output(r)[:, None].expand(-1, d, -1, -1, -1).contiguous()
+            for a, r, d in zip(self.areas, rs, self.history_depth, strict=True))
+        return SpatialState(hs, tuple(rs), hist)
+
+    def check_input(self, x: Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"input must be (batch, C, H, W) with steps, or a (batch, T, C, H, W) "
+                             f"sequence; got shape {tuple(x.shape)}")
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"input has {x.shape[2]} channels; the first area expects {self.in_channels}")
+
+    def _apply(self, p: Prepared, name: str):
+        """``apply(x, weight, kernel)`` for connection ``name`` (through its ``B`` if it has one)."""
+        def apply(x: Tensor, weight: Tensor, kernel: FeedbackKernel) -> Tensor:
+            if name not in p.feedback:
+                return kernel.op(x, weight, None)
+            return feedback_apply(kernel, x, weight, None, self.credit_assignment[name],
+                                  feedback=p.feedback[name])
+        return apply
+
+    def _area_recurrent(self, p: Prepared, i: int):
+        """The area's assembled recurrent weight and, with feedback rules, ``apply`` through
+        the assembled ``B``."""
+        a, name = self.areas[i], self.area_names[i]
+        keys = {k: f"{name}.{k}" for k in a.synapses}
+        weight = a.recurrent_weight({k: p.weights[c] for k, c in keys.items()})
+        if not any(c in p.feedback for c in keys.values()):
+            return weight, None
+        b = a.recurrent_weight({k: p.feedback.get(c, p.weights[c]) for k, c in keys.items()})
+        rule = next(self.credit_assignment[c] for c in keys.values() if c in p.feedback)
+
+        def apply(x: Tensor, w: Tensor, kernel: FeedbackKernel) -> Tensor:
+            return feedback_apply(kernel, x, w, None, rule, feedback=b)
+        return weight, apply
+
+    def run(self, x: Tensor, state: SpatialState | None = None, prepared: Prepared | None = None,
+            *, steps: int | None = None) -> tuple[Tensor, Tensor, SpatialState]:
         """Run on a static ``(batch, C, H, W)`` input repeated ``steps`` times or a
         ``(batch, T, C, H, W)`` sequence.
 
-        Returns ``(outputs (batch, T, n_output), record, final state)``.
+        Returns ``(outputs (batch, T, n_output), rates (batch, T, N), final state)``.
         """
+        if x.dim() == 4:
+            if steps is None or isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+                raise ValueError(f"a static input (batch, C, H, W) needs steps, a positive integer; got {steps!r}")
+            x = x.unsqueeze(1).expand(-1, steps, -1, -1, -1)
+        elif steps is not None and x.dim() == 5 and steps != x.shape[1]:
+            raise ValueError(f"steps={steps} but the input sequence has {x.shape[1]} steps")
+        return super().run(x, state, prepared)
+
+    def forward(self, x: Tensor, state: SpatialState | None = None, return_state: bool = False,
+                *, steps: int | None = None) -> tuple[Tensor, ...]:
+        """``(outputs (batch, T, n_output), rates (batch, T, N))`` (plus the final state with
+        ``return_state``); see :meth:`run` and :meth:`record`."""
+        out, rates, final = self.run(x, state, steps=steps)
+        return (out, rates, final) if return_state else (out, rates)
+
+    def _sequence(self, x: Tensor, state: SpatialState, p: Prepared) -> tuple[Tensor, Tensor, SpatialState]:
         first = self.areas[0]
-        drive0, steps = _input_drives(first, x, steps)
-        state = self.initial_state(x.shape[0]) if state is None else state
-        hs, hist = list(state.h), list(state.history)
-        weights = [a.recurrent_weight() for a in self.areas]
-        alphas = [a.dt / a.tau_full() for a in self.areas]
-        fb_w = [p.weight for p in self.feedback]
+        static = x.stride(1) == 0  # a static image repeated: one convolution
+        xin = x[:, :1] if static else x
+        drive0 = first.input_drive(xin, self.pool, p.weights[f"{self.area_names[0]}.input"],
+                                   self._apply(p, f"{self.area_names[0]}.input"))
+        if static:
+            drive0 = drive0.expand(-1, x.shape[1], -1, -1, -1)
+        steps = x.shape[1]
+        hs, rs, hist = list(state.h), list(state.r), list(state.history)
+        alphas = [a.dt / a.tau for a in self.areas]
+        rec = [self._area_recurrent(p, i) for i in range(len(self.areas))]
+        td_w = [p.weights[f"top_down{k}"] for k in range(len(self.top_down))]
+        td_apply = [self._apply(p, f"top_down{k}") for k in range(len(self.top_down))]
+        ff_w = [p.weights[f"{n}.input"] for n in self.area_names]
+        ff_apply = [self._apply(p, f"{n}.input") for n in self.area_names]
         rates: list[list[Tensor]] = [[] for _ in self.areas]
         outs: list[Tensor] = []
         for t in range(steps):
             new_out: list[Tensor] = []
             for i, area in enumerate(self.areas):
                 if i == 0:
-                    ff = drive0 if drive0.dim() == 4 else drive0[:, t]
+                    ff = drive0[:, t]
                 else:
                     d = self.ff_delay[i - 1]
                     src = new_out[i - 1] if d == 0 else hist[i - 1][:, d - 1]
-                    ff = area.input_drive(src, self.pool)
+                    ff = area.input_drive(src, self.pool, ff_w[i], ff_apply[i])
                 add = gain = None
-                for p, w in zip(self.feedback, fb_w, strict=True):
-                    if p.spec.target != i:
+                for k, pr in enumerate(self.top_down):
+                    if pr.spec.target != i:
                         continue
-                    src = _resize(hist[p.spec.source][:, p.spec.delay], area.size, self.pool)
-                    f = F.conv2d(src, w, padding=p.spec.extent // 2)
-                    if p.spec.mode == "additive":
+                    src = _resize(hist[pr.spec.source][:, pr.spec.delay], area.size, self.pool)
+                    f = td_apply[k](src, td_w[k], ConvKernel((1, 1), (pr.spec.extent // 2,) * 2, (1, 1), 1))
+                    if pr.spec.mode == "additive":
                         add = f if add is None else add + f
                     else:
                         g = 1.0 + torch.tanh(f)
                         gain = g if gain is None else gain * g
-                hs[i] = area.step(hs[i], ff, add, gain, weights[i], alphas[i])
-                r = area.rates(hs[i])
-                rates[i].append(r)
-                new_out.append(r.index_select(1, area.output_index))
+                weight, apply = rec[i]
+                syn = area.total_input(area.synaptic_input(rs[i], weight, apply), ff, add, gain)
+                pre, post = self._noise(syn, alphas[i])
+                new = leaky_update(hs[i], syn, alphas[i], area.rates, pre, post)
+                hs[i], rs[i] = new.h, new.r
+                rates[i].append(new.r)
+                new_out.append(area.output(new.r))
             for i, o in enumerate(new_out):
                 if hist[i] is not None:
                     hist[i] = torch.cat([o[:, None], hist[i][:, :-1]], 1)
@@ -715,15 +838,9 @@ class SpatialNetwork(nn.Module):
         seq = torch.stack(outs, 1)  # (B, T, C_out, H, W)
         b, T = seq.shape[:2]
         pooled = F.adaptive_avg_pool2d(seq.flatten(0, 1), self.readout_size).reshape(b, T, -1)
-        record = SpatialRecord(tuple(torch.stack(r, 1) for r in rates),
-                               tuple(dict(a.channels) for a in self.areas), self.area_names, self.dt)
-        return self.readout(pooled), record, SpatialState(tuple(hs), tuple(hist))
-
-    def forward(self, x: Tensor, steps: int | None = None,
-                state: SpatialState | None = None) -> tuple[Tensor, SpatialRecord]:
-        """``(outputs (batch, T, n_output), record)``; see :meth:`run`."""
-        out, record, _ = self.run(x, steps, state)
-        return out, record
+        flat = torch.cat([torch.stack(r, 1).flatten(-3) for r in rates], -1)
+        out = self.connect(p, "readout", pooled, p.weights["readout"], self.bias_out)
+        return out, flat, SpatialState(tuple(hs), tuple(rs), tuple(hist))
 
     def extra_repr(self) -> str:
-        return f"areas={len(self.areas)}, feedback={[(p.spec.source, p.spec.target, p.spec.mode) for p in self.feedback]}"
+        return f"areas={len(self.areas)}, top_down={[(p.spec.source, p.spec.target, p.spec.mode) for p in self.top_down]}"

@@ -200,7 +200,7 @@ def plot_time_constants(
     median as a bar, the initial value as a dashed line.
 
     Args:
-        taus: ``{label: values (ms)}``, e.g. ``SpatialNetwork.time_constants()``.
+        taus: ``{label: values (ms)}``, e.g. ``SpatialNetwork.tau_by_type()``.
         initial: the same labels before training (optional).
         dt: draw the lower bound ``tau = dt`` (optional).
         path: where to save a PNG (optional).
