@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bionn.circuits import MultiAreaEI
-from bionn.constraints import Dale, Mask, GradScale, constrain, ei_sign
+from bionn.constraints import Dale, GradScale, Mask, constrain, ei_sign
 from bionn.rate import CTRNN
 
 

@@ -9,10 +9,10 @@ from bionn.learning import (
     FA,
     METHODS,
     convert,
-    recurrent_feedback,
     feedback_linear,
     matrix_angle,
     mirror,
+    recurrent_feedback,
 )
 from bionn.tasks import make_task
 
