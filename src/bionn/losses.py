@@ -55,7 +55,7 @@ class RNNLoss:
     """Task loss plus weighted regularisers.
 
     total = task(y, y*, mask)
-          + sum_l l2[l] * mean(W_l^2)                      (l in input, recurrent, readout)
+          + sum_l l2[l] * mean(W_l^2)                      (l a connection of the model)
           + rate_mean * mean_i(rbar_i)                       (metabolic cost)
           + rate_std  * std_i(rbar_i)                        (uneven rates across neurons)
           + rate_cv   * std_i(rbar_i) / mean_i(rbar_i)       (coefficient of variation)
@@ -64,7 +64,10 @@ class RNNLoss:
 
     Args:
         task: ``"mse"`` or ``"cross_entropy"``.
-        l2: weight of the L2 term per layer, e.g. ``{"recurrent": 1e-4}``.
+        l2: weight of the L2 term per connection, e.g. ``{"recurrent": 1e-4}``, keyed by the
+            names of the model's ``connection_weights()`` (``input``, ``recurrent``,
+            ``readout`` for a CTRNN or ConnectomeRNN; per area and cell-type pair for a
+            spatial network); ``"all"`` applies to every connection not named.
         rate_mean, rate_std, rate_cv: weights of the rate regularisers.
 
     Example:
@@ -104,11 +107,17 @@ class RNNLoss:
         weights: Mapping[str, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         terms: dict[str, Tensor] = {"task": TASK_LOSSES[self.task](outputs, targets, mask)}
-        for name, lam in self.l2.items():
-            if lam == 0:
-                continue
+        named = {k: v for k, v in self.l2.items() if k != "all"}
+        for name in named:
             if weights is None or name not in weights:
                 raise ValueError(f"l2 term {name!r} needs weights[{name!r}]; got {sorted(weights or {})}")
+        if "all" in self.l2:
+            if weights is None:
+                raise ValueError("l2 'all' needs the model's connection weights (weights=...)")
+            named = {**{k: self.l2["all"] for k in weights if k not in named}, **named}
+        for name, lam in named.items():
+            if lam == 0:
+                continue
             terms[f"l2_{name}"] = lam * weights[name].pow(2).mean()
         if self.rate_mean or self.rate_std or self.rate_cv:
             if rates is None:

@@ -703,17 +703,17 @@ class SpatialNetwork(RecurrentCore):
     def _connections(self) -> dict[str, tuple[nn.Module, str]]:
         out: dict[str, tuple[nn.Module, str]] = {}
         for name, a in zip(self.area_names, self.areas, strict=True):
-            out[f"{name}.input"] = (a.input_synapse, "weight")
+            out[f"{name}/input"] = (a.input_synapse, "weight")
             for key, holder in a.synapses.items():
-                out[f"{name}.{key}"] = (holder, "weight")
+                out[f"{name}/{key}"] = (holder, "weight")
         for k, p in enumerate(self.top_down):
             out[f"top_down{k}"] = (p.synapse, "weight")
         out["readout"] = (self, "weight_out")
         return out
 
     def connection_weights(self) -> dict[str, Tensor]:
-        """Effective weights: per area ``"<area>.input"`` (input / feedforward convolution)
-        and ``"<area>.<pre>-><post>"`` (recurrent kernels), ``"top_down<k>"`` and ``"readout"``."""
+        """Effective weights: per area ``"<area>/input"`` (input / feedforward convolution)
+        and ``"<area>/<pre>-><post>"`` (recurrent kernels), ``"top_down<k>"`` and ``"readout"``."""
         return {k: getattr(m, a) for k, (m, a) in self._connections().items()}
 
     def connection_parameters(self) -> dict[str, nn.Parameter]:
@@ -753,7 +753,7 @@ class SpatialNetwork(RecurrentCore):
         """The area's assembled recurrent weight and, with feedback rules, ``apply`` through
         the assembled ``B``."""
         a, name = self.areas[i], self.area_names[i]
-        keys = {k: f"{name}.{k}" for k in a.synapses}
+        keys = {k: f"{name}/{k}" for k in a.synapses}
         weight = a.recurrent_weight({k: p.weights[c] for k, c in keys.items()})
         if not any(c in p.feedback for c in keys.values()):
             return weight, None
@@ -790,8 +790,8 @@ class SpatialNetwork(RecurrentCore):
         first = self.areas[0]
         static = x.stride(1) == 0  # a static image repeated: one convolution
         xin = x[:, :1] if static else x
-        drive0 = first.input_drive(xin, self.pool, p.weights[f"{self.area_names[0]}.input"],
-                                   self._apply(p, f"{self.area_names[0]}.input"))
+        drive0 = first.input_drive(xin, self.pool, p.weights[f"{self.area_names[0]}/input"],
+                                   self._apply(p, f"{self.area_names[0]}/input"))
         if static:
             drive0 = drive0.expand(-1, x.shape[1], -1, -1, -1)
         steps = x.shape[1]
@@ -800,8 +800,8 @@ class SpatialNetwork(RecurrentCore):
         rec = [self._area_recurrent(p, i) for i in range(len(self.areas))]
         td_w = [p.weights[f"top_down{k}"] for k in range(len(self.top_down))]
         td_apply = [self._apply(p, f"top_down{k}") for k in range(len(self.top_down))]
-        ff_w = [p.weights[f"{n}.input"] for n in self.area_names]
-        ff_apply = [self._apply(p, f"{n}.input") for n in self.area_names]
+        ff_w = [p.weights[f"{n}/input"] for n in self.area_names]
+        ff_apply = [self._apply(p, f"{n}/input") for n in self.area_names]
         rates: list[list[Tensor]] = [[] for _ in self.areas]
         outs: list[Tensor] = []
         for t in range(steps):

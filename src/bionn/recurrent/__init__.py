@@ -9,6 +9,7 @@ from bionn.recurrent.core import (
     RecurrentCore,
     RecurrentModel,
     TimeConstants,
+    detach_state,
     recurrent_models,
     tau_groups,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "RecurrentCore",
     "RecurrentModel",
     "TimeConstants",
+    "detach_state",
     "recurrent_models",
     "tau_groups",
 ]

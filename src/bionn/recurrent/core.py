@@ -59,7 +59,8 @@ from bionn.functional.feedback import LINEAR, FeedbackKernel, feedback_apply
 from bionn.functional.loop import scan
 from bionn.functional.rate import RateState, get_activation, leaky_update
 
-__all__ = ["Prepared", "RecurrentCore", "RecurrentModel", "TimeConstants", "RateState", "recurrent_models"]
+__all__ = ["Prepared", "RecurrentCore", "RecurrentModel", "TimeConstants", "RateState", "detach_state",
+           "recurrent_models"]
 
 
 class Prepared(NamedTuple):
@@ -95,6 +96,26 @@ class RecurrentModel(Protocol):
     def connection_parameters(self) -> dict[str, nn.Parameter]: ...
 
     def initial_state(self, batch_size: int) -> Any: ...
+
+
+def detach_state(state: Any) -> Any:
+    """``state`` (tensors in any nesting of tuples, named tuples, lists and dicts, ``None``
+    allowed) cut from the autograd graph: truncated BPTT continues a trial from it.
+
+    Example:
+        >>> s = RateState(torch.ones(2, requires_grad=True) * 2, torch.zeros(2))
+        >>> detach_state(s).h.requires_grad, type(detach_state(s)).__name__
+        (False, 'RateState')
+    """
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(v) for v in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(v) for v in state)
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    return state
 
 
 def recurrent_models(model: nn.Module) -> list[tuple[str, nn.Module]]:
