@@ -88,7 +88,7 @@ def brian_spikes(eqs: str, duration: float, dt: float, method: str, threshold: s
 
 
 def bionn_spikes(model, current: float, duration: float, dt: float) -> np.ndarray:
-    s = model.init_state(1, dtype=torch.float64)
+    s = model.initial_state(1, dtype=torch.float64)
     drive = Drive(current=torch.full((1, 1), current, dtype=torch.float64))
     steps = []
     for i in range(int(round(duration / dt))):

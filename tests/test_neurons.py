@@ -52,7 +52,7 @@ def simulate(model, current, dt: float, steps: int, batch: int = 1, dtype=torch.
     """Step ``model`` under a constant current; returns (final state, spike times per trial)."""
     model = model.to(dtype)
     model._generator = generator
-    s = state if state is not None else model.init_state(batch, dtype=dtype)
+    s = state if state is not None else model.initial_state(batch, dtype=dtype)
     cur = torch.as_tensor(current, dtype=dtype)
     cur = cur.reshape(-1, 1).expand(batch, model.n) if cur.dim() else cur.expand(batch, model.n)
     drive = Drive(current=cur)
@@ -105,7 +105,7 @@ def test_unknown_parameter_is_named(name):
 @pytest.mark.parametrize("name", [k for k in sorted(ACTIVE) if "V" in NEURONS[k].variables])
 def test_conductance_drive_pushes_V_toward_E(name):
     model = make(name, 1).double()
-    s = model.init_state(1, dtype=torch.float64)
+    s = model.initial_state(1, dtype=torch.float64)
     v = s["V"]
     g = 10.0 if name == "TraubHH" else 0.5
     base = model.derivatives(s, Drive())["V"]
@@ -121,7 +121,7 @@ def test_conductance_drive_pushes_V_toward_E(name):
 def test_noise_is_euler_maruyama_and_seeded():
     lif = LIF(1000, noise=2.0, V_th=1e9).double()
     lif._generator = torch.Generator().manual_seed(3)
-    s = lif.init_state(2, dtype=torch.float64)
+    s = lif.initial_state(2, dtype=torch.float64)
     s1 = lif(s, Drive(), 0.1)
     # one step from V = V_rest with no drive: V = (noise / tau) sqrt(dt) N(0, 1)
     std = float(s1["V"].std())
@@ -159,7 +159,7 @@ def test_lif_isi_matches_analytic():
 
 def test_refractory_holds_V():
     lif = LIF(1).double()
-    s = lif.init_state(1, dtype=torch.float64)
+    s = lif.initial_state(1, dtype=torch.float64)
     drive = Drive(current=torch.full((1, 1), 50.0, dtype=torch.float64))
     while not s["spike"].any():
         s = lif(s, drive, 0.1)
@@ -169,7 +169,7 @@ def test_refractory_holds_V():
     s = lif(s, drive, 0.1)
     assert float(s["V"]) > -5.0
     exp_if = ExpIF(1).double()
-    s = exp_if.init_state(1, dtype=torch.float64)
+    s = exp_if.initial_state(1, dtype=torch.float64)
     drive = Drive(current=torch.full((1, 1), 10.0, dtype=torch.float64))
     while not s["spike"].any():
         s = exp_if(s, drive, 0.1)
@@ -212,7 +212,7 @@ def test_expif_isi_matches_quadrature():
 def test_adaptation_jumps_at_spike(cls, jump):
     model = cls(1).double()
     var = "u" if cls is Izhikevich else "w"
-    s = model.init_state(1, dtype=torch.float64)
+    s = model.initial_state(1, dtype=torch.float64)
     s["V"] = s["V"] * 0 + float(model.V_th) - 0.01
     drive = Drive(current=torch.full((1, 1), 50.0, dtype=torch.float64))
     integrated = model.integrate(dict(s), drive, 0.1)
@@ -228,7 +228,7 @@ def test_adex_update_order():
     drive = Drive(current=torch.full((1, 1), 20.0, dtype=torch.float64))
     seq, joint = AdExIF(1).double(), AdExIF(1, order="joint").double()
     assert seq.order == "sequential" and AdExIF(1, method="rk4").order == "joint"
-    s = seq.init_state(1, dtype=torch.float64)
+    s = seq.initial_state(1, dtype=torch.float64)
     s["w"] = s["w"] + 3.0
     s["V"] = s["V"] + 10.0
     # sequential: w first (from the old V), then V with the new w
@@ -246,7 +246,7 @@ def test_adex_update_order():
 def test_gif_spikes_against_old_threshold():
     # a = 5 makes V_th jump from -50 to -40 within one step while V crosses -50
     gif = GIF(1, a=5.0).double()
-    s = gif.init_state(1, dtype=torch.float64)
+    s = gif.initial_state(1, dtype=torch.float64)
     s["V"] = s["V"] * 0 - 50.05
     drive = Drive(current=torch.full((1, 1), 1.5, dtype=torch.float64))
     integrated = gif.integrate(dict(s), drive, 0.1)
@@ -255,7 +255,7 @@ def test_gif_spikes_against_old_threshold():
     assert new["spike"].all() and float(new["V"]) == -70.0
     # reset: I2 <- R2 I2 + A2, V_th <- max(V_th_reset, V_th)
     gif2 = GIF(1, A2=2.0, V_th_reset=-45.0).double()
-    s = gif2.init_state(1, dtype=torch.float64)
+    s = gif2.initial_state(1, dtype=torch.float64)
     s["V"] = s["V"] * 0 - 49.0
     new = gif2(s, Drive(), 0.1)
     assert new["spike"].all() and float(new["I2"]) == 2.0 and float(new["V_th"]) == -45.0
@@ -291,7 +291,7 @@ def test_izhikevich_presets():
     assert (float(m.a), float(m.d)) == (pytest.approx(0.1), 3.0)
     with pytest.raises(ValueError, match="unknown preset 'XX'"):
         Izhikevich(1, preset="XX")
-    s = Izhikevich(2, b=torch.tensor([0.2, 0.25])).init_state(1)
+    s = Izhikevich(2, b=torch.tensor([0.2, 0.25])).initial_state(1)
     assert torch.allclose(s["u"], torch.tensor([[-13.0, -16.25]]))
 
 
@@ -331,7 +331,7 @@ def test_hh_refuses_unstable_dt():
 
 def test_hh_no_reset_and_crossing():
     hh = HH(1).double()
-    s = hh.init_state(1, dtype=torch.float64)
+    s = hh.initial_state(1, dtype=torch.float64)
     s["V"] = s["V"] * 0 + 19.99
     s["m"] = s["m"] * 0 + 0.9
     new = hh(s, Drive(), 0.01)
@@ -355,7 +355,7 @@ def test_hh_gates_and_limits():
     # steady state: gate derivatives vanish at fixed V; initial="steady" uses it
     ss = HH.steady_state(-65.0)
     hh = HH(1, initial={"m": "steady", "h": "steady", "n": "steady"})
-    s = hh.init_state(1)
+    s = hh.initial_state(1)
     for g in "mhn":
         assert float(s[g]) == pytest.approx(float(ss[g]))
         assert abs(float(hh.derivatives(s, Drive())[g])) < 1e-6
@@ -363,7 +363,7 @@ def test_hh_gates_and_limits():
     assert float(ss["h"]) == pytest.approx(0.596, abs=1e-3)
     assert float(ss["n"]) == pytest.approx(0.3177, abs=1e-3)
     # clipping
-    s = HH(1).init_state(1)
+    s = HH(1).initial_state(1)
     s["m"] = s["m"] + 2.0
     assert float(HH(1)(s, Drive(), 0.01)["m"]) <= 1.0
     assert float(HH(1, clip_gates=False)(s, Drive(), 0.01)["m"]) > 1.0
@@ -371,13 +371,13 @@ def test_hh_gates_and_limits():
 
 def test_wang_buzsaki_and_traub():
     wb = WangBuzsakiHH(1, initial={"h": "steady", "n": "steady"})
-    s = wb.init_state(1)
+    s = wb.initial_state(1)
     d = wb.derivatives(s, Drive())
     assert abs(float(d["h"])) < 1e-6 and abs(float(d["n"])) < 1e-6
     _, times = simulate(WangBuzsakiHH(1, V_th=0.0), 1.2, 0.04, 2500)
     assert len(times[0]) >= 3 and np.all(np.diff(times[0]) > 5.0)
     traub = TraubHH(1)
-    s = traub.init_state(1)
+    s = traub.initial_state(1)
     assert float(s["V"]) == -60.0
     assert float(s["h"]) == pytest.approx(float(traub.steady_state(-60.0)["h"]))
     # silent at Brian2's E_L = -65 without input; fires under a 500 pA current
@@ -391,7 +391,7 @@ def test_wang_buzsaki_and_traub():
 
 def test_morris_lecar_formula_and_crossing():
     ml = MorrisLecar(1).double()
-    s = ml.init_state(1, dtype=torch.float64)
+    s = ml.initial_state(1, dtype=torch.float64)
     v, w = -20.0, 0.02
     m_inf = 0.5 * (1 + math.tanh((v + 1.2) / 18.0))
     w_inf = 0.5 * (1 + math.tanh((v - 2.0) / 30.0))
@@ -405,7 +405,7 @@ def test_morris_lecar_formula_and_crossing():
 
 def test_hindmarsh_rose_formula_and_bursting():
     hr = HindmarshRose(1).double()
-    s = hr.init_state(1, dtype=torch.float64)
+    s = hr.initial_state(1, dtype=torch.float64)
     d = hr.derivatives(s, Drive(current=3.0))
     v = -1.6
     assert float(d["V"]) == pytest.approx(-10 - v ** 3 + 3 * v * v - 0 + 3.0)
@@ -417,7 +417,7 @@ def test_hindmarsh_rose_formula_and_bursting():
 
 def test_wilson_cowan_formula_and_fixed_point():
     wc = WilsonCowan(1).double()
-    s = wc.init_state(1, dtype=torch.float64)
+    s = wc.initial_state(1, dtype=torch.float64)
     assert not wc.spiking and "spike" not in s
 
     def sig(x, a, th):
@@ -438,7 +438,7 @@ def test_wilson_cowan_formula_and_fixed_point():
 def test_poisson_group_rate_and_seed():
     p = PoissonGroup(1000, rate=torch.full((1000,), 50.0))
     p._generator = torch.Generator().manual_seed(0)
-    s = p.init_state(2)
+    s = p.initial_state(2)
     total = torch.zeros(2, 1000)
     for _ in range(1000):
         s = p(s, Drive(), 0.1)
@@ -446,9 +446,9 @@ def test_poisson_group_rate_and_seed():
     expected = 1000 * 100e-3 * 50.0  # per trial
     assert abs(float(total.sum(1).mean()) - expected) < 5 * math.sqrt(expected)
     p._generator = torch.Generator().manual_seed(4)
-    a = p(p.init_state(1), Drive(), 0.1)["spike"]
+    a = p(p.initial_state(1), Drive(), 0.1)["spike"]
     p._generator = torch.Generator().manual_seed(4)
-    assert torch.equal(a, p(p.init_state(1), Drive(), 0.1)["spike"])
+    assert torch.equal(a, p(p.initial_state(1), Drive(), 0.1)["spike"])
     with pytest.raises(ValueError, match="exceeds 1"):
         PoissonGroup(1, rate=20000.0).check_dt(0.1)
     with pytest.raises(ValueError, match="rate"):
@@ -458,9 +458,9 @@ def test_poisson_group_rate_and_seed():
 def test_initial_values_consistent_with_rest():
     for cls in (ExpIF, QuaIF, AdExIF, AdQuaIF):
         m = cls(1)
-        s = m.init_state(1)
+        s = m.initial_state(1)
         assert float(s["V"]) == float(m.V_rest)
         assert not m(s, Drive(), 0.1)["spike"].any()
     # bpmodels' V0 = 0 is far above threshold: immediate spike
-    s = ExpIF(1, initial={"V": 0.0}).init_state(1)
+    s = ExpIF(1, initial={"V": 0.0}).initial_state(1)
     assert ExpIF(1)(s, Drive(), 0.1)["spike"].all()

@@ -15,7 +15,7 @@ YES, NO = torch.tensor([[True]]), torch.tensor([[False]])
 
 def _single(rule, weight=5.0):
     p = Projection("A", "B", one_to_one(1), Exponential(), weight=weight, plasticity=rule)
-    return p, p.init_state(1, None, F64)
+    return p, p.initial_state(1, None, F64)
 
 
 def _pairing(rule, first, gap_steps, dt=0.1, weight=5.0):
@@ -57,7 +57,7 @@ def test_stdp_keeps_weights_in_bounds_and_leaves_padding_alone():
     p = Projection(
         "A", "B", fixed_prob(6, 5, 0.5, generator=g), Exponential(), weight=2.0, plasticity=rule
     )
-    ps = p.init_state(3, None, F64)
+    ps = p.initial_state(3, None, F64)
     lo = hi = False
     for _ in range(300):
         pre = torch.rand(3, 5, generator=g) < 0.2
@@ -123,7 +123,7 @@ def test_oja_bounds_the_norm_and_finds_the_principal_component():
         weight=torch.tensor([[0.1, -0.2, 0.05]]),
         plasticity=rule,
     )
-    ps = p.init_state(1, None, F64)
+    ps = p.initial_state(1, None, F64)
     norms = []
     for _ in range(3000):
         x = (chol @ torch.randn(3, generator=g, dtype=F64))[None]
@@ -141,7 +141,7 @@ def test_oja_exact_step_and_optional_bounds():
     for bounds, expected in (({}, -0.2), ({"w_min": 0.0}, 0.0)):
         rule = Oja(gamma=0.1, **bounds)
         p = Projection("X", "Y", one_to_one(1), Exponential(), weight=1.0, plasticity=rule)
-        ps = p.init_state(1, None, F64)
+        ps = p.initial_state(1, None, F64)
         # dw/dt = gamma (r_post r_pre - r_post^2 w) = 0.1 (2 - 4) = -0.2; dt = 6 -> w = -0.2
         ps = rule.update(
             ps, p, None, None, 6.0, {"r": torch.tensor([[1.0]])}, {"r": torch.tensor([[2.0]])}
@@ -152,7 +152,7 @@ def test_oja_exact_step_and_optional_bounds():
 def test_bcm_first_step_is_neutral_then_follows_the_threshold():
     rule = BCM(learning_rate=0.01, w_max=10.0)
     p = Projection("X", "Y", one_to_one(1), Exponential(), weight=1.0, plasticity=rule)
-    ps = p.init_state(1, None, F64)
+    ps = p.initial_state(1, None, F64)
     r = lambda v: {"r": torch.tensor([[v]], dtype=F64)}  # noqa: E731
     ps = rule.update(ps, p, None, None, 1.0, r(2.0), r(3.0))
     assert float(ps["w"]) == 1.0 and float(ps["rule.theta"]) == 3.0  # theta = mean incl. this step
@@ -169,7 +169,7 @@ def test_bcm_potentiates_above_threshold_and_depresses_below():
     def final_weight(post_rates, **kw):
         rule = BCM(learning_rate=1e-3, **{"w_max": 10.0, **kw})
         p = Projection("X", "Y", all_to_all(1, 2), Exponential(), weight=1.0, plasticity=rule)
-        ps = p.init_state(1, None, F64)
+        ps = p.initial_state(1, None, F64)
         for rp in post_rates:
             ps = rule.update(
                 ps,
@@ -201,7 +201,7 @@ def test_rate_rules_leave_padding_alone_and_clip():
     for rule in (BCM(learning_rate=0.05, **bounds), Oja(gamma=0.05, **bounds)):
         p = Projection("A", "B", fixed_prob(5, 4, 0.5, generator=g), Exponential(), plasticity=rule)
         assert not bool(p.edge_mask.all())  # there is ELL padding
-        ps = p.init_state(2, None, F64)
+        ps = p.initial_state(2, None, F64)
         for _ in range(50):
             pre = {"r": 3 * torch.rand(2, 4, generator=g, dtype=F64)}
             post = {"r": 3 * torch.rand(2, 5, generator=g, dtype=F64)}
@@ -215,7 +215,7 @@ def test_rate_rules_leave_padding_alone_and_clip():
 def test_rates_from_spikes_are_filtered_spike_trains_in_hz():
     rule = BCM(learning_rate=0.0, tau_rate=50.0)
     p = Projection("A", "B", one_to_one(1), Exponential(), weight=1.0, plasticity=rule)
-    ps = p.init_state(1, None, F64)
+    ps = p.initial_state(1, None, F64)
     dt, period = 0.5, 40  # a spike every 20 ms: 50 Hz
     samples = []
     for i in range(4000):
@@ -230,7 +230,7 @@ def test_rates_from_spikes_are_filtered_spike_trains_in_hz():
 def test_rate_rules_need_a_rate_or_spikes():
     rule = Oja(rate_var="rate")
     p = Projection("A", "B", one_to_one(1), Exponential(), plasticity=rule)
-    ps = p.init_state(1, None, F64)
+    ps = p.initial_state(1, None, F64)
     with pytest.raises(KeyError, match="rate"):
         rule.update(ps, p, None, None, 0.1, {"V": torch.zeros(1, 1)}, {"rate": torch.zeros(1, 1)})
     with pytest.raises(ValueError, match="neither"):

@@ -160,7 +160,7 @@ def test_monitors_every_k_steps_and_chosen_neurons():
 
 def test_batch_trials_are_independent_and_float64_works():
     net = coba(200, generator=gen(0))
-    state = net.init_state(batch=3, generator=gen(1))
+    state = net.initial_state(batch=3, generator=gen(1))
     single = {k: {kk: vv[1:2].clone() for kk, vv in v.items()} for k, v in state.items()}
     both = net.run(30.0, state=state, progress=False)
     one = net.run(30.0, state=single, progress=False)
@@ -175,7 +175,7 @@ def test_batch_trials_are_independent_and_float64_works():
 def test_conductance_synapse_is_exact_for_lif():
     """With a constant conductance the exact update matches the closed form."""
     lif = LIF(1, V_rest=-60.0, V_reset=-70.0, V_th=100.0, tau=20.0, t_refractory=0.0)
-    state = lif.init_state(1)
+    state = lif.initial_state(1)
     g, e = 0.5, -80.0
     for _ in range(100):
         state = lif(state, Drive(current=torch.tensor([[g * e]]), conductance=torch.tensor([[g]])), 0.1)

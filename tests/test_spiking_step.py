@@ -70,7 +70,7 @@ NETWORKS = {"poisson_stdp": poisson_stdp, "ranges_stp_jump": ranges_stp_jump, "c
 def _hand(net: Network, n_steps: int, batch: int, generator: torch.Generator | None,
           how: str = "context", t_start: float = 0.0):
     """Step ``net`` by hand; returns (spikes per group as (trial, step, neuron) rows, final state)."""
-    state = net.init_state(batch, dt=DT, generator=generator)
+    state = net.initial_state(batch, dt=DT, generator=generator)
     ctx = net.context(DT, t=t_start, generator=generator) if how == "context" else None
     rows: dict[str, list[torch.Tensor]] = {}
     for i in range(n_steps):
@@ -125,7 +125,7 @@ def test_continued_run_matches_hand_stepping_from_t_start():
     first = net.run(10.0, dt=DT, generator=g, progress=False)
     second = net.run(10.0, dt=DT, generator=g, state=first.state, t_start=10.0, progress=False)
     g = torch.Generator().manual_seed(3)
-    state = net.init_state(1, dt=DT, generator=g)
+    state = net.initial_state(1, dt=DT, generator=g)
     ctx = net.context(DT, generator=g)
     for i in range(200):
         state = net.step(state, ctx.at(i * DT))
@@ -188,7 +188,7 @@ def _assert_unchanged(before: list, after: list) -> None:
 def test_step_writes_no_module_attribute(name):
     net = NETWORKS[name]()  # fresh: the very first step must not fill any cache either
     g = torch.Generator().manual_seed(0)
-    state = net.init_state(2, dt=DT, generator=g)
+    state = net.initial_state(2, dt=DT, generator=g)
     before = _snapshot(net)
     for i in range(30):  # enough for spikes, delays and plasticity to act
         state = net.step(state, StepContext(i * DT, DT, g))
@@ -202,7 +202,7 @@ def test_step_writes_no_module_attribute(name):
 
 def test_context_checks():
     net = small_coba()
-    state = net.init_state(1, dt=DT)
+    state = net.initial_state(1, dt=DT)
     ctx = net.context(DT)
     assert isinstance(ctx.constants, StepConstants) and ctx.constants.dt == DT
     with pytest.raises(ValueError, match="dt"):
@@ -216,7 +216,7 @@ def test_context_checks():
 
 def test_group_draws_from_the_context_generator():
     p = PoissonGroup(500, rate=100.0)
-    s = p.init_state(2)
+    s = p.initial_state(2)
 
     def draw(seed):
         return p(s, Drive(), DT, StepContext(0.0, DT, torch.Generator().manual_seed(seed)))["spike"]
@@ -224,7 +224,7 @@ def test_group_draws_from_the_context_generator():
     assert torch.equal(draw(4), draw(4))
     assert not torch.equal(draw(4), draw(5))
     lif = LIF(500, noise=2.0, V_th=1e9)
-    ls = lif.init_state(2)
+    ls = lif.initial_state(2)
     ctx = StepContext(0.0, DT, torch.Generator().manual_seed(8))
     a = lif(ls, Drive(), DT, ctx)["V"]
     ctx = StepContext(0.0, DT, torch.Generator().manual_seed(8))

@@ -31,7 +31,7 @@ F64 = torch.float64
 def _drive(proj, spike_steps, n_steps, dt, pre=None):
     """Step a projection's synapse by hand; return the state after every step."""
     syn = proj.synapse
-    st = syn.init_state(proj, 1, None, F64)
+    st = syn.initial_state(proj, 1, None, F64)
     out = []
     for i in range(n_steps):
         sp = torch.full((1, proj.n_pre), i in spike_steps)
@@ -104,7 +104,7 @@ def test_linear_kinetics_sum_over_pre_neurons_per_post():
     w = torch.tensor([[1.0, 0.0, 2.0], [0.5, 0.5, 0.0]])
     conn, vals = from_matrix(w)
     p = Projection("A", "B", conn, DualExponential(), weight=vals)
-    st = p.synapse.init_state(p, 2, None, F64)
+    st = p.synapse.initial_state(p, 2, None, F64)
     spikes = torch.tensor([[True, False, True], [False, True, False]])
     st = p.synapse.update(st, p, spikes, 0.1, {}, {}, p.weight)
     expected = spikes.to(F64) @ w.T.to(F64)
@@ -144,7 +144,7 @@ def test_per_pre_state_is_delivered_through_the_weights():
     w = torch.tensor([[0.3, 1.0], [2.0, 0.0], [0.0, 0.5]])
     conn, vals = from_matrix(w)
     p = Projection("A", "B", conn, GABAa(), weight=vals)
-    st = p.synapse.init_state(p, 1, None, F64)
+    st = p.synapse.initial_state(p, 1, None, F64)
     st = p.synapse.update(st, p, torch.tensor([[True, False]]), 0.1, {}, {}, p.weight)
     st = p.synapse.update(st, p, torch.tensor([[False, True]]), 0.1, {}, {}, p.weight)
     assert st["s"].shape == (1, 2)
@@ -217,7 +217,7 @@ def test_nmda_current_is_blocked_at_rest_and_drives_toward_E():
 
 def test_wang_buzsaki_gabaa_exact_step_from_pre_voltage():
     p = Projection("I", "I", one_to_one(3), GABAaWangBuzsaki())
-    st = p.synapse.init_state(p, 1, None, F64)
+    st = p.synapse.initial_state(p, 1, None, F64)
     st["s"] = torch.tensor([[0.2, 0.5, 0.9]], dtype=F64)
     v = torch.tensor([[-6.0, 1.0, 4.0]], dtype=F64)
     new = p.synapse.update(st, p, torch.zeros(1, 3, dtype=torch.bool), 0.04, {"V": v}, {}, p.weight)
@@ -228,7 +228,7 @@ def test_wang_buzsaki_gabaa_exact_step_from_pre_voltage():
     assert torch.allclose(new["s"], expected, atol=1e-7)
     with pytest.raises(ValueError, match="delay"):
         q = Projection("I", "I", one_to_one(3), GABAaWangBuzsaki(), delay=0.5)
-        q.init_state(1, None, F64)
+        q.initial_state(1, None, F64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_stp_jump_arithmetic_bpmodels_order():
 def test_stp_brainpy2_order_starts_at_U_and_releases_after_depletion():
     U, w = 0.3, 1.0
     p = Projection("A", "B", one_to_one(1), STP(U=U, order="brainpy2"), weight=w)
-    st = p.synapse.init_state(p, 1, None, F64)
+    st = p.synapse.initial_state(p, 1, None, F64)
     assert float(st["u"]) == pytest.approx(U)
     st = p.synapse.update(st, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
     u = U * math.exp(-0.1 / 1500) + U * (1 - U)
@@ -373,7 +373,7 @@ def test_voltage_jump_adds_the_weight_and_delays_shift_arrival():
     assert float(v1[9]) == pytest.approx(0.0, abs=1e-6)
     assert float(v1[10]) == pytest.approx(2.5, abs=1e-5)  # 1 ms / 0.1 ms = 10 steps later
     with pytest.raises(ValueError, match="voltage"):
-        Projection("P", "Q", one_to_one(1), VoltageJump(), output="current").init_state(
+        Projection("P", "Q", one_to_one(1), VoltageJump(), output="current").initial_state(
             1, None, F64
         )
 
@@ -385,7 +385,7 @@ def test_delay_shifts_kinetics_by_delay_over_dt_steps():
             [Projection("P", "Q", one_to_one(1), AMPA(), delay=delay, name="pq")],
             inputs={"P": 100.0},
         )
-        st = net.init_state(1, dt=0.1)
+        st = net.initial_state(1, dt=0.1)
         for i in range(20):
             st = net.step(st, i * 0.1, 0.1)
             if float(st["pq"]["syn.s"]) > 0:

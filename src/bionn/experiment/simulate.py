@@ -297,7 +297,7 @@ def prepare(cfg: SimConfig) -> Prepared:
         if g not in net.groups:
             raise ConfigError(f"run.record: unknown group {g!r} for network {cfg.network.name!r}; "
                               f"groups: {list(net.groups)}")
-        names = set(net.groups[g].init_state(1))
+        names = set(net.groups[g].initial_state(1))
         bad = sorted(set(variables) - names)
         if bad:
             raise ConfigError(

@@ -8,7 +8,7 @@ the network calls, after the synapse kinetics of every step,
     ps = rule.update(ps, proj, pre_spikes, post_spikes, dt, pre_state, post_state)
 
 where ``ps`` is the projection's state dict (``"w"``, ``"syn.*"`` and the
-rule's own ``"rule.*"`` entries created by :meth:`PlasticityRule.init_state`),
+rule's own ``"rule.*"`` entries created by :meth:`PlasticityRule.initial_state`),
 ``pre_spikes`` are the (delayed) presynaptic spikes arriving this step and
 ``post_spikes`` this step's postsynaptic spikes. Rules are functional: they
 return a new dict with new tensors. ELL padding slots (``proj.edge_mask``
@@ -23,7 +23,7 @@ Example:
     >>> from bionn.spiking import Exponential, Projection
     >>> rule = STDP()
     >>> p = Projection("A", "B", all_to_all(1, 1), Exponential(), weight=5.0, plasticity=rule)
-    >>> ps = p.init_state(batch=1, device=None, dtype=torch.float64)
+    >>> ps = p.initial_state(batch=1, device=None, dtype=torch.float64)
     >>> yes, no = torch.tensor([[True]]), torch.tensor([[False]])
     >>> ps = rule.update(ps, p, yes, no, 0.1, {}, {})      # pre spike: A_s = 0.5
     >>> ps = rule.update(ps, p, no, yes, 0.1, {}, {})      # post spike 0.1 ms later: w += A_s
@@ -71,7 +71,7 @@ def _check_number(owner: str, name: str, value: Any, *, optional: bool = False) 
 class PlasticityRule(nn.Module):
     """Base class: weight bounds, validation and the ELL bookkeeping.
 
-    Subclasses implement :meth:`init_state` (the rule's state, without the
+    Subclasses implement :meth:`initial_state` (the rule's state, without the
     ``"rule."`` prefix) and :meth:`update`.
 
     Args:
@@ -86,7 +86,7 @@ class PlasticityRule(nn.Module):
         if self.w_min is not None and self.w_max is not None and self.w_min > self.w_max:
             raise ValueError(f"{name}: w_min ({self.w_min}) must be <= w_max ({self.w_max})")
 
-    def init_state(self, proj, batch: int, device, dtype) -> State:  # pragma: no cover - abstract
+    def initial_state(self, proj, batch: int, device, dtype) -> State:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def update(
@@ -199,7 +199,7 @@ class STDP(PlasticityRule):
             tau_s=self.tau_s, tau_t=self.tau_t, delta_A_s=self.delta_A_s, delta_A_t=self.delta_A_t
         )
 
-    def init_state(self, proj, batch: int, device, dtype) -> State:
+    def initial_state(self, proj, batch: int, device, dtype) -> State:
         return {
             "A_s": torch.zeros(batch, proj.n_pre, device=device, dtype=dtype),
             "A_t": torch.zeros(batch, proj.n_post, device=device, dtype=dtype),
@@ -261,7 +261,7 @@ class _RateRule(PlasticityRule):
             )
         self.rate_var = rate_var
 
-    def init_state(self, proj, batch: int, device, dtype) -> State:
+    def initial_state(self, proj, batch: int, device, dtype) -> State:
         return {
             "r_pre": torch.zeros(batch, proj.n_pre, device=device, dtype=dtype),
             "r_post": torch.zeros(batch, proj.n_post, device=device, dtype=dtype),
@@ -357,8 +357,8 @@ class BCM(_RateRule):
             learning_rate=self.learning_rate, tau_rate=self.tau_rate, tau_theta=self.tau_theta
         )
 
-    def init_state(self, proj, batch: int, device, dtype) -> State:
-        state = super().init_state(proj, batch, device, dtype)
+    def initial_state(self, proj, batch: int, device, dtype) -> State:
+        state = super().initial_state(proj, batch, device, dtype)
         state["theta"] = torch.zeros(batch, proj.n_post, device=device, dtype=dtype)
         state["steps"] = torch.zeros(batch, 1, device=device, dtype=dtype)
         return state

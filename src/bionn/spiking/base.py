@@ -187,7 +187,7 @@ class NeuronGroup(nn.Module):
         return f"n={self.n}, method={self.method!r}, " + ", ".join(shown)
 
     # -- state -----------------------------------------------------------
-    def init_state(self, batch: int = 1, *, generator: torch.Generator | None = None,
+    def initial_state(self, batch: int = 1, *, generator: torch.Generator | None = None,
                    device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> State:
         """The initial state: ``(batch, n)`` tensors per variable (+ ``spike``/``refractory``)."""
         ref = next(iter(self.buffers()), None)

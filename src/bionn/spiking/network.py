@@ -1,6 +1,6 @@
 """Networks of neuron groups and projections, the simulation loop and monitors.
 
-State is explicit: :meth:`Network.init_state` returns a dict (group name ->
+State is explicit: :meth:`Network.initial_state` returns a dict (group name ->
 group state, projection name -> synapse state, delay buffer and plastic
 weights) and :meth:`Network.step` is a pure function of it and of a
 :class:`~bionn.spiking.base.StepContext` (time, dt, the random generator,
@@ -144,17 +144,17 @@ class Network(nn.Module):
             raise ValueError(f"inputs name unknown group(s) {unknown}; groups: {list(self.groups)}")
 
     # -- state ------------------------------------------------------------
-    def init_state(self, batch: int = 1, *, dt: float = 0.1, generator: torch.Generator | None = None,
+    def initial_state(self, batch: int = 1, *, dt: float = 0.1, generator: torch.Generator | None = None,
                    device=None, dtype: torch.dtype | None = None) -> dict[str, State]:
         ref = next(iter(self.buffers()), None)
         device = device if device is not None else (ref.device if ref is not None else "cpu")
         dtype = dtype or (ref.dtype if ref is not None and ref.is_floating_point() else torch.get_default_dtype())
         state: dict[str, State] = {}
         for name, g in self.groups.items():
-            s = g.init_state(batch, generator=generator, dtype=dtype)
+            s = g.initial_state(batch, generator=generator, dtype=dtype)
             state[name] = {k: v.to(device) for k, v in s.items()}
         for p in self.projections:
-            state[p.name] = p.init_state(batch, device, dtype, dt)
+            state[p.name] = p.initial_state(batch, device, dtype, dt)
         return state
 
     def check(self, dt: float) -> None:
@@ -216,7 +216,7 @@ class Network(nn.Module):
             >>> from bionn.spiking import LIF
             >>> net = Network({"E": LIF(3)}, inputs={"E": 25.0})
             >>> ctx = net.context(0.1, generator=torch.Generator().manual_seed(0))
-            >>> s = net.init_state(1, dt=0.1)
+            >>> s = net.initial_state(1, dt=0.1)
             >>> for i in range(100):
             ...     s = net.step(s, ctx.at(i * 0.1))
             >>> bool(s["E"]["V"].gt(0).all())
@@ -376,7 +376,7 @@ class Network(nn.Module):
 
         The loop steps with ``self.context(dt, t=t_start, generator=generator)``
         moved on in time; stepping by hand with the same generator (after
-        :meth:`init_state` with it) gives exactly the same spikes and state.
+        :meth:`initial_state` with it) gives exactly the same spikes and state.
 
         Args:
             duration: simulated time in ms.
@@ -386,7 +386,7 @@ class Network(nn.Module):
             record_every: record state variables every k steps.
             record_neurons: group name -> neuron indices to record (default all).
             record_spikes: record spikes of every spiking group as events.
-            state: a state to continue from (default :meth:`init_state`).
+            state: a state to continue from (default :meth:`initial_state`).
             generator / seed: randomness of initial values and stochastic models
                 (default: a new generator seeded with ``seed``, else 0).
             progress: show a progress bar over simulated time.
@@ -407,7 +407,7 @@ class Network(nn.Module):
             generator = torch.Generator()
             generator.manual_seed(0 if seed is None else int(seed))
         if state is None:
-            state = self.init_state(batch, dt=dt, generator=generator, device=device, dtype=dtype)
+            state = self.initial_state(batch, dt=dt, generator=generator, device=device, dtype=dtype)
         for gname, vars_ in record.items():
             missing = sorted(set(vars_) - set(state[gname]))
             if missing:

@@ -294,7 +294,7 @@ class CANN1D(NeuronGroup):
         >>> cann = CANN1D(256)
         >>> float(cann.J0), cann.conn_mat.shape
         (2.0, torch.Size([256, 256]))
-        >>> s = cann.init_state(batch=1)
+        >>> s = cann.initial_state(batch=1)
         >>> for _ in range(200):
         ...     s = cann(s, Drive(current=cann.stimulus(1.0)), 0.05)
         >>> round(float(bump_position(s["u"])), 2)

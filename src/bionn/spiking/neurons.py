@@ -108,17 +108,17 @@ class _Neuron(NeuronGroup):
                 )
         self._noisy = "noise" in self.defaults and bool((self.noise != 0).any())
 
-    def init_state(self, batch: int = 1, *, generator: torch.Generator | None = None,
+    def initial_state(self, batch: int = 1, *, generator: torch.Generator | None = None,
                    device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
         derived = {k: v for k, v in self.initial.items()
                    if isinstance(v, str) and v not in self.defaults}
         if not derived:
-            return super().init_state(batch, generator=generator, device=device, dtype=dtype)
+            return super().initial_state(batch, generator=generator, device=device, dtype=dtype)
         saved = self.initial
         self.initial = {k: (0.0 if k in derived else v) for k, v in saved.items()}
         try:
-            state = super().init_state(batch, generator=generator, device=device, dtype=dtype)
+            state = super().initial_state(batch, generator=generator, device=device, dtype=dtype)
         finally:
             self.initial = saved
         for k, v in derived.items():
@@ -220,7 +220,7 @@ class LIF(_Neuron):
     Example:
         >>> import torch
         >>> lif = LIF(2)
-        >>> s = lif.init_state(batch=1)
+        >>> s = lif.initial_state(batch=1)
         >>> for _ in range(300):
         ...     s = lif(s, Drive(current=torch.tensor([[25.0, 0.0]])), 0.1)
         >>> s["V"].shape, bool(s["V"][0, 1] == 0.0)
@@ -312,7 +312,7 @@ class ExpIF(_Neuron):
 
     Example:
         >>> m = ExpIF(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=2.0), 0.1)
@@ -358,7 +358,7 @@ class AdExIF(_Ordered):
 
     Example:
         >>> m = AdExIF(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> for _ in range(2000):
         ...     s = m(s, Drive(current=20.0), 0.1)
         >>> bool(s["w"][0, 0] > 0)
@@ -404,7 +404,7 @@ class QuaIF(_Neuron):
 
     Example:
         >>> m = QuaIF(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=10.0), 0.1)
@@ -449,7 +449,7 @@ class AdQuaIF(_Ordered):
 
     Example:
         >>> m = AdQuaIF(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=10.0), 0.1)
         >>> bool(s["w"][0, 0] > 0)
@@ -497,7 +497,7 @@ class GIF(_Neuron):
 
     Example:
         >>> m = GIF(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(2000):
         ...     s = m(s, Drive(current=1.5), 0.1)
@@ -593,7 +593,7 @@ class Izhikevich(_Neuron):
 
     Example:
         >>> m = Izhikevich(2, preset="FS")
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=10.0), 0.1)
@@ -712,7 +712,7 @@ class HH(_HHBase, _Ordered):
 
     Example:
         >>> hh = HH(1)
-        >>> s = hh.init_state()
+        >>> s = hh.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(1000):
         ...     s = hh(s, Drive(current=10.0), 0.05)
@@ -792,7 +792,7 @@ class WangBuzsakiHH(_HHBase):
 
     Example:
         >>> m = WangBuzsakiHH(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(2500):
         ...     s = m(s, Drive(current=1.2), 0.04)
@@ -867,7 +867,7 @@ class TraubHH(_HHBase):
 
     Example:
         >>> m = TraubHH(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=500.0), 0.1)
@@ -917,7 +917,7 @@ class MorrisLecar(_Neuron):
 
     Example:
         >>> m = MorrisLecar(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(5000):
         ...     s = m(s, Drive(current=100.0), 0.1)
@@ -971,7 +971,7 @@ class HindmarshRose(_Neuron):
 
     Example:
         >>> m = HindmarshRose(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> n_spikes = 0
         >>> for _ in range(20000):
         ...     s = m(s, Drive(current=3.0), 0.05)
@@ -1024,7 +1024,7 @@ class WilsonCowan(_Neuron):
 
     Example:
         >>> m = WilsonCowan(1)
-        >>> s = m.init_state()
+        >>> s = m.initial_state()
         >>> for _ in range(1000):
         ...     s = m(s, Drive(current=1.0), 0.1)
         >>> sorted(s), bool((s["a_e"] >= 0).all())
@@ -1073,7 +1073,7 @@ class PoissonGroup(_Neuron):
 
     Example:
         >>> p = PoissonGroup(1000, rate=20.0)
-        >>> s = p.init_state()
+        >>> s = p.initial_state()
         >>> total = 0
         >>> for _ in range(1000):
         ...     s = p(s, Drive(), 0.1)
@@ -1081,9 +1081,9 @@ class PoissonGroup(_Neuron):
         >>> 1500 < total < 2500  # 1000 neurons x 0.1 s x 20 Hz = 2000
         True
         >>> ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))  # seeded draws
-        >>> a = p(p.init_state(), Drive(), 0.1, ctx)["spike"]
+        >>> a = p(p.initial_state(), Drive(), 0.1, ctx)["spike"]
         >>> ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))
-        >>> bool((a == p(p.init_state(), Drive(), 0.1, ctx)["spike"]).all())
+        >>> bool((a == p(p.initial_state(), Drive(), 0.1, ctx)["spike"]).all())
         True
     """
 

@@ -179,7 +179,7 @@ class DualExponential(Synapse):
         >>> from bionn.circuits.connect import one_to_one
         >>> p = Projection("A", "B", one_to_one(1), DualExponential(g_max=1.0))
         >>> syn = p.synapse
-        >>> s = syn.init_state(p, 1, None, torch.float64)
+        >>> s = syn.initial_state(p, 1, None, torch.float64)
         >>> s = syn.update(s, p, torch.tensor([[True]]), 0.01, {}, {}, p.weight)
         >>> peak = 0.0
         >>> for _ in range(500):
@@ -240,7 +240,7 @@ class DualExponential(Synapse):
         dtype = self.tau_1.dtype
         return tuple(e.to(device=device, dtype=dtype) for e in (*entries, scale))
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {
             "s": _zeros(batch, proj.n_post, device, dtype),
             "x": _zeros(batch, proj.n_post, device, dtype),
@@ -311,7 +311,7 @@ class Alpha(DualExponential):
         >>> from bionn.circuits.connect import one_to_one
         >>> p = Projection("A", "B", one_to_one(1), Alpha(tau_decay=2.0, g_max=1.0))
         >>> syn = p.synapse
-        >>> s = syn.update(syn.init_state(p, 1, None, torch.float64), p, torch.tensor([[True]]),
+        >>> s = syn.update(syn.initial_state(p, 1, None, torch.float64), p, torch.tensor([[True]]),
         ...                0.1, {}, {}, p.weight)
         >>> for _ in range(20):  # 2 ms = tau after the spike
         ...     s = syn.update(s, p, torch.tensor([[False]]), 0.1, {}, {}, p.weight)
@@ -368,7 +368,7 @@ class AMPA(_TransmitterPulse):
         >>> import torch
         >>> from bionn.circuits.connect import all_to_all
         >>> p = Projection("A", "B", all_to_all(2, 1), AMPA(), weight=1.0)
-        >>> s = p.synapse.init_state(p, 1, None, torch.float64)
+        >>> s = p.synapse.initial_state(p, 1, None, torch.float64)
         >>> s = p.synapse.update(s, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
         >>> round(float(s["s"][0, 0]), 5)  # s_inf (1 - exp(-k dt)): s_inf = 0.49 / 0.67, k = 0.67
         0.04739
@@ -385,7 +385,7 @@ class AMPA(_TransmitterPulse):
     default_E: ClassVar[float | None] = 0.0
     clip: ClassVar[bool] = True
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {
             "s": _zeros(batch, proj.n_pre, device, dtype),
             "t_since": self._since(batch, proj.n_pre, device, dtype),
@@ -475,7 +475,7 @@ class GABAb(_TransmitterPulse):
         >>> import torch
         >>> from bionn.circuits.connect import one_to_one
         >>> p = Projection("I", "E", one_to_one(1), GABAb())
-        >>> s = p.synapse.init_state(p, 1, None, torch.float64)
+        >>> s = p.synapse.initial_state(p, 1, None, torch.float64)
         >>> s = p.synapse.update(s, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
         >>> bool(s["R"] > 0) and bool(s["G"] > 0), p.E
         (True, -95.0)
@@ -494,7 +494,7 @@ class GABAb(_TransmitterPulse):
     default_output: ClassVar[str] = "conductance"
     default_E: ClassVar[float | None] = -95.0
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {
             "R": _zeros(batch, proj.n_pre, device, dtype),
             "G": _zeros(batch, proj.n_pre, device, dtype),
@@ -578,7 +578,7 @@ class NMDA(Synapse):
     default_output: ClassVar[str] = "conductance"
     default_E: ClassVar[float | None] = 0.0
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {
             "x": _zeros(batch, proj.n_pre, device, dtype),
             "s": _zeros(batch, proj.n_pre, device, dtype),
@@ -655,7 +655,7 @@ class STP(Synapse):
         >>> import torch
         >>> from bionn.circuits.connect import one_to_one
         >>> p = Projection("A", "B", one_to_one(1), STP(U=0.2), weight=2.0)
-        >>> st = p.synapse.init_state(p, 1, None, torch.float64)
+        >>> st = p.synapse.initial_state(p, 1, None, torch.float64)
         >>> st = p.synapse.update(st, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
         >>> [round(float(st[k]), 6) for k in ("u", "x", "s")]  # u = U, x = 1 - U, s = w U
         [0.2, 0.8, 0.4]
@@ -682,7 +682,7 @@ class STP(Synapse):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", order={self.order!r}"
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         u0 = _p(self, "U") if self.order == "brainpy2" else 0.0
         return {
             "u": torch.zeros(batch, proj.n_pre, device=device, dtype=dtype) + u0,
@@ -734,7 +734,7 @@ class _Stateless(Synapse):
 
     outputs: ClassVar[tuple[str, ...]] = ()
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         if proj.output not in self.outputs:
             allowed = " or ".join(repr(o) for o in self.outputs)
             raise ValueError(
@@ -861,7 +861,7 @@ class GABAaWangBuzsaki(Synapse):
         >>> import torch
         >>> from bionn.circuits.connect import one_to_one
         >>> p = Projection("I", "I", one_to_one(1), GABAaWangBuzsaki())
-        >>> s = p.synapse.init_state(p, 1, None, torch.float64)
+        >>> s = p.synapse.initial_state(p, 1, None, torch.float64)
         >>> v = {"V": torch.tensor([[40.0]])}
         >>> s = p.synapse.update(s, p, torch.tensor([[False]]), 0.04, v, {}, p.weight)
         >>> round(float(s["s"]), 4), p.E
@@ -872,7 +872,7 @@ class GABAaWangBuzsaki(Synapse):
     default_output: ClassVar[str] = "conductance"
     default_E: ClassVar[float | None] = -75.0
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         if proj.delay:
             raise ValueError(
                 f"projection {proj.name}: GABAaWangBuzsaki reads the presynaptic V directly; "

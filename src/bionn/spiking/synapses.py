@@ -37,7 +37,7 @@ OUTPUTS = ("current", "conductance", "voltage", "gap")
 
 class Synapse(nn.Module):
     """Synapse kinetics. Subclasses set ``defaults`` and implement
-    :meth:`init_state`, :meth:`update` and :meth:`value`.
+    :meth:`initial_state`, :meth:`update` and :meth:`value`.
 
     ``value`` returns the synaptic variable summed onto each post neuron,
     ``(batch, n_post)``; the projection multiplies it by ``g_max`` and
@@ -93,7 +93,7 @@ class Synapse(nn.Module):
                 out[name] = float(t)
         return out
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:  # pragma: no cover
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:  # pragma: no cover
         raise NotImplementedError
 
     def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
@@ -120,7 +120,7 @@ class Exponential(Synapse):
         >>> import torch
         >>> from bionn.circuits.connect import all_to_all
         >>> p = Projection("A", "B", all_to_all(1, 1), Exponential(tau_decay=2.0, g_max=1.0))
-        >>> s = p.synapse.init_state(p, 1, None, torch.float32)
+        >>> s = p.synapse.initial_state(p, 1, None, torch.float32)
         >>> s = p.synapse.update(s, p, torch.tensor([[True]]), 0.1, {}, {}, p.weight)
         >>> float(p.synapse.value(s, p, {}, {}, p.weight))
         1.0
@@ -128,7 +128,7 @@ class Exponential(Synapse):
 
     defaults: ClassVar[dict[str, float]] = {"tau_decay": 8.0, "g_max": 0.1}
 
-    def init_state(self, proj: Projection, batch: int, device, dtype) -> State:
+    def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {"s": torch.zeros(batch, proj.n_post, device=device, dtype=dtype)}
 
     def update(self, state: State, proj: Projection, spikes: Tensor, dt: float,
@@ -213,14 +213,14 @@ class Projection(nn.Module):
     def delay_steps(self, dt: float) -> int:
         return int(round(self.delay / dt))
 
-    def init_state(self, batch: int, device, dtype, dt: float = 0.1) -> State:
-        state = {f"syn.{k}": v for k, v in self.synapse.init_state(self, batch, device, dtype).items()}
+    def initial_state(self, batch: int, device, dtype, dt: float = 0.1) -> State:
+        state = {f"syn.{k}": v for k, v in self.synapse.initial_state(self, batch, device, dtype).items()}
         d = self.delay_steps(dt)
         if d > 0:
             state["delay_buffer"] = torch.zeros(batch, d, self.n_pre, dtype=torch.bool, device=device)
         if self.plasticity is not None:
             state["w"] = self.weight.to(device=device, dtype=dtype).expand(batch, -1, -1).clone()
-            state.update({f"rule.{k}": v for k, v in self.plasticity.init_state(self, batch, device, dtype).items()})
+            state.update({f"rule.{k}": v for k, v in self.plasticity.initial_state(self, batch, device, dtype).items()})
         return state
 
     def weights(self, state: State | None = None) -> Tensor:
