@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bionn.circuits.connect import all_to_all, fixed_prob, one_to_one
-from bionn.plasticity import BCM, RULES, STDP, Oja, PlasticityRule
+from bionn.plasticity import BCM, PLASTICITY_RULES, STDP, Oja, PlasticityRule
 from bionn.spiking import LIF, Exponential, Network, Projection
 
 F64 = torch.float64
@@ -255,6 +255,6 @@ def test_parameters_are_validated(make, match):
 
 
 def test_registry():
-    assert RULES == {"STDP": STDP, "BCM": BCM, "Oja": Oja}
-    assert all(issubclass(c, PlasticityRule) for c in RULES.values())
+    assert PLASTICITY_RULES == {"STDP": STDP, "BCM": BCM, "Oja": Oja}
+    assert all(issubclass(c, PlasticityRule) for c in PLASTICITY_RULES.values())
     assert "tau_s=10" in repr(STDP())

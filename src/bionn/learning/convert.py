@@ -32,8 +32,8 @@ from torch.nn.utils import parametrize
 from bionn.constraints import Dale, Mask, balance_ei, spectral_radius
 from bionn.learning.feedback import (
     FEEDBACK_LAYERS,
+    FEEDBACK_RULES,
     INITS,
-    RULES,
     DFAOutputHook,
     ErrorSignal,
     FeedbackConv2d,
@@ -44,7 +44,7 @@ from bionn.recurrent import recurrent_models
 
 __all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert", "recurrent_feedback"]
 
-METHODS = tuple(RULES)
+METHODS = tuple(FEEDBACK_RULES)
 
 
 @dataclass
@@ -216,7 +216,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         registers a forward hook on the returned model that records the
         output error ``dL/dy`` during ``loss.backward()``; an ordinary loop works.
     """
-    if method not in RULES:
+    if method not in FEEDBACK_RULES:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -252,7 +252,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
     if method == "dfa":
         extra = {"output_dim": int(output_dim), "signal": ErrorSignal()}
     report = ConversionReport(method)
-    rule_cls = RULES[method]
+    rule_cls = FEEDBACK_RULES[method]
 
     def swap(name: str, old: nn.Module) -> nn.Module:
         new = _new_layer(old)

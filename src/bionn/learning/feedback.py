@@ -453,7 +453,7 @@ class exact_gradients:
             m.credit_assignment = rules
 
 
-RULES: dict[str, Callable[..., FeedbackRule]] = {
+FEEDBACK_RULES: dict[str, Callable[..., FeedbackRule]] = {
     "bp": BP, "fa": FA, "usf": USF, "brsf": BRSF, "frsf": FRSF, "dfa": DFA,
     "wm": WeightMirror, "kp": KolenPollack,
 }

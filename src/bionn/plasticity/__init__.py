@@ -11,14 +11,14 @@ from bionn.plasticity.diversity import (
     SynapticDiversity,
     SynapticDiversityConfig,
 )
-from bionn.plasticity.rules import BCM, RULES, STDP, Oja, PlasticityRule
+from bionn.plasticity.rules import BCM, PLASTICITY_RULES, STDP, Oja, PlasticityRule
 
 __all__ = [
     "BCM",
     "BioConverter",
     "Oja",
     "PlasticityRule",
-    "RULES",
+    "PLASTICITY_RULES",
     "STDP",
     "SynapticDiversity",
     "SynapticDiversityConfig",

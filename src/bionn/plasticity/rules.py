@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BCM", "Oja", "PlasticityRule", "RULES", "STDP"]
+__all__ = ["BCM", "Oja", "PLASTICITY_RULES", "PlasticityRule", "STDP"]
 
 State = dict[str, Tensor]
 
@@ -442,4 +442,4 @@ class Oja(_RateRule):
         return self._apply(ps, proj, w, dw, dt, r_pre=r_pre, r_post=r_post)
 
 
-RULES: dict[str, type[PlasticityRule]] = {"STDP": STDP, "BCM": BCM, "Oja": Oja}
+PLASTICITY_RULES: dict[str, type[PlasticityRule]] = {"STDP": STDP, "BCM": BCM, "Oja": Oja}
