@@ -15,7 +15,6 @@ from bionn.tasks import (
     make_visual_dataset,
     maze_connectivity,
     motion_direction,
-    plot_visual_examples,
 )
 from bionn.tasks.datasets import Dataset
 
@@ -212,13 +211,6 @@ def test_make_visual_dataset(name):
     d2 = make_visual_dataset(name, n_train=30, n_test=10, seed=1, val_size=6, **kw[name])
     assert torch.equal(d.x_test, d2.x_test)
     assert not torch.equal(d.x_train[:10], d.x_test)
-
-
-def test_plot_visual_examples(tmp_path):
-    for name in GENERATED:
-        fig = plot_visual_examples(_make(name, 6, 0), tmp_path / f"{name}.png", n=6, ncols=3)
-        assert len(fig.axes) == 6
-        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(

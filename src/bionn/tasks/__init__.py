@@ -27,7 +27,6 @@ from bionn.tasks.visual import (
     make_visual_dataset,
     maze_connectivity,
     motion_direction,
-    plot_visual_examples,
 )
 from bionn.tasks.working_memory import (
     ROMO_PAIRS,
@@ -55,5 +54,4 @@ __all__ = [
     "digits_images",
     "VISUAL_TASKS",
     "make_visual_dataset",
-    "plot_visual_examples",
 ]

@@ -53,7 +53,6 @@ __all__ = [
     "digits_images",
     "VISUAL_TASKS",
     "make_visual_dataset",
-    "plot_visual_examples",
 ]
 
 GeneratorLike = torch.Generator | int | None
@@ -719,58 +718,3 @@ def make_visual_dataset(
         test = fn(n_test, generator=int(seeds[1]), **params)
     return finish_dataset(name, train.x, train.y, test.x, test.y, train.n_classes, val_size, seed)
 
-
-# --------------------------------------------------------------------------- figure
-
-
-def plot_visual_examples(
-    batch: VisualBatch,
-    path: Any = None,
-    n: int = 8,
-    ncols: int = 4,
-    title: str | None = None,
-) -> Any:
-    """A grid of the first ``n`` samples of ``batch`` with their labels; returns the
-    ``matplotlib`` Figure and saves a PNG when ``path`` is given.
-
-    Movies ``(n, T, C, H, W)`` are shown as one image: the maximum over frames of
-    ``x_t * (0.25 + 0.75 t / (T - 1))``, so later positions are brighter (the trail
-    points along the motion). The two marked cells of a maze are circled in red.
-    Multi-channel images show channel 0.
-
-    Example:
-        >>> fig = plot_visual_examples(maze_connectivity(4, size=11, generator=0))
-        >>> len(fig.axes)
-        4
-    """
-    from bionn.viz._common import _finish, _new_figure
-
-    n = _check_int(n, "n", 1)
-    ncols = _check_int(ncols, "ncols", 1)
-    x = batch.x.detach().float().cpu()
-    if x.dim() == 5:
-        t = x.shape[1]
-        w = 0.25 + 0.75 * torch.arange(t, dtype=torch.float32) / max(t - 1, 1)
-        x = (x * w.view(1, t, 1, 1, 1)).amax(1)
-    x = x[:, 0]
-    n = min(n, len(x))
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig = _new_figure((1.8 * ncols, 1.9 * nrows + (0.3 if title else 0)))
-    for i in range(n):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(x[i].numpy(), cmap="gray", vmin=0.0, vmax=max(1.0, float(x[i].max())),
-                  interpolation="nearest")
-        label = int(batch.y[i])
-        text = f"label {label}"
-        if batch.name == "motion" and "theta" in batch.info:
-            text += f" ({math.degrees(float(batch.info['theta'][i])):.0f}°)"
-        if batch.name == "maze" and "points" in batch.info:
-            pts = batch.info["points"][i].numpy()
-            ax.plot(pts[:, 1], pts[:, 0], "o", color="#d62728", ms=4, mfc="none")
-        ax.set_title(text, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, path)

@@ -1,4 +1,4 @@
-"""Figures for training runs and circuits: pyplot-free, Agg-drawn, saved atomically.
+"""Figures for training runs, circuits and task samples: pyplot-free, Agg-drawn, saved atomically.
 
 Every function takes torch tensors or numpy arrays, returns the
 :class:`matplotlib.figure.Figure`, and saves a PNG when given ``path``.
@@ -11,6 +11,7 @@ from .circuits import plot_activity_maps, plot_cell_type_table, plot_motif, plot
 from .connectivity import plot_weight_matrix
 from .performance import plot_accuracy_by_condition
 from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
+from .tasks import plot_visual_examples
 from .training import load_records, plot_alignment, plot_training_curve
 from .trials import plot_example_trials
 
@@ -27,6 +28,7 @@ __all__ = [
     "plot_rate_histogram",
     "plot_raster",
     "plot_training_curve",
+    "plot_visual_examples",
     "plot_voltage_traces",
     "plot_weight_matrix",
     "save_figure",
