@@ -1,6 +1,8 @@
 """Chunked recording to disk gives exactly the long in-memory run, with bounded memory."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -40,6 +42,23 @@ def test_chunks_equal_one_long_run(tmp_path):
     window = load_recording(tmp_path, t_range=(10.0, 20.0))
     assert window.spikes["P"].times.min() > 10.0 and window.spikes["P"].times.max() <= 20.0
     assert window.trace_times.min() > 10.0 and window.trace_times.max() <= 20.0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_chunk_files_get_the_permissions_of_any_run_file(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        run_to_disk(_net(), 2.0, tmp_path / "rec", chunk_ms=1.0, progress=False, seed=0)
+        with open(tmp_path / "plain.txt", "w"):
+            pass
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert want == 0o666 & ~umask
+    files = sorted((tmp_path / "rec").iterdir())
+    assert [f.name for f in files] == ["chunk_00000.npz", "chunk_00001.npz", "index.json"]
+    for f in files:  # no temporary files left, every file with the mode of open(path, "w")
+        assert stat.S_IMODE(f.stat().st_mode) == want, f.name
 
 
 def test_bad_chunks_are_refused_before_writing(tmp_path):

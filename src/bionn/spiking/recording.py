@@ -23,8 +23,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bionn._core.io import atomic_write_text
+from bionn._core.io import atomic_write, atomic_write_text
 from bionn.spiking.network import Network, SimulationResult, SpikeEvents
 
 __all__ = ["DiskRecording", "load_recording", "run_to_disk"]
@@ -53,14 +51,8 @@ class DiskRecording:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # the one writer of bionn._core.io: fsynced, atomic, the permissions of open(path, "w")
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk_ms: float,
