@@ -8,6 +8,7 @@ each parametrized over the three configurations.
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -322,3 +323,50 @@ def test_deepcopy_and_state_dict_round_trip(kind):
     other = make(kind, learn_tau=True)
     other.load_state_dict(model.state_dict())
     torch.testing.assert_close(other(x)[0], model(x)[0])
+
+
+class _Spiking(NamedTuple):
+    v: torch.Tensor
+    r: torch.Tensor  # spikes, what the synapses see
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v):  # noqa: D102
+        ctx.save_for_backward(v)
+        return (v > 1.0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (v,) = ctx.saved_tensors
+        return g / (1.0 + 10.0 * (v - 1.0).abs()) ** 2  # fast sigmoid surrogate
+
+
+class _TinyLIF(CTRNN):
+    """A spiking layer as one more configuration of the core: only the cell update and the
+    initial state change (leaky membrane, threshold 1, reset by subtraction)."""
+
+    def initial_state(self, batch_size):
+        v = self.weight_out.new_zeros(batch_size, self.n_hidden)
+        return _Spiking(v, torch.zeros_like(v))
+
+    def cell_update(self, state, syn, alpha, pre_noise=None, post_noise=None):
+        v = torch.lerp(state.v, syn, alpha) - state.r  # reset by subtraction
+        return _Spiking(v, _Spike.apply(v))
+
+
+def test_a_spiking_layer_is_one_more_configuration():
+    torch.manual_seed(0)
+    net = _TinyLIF(3, 16, 2, dt=1.0, tau=10.0, e_fraction=0.75, fused=False)
+    with torch.no_grad():
+        net.weight_in.mul_(20.0)
+    x = torch.rand(4, 30, 3)
+    out, spikes, state = net(x, return_state=True)
+    assert spikes.sum() > 0 and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    assert isinstance(state, _Spiking)
+    g = grads(net, x)  # surrogate gradients through time
+    assert all(v is not None and v.abs().sum() > 0 for v in g.values())
+    fa = convert(net, "fa")  # credit assignment through time, unchanged
+    assert set(fa.credit_assignment) == {"input", "recurrent", "readout"}
+    g_fa = grads(fa, x)
+    assert g_fa["recurrent"].abs().sum() > 0 and not torch.allclose(g_fa["input"], g["input"])

@@ -335,10 +335,17 @@ class RecurrentCore(nn.Module):
         return feedback_apply(kernel, x, weight, bias, self.credit_assignment[name],
                               feedback=p.feedback[name])
 
-    def cell_update(self, h: Tensor, syn: Tensor, alpha: Tensor, pre_noise: Tensor | None = None,
-                    post_noise: Tensor | None = None) -> RateState:
-        """``h' = (1 - alpha) h + alpha syn + pre_noise``, ``r' = f(h') + post_noise``."""
-        return leaky_update(h, syn, alpha, self.rate_function, pre_noise, post_noise)
+    def cell_update(self, state: Any, syn: Tensor, alpha: Tensor, pre_noise: Tensor | None = None,
+                    post_noise: Tensor | None = None) -> Any:
+        """The units' update from their state and total synaptic input ``syn``; the
+        new state has the rates seen by the synapses as ``.r``.
+
+        Rate units: ``h' = (1 - alpha) h + alpha syn + pre_noise``, ``r' = f(h') + post_noise``.
+        A spiking configuration overrides this (neuron state, integrator, surrogate
+        spike and reset, with the spikes as ``.r``) and :meth:`initial_state`; the
+        operator, connections, feedback routing and loop stay the core's.
+        """
+        return leaky_update(state.h, syn, alpha, self.rate_function, pre_noise, post_noise)
 
     def _noise(self, like: Tensor, alpha: Tensor) -> tuple[Tensor | None, Tensor | None]:
         pre = post = None
@@ -388,8 +395,9 @@ class RecurrentCore(nn.Module):
     def _loop(self, drive: Tensor, pre: Tensor | None, post: Tensor | None, state: RateState,
               p: Prepared) -> tuple[Tensor, RateState]:
         alpha = p.alpha
-        dense = None if self.RECURRENT in p.feedback else self.dense_recurrent(p)
-        if dense is not None:
+        rate_cell = type(self).cell_update is RecurrentCore.cell_update
+        dense = None if self.RECURRENT in p.feedback or not rate_cell else self.dense_recurrent(p)
+        if dense is not None:  # the leaky rate update on a dense matrix: fused or addmm steps
             # h_t = (1 - alpha) h + alpha (W r + drive) + noise, alpha folded into W and drive
             d = alpha * drive
             if pre is not None:
@@ -412,7 +420,7 @@ class RecurrentCore(nn.Module):
 
         def step(s: RateState, d_t: Tensor, pre_t: Tensor | None, p_t: Tensor | None,
                  ) -> tuple[Tensor, RateState]:
-            new = self.cell_update(s.h, self.recurrent_input(s.r, p) + d_t, alpha, pre_t, p_t)
+            new = self.cell_update(s, self.recurrent_input(s.r, p) + d_t, alpha, pre_t, p_t)
             return new.r, new
 
         return scan(step, state, (drive, pre, post))
