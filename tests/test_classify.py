@@ -10,7 +10,6 @@ from bionn.experiment.checkpoint import load_checkpoint, read_jsonl
 from bionn.experiment.classify import (
     is_classify_config,
     load_classify_config,
-    prepare_classifier,
     train_classifier,
 )
 from bionn.experiment.cli import main
@@ -39,7 +38,7 @@ def test_shipped_ca_configs_validate():
     ("model.architecture=vgg", ["model.architecture", "vgg", "allowed"]),
     ("model.options.gain=2", ["gain", "init", "scale"]),
     ("data.params.bogus=1", ["data.params", "bogus", "allowed"]),
-    ("training.optimizer.type=RMSprop", ["training.optimizer.type", "RMSprop"]),
+    ("training.optimizer.type=lbfgs", ["training.optimizer", "lbfgs", "sgd"]),
 ])
 def test_bad_configs_raise_before_any_folder(override, words, tmp_path, capsys):
     with pytest.raises(ConfigError) as e:
@@ -78,8 +77,7 @@ def test_run_dispatches_and_writes_the_folder(tmp_path, capsys):
 def test_methods_train(tmp_path):
     for method in ("bp", "dfa", "wm", "kp"):
         cfg = load_classify_config(DIGITS, [*TINY, f"model.method={method}"])
-        summary = train_classifier(cfg, tmp_path / method, progress=False,
-                                   prepared=prepare_classifier(cfg))
+        summary = train_classifier(cfg, tmp_path / method, progress=False)
         assert summary["steps"] == 5
         if method == "bp":
             assert summary["grad_angle"] == pytest.approx(0.0, abs=1e-4)
@@ -141,3 +139,47 @@ def test_file_dataset_config_names_the_missing_files(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err and str(tmp_path) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_classification_resume_is_exact(tmp_path):
+    import torch
+
+    from bionn.experiment.runner import Runner
+
+    base = [*TINY[2:], "training.batch_size=64", "model.method=wm",
+            "training.lr_schedule={milestones: [1], gamma: 0.5}"]  # 22 steps per epoch
+    full = load_classify_config(DIGITS, [*base, "training.epochs=2"])
+    Runner(full, tmp_path / "full", progress=False).fit()
+    # one epoch, then resume to two; and 30 steps (mid-epoch), then resume to the end
+    Runner(load_classify_config(DIGITS, [*base, "training.epochs=1"]), tmp_path / "epoch",
+           progress=False).fit()
+    Runner(full, tmp_path / "epoch", resume=True, progress=False).fit()
+    Runner(load_classify_config(DIGITS, [*base, "training.epochs=2", "training.steps=30"]),
+           tmp_path / "mid", progress=False).fit()
+    Runner(full, tmp_path / "mid", resume=True, progress=False).fit()
+
+    def epochs(folder):
+        return [r for r in read_jsonl(folder / "metrics.jsonl") if r["step"] % 22 == 0]
+
+    ref = epochs(tmp_path / "full")
+    assert [r["epoch"] for r in ref] == [1, 2] and ref[1]["lr"] == 0.01  # 0.02 halved after epoch 1
+    weights = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    for run in ("epoch", "mid"):
+        got = epochs(tmp_path / run)
+        for a, b in zip(got, ref, strict=True):
+            assert {k: v for k, v in a.items() if k != "time_s"} == {
+                k: v for k, v in b.items() if k != "time_s"}
+        state = load_checkpoint(tmp_path / run / "checkpoint.pt")["model"]
+        for k in weights:
+            torch.testing.assert_close(state[k], weights[k], rtol=0, atol=0)
+    assert json.loads((tmp_path / "mid" / "final.json").read_text())["steps"] == 44
+
+
+def test_classification_run_is_not_overwritten_and_cli_resumes(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["run", DIGITS, *TINY, "--out", out, "--quiet"]) == 0
+    assert main(["run", DIGITS, *TINY, "--out", out, "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["run", "--out", out, "--resume", "training.steps=8", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 8 and summary["dataset"] == "digits"

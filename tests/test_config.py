@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from bionn.experiment import ConfigError, dump_config, load_config, validate_config
 from bionn.experiment.config import apply_overrides, read_yaml
@@ -37,8 +38,9 @@ def test_overrides_are_parsed_as_yaml():
         ("model.rec_mask=[[1,0],[0,1]]", ["model.rec_mask", "(2, 2)", "(100, 100)"]),
         ("model.activation=gelu", ["model.activation", "gelu", "relu"]),
         ("task.name=nope", ["task.name", "nope", "perceptual_decision_making"]),
-        ("training.optimizer=lbfgs", ["training.optimizer", "adam", "lbfgs"]),
-        ("training.lr=0", ["training.lr", "greater than 0"]),
+        ("training.optimizer.type=lbfgs", ["training.optimizer", "adam", "lbfgs"]),
+        ("training.optimizer.lr=0", ["training.optimizer", "lr must be > 0"]),
+        ("training.optimizer.momentum=0.9", ["training.optimizer", "momentum", "betas"]),
         ("loss.l2={recurrent: -1}", ["l2", "recurrent", ">= 0"]),
         ("model.circuit={kind: multi_area_ei, params: {area_sizes: [50, 40]}}",
          ["model.circuit", "area_sizes", "n_hidden=100"]),
@@ -90,3 +92,109 @@ def test_override_syntax_errors():
         apply_overrides({}, ["model.n_hidden"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"model": 3}, ["model.n_hidden=4"])
+
+
+def test_old_shape_fails_with_what_changed(tmp_path, capsys):
+    from bionn.experiment.cli import main
+
+    old = tmp_path / "old.yaml"
+    old.write_text("name: x\nseed: 3\ndevice: cpu\n"
+                   "training: {steps: 5, optimizer: adam, lr: 0.01, weight_decay: 0.0}\n")
+    out = tmp_path / "run"
+    for argv in (["run", str(old)], ["compare", str(old), "--methods", "bp,fa"]):
+        assert main([*argv, "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "top-level `name`/`seed`/`device` moved into the `experiment:` section" in err
+        assert "experiment: {name: x, seed: 3, device: cpu}" in err
+        assert ("`training.optimizer: adam`, `training.lr`, `training.weight_decay` is now one "
+                "mapping, `training.optimizer: {type: adam, lr: 0.01, weight_decay: 0.0}`") in err
+        assert "Traceback" not in err and not out.exists()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {old}\ngrid: {{training.steps: [2, 3]}}\n")
+    assert main(["sweep", str(sweep), "--out", str(out), "--quiet"]) == 2
+    assert "moved into the `experiment:` section" in capsys.readouterr().err
+    sim = tmp_path / "sim.yaml"
+    sim.write_text("name: s\nseed: 0\nnetwork: {name: ei_balanced}\n")
+    assert main(["simulate", str(sim), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "top-level `name`/`seed` moved into the `experiment:` section" in err
+    assert not out.exists()
+
+
+def test_every_command_shares_the_experiment_section():
+    from bionn.experiment.classify import load_classify_config
+    from bionn.experiment.schema import ExperimentSection
+    from bionn.experiment.simulate import load_sim_config
+
+    rate = load_config(None, ["experiment.threads=1"])
+    clf = load_classify_config(None, ["experiment.seed=4"])
+    sim = load_sim_config(None, ["network.name=ei_balanced", "experiment.device=cpu"])
+    for cfg in (rate, clf, sim):
+        assert isinstance(cfg.experiment, ExperimentSection)
+    assert clf.experiment.device == sim.experiment.device.replace("cpu", "auto") == "auto"
+    assert rate.experiment.threads == 1 and clf.experiment.seed == 4
+
+
+def test_one_optimizer_vocabulary():
+    from bionn.experiment.classify import load_classify_config
+    from bionn.experiment.schema import build_optimizer
+
+    rate = load_config(None, ["training.optimizer={type: SGD, lr: 0.1, momentum: 0.5}"])
+    clf = load_classify_config(None, ["training.optimizer={type: AdamW, lr: 0.01, "
+                                      "betas: [0.8, 0.9]}"])
+    assert rate.training.optimizer.type == "sgd" and clf.training.optimizer.type == "adamw"
+    opt = build_optimizer(rate.training.optimizer, [torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.5
+    opt = build_optimizer(clf.training.optimizer, [torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.8, 0.9)
+    with pytest.raises(ConfigError, match="nesterov.*not an argument of adam"):
+        load_config(None, ["training.optimizer.nesterov=true"])
+
+
+def test_model_section_is_the_constructors_signature():
+    import inspect
+
+    from bionn.rate import CTRNN
+
+    params = inspect.signature(CTRNN).parameters
+    cfg = load_config(None, ["model={n_hidden: 20}"])  # nothing else given: CTRNN's defaults
+    for key in ("tau", "e_fraction", "preact_noise", "readout", "positive_input",
+                "spectral_radius", "weight_init", "activation"):
+        assert getattr(cfg.model, key) == params[key].default, key
+    keys = set(params) - {"n_input", "n_output", "dt", "generator"}
+    assert keys <= set(type(cfg.model).model_fields)
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["model.dt=5"])  # filled from task.dt, not a model key
+    assert "model.dt: unknown key" in str(e.value)
+    assert all(k in str(e.value) for k in ("n_hidden", "preact_noise", "method", "circuit"))
+    for override, words in [("model.positive_input=maybe", ["model.positive_input", "bool"]),
+                            ("model.readout=inhibitory", ["model.readout", "'all'", "'excitatory'"]),
+                            ("model.spectral_radius=[1, 2]", ["model.spectral_radius", "number"]),
+                            ("model.kind=lstm", ["model.kind", "lstm", "connectome", "ctrnn"])]:
+        with pytest.raises(ConfigError) as e:
+            load_config(None, [override])
+        assert all(w in str(e.value) for w in words), (words, str(e.value))
+
+
+def test_builder_passes_the_section_through(monkeypatch):
+    import inspect
+
+    import bionn.rate
+    from bionn.experiment.trainer import build_model
+
+    seen = {}
+    expected = set(inspect.signature(bionn.rate.CTRNN).parameters) - {"n_input"}
+
+    class Spy(bionn.rate.CTRNN):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(bionn.rate, "CTRNN", Spy)
+    cfg = load_config(None, ["model.n_hidden=16", "model.learn_tau=true", "model.bias=false",
+                             "model.postact_noise=0.02"])
+    net = build_model(cfg, cfg.task.build())
+    assert expected <= set(seen)
+    assert (seen["learn_tau"], seen["bias"], seen["postact_noise"], seen["dt"]) == (
+        True, False, 0.02, cfg.task.dt)
+    assert any("tau" in name for name, _ in net.named_parameters())

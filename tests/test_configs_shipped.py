@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bionn.experiment import Trainer, load_config
+from bionn.experiment import Runner, load_config
 from bionn.experiment.classify import is_classify_config
 from bionn.experiment.config import DEFAULT_CONFIG
 
@@ -27,7 +27,7 @@ def test_shipped_config_runs(path, tmp_path):
     if cfg.task.name == "neurogym" and importlib.util.find_spec("neurogym") is None:
         pytest.skip("neurogym not installed (pip install bionn[neurogym])")
     short = load_config(path, ["training.steps=3", "training.eval_trials=32", "training.batch_size=8"])
-    summary = Trainer(short, tmp_path / path.stem, progress=False).fit()
+    summary = Runner(short, tmp_path / path.stem, progress=False).fit()
     assert summary["steps"] == 3 and 0.0 <= summary["accuracy"] <= 1.0
 
 

@@ -32,7 +32,7 @@ def _write(tmp_path: Path, overrides: list[str]) -> Path:
     from bionn.experiment.config import apply_overrides
 
     path = tmp_path / "sim.yaml"
-    path.write_text(yaml.safe_dump(apply_overrides({"name": "tiny"}, overrides)))
+    path.write_text(yaml.safe_dump(apply_overrides({"experiment": {"name": "tiny"}}, overrides)))
     return path
 
 
@@ -100,7 +100,7 @@ def test_cann_by_network_name_writes_bump(tmp_path, capsys, monkeypatch):
         (["run.dt=0"], ["run.dt", "greater than 0"]),
         (["run.duration=-5"], ["run.duration", "greater than 0"]),
         (["run.batch=0"], ["run.batch", "greater than or equal to 1"]),
-        (["device=tpu"], ["device", "cpu", "tpu"]),
+        (["experiment.device=tpu"], ["experiment.device", "cpu", "tpu"]),
         (["dtype=float16"], ["dtype", "float32", "float16"]),
         (["figures=[bump]"], ["figures", "bump", "raster"]),
         (["measures.t_start=50"], ["measures.t_start", "run.duration"]),

@@ -60,15 +60,15 @@ def test_sweep_runs_on_ray_and_restart_skips_finished(tmp_path, capsys):
     pytest.importorskip("ray.tune", reason="bionn sweep runs on Ray Tune (pip install bionn[sweep])")
     path = tmp_path / "s.yaml"
     path.write_text(f"base: {BASE}\noverrides: {json.dumps(TINY)}\n"
-                    "grid: {training.lr: [0.001, 0.01]}\nseeds: [0, 1]\n")
+                    "grid: {training.optimizer.lr: [0.001, 0.01]}\nseeds: [0, 1]\n")
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_trials"] == 4 and result["n_finished"] == 4 and result["n_skipped"] == 0
-    assert result["best"]["training.lr"] in (0.001, 0.01)
+    assert result["best"]["training.optimizer.lr"] in (0.001, 0.01)
     for name in ("sweep.csv", "sweep.md", "sweep.png", "sweep.json"):
         assert (out / name).is_file(), name
-    assert "| training.lr | accuracy_mean |" in (out / "sweep.md").read_text()
+    assert "| training.optimizer.lr | accuracy_mean |" in (out / "sweep.md").read_text()
     finals = sorted(out.glob("runs/*/final.json"))
     assert len(finals) == 4
     # an interrupted sweep: one trial lost its final.json; the restart runs only that one

@@ -1,5 +1,6 @@
-"""Experiments: validated configs, the trainer, checkpoints and the CLI."""
+"""Experiments: one config shape, the one training loop, checkpoints and the CLI."""
 
+from bionn.experiment.classify import ClassifyConfig
 from bionn.experiment.config import (
     ConfigError,
     RunConfig,
@@ -7,15 +8,21 @@ from bionn.experiment.config import (
     load_config,
     validate_config,
 )
-from bionn.experiment.trainer import Trainer, TrialSampler, build_model
+from bionn.experiment.models import register_model_kind
+from bionn.experiment.runner import Job, Runner, load_run_config
+from bionn.experiment.trainer import TrialSampler, build_model
 
 __all__ = [
+    "ClassifyConfig",
     "ConfigError",
+    "Job",
     "RunConfig",
-    "Trainer",
+    "Runner",
     "TrialSampler",
     "build_model",
     "dump_config",
     "load_config",
+    "load_run_config",
+    "register_model_kind",
     "validate_config",
 ]

@@ -6,8 +6,12 @@
 
 With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
 perceptual decision making). A config with a top-level ``data`` section trains a
-classifier by backprop or a credit-assignment method (:mod:`bionn.experiment.classify`).
-The last stdout line is one JSON object with the final metrics and the output folder.
+classifier by backprop or a credit-assignment method (:mod:`bionn.experiment.classify`);
+both go through the one training loop (:class:`bionn.experiment.runner.Runner`). Every
+config has the same shape: an ``experiment: {name, seed, device, threads}`` section and
+the command's sections. The last stdout line is one JSON object with the final metrics
+and the output folder. Exit status: 0 done, 1 training stopped on a non-finite value,
+2 invalid config, 130 interrupted (a checkpoint was written; continue with --resume).
 """
 
 from __future__ import annotations
@@ -17,38 +21,32 @@ import json
 import sys
 from pathlib import Path
 
+from bionn._core.errors import ConfigError
 from bionn.experiment.checkpoint import default_out
-from bionn.experiment.config import ConfigError, load_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bionn.experiment.distributed import init_from_env
-    from bionn.experiment.trainer import Trainer
+    from bionn.experiment.runner import Runner, load_run_config
 
     config_path = args.config
     overrides = list(args.overrides)
     if config_path is not None and "=" in config_path and not Path(config_path).exists():
         overrides.insert(0, config_path)
         config_path = None
-    if config_path is not None and Path(config_path).is_file():
-        from bionn.experiment.classify import cmd_classify, is_classify_config
-
-        if is_classify_config(config_path):
-            return cmd_classify(args, config_path, overrides)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     if args.resume and config_path is None:
         # Resume from the run's own resolved config; overrides (e.g. training.steps) apply on top.
         saved = Path(args.out) / "config.yaml"
         config_path = str(saved) if saved.exists() else None
-    cfg = load_config(config_path, overrides)
+    cfg = load_run_config(config_path, overrides)
     ctx = init_from_env()  # torchrun: one process per rank, DistributedDataParallel
     try:
-        out = ctx.broadcast(Path(args.out) if args.out else default_out(cfg.name))
-        trainer = Trainer(cfg, out, resume=args.resume, progress=not args.quiet,
-                          rank=ctx.rank, world_size=ctx.world_size)
+        out = ctx.broadcast(Path(args.out) if args.out else default_out(cfg.experiment.name))
+        runner = Runner(cfg, out, resume=args.resume, progress=not args.quiet, ctx=ctx)
         try:
-            summary = trainer.fit()
+            summary = runner.fit()
         except KeyboardInterrupt as e:
             if ctx.rank == 0:
                 print(f"{e or 'interrupted'}. Continue with: bionn run --out {out} --resume",
@@ -57,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         ctx.close()
     if ctx.rank == 0:
-        print(f"results in {out}/ (metrics.jsonl, checkpoint.pt, figures/)", file=sys.stderr)
+        print(f"results in {out}/ (metrics.jsonl, final.json, checkpoint.pt, figures/)",
+              file=sys.stderr)
         print(json.dumps(summary))
     return 0
 
@@ -118,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # the runner's non-finite guard
+        print(f"bionn {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
-"""``bionn compare``: train one classification config under several credit-assignment methods.
+"""``bionn compare``: train one config under several credit-assignment methods and seeds.
 
     bionn compare CONFIG.yaml --methods bp,fa,dfa,usf,brsf,frsf,wm,kp [--seeds 0,1]
                   [--out DIR] [--quiet] [key=value ...]
 
-Every method gets the same config, seed(s) and budget; only ``model.method``
-changes. Each run goes to ``OUT/<method>/seed<k>/`` (see
-:mod:`bionn.experiment.classify`). Every (method, seed) config is validated
-before anything is trained. ``OUT`` then receives ``comparison.csv`` (one row per
-method: top-1 test error mean and sd over seeds, final alignment angles),
+Works on any ``bionn run`` config: a classification config (``data`` section; the
+table reports the top-1 test error, %) or a rate-task config (the table reports the
+held-out accuracy). Every method gets the same config, seed(s) and budget; only
+``model.method`` changes. Each run goes through the one runner
+(:class:`bionn.experiment.runner.Runner`) into ``OUT/<method>/seed<k>/``; a run that
+finished (``final.json``) is read back, one that was cut short resumes from its
+checkpoint. Every (method, seed) config is validated, and the first run prepared
+(data, model), before anything is trained. ``OUT`` then receives ``comparison.csv``
+(one row per method: the metric's mean and sd over seeds, final alignment angles),
 ``comparison.md`` (the same as a Markdown table) and ``alignment.png`` (the
-gradient-alignment angle, mean over layers, against the epoch; one line per
-method, mean over seeds). The last stdout line is one JSON object with the table
-and ``"out"``.
+gradient-alignment angle, mean over layers, against the epoch or step; one line per
+method, mean over seeds). The last stdout line is one JSON object with the table and
+``"out"``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bionn._core.errors import ConfigError
 from bionn.experiment.checkpoint import atomic_write_text, default_out, read_jsonl
-from bionn.experiment.config import ConfigError
+
+#: the compared metric of each kind of run: (key of final.json, table label)
+METRICS = {"test_error": "top-1 test error (%)", "accuracy": "held-out accuracy"}
 
 __all__ = ["cmd_compare", "compare", "format_table", "parse_methods", "parse_seeds"]
 
@@ -69,13 +76,20 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _metric(rows: list[dict[str, Any]]) -> str:
+    return next((m for m in METRICS if rows and f"{m}_mean" in rows[0]), "test_error")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The comparison rows as a Markdown table."""
-    lines = ["| method | top-1 test error (%) | angle(W, B) (deg) | angle(dW, dW_bp) (deg) | runs |",
+    metric = _metric(rows)
+    digits = 2 if metric == "test_error" else 3
+    lines = [f"| method | {METRICS[metric]} | angle(W, B) (deg) | angle(dW, dW_bp) (deg) | runs |",
              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {_fmt(r['test_error_mean'])} ± {_fmt(r['test_error_sd'])} "
+            f"| {r['method']} | {_fmt(r[f'{metric}_mean'], digits)} ± "
+            f"{_fmt(r[f'{metric}_sd'], digits)} "
             f"| {_fmt(r['weight_angle_mean'], 1)} | {_fmt(r['grad_angle_mean'], 1)} "
             f"| {r['n_seeds']} |")
     return "\n".join(lines) + "\n"
@@ -83,7 +97,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    keys = ["method", "test_error_mean", "test_error_sd", "weight_angle_mean", "grad_angle_mean",
+    metric = _metric(rows)
+    keys = ["method", f"{metric}_mean", f"{metric}_sd", "weight_angle_mean", "grad_angle_mean",
             "n_seeds"]
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -92,21 +107,22 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _curves(folders: dict[str, list[Path]]) -> dict[str, tuple[list[int], list[float]]]:
+def _curves(folders: dict[str, list[Path]], x: str) -> dict[str, tuple[list[int], list[float]]]:
     curves = {}
     for method, runs in folders.items():
-        per_epoch: dict[int, list[float]] = {}
+        per_x: dict[int, list[float]] = {}
         for f in runs:
             for rec in read_jsonl(f / "metrics.jsonl"):
                 if rec.get("grad_angle") is not None:
-                    per_epoch.setdefault(int(rec["epoch"]), []).append(float(rec["grad_angle"]))
-        if per_epoch:
-            xs = sorted(per_epoch)
-            curves[method] = (xs, [sum(per_epoch[x]) / len(per_epoch[x]) for x in xs])
+                    per_x.setdefault(int(rec[x]), []).append(float(rec["grad_angle"]))
+        if per_x:
+            xs = sorted(per_x)
+            curves[method] = (xs, [sum(per_x[v]) / len(per_x[v]) for v in xs])
     return curves
 
 
-def _figure(curves: dict[str, tuple[list[int], list[float]]], path: Path, title: str) -> None:
+def _figure(curves: dict[str, tuple[list[int], list[float]]], path: Path, title: str,
+            x: str = "epoch") -> None:
     from bionn.viz._common import _new_figure, save_figure
 
     fig = _new_figure((5.5, 3.6), layout="constrained")
@@ -114,7 +130,7 @@ def _figure(curves: dict[str, tuple[list[int], list[float]]], path: Path, title:
     for i, (method, (xs, ys)) in enumerate(curves.items()):
         ax.plot(xs, ys, "o-", ms=3, color=f"C{i % 10}", label=method)
     ax.axhline(90.0, color="0.6", lw=0.8, ls="--")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(x)
     ax.set_ylabel("angle(dW, dW_bp), mean over layers (deg)")
     ax.set_title(title)
     if curves:
@@ -126,40 +142,52 @@ def compare(config: str | Path | None, methods: list[str], seeds: list[int], out
             overrides: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``config`` with each method and seed; write the comparison into ``out``.
 
-    Returns ``{"table": rows, "out": str}``; each row has ``method``,
-    ``test_error_mean``/``_sd`` (top-1, %, over seeds), ``weight_angle_mean``
-    (angle between W and B at the end, mean over layers and seeds; ``None`` for DFA)
-    and ``grad_angle_mean`` (angle between this method's dW and backprop's).
+    Returns ``{"table": rows, "metric": key, "out": str}``; each row has ``method``,
+    ``<metric>_mean``/``_sd`` over seeds (``test_error``, top-1 %, for a classification
+    config; ``accuracy``, held-out, for a rate-task config), ``weight_angle_mean`` (angle
+    between W and B at the end, mean over layers and seeds; ``None`` for DFA and
+    backprop through time) and ``grad_angle_mean`` (angle between this method's dW and
+    backprop's).
     """
-    from bionn.experiment.classify import (
-        load_classify_config,
-        prepare_classifier,
-        train_classifier,
-    )
+    from bionn.experiment.classify import ClassifyConfig
+    from bionn.experiment.runner import Runner, load_run_config
 
     overrides = list(overrides or [])
-    cfgs = {(m, s): load_classify_config(config, [*overrides, f"model.method={m}",
-                                                  f"experiment.seed={s}"])
+    cfgs = {(m, s): load_run_config(config, [*overrides, f"model.method={m}",
+                                             f"experiment.seed={s}"])
             for m in methods for s in seeds}
-    prepare_classifier(cfgs[(methods[0], seeds[0])])  # data and model build before any folder
+    first = cfgs[(methods[0], seeds[0])]
+    classify = isinstance(first, ClassifyConfig)
+    metric, x = ("test_error", "epoch") if classify else ("accuracy", "step")
     root = Path(out)
+
+    def runner(key: tuple[str, int]) -> Runner | None:
+        folder = root / key[0] / f"seed{key[1]}"
+        if (folder / "final.json").is_file():
+            return None
+        return Runner(cfgs[key], folder, resume=(folder / "checkpoint.pt").is_file(),
+                      progress=progress)
+
+    prepared = runner((methods[0], seeds[0]))  # data and model build before any folder
     root.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     folders: dict[str, list[Path]] = {m: [] for m in methods}
-    for (m, s), cfg in cfgs.items():
-        folder = root / m / f"seed{s}"
-        summaries[m].append(train_classifier(cfg, folder, progress=progress))
-        folders[m].append(folder)
+    for key in cfgs:
+        folder = root / key[0] / f"seed{key[1]}"
+        run = prepared if key == (methods[0], seeds[0]) else runner(key)
+        summary = run.fit() if run is not None else json.loads((folder / "final.json").read_text())
+        summaries[key[0]].append(summary)
+        folders[key[0]].append(folder)
     rows = []
     for m in methods:
-        err = _mean_sd([r["test_error"] for r in summaries[m]])
-        wa = _mean_sd([r["weight_angle"] for r in summaries[m]])[0]
-        ga = _mean_sd([r["grad_angle"] for r in summaries[m]])[0]
-        rows.append({"method": m, "test_error_mean": err[0], "test_error_sd": err[1],
-                     "weight_angle_mean": wa, "grad_angle_mean": ga, "n_seeds": len(seeds),
-                     "test_errors": [r["test_error"] for r in summaries[m]]})
-    first = cfgs[(methods[0], seeds[0])]
-    title = f"{first.data.dataset} / {first.model.architecture}"
+        values = [r.get(metric) for r in summaries[m]]
+        mean, sd = _mean_sd(values)
+        rows.append({"method": m, f"{metric}_mean": mean, f"{metric}_sd": sd,
+                     "weight_angle_mean": _mean_sd([r.get("weight_angle") for r in summaries[m]])[0],
+                     "grad_angle_mean": _mean_sd([r.get("grad_angle") for r in summaries[m]])[0],
+                     "n_seeds": len(seeds), f"{metric}s": values})
+    title = (f"{first.data.dataset} / {first.model.architecture}" if classify
+             else f"{first.task.name} / {first.model.kind}")
     atomic_write_text(root / "comparison.csv", _csv(rows))
     command = "bionn compare " + " ".join(
         [str(config) if config else "", f"--methods {','.join(methods)}",
@@ -167,22 +195,16 @@ def compare(config: str | Path | None, methods: list[str], seeds: list[int], out
     atomic_write_text(root / "comparison.md",
                       f"# {title}: {len(methods)} methods x {len(seeds)} seed(s)\n\n"
                       f"Command: `{command}`\n\n" + format_table(rows))
-    _figure(_curves(folders), root / "alignment.png", title)
-    return {"table": rows, "out": str(root)}
-
+    _figure(_curves(folders, x), root / "alignment.png", title, x)
+    return {"table": rows, "metric": metric, "out": str(root)}
 
 
 def cmd_compare(args: Any) -> int:
     """``bionn compare``: see the module docstring."""
-    from bionn.experiment.classify import is_classify_config
-
     methods = parse_methods(args.methods)
     seeds = parse_seeds(args.seeds)
     if not Path(args.config).is_file():
         raise ConfigError(f"config file {args.config!r} does not exist")
-    if not is_classify_config(args.config):
-        raise ConfigError(f"config {args.config!r} has no top-level 'data' section; compare "
-                          f"needs a classification config (e.g. configs/ca_digits_mlp.yaml)")
     out = Path(args.out) if args.out else default_out(f"compare-{Path(args.config).stem}")
     result = compare(args.config, methods, seeds, out, args.overrides, progress=not args.quiet)
     print(format_table(result["table"]), file=sys.stderr)
@@ -193,9 +215,9 @@ def cmd_compare(args: Any) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``compare`` on an argparse subparsers object."""
-    p = sub.add_parser("compare", help="train a classification config with several "
-                                       "credit-assignment methods and tabulate the results")
-    p.add_argument("config", help="classification YAML config (with a 'data' section)")
+    p = sub.add_parser("compare", help="train a config (classification or rate task) with "
+                                       "several credit-assignment methods and tabulate the results")
+    p.add_argument("config", help="a bionn run YAML config (classification or rate task)")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. training.epochs=5")
     p.add_argument("--methods", default="bp,fa,dfa,usf,brsf,frsf,wm,kp",
                    help="comma-separated methods (default: all)")

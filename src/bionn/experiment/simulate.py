@@ -8,10 +8,10 @@ network's source (duration, dt, what to record, the transient skipped by the
 measures, the figures). Everything is validated (field names, values, builder
 arguments, numerical stability of the dt) before any output folder is made.
 
-Example config (``configs/sim_coba.yaml``)::
+Example config (``configs/sim_coba.yaml``; the ``experiment`` section is the one every
+command shares)::
 
-    name: coba
-    seed: 0
+    experiment: {name: coba, seed: 0, device: auto}
     network: {name: coba, params: {n: 4000}}
     run: {duration: 1000.0, dt: 0.1}
     measures: {t_start: 100.0}
@@ -49,8 +49,6 @@ import numpy as np
 import torch
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -58,13 +56,10 @@ from pydantic import (
     model_validator,
 )
 
+from bionn._core.errors import ConfigError, format_errors
 from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, default_out
-from bionn.experiment.config import (
-    ConfigError,
-    apply_overrides,
-    format_errors,
-    read_yaml,
-)
+from bionn.experiment.config import apply_overrides, read_yaml
+from bionn.experiment.schema import ExperimentSection, Strict, check_shape, pick_device
 
 __all__ = [
     "FIGURES",
@@ -87,11 +82,7 @@ def _networks() -> dict:
     return NETWORKS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NetworkSection(_Strict):
+class NetworkSection(Strict):
     """Which ready network (a key of ``NETWORKS``) and its builder's keyword arguments."""
 
     name: str
@@ -106,7 +97,7 @@ class NetworkSection(_Strict):
         return v
 
 
-class SimRunSection(_Strict):
+class SimRunSection(Strict):
     """Simulation settings; ``None`` takes the network's published value."""
 
     duration: float | None = Field(None, gt=0, allow_inf_nan=False, description="ms")
@@ -132,18 +123,16 @@ class SimRunSection(_Strict):
         return v
 
 
-class MeasuresSection(_Strict):
+class MeasuresSection(Strict):
     """Analysis settings; ``t_start`` (ms) skips the initial transient."""
 
     t_start: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
-class SimConfig(_Strict):
+class SimConfig(Strict):
     """A simulation: ``bionn simulate`` validates a YAML file into this."""
 
-    name: str = "sim"
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    experiment: ExperimentSection = Field(default_factory=lambda: ExperimentSection(name="sim"))
     dtype: Literal["float32", "float64"] = "float32"
     network: NetworkSection
     run: SimRunSection = Field(default_factory=SimRunSection)
@@ -202,7 +191,9 @@ def _type_name(hint: Any) -> str:
 
 def validate_sim_config(data: dict[str, Any]) -> SimConfig:
     """Validate a nested dict and fill every unset run setting with the network's
-    published value; raises :class:`ConfigError` naming every bad field."""
+    published value; raises :class:`ConfigError` naming every bad field (or, for a
+    config of the old shape, what changed)."""
+    check_shape(data, "simulate")
     try:
         cfg = SimConfig.model_validate(data)
     except ValidationError as e:
@@ -268,12 +259,9 @@ def prepare(cfg: SimConfig) -> Prepared:
     """
     spec = _networks()[cfg.network.name]
     warnings: list[str] = []
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but CUDA is not available; "
-                          "allowed here: auto, cpu")
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.experiment.device)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    generator = torch.Generator().manual_seed(int(cfg.seed))
+    generator = torch.Generator().manual_seed(int(cfg.experiment.seed))
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -418,7 +406,8 @@ def _figures(cfg: SimConfig, prep: Prepared, result: Any, folder: Path,
     from bionn.viz.spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
 
     net, written = prep.network, []
-    title = cfg.name if cfg.name == cfg.network.name else f"{cfg.name} ({cfg.network.name})"
+    name = cfg.experiment.name
+    title = name if name == cfg.network.name else f"{name} ({cfg.network.name})"
     for kind in cfg.figures or []:
         if kind == "raster" and result.spikes:
             fig = plot_raster(result, title=title)
@@ -479,14 +468,20 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
                   record_every=int(cfg.run.record_every),
                   record_neurons=prep.record_neurons or None, generator=prep.generator,
                   device=prep.device, dtype=prep.dtype, progress=progress)
-    if cfg.run.record_chunk_ms is not None:  # bounded memory: chunks on disk, read back after
-        from bionn.spiking.recording import load_recording, run_to_disk
+    threads = torch.get_num_threads()
+    if cfg.experiment.threads is not None:
+        torch.set_num_threads(int(cfg.experiment.threads))
+    try:
+        if cfg.run.record_chunk_ms is not None:  # bounded memory: chunks on disk, read back
+            from bionn.spiking.recording import load_recording, run_to_disk
 
-        run_to_disk(prep.network, float(cfg.run.duration), folder / "recording",
-                    chunk_ms=float(cfg.run.record_chunk_ms), **run_kw)
-        result = load_recording(folder / "recording")
-    else:
-        result = prep.network.run(float(cfg.run.duration), **run_kw)
+            run_to_disk(prep.network, float(cfg.run.duration), folder / "recording",
+                        chunk_ms=float(cfg.run.record_chunk_ms), **run_kw)
+            result = load_recording(folder / "recording")
+        else:
+            result = prep.network.run(float(cfg.run.duration), **run_kw)
+    finally:
+        torch.set_num_threads(threads)
     if prep.device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
@@ -535,10 +530,10 @@ def cmd_simulate(args: Any) -> int:
     if not Path(source).is_file() and source in _networks():
         path = None  # a bare network name: its published settings
         overrides.insert(0, f"network.name={source}")
-        overrides.insert(1, f"name={source}")
+        overrides.insert(1, f"experiment.name={source}")
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
-    out = Path(args.out) if args.out else default_out(cfg.name)
+    out = Path(args.out) if args.out else default_out(cfg.experiment.name)
     measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
     line = _one_line(measures)
     print(f"results in {out}/ (spikes.npz, measures.json, figures/)"

@@ -6,26 +6,28 @@ A sweep file names a ``bionn run`` config (rate or classification) and what to v
 
     base: configs/ei_ctrnn_pdm.yaml
     overrides: [training.steps=200]          # fixed for every trial
-    grid: {training.lr: [0.001, 0.003]}      # every combination ...
-    random: {model.n_hidden: {choice: [32, 64]}, training.weight_decay: {loguniform: [1e-6, 1e-3]}}
+    grid: {training.optimizer.lr: [0.001, 0.003]}   # every combination ...
+    random: {model.n_hidden: {choice: [32, 64]},
+             training.optimizer.weight_decay: {loguniform: [1e-6, 1e-3]}}
     samples: 4                               # ... times 4 random draws (sampler_seed: 0)
     seeds: [0, 1]                            # ... times each seed
     metric: accuracy                         # from each run's final.json; mode: max | min
     cpus_per_trial: 1
 
-Every trial is validated with the runner's own schema before anything runs. Each trial
-is one ordinary run in ``OUT/runs/<trial id>/``; the id is a hash of its overrides and
-seed, so a sweep that is interrupted and started again skips the trials whose
-``final.json`` exists. Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
+Every trial is validated with the runner's own schema before anything runs (the base
+config has the common shape: the trial's seed is ``experiment.seed``). Each trial is one
+ordinary run of the one runner in ``OUT/runs/<trial id>/``; the id is a hash of its
+overrides and seed, so a sweep that is interrupted and started again skips the trials
+whose ``final.json`` exists (a trial cut short resumes from its checkpoint). Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
 extra): locally on all cores by default, or on a cluster with ``address``. Then ``OUT``
 receives ``sweep.csv`` / ``sweep.md`` (one row per trial, and the mean and sd over seeds
 per configuration, best first) and ``sweep.png``. The last stdout line is one JSON object.
 
 Example:
-    >>> cfg = SweepConfig(base="configs/ei_ctrnn_pdm.yaml", grid={"training.lr": [0.001, 0.01]},
-    ...                   seeds=[0, 1])
+    >>> cfg = SweepConfig(base="configs/ei_ctrnn_pdm.yaml",
+    ...                   grid={"training.optimizer.lr": [0.001, 0.01]}, seeds=[0, 1])
     >>> [(t.overrides, t.seed) for t in expand(cfg)][:2]
-    [({'training.lr': 0.001}, 0), ({'training.lr': 0.001}, 1)]
+    [({'training.optimizer.lr': 0.001}, 0), ({'training.optimizer.lr': 0.001}, 1)]
 """
 
 from __future__ import annotations
@@ -42,20 +44,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from bionn._core.errors import ConfigError, format_errors
 from bionn.experiment.checkpoint import atomic_write_text, default_out
 from bionn.experiment.compare import _mean_sd
-from bionn.experiment.config import ConfigError, format_errors, parse_override, read_yaml
+from bionn.experiment.config import parse_override, read_yaml
+from bionn.experiment.schema import Strict
 
 __all__ = ["SweepConfig", "Trial", "cmd_sweep", "expand", "load_sweep", "plan", "run_trial", "sweep"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Distribution(_Strict):
+class Distribution(Strict):
     """One random-search dimension: exactly one of the four forms."""
 
     uniform: tuple[float, float] | None = None
@@ -86,7 +86,7 @@ class Distribution(_Strict):
         return self.choice[int(rng.integers(len(self.choice)))]
 
 
-class SweepConfig(_Strict):
+class SweepConfig(Strict):
     """A sweep file (see the module docstring)."""
 
     base: str = Field(description="a bionn run config (rate or classification)")
@@ -167,19 +167,16 @@ def _kind(base: str) -> str:
 
 
 def _trial_overrides(cfg: SweepConfig, trial: Trial, kind: str) -> list[str]:
-    seed_key = "experiment.seed" if kind == "classify" else "seed"
     swept = [f"{k}={json.dumps(v)}" for k, v in trial.overrides.items()]
-    return [*cfg.overrides, *swept, f"{seed_key}={trial.seed}"]
+    return [*cfg.overrides, *swept, f"experiment.seed={trial.seed}"]
 
 
 def _validate_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> None:
-    from bionn.experiment.classify import load_classify_config
-    from bionn.experiment.config import load_config
+    from bionn.experiment.runner import load_run_config
 
-    loader = load_classify_config if kind == "classify" else load_config
     for t in trials:
         try:
-            loader(cfg.base, _trial_overrides(cfg, t, kind))
+            load_run_config(cfg.base, _trial_overrides(cfg, t, kind))
         except ConfigError as e:
             raise ConfigError(f"trial {t.overrides} seed {t.seed}: {e}") from None
 
@@ -201,19 +198,13 @@ def run_trial(base: str, kind: str, overrides: list[str], out: str, threads: int
     """One ordinary run (what a Ray worker executes); returns its final.json."""
     import torch
 
+    from bionn.experiment.runner import Runner, load_run_config
+
     torch.set_num_threads(max(1, threads))
-    if kind == "classify":
-        from bionn.experiment.classify import load_classify_config, train_classifier
-
-        summary = train_classifier(load_classify_config(base, overrides), out, progress=False)
-    else:
-        from bionn.experiment.config import load_config
-        from bionn.experiment.trainer import Trainer
-
-        folder = Path(out)
-        resume = (folder / "checkpoint.pt").exists()  # a trial cut short continues
-        summary = Trainer(load_config(base, overrides), folder, resume=resume,
-                          progress=False).fit()
+    folder = Path(out)
+    resume = (folder / "checkpoint.pt").exists()  # a trial cut short continues
+    summary = Runner(load_run_config(base, overrides), folder, resume=resume,
+                     progress=False).fit()
     return {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) or v is None}
 
 

@@ -1,0 +1,448 @@
+"""The ``model:`` section of a rate-task run, read from the model constructors themselves.
+
+``model.kind`` picks an entry of :data:`MODEL_KINDS` (default ``ctrnn``). Each kind's
+section is generated from its constructor's signature: every keyword argument is a
+config key with the constructor's own default (one source of defaults) and a type from
+its annotation; unknown keys are refused naming the allowed ones. Tensors are given
+as a path to a ``.npy``/``.pt`` file or an inline nested list. Arguments the run
+supplies (``n_input``/``n_output`` from the task, ``dt`` from ``task.dt``, the
+``generator`` seeded by ``experiment.seed``) are not config keys; keys that are not
+constructor arguments (``method``/``options``/``mirror`` for credit assignment,
+``circuit`` builders, ``tau`` blocks, ``rec_density``, a connectome source) are explicit
+fields. The builder passes the section through to the constructor.
+
+Kinds: ``ctrnn`` (:class:`bionn.rate.CTRNN`) and ``connectome``
+(:class:`bionn.rate.ConnectomeRNN` on :func:`bionn.circuits.connectome.celegans` or an
+edge-list file). A new kind is one :func:`register_model_kind` call.
+
+Example:
+    >>> cfg = MODEL_KINDS["ctrnn"].config(n_hidden=32, e_fraction=0.8)
+    >>> cfg.kind, cfg.n_hidden, cfg.preact_noise   # CTRNN's own default noise
+    ('ctrnn', 32, 0.0)
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+from bionn.circuits import MultiArea, MultiAreaEI, RandomInput
+from bionn.constraints import WEIGHT_INITS
+from bionn.experiment.schema import CreditAssignmentFields, Strict, plain_type
+from bionn.functional.rate import ACTIVATIONS
+from bionn.tasks import Task
+
+__all__ = [
+    "CIRCUITS",
+    "MODEL_KINDS",
+    "CircuitConfig",
+    "ConnectomeSource",
+    "ModelKind",
+    "RateModelConfig",
+    "TauBlocks",
+    "build_circuit",
+    "build_rate_model",
+    "load_matrix",
+    "register_model_kind",
+]
+
+#: a tensor in a config: a path to ``.npy``/``.pt`` or an inline (nested) list
+MatrixSource = str | list[Any]
+#: arguments every rate model gets from the run, never from the config
+FILLED = ("n_input", "n_output", "dt", "generator")
+LAYERS = ("input", "recurrent", "readout")
+CIRCUITS = {"multi_area": MultiArea, "multi_area_ei": MultiAreaEI, "random_input": RandomInput}
+
+
+def load_matrix(value: Any, field: str) -> torch.Tensor:
+    """A matrix given inline (nested list) or as a path to ``.npy``/``.pt``."""
+    if isinstance(value, (list, tuple)):
+        return torch.as_tensor(np.asarray(value, dtype=np.float32))
+    path = Path(str(value))
+    if not path.is_file():
+        raise ValueError(f"{field}: file {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        return torch.as_tensor(np.load(path, allow_pickle=False), dtype=torch.float32)
+    if path.suffix in (".pt", ".pth"):
+        t = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{field}: {str(path)!r} must hold one tensor")
+        return t.float()
+    raise ValueError(f"{field}: {str(path)!r} must be a .npy or .pt file, or an inline list")
+
+
+class CircuitConfig(Strict):
+    """A structure builder from ``bionn.circuits`` and its arguments
+    (``n_neurons``/``n_input``/``n_output`` are filled in from the model and task)."""
+
+    kind: Literal["multi_area", "multi_area_ei", "random_input"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def build_circuit(cfg: CircuitConfig, n_hidden: int, n_input: int, n_output: int):
+    """Instantiate the circuit builder named in ``cfg`` (not yet drawn)."""
+    params = dict(cfg.params)
+    if cfg.kind == "random_input":
+        params.update(n_neurons=n_hidden, n_input=n_input, n_output=n_output)
+    else:
+        params.update(n_input=n_input, n_output=n_output)
+        sizes = params.get("area_sizes")
+        if sizes is None or sum(sizes) != n_hidden:
+            raise ValueError(f"area_sizes {sizes} must sum to model.n_hidden={n_hidden}")
+    return CIRCUITS[cfg.kind](**params)
+
+
+class TauBlocks(Strict):
+    """Time constants per block of consecutive neurons (ms)."""
+
+    sizes: list[int]
+    values: list[float]
+
+    @model_validator(mode="after")
+    def _match(self) -> TauBlocks:
+        if len(self.sizes) != len(self.values) or not self.sizes:
+            raise ValueError(f"tau.sizes ({len(self.sizes)}) and tau.values ({len(self.values)}) "
+                             "must be non-empty and of equal length")
+        if any(s <= 0 for s in self.sizes):
+            raise ValueError(f"tau.sizes must be positive; got {self.sizes}")
+        return self
+
+    def per_neuron(self) -> list[float]:
+        return [v for s, v in zip(self.sizes, self.values, strict=True) for _ in range(s)]
+
+
+def _connectome_loaders() -> dict[str, Callable]:
+    from bionn.circuits.connectome import celegans, from_edge_list
+
+    return {"celegans": celegans, "edge_list": from_edge_list}
+
+
+class ConnectomeSource(Strict):
+    """Where a connectome comes from: ``celegans`` (the data shipped in ``cect``; ``params``
+    are :func:`~bionn.circuits.connectome.celegans`'s arguments) or the path of a CSV/TSV/
+    Parquet edge list (``params``: :func:`~bionn.circuits.connectome.from_edge_list`'s)."""
+
+    source: str = "celegans"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ConnectomeSource:
+        loader = self._loader()
+        allowed = [k for k, p in inspect.signature(loader).parameters.items()
+                   if k != "source" and p.kind != p.VAR_KEYWORD]
+        bad = sorted(set(self.params) - set(allowed))
+        if bad:
+            raise ValueError(f"connectome.params: unknown argument(s) {bad} for "
+                             f"{loader.__name__}; allowed: {allowed}")
+        if self.source != "celegans" and not Path(self.source).is_file():
+            raise ValueError(f"connectome.source: {self.source!r} is neither 'celegans' nor an "
+                             "existing edge-list file")
+        return self
+
+    def _loader(self) -> Callable:
+        loaders = _connectome_loaders()
+        return loaders["celegans" if self.source == "celegans" else "edge_list"]
+
+    def load(self):
+        """The :class:`~bionn.circuits.connectome.Connectome`."""
+        if self.source == "celegans":
+            return self._loader()(**self.params)
+        return self._loader()(self.source, **self.params)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections generated from constructor signatures
+# --------------------------------------------------------------------------------------------
+class RateModelConfig(CreditAssignmentFields):
+    """The common part of every rate model section: ``kind`` and how the model learns
+    (``method``/``options``/``mirror``, see :func:`bionn.learning.convert`)."""
+
+    kind: str = "ctrnn"
+
+    @field_validator("activation", check_fields=False)
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        if v not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {v!r}; allowed: {sorted(ACTIVATIONS)}")
+        return v
+
+    @field_validator("tau", check_fields=False)
+    @classmethod
+    def _tau_positive(cls, v: Any) -> Any:
+        values = v.values if isinstance(v, TauBlocks) else v if isinstance(v, list) else [v]
+        if not values or any(not (t > 0) for t in values):
+            raise ValueError("tau must be > 0 ms (a number or one per neuron)")
+        return v
+
+    def tau_value(self) -> float | list[float]:
+        """``tau`` as the constructor takes it: a number or one value per neuron."""
+        tau = getattr(self, "tau", None)
+        return tau.per_neuron() if isinstance(tau, TauBlocks) else tau
+
+    def constructor_kwargs(self, kind: ModelKind) -> dict[str, Any]:
+        """The section's constructor arguments (tensors loaded), without the replaced ones."""
+        out = {}
+        for name in kind.arguments:
+            if name in kind.replaced:
+                continue
+            value = getattr(self, name)
+            out[name] = _load_tensors(value, kind.hints.get(name), f"model.{name}")
+        return out
+
+
+def _takes_tensor(hint: Any) -> bool:
+    return hint is torch.Tensor or any(_takes_tensor(a) for a in typing.get_args(hint))
+
+
+def _load_tensors(value: Any, hint: Any, field: str) -> Any:
+    if value is None or hint is None or not _takes_tensor(hint):
+        return value
+    if isinstance(value, dict):
+        return {k: _load_tensors(v, hint, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, str) and str in typing.get_args(hint):
+        return value  # a string choice, e.g. tau_groups="type"
+    if isinstance(value, (int, float)):
+        return value
+    return load_matrix(value, field)
+
+
+@dataclass
+class ModelKind:
+    """One entry of :data:`MODEL_KINDS`: a model constructor, its generated config
+    section, and how the run builds it.
+
+    ``build(section, task, generator)`` returns the model; ``check(section, task)``
+    (optional) raises ``ValueError`` for settings that do not fit the task.
+    """
+
+    name: str
+    cls: type
+    config: type[RateModelConfig]
+    build: Callable[..., torch.nn.Module]
+    check: Callable[..., None] | None = None
+    replaced: tuple[str, ...] = ()
+
+    @property
+    def arguments(self) -> list[str]:
+        return [k for k, p in inspect.signature(self.cls).parameters.items()
+                if k not in FILLED and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @property
+    def hints(self) -> dict[str, Any]:
+        return typing.get_type_hints(self.cls.__init__)
+
+
+#: ``model.kind`` -> :class:`ModelKind`
+MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_model_kind(name: str, cls: type, build: Callable[..., torch.nn.Module], *,
+                        replace: dict[str, tuple[Any, Any]] | None = None,
+                        bounds: dict[str, dict[str, Any]] | None = None,
+                        choices: dict[str, tuple[str, ...]] | None = None,
+                        extra: dict[str, tuple[Any, Any]] | None = None,
+                        check: Callable[..., None] | None = None,
+                        base: type[RateModelConfig] = RateModelConfig) -> ModelKind:
+    """Add ``model.kind: name`` for the constructor ``cls``.
+
+    The section's keys are ``cls``'s keyword arguments (minus ``n_input``, ``n_output``,
+    ``dt``, ``generator``) with its defaults, typed from its annotations (tensors as
+    paths or lists). ``replace``: ``{argument: (type, default)}`` for arguments given
+    differently in a config (e.g. a circuit builder instead of a ``Circuit``);
+    ``bounds``: pydantic ``Field`` constraints (``{"n_hidden": {"gt": 0}}``);
+    ``choices``: allowed strings; ``extra``: ``{key: (type, default)}`` config keys that
+    are not constructor arguments.
+    """
+    replace, bounds, choices = replace or {}, bounds or {}, choices or {}
+    params = inspect.signature(cls).parameters
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {"kind": (Literal[name], name)}
+    for key, p in params.items():
+        if key in FILLED or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        if key in replace:
+            typ, default = replace[key]
+        elif key in choices:
+            typ = Literal[choices[key]]
+        else:
+            typ = plain_type(hints.get(key, Any), tensor=MatrixSource)
+        info = default if isinstance(default, FieldInfo) else Field(default, **bounds.get(key, {}))
+        fields[key] = (typ, info)
+    for key, (typ, default) in (extra or {}).items():
+        fields[key] = (typ, default)
+    config = create_model(f"{cls.__name__}Section", __base__=base,
+                          __doc__=f"``model:`` of kind ``{name}``: the arguments of "
+                                  f":class:`{cls.__module__}.{cls.__qualname__}`.", **fields)
+    kind = ModelKind(name, cls, config, build, check, tuple(replace))
+    MODEL_KINDS[name] = kind
+    return kind
+
+
+def build_rate_model(section: RateModelConfig, task: Task, seed: int) -> torch.nn.Module:
+    """The model a ``model:`` section describes, for ``task`` (weights drawn from ``seed``)."""
+    kind = MODEL_KINDS[section.kind]
+    return kind.build(section, task, torch.Generator().manual_seed(int(seed)))
+
+
+# --------------------------------------------------------------------------------------------
+# ctrnn
+# --------------------------------------------------------------------------------------------
+class _CTRNNBase(RateModelConfig):
+    @field_validator("weight_init", check_fields=False)
+    @classmethod
+    def _init(cls, v: str | dict[str, str]) -> str | dict[str, str]:
+        for k, name in ({"all": v} if isinstance(v, str) else v).items():
+            if k not in ("all", *LAYERS):
+                raise ValueError(f"weight_init keys must be input, recurrent, readout; got {k!r}")
+            if name not in WEIGHT_INITS:
+                raise ValueError(f"unknown weight_init {name!r}; allowed: {list(WEIGHT_INITS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _ctrnn_method(self) -> _CTRNNBase:
+        if self.method == "dfa":
+            raise ValueError("model.method: 'dfa' is not available for a CTRNN (no direct "
+                             "projection of the output error through time); use bp, fa, usf, "
+                             "brsf, frsf, wm or kp")
+        if self.options.get("constrain_norm"):
+            raise ValueError("model.options.constrain_norm: not available for a CTRNN")
+        return self
+
+
+def _shapes(n: int, n_in: int, n_out: int) -> dict[str, tuple[int, ...]]:
+    return {"rec_mask": (n, n), "input_mask": (n, n_in), "readout_mask": (n_out, n),
+            "sign": (n,), "recurrent": (n, n), "input": (n, n_in), "readout": (n_out, n)}
+
+
+def _check_ctrnn(m: Any, task: Task) -> None:
+    n, dt = m.n_hidden, task.dt
+    if isinstance(m.tau, TauBlocks) and sum(m.tau.sizes) != n:
+        raise ValueError(f"model.tau.sizes sum to {sum(m.tau.sizes)}; expected n_hidden={n}")
+    taus = m.tau_value() if isinstance(m.tau_value(), list) else [m.tau_value()]
+    if min(taus) < dt:
+        raise ValueError(f"model.tau ({min(taus):g} ms) must be >= task.dt ({dt:g} ms) so that "
+                         "alpha = dt/tau <= 1")
+    if isinstance(m.tau, list) and len(m.tau) not in (1, n):
+        raise ValueError(f"model.tau has {len(m.tau)} values; expected 1 or n_hidden={n}")
+    if getattr(m, "readout", None) == "excitatory" and m.e_fraction is None \
+            and getattr(m, "sign", None) is None and m.circuit is None:
+        raise ValueError("model.readout='excitatory' needs model.e_fraction, model.sign or an "
+                         "E/I circuit")
+    shapes = _shapes(n, task.n_input, task.n_output)
+    kind = MODEL_KINDS["ctrnn"]
+    for name, hint in kind.hints.items():
+        value = getattr(m, name, None)
+        if name in kind.replaced or value is None or not _takes_tensor(hint):
+            continue
+        if isinstance(value, dict):  # per-layer tensors, e.g. grad_scale
+            for k, v in value.items():
+                if k not in LAYERS:
+                    raise ValueError(f"model.{name}: keys must be among {list(LAYERS)}; got {k!r}")
+                p = load_matrix(v, f"model.{name}.{k}")
+                if tuple(p.shape) != shapes[k]:
+                    raise ValueError(f"model.{name}.{k} has shape {tuple(p.shape)}; expected "
+                                     f"{shapes[k]} (post, pre)")
+            continue
+        if isinstance(value, str) and str in typing.get_args(hint):
+            continue
+        t = load_matrix(value, f"model.{name}")
+        if name in shapes and tuple(t.shape) != shapes[name]:
+            raise ValueError(f"model.{name} has shape {tuple(t.shape)}; expected {shapes[name]}"
+                             + (" = (n_hidden, n_hidden)" if name == "rec_mask" else " (post, pre)"))
+    if m.circuit is not None:
+        try:
+            build_circuit(m.circuit, n, task.n_input, task.n_output)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model.circuit: {e}") from None
+
+
+def _build_ctrnn(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
+    from bionn.circuits import Circuit, Connectivity
+    from bionn.rate import CTRNN
+
+    kind = MODEL_KINDS["ctrnn"]
+    kwargs = m.constructor_kwargs(kind)
+    circuit = None
+    if m.circuit is not None:
+        circuit = build_circuit(m.circuit, m.n_hidden, task.n_input, task.n_output).build(g)
+    rec_mask = kwargs.get("rec_mask")
+    if rec_mask is None and m.rec_density < 1.0:
+        rec_mask = (torch.rand(m.n_hidden, m.n_hidden, generator=g) < m.rec_density).float()
+    if circuit is not None and rec_mask is not None:  # the circuit's mask, thinned
+        circuit = Circuit(Connectivity(circuit.recurrent.mask * rec_mask, circuit.sign),
+                          circuit.input_mask, circuit.readout_mask, circuit.area,
+                          circuit.area_names)
+        rec_mask = None
+    kwargs.update(rec_mask=rec_mask, circuit=circuit, tau=m.tau_value())
+    return CTRNN(task.n_input, n_output=task.n_output, dt=task.dt, generator=g, **kwargs)
+
+
+def _register_ctrnn() -> None:
+    from bionn.rate import CTRNN
+
+    params = inspect.signature(CTRNN).parameters
+    register_model_kind(
+        "ctrnn", CTRNN, _build_ctrnn, check=_check_ctrnn, base=_CTRNNBase,
+        replace={"tau": (float | list[float] | TauBlocks, params["tau"].default),
+                 "circuit": (CircuitConfig | None, None)},
+        bounds={"n_hidden": {"gt": 0}, "e_fraction": {"gt": 0, "lt": 1},
+                "preact_noise": {"ge": 0}, "postact_noise": {"ge": 0},
+                "spectral_radius": {"gt": 0}},
+        choices={k: v for k, v in (("readout", ("all", "excitatory")),
+                                   ("init_state", ("zero", "learn"))) if k in params},
+        extra={"rec_density": (float, Field(1.0, gt=0, le=1,
+                                            description="random sparse recurrent mask"))},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# connectome
+# --------------------------------------------------------------------------------------------
+def _check_connectome(m: Any, task: Task) -> None:
+    taus = m.tau if isinstance(m.tau, list) else [m.tau]
+    if min(taus) < task.dt:
+        raise ValueError(f"model.tau ({min(taus):g} ms) must be >= task.dt ({task.dt:g} ms)")
+
+
+def _build_connectome(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
+    from bionn.rate import ConnectomeRNN
+
+    kwargs = m.constructor_kwargs(MODEL_KINDS["connectome"])
+    return ConnectomeRNN(m.connectome.load(), task.n_input, task.n_output, dt=task.dt,
+                         generator=g, tau=m.tau, **kwargs)
+
+
+def _register_connectome() -> None:
+    from bionn.rate import ConnectomeRNN
+
+    params = inspect.signature(ConnectomeRNN).parameters
+    register_model_kind(
+        "connectome", ConnectomeRNN, _build_connectome, check=_check_connectome,
+        replace={"connectome": (ConnectomeSource, Field(default_factory=ConnectomeSource)),
+                 "tau": (float | list[float], params["tau"].default)},
+        bounds={"preact_noise": {"ge": 0}, "gain": {"gt": 0}},
+        choices={k: v for k, v in (("tau_mode", ("type", "neuron")),
+                                   ("bias_mode", ("type", "neuron")),
+                                   ("weight_sharing", ("edge", "type"))) if k in params},
+    )
+
+
+_register_ctrnn()
+_register_connectome()
+
+
+def model_section_type(kind: str) -> type[BaseModel]:
+    """The config class of ``model.kind: kind`` (raises ``ValueError`` naming the kinds)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; allowed: {sorted(MODEL_KINDS)}")
+    return MODEL_KINDS[kind].config
