@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from bionn.circuits import CellTypeTable, Circuit
+from bionn.circuits import CellTypeTable, Circuit, Connectivity
 from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, ei_sign, init_weight
 from bionn.constraints import spectral_radius as _spectral_radius
+from bionn.functional.feedback import LINEAR, feedback_apply
 from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
 from bionn.recurrent.core import tau_groups as _tau_groups
 
@@ -60,7 +62,10 @@ class CTRNN(RecurrentCore):
         activation: ``relu``, ``tanh``, ``sigmoid``, ``softplus`` or ``retanh``.
         e_fraction: fraction of excitatory neurons (first ones E, rest I), or None.
         sign: ``(n_hidden,)`` +1/-1 per neuron instead of ``e_fraction``.
-        circuit: a :class:`~bionn.circuits.Circuit` giving masks, signs and areas.
+        circuit: a :class:`~bionn.circuits.Circuit` giving the input, recurrent and readout
+            :class:`~bionn.circuits.Connectivity` (masks; the recurrent one's sign per
+            neuron) and areas, or a recurrent :class:`~bionn.circuits.Connectivity` alone
+            (``N x N``, dense or sparse: its mask and signs).
         rec_mask, input_mask, readout_mask: 0/1 ``(post, pre)`` masks (override the circuit's).
         grad_scale: ``{"input"|"recurrent"|"readout": (post, pre) scale in [0, 1]}`` of each
             synapse's gradient (0 freezes a synapse).
@@ -115,7 +120,7 @@ class CTRNN(RecurrentCore):
         activation: str = "relu",
         e_fraction: float | None = None,
         sign: Tensor | None = None,
-        circuit: Circuit | None = None,
+        circuit: Circuit | Connectivity | None = None,
         rec_mask: Tensor | None = None,
         input_mask: Tensor | None = None,
         readout_mask: Tensor | None = None,
@@ -154,10 +159,18 @@ class CTRNN(RecurrentCore):
                         learn_initial_state=learn_initial_state, fused=fused)
 
         # Structure: circuit first, explicit arguments override.
+        if isinstance(circuit, Connectivity):  # the recurrent structure alone, no areas
+            if circuit.shape != (n_hidden, n_hidden):
+                raise ValueError(f"circuit connectivity has shape {circuit.shape}; expected "
+                                 f"({n_hidden}, {n_hidden}) (n_hidden, n_hidden)")
+            rec_mask = circuit.dense() if rec_mask is None else rec_mask
+            if sign is None and e_fraction is None:
+                sign = circuit.sign
+            circuit = None
         if circuit is not None:
             if circuit.n_neurons != n_hidden:
                 raise ValueError(f"circuit has {circuit.n_neurons} neurons but n_hidden={n_hidden}")
-            rec_mask = circuit.recurrent.mask if rec_mask is None else rec_mask
+            rec_mask = circuit.recurrent.dense() if rec_mask is None else rec_mask
             input_mask = circuit.input_mask if input_mask is None else input_mask
             readout_mask = circuit.readout_mask if readout_mask is None else readout_mask
             if sign is None and e_fraction is None:
@@ -258,6 +271,17 @@ class CTRNN(RecurrentCore):
     def input_drive(self, x: Tensor, p: Prepared) -> Tensor:
         """``W_in x_t + b`` for every step."""
         return self.connect(p, "input", x, p.weights["input"], self.bias_rec)
+
+    def scaled_input_drive(self, x: Tensor, p: Prepared) -> Tensor:
+        """``alpha (W_in x_t + b)`` with ``alpha`` folded into ``W_in`` and ``b``; a feedback
+        matrix is scaled alike, so a Kolen-Pollack ``B`` still receives ``dL/dW_in``."""
+        a = p.alpha
+        w = a[:, None] * p.weights["input"]
+        b = None if self.bias_rec is None else a * self.bias_rec
+        if "input" not in p.feedback:
+            return F.linear(x, w, b)
+        return feedback_apply(LINEAR, x, w, b, self.credit_assignment["input"],
+                              feedback=p.feedback["input"] * a.detach()[:, None])
 
     def recurrent_input(self, r: Tensor, p: Prepared) -> Tensor:
         return self.connect(p, "recurrent", r, p.weights["recurrent"])

@@ -387,43 +387,50 @@ class RecurrentCore(nn.Module):
     def _sequence(self, x: Tensor, state: Any, p: Prepared) -> tuple[Tensor, Tensor, Any]:
         """Drive, time loop and readout of one sequence (a configuration whose units
         update in several stages per step, like a multi-area network, overrides this)."""
-        drive = self.input_drive(x, p)
-        pre, post = self._noise(drive, p.alpha)
-        rates, state = self._loop(drive, pre, post, state, p)
-        return self.readout(rates, p), rates, state
-
-    def _loop(self, drive: Tensor, pre: Tensor | None, post: Tensor | None, state: RateState,
-              p: Prepared) -> tuple[Tensor, RateState]:
         alpha = p.alpha
         rate_cell = type(self).cell_update is RecurrentCore.cell_update
         dense = None if self.RECURRENT in p.feedback or not rate_cell else self.dense_recurrent(p)
-        if dense is not None:  # the leaky rate update on a dense matrix: fused or addmm steps
-            # h_t = (1 - alpha) h + alpha (W r + drive) + noise, alpha folded into W and drive
-            d = alpha * drive
+        if dense is not None:
+            # the leaky rate update on a dense matrix, alpha folded into the weights:
+            # h_t = (1 - alpha) h + r (alpha W)^T + alpha (W_in x + b) + noise
+            d = self.scaled_input_drive(x, p)
+            pre, post = self._noise(d, alpha)
             if pre is not None:
                 d = d + pre
-            w_scaled_t = (alpha[:, None] * dense).T  # (pre, post)
-            leak = 1.0 - alpha
-            if self.fused and self.activation_name in SCAN_ACTIVATIONS:
-                rates, h = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post)
-                return rates, RateState(h, rates[:, -1])
-            act = self.rate_function
+            rates, state = self._dense_loop(d, post, state, dense, alpha)
+        else:
+            drive = self.input_drive(x, p)
+            pre, post = self._noise(drive, alpha)
 
-            def dense_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
-                h = torch.addmm(torch.addcmul(d_t, leak, s.h), s.r, w_scaled_t)
-                r = act(h)
-                if p_t is not None:
-                    r = r + p_t
-                return r, RateState(h, r)
+            def step(s: Any, d_t: Tensor, pre_t: Tensor | None, p_t: Tensor | None) -> tuple[Tensor, Any]:
+                new = self.cell_update(s, self.recurrent_input(s.r, p) + d_t, alpha, pre_t, p_t)
+                return new.r, new
 
-            return scan(dense_step, state, (d, post))
+            rates, state = scan(step, state, (drive, pre, post))
+        return self.readout(rates, p), rates, state
 
-        def step(s: RateState, d_t: Tensor, pre_t: Tensor | None, p_t: Tensor | None,
-                 ) -> tuple[Tensor, RateState]:
-            new = self.cell_update(s, self.recurrent_input(s.r, p) + d_t, alpha, pre_t, p_t)
-            return new.r, new
+    def scaled_input_drive(self, x: Tensor, p: Prepared) -> Tensor:
+        """``alpha * input_drive(x)``; a dense configuration folds ``alpha`` into its
+        input weights instead (one pass less over ``(batch, time, N)``)."""
+        return p.alpha * self.input_drive(x, p)
 
-        return scan(step, state, (drive, pre, post))
+    def _dense_loop(self, d: Tensor, post: Tensor | None, state: RateState, dense: Tensor,
+                    alpha: Tensor) -> tuple[Tensor, RateState]:
+        w_scaled_t = (alpha[:, None] * dense).T  # (pre, post)
+        leak = 1.0 - alpha
+        if self.fused and self.activation_name in SCAN_ACTIVATIONS:
+            rates, h = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post)
+            return rates, RateState(h, rates[:, -1])
+        act = self.rate_function
+
+        def dense_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
+            h = torch.addmm(torch.addcmul(d_t, leak, s.h), s.r, w_scaled_t)
+            r = act(h)
+            if p_t is not None:
+                r = r + p_t
+            return r, RateState(h, r)
+
+        return scan(dense_step, state, (d, post))
 
     def forward(self, x: Tensor, state: RateState | None = None,
                 return_state: bool = False) -> tuple[Tensor, ...]:
