@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bionn.spiking.base import Drive
+from bionn.spiking.base import Drive, StepContext
 from bionn.spiking.neurons import (
     GIF,
     HH,
@@ -51,14 +51,14 @@ def simulate(model, current, dt: float, steps: int, batch: int = 1, dtype=torch.
              state=None, generator=None):
     """Step ``model`` under a constant current; returns (final state, spike times per trial)."""
     model = model.to(dtype)
-    model._generator = generator
     s = state if state is not None else model.initial_state(batch, dtype=dtype)
     cur = torch.as_tensor(current, dtype=dtype)
     cur = cur.reshape(-1, 1).expand(batch, model.n) if cur.dim() else cur.expand(batch, model.n)
     drive = Drive(current=cur)
     times: list[list[float]] = [[] for _ in range(batch)]
+    ctx = StepContext(0.0, dt, generator)
     for i in range(steps):
-        s = model(s, drive, dt)
+        s = model(s, drive, dt, ctx)
         if model.spiking:
             for b in s["spike"][:, 0].nonzero().flatten().tolist():
                 times[b].append(round((i + 1) * dt, 6))
@@ -120,14 +120,13 @@ def test_conductance_drive_pushes_V_toward_E(name):
 
 def test_noise_is_euler_maruyama_and_seeded():
     lif = LIF(1000, noise=2.0, V_th=1e9).double()
-    lif._generator = torch.Generator().manual_seed(3)
     s = lif.initial_state(2, dtype=torch.float64)
-    s1 = lif(s, Drive(), 0.1)
+    s1 = lif(s, Drive(), 0.1, StepContext(0.0, 0.1, torch.Generator().manual_seed(3)))
     # one step from V = V_rest with no drive: V = (noise / tau) sqrt(dt) N(0, 1)
     std = float(s1["V"].std())
     assert abs(std - 2.0 / 10.0 * math.sqrt(0.1)) < 0.005
-    lif._generator = torch.Generator().manual_seed(3)
-    assert torch.equal(lif(s, Drive(), 0.1)["V"], s1["V"])
+    assert torch.equal(lif(s, Drive(), 0.1, StepContext(0.0, 0.1, torch.Generator().manual_seed(3)))["V"],
+                       s1["V"])
     assert not LIF(1)._noisy
 
 
@@ -437,18 +436,17 @@ def test_wilson_cowan_formula_and_fixed_point():
 
 def test_poisson_group_rate_and_seed():
     p = PoissonGroup(1000, rate=torch.full((1000,), 50.0))
-    p._generator = torch.Generator().manual_seed(0)
+    ctx = StepContext(0.0, 0.1, torch.Generator().manual_seed(0))
     s = p.initial_state(2)
     total = torch.zeros(2, 1000)
     for _ in range(1000):
-        s = p(s, Drive(), 0.1)
+        s = p(s, Drive(), 0.1, ctx)
         total += s["spike"]
     expected = 1000 * 100e-3 * 50.0  # per trial
     assert abs(float(total.sum(1).mean()) - expected) < 5 * math.sqrt(expected)
-    p._generator = torch.Generator().manual_seed(4)
-    a = p(p.initial_state(1), Drive(), 0.1)["spike"]
-    p._generator = torch.Generator().manual_seed(4)
-    assert torch.equal(a, p(p.initial_state(1), Drive(), 0.1)["spike"])
+    a = p(p.initial_state(1), Drive(), 0.1, StepContext(0.0, 0.1, torch.Generator().manual_seed(4)))["spike"]
+    b = p(p.initial_state(1), Drive(), 0.1, StepContext(0.0, 0.1, torch.Generator().manual_seed(4)))["spike"]
+    assert torch.equal(a, b)
     with pytest.raises(ValueError, match="exceeds 1"):
         PoissonGroup(1, rate=20000.0).check_dt(0.1)
     with pytest.raises(ValueError, match="rate"):

@@ -61,15 +61,8 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _generator_of(group: NeuronGroup, ctx: StepContext | None) -> torch.Generator | None:
-    """The generator a step draws from: the context's (``None``: the global RNG).
-
-    Without a context (a group called directly), a ``_generator`` attribute set by
-    hand on the group is still honoured (deprecated: pass a :class:`StepContext`);
-    networks always pass a context, so they never read it.
-    """
-    if ctx is not None:
-        return ctx.generator
-    return group.__dict__.get("_generator")
+    """The generator a step draws from: the context's (no context: the global RNG)."""
+    return ctx.generator if ctx is not None else None
 
 
 def _only(fn, keys: tuple[str, ...]):
