@@ -7,7 +7,7 @@ from bionn.circuits import (
     MultiArea,
     MultiAreaEI,
     RandomInput,
-    fixed_probability,
+    fixed_prob,
 )
 
 
@@ -74,7 +74,7 @@ def test_builders_are_reproducible_under_a_seed():
         (lambda: MultiAreaEI([10, 10], cross_pathways=["E->X"]), "cross_pathways"),
         (lambda: Connectivity(torch.ones(2, 3), sign=torch.ones(2)), "presynaptic"),
         (lambda: Circuit(Connectivity(torch.ones(3, 3)), input_mask=torch.ones(2, 1)), "input_mask"),
-        (lambda: fixed_probability(3, 3, 2.0), "probability"),
+        (lambda: fixed_prob(3, 3, 2.0), "probability"),
     ],
 )
 def test_bad_structures_fail_clearly(make, match):

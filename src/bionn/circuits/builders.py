@@ -1,7 +1,12 @@
 """Structure builders: multi-area, multi-area E/I and random-input circuits.
 
 Each builder is a small validated spec; ``build(generator)`` draws a
-:class:`~bionn.circuits.Circuit` (masks ``(post, pre)``, signs per neuron).
+:class:`~bionn.circuits.Circuit`: one :class:`~bionn.circuits.Connectivity` each for
+the input, the recurrent connections (with a sign per neuron where there are cell
+types) and the readout, plus the areas. Recurrent synapses come from the connection
+rules of :mod:`bionn.circuits.connect` (:func:`~bionn.circuits.connect.fixed_prob`
+block by block), so a builder draws exactly the synapses the rule draws;
+``build(generator, layout="sparse")`` keeps them as index arrays.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bionn.circuits.connect import blocks, fixed_prob
 from bionn.circuits.connectivity import Circuit, Connectivity
 from bionn.constraints import ei_sign
 
@@ -47,14 +53,33 @@ def _check_sizes(area_sizes: Sequence[int]) -> tuple[int, ...]:
     return sizes
 
 
-def _area_masks(
-    area: Tensor, n_input: int, n_output: int, input_areas: tuple[int, ...],
-    readout_from: Tensor,
-) -> tuple[Tensor, Tensor]:
-    receives = torch.isin(area, torch.tensor(input_areas))
-    input_mask = receives[:, None].float().expand(-1, n_input).clone()
-    readout_mask = readout_from[None, :].float().expand(n_output, -1).clone()
-    return input_mask, readout_mask
+def _io(receives: Tensor, n_input: int, n_output: int, readout_from: Tensor,
+        ) -> tuple[Connectivity, Connectivity]:
+    """Input onto the ``receives`` neurons from every channel, readout from ``readout_from``."""
+    input_mask = receives[:, None].expand(-1, n_input)
+    readout_mask = readout_from[None, :].expand(n_output, -1)
+    return Connectivity(input_mask), Connectivity(readout_mask)
+
+
+def _area_io(area: Tensor, n_input: int, n_output: int, input_areas: tuple[int, ...],
+             readout_from: Tensor) -> tuple[Connectivity, Connectivity]:
+    return _io(torch.isin(area, torch.tensor(input_areas)), n_input, n_output, readout_from)
+
+
+def _block_prob(blocks_p: Tensor, post_sizes: Sequence[int], pre_sizes: Sequence[int],
+                diagonal: Sequence[bool], autapses: bool, generator, layout: str,
+                sign: Tensor | None = None) -> Connectivity:
+    """:func:`fixed_prob` in every block ``(i, j)`` with probability ``blocks_p[i, j]``;
+    ``diagonal[i]``: block ``(i, i)`` holds the neurons' own diagonal (autapses)."""
+    parts = {}
+    for i, n_post in enumerate(post_sizes):
+        for j, n_pre in enumerate(pre_sizes):
+            p = float(blocks_p[i, j])
+            if p > 0:
+                own = i == j and diagonal[i]
+                parts[(i, j)] = fixed_prob(n_post, n_pre, p, autapses=autapses or not own,
+                                           generator=generator)
+    return blocks(parts, post_sizes, pre_sizes, sign=sign, layout=layout)
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,8 @@ class MultiArea:
         ...                     n_input=3, n_output=2).build(torch.Generator().manual_seed(0))
         >>> circuit.recurrent.mask.shape, circuit.input_mask.shape, circuit.readout_mask.shape
         (torch.Size([100, 100]), torch.Size([100, 3]), torch.Size([2, 100]))
+        >>> circuit.recurrent
+        Connectivity(100 post x 100 pre, 2276 synapses, dense)
     """
 
     area_sizes: Sequence[int]
@@ -104,19 +131,16 @@ class MultiArea:
     def area_labels(self) -> Tensor:
         return torch.repeat_interleave(torch.arange(len(self.area_sizes)), torch.tensor(self.area_sizes))
 
-    def _block_probability(self, area: Tensor) -> Tensor:
-        d = _density_matrix(self.density, len(self.area_sizes))
-        return d[area][:, area]
-
-    def build(self, generator: torch.Generator | None = None) -> Circuit:
+    def build(self, generator: torch.Generator | None = None, layout: str = "dense") -> Circuit:
+        """Draw the circuit (recurrent synapses by :func:`~bionn.circuits.connect.fixed_prob`
+        per pair of areas, in ``layout``)."""
         area = self.area_labels()
-        p = self._block_probability(area)
-        mask = (torch.rand(p.shape, generator=generator) < p).float()
-        if not self.autapses:
-            mask.fill_diagonal_(0.0)
+        d = _density_matrix(self.density, len(self.area_sizes))
+        rec = _block_prob(d, self.area_sizes, self.area_sizes, [True] * len(self.area_sizes),
+                          self.autapses, generator, layout)
         readout_from = torch.isin(area, torch.tensor(self.readout_areas))
-        inp, out = _area_masks(area, self.n_input, self.n_output, self.input_areas, readout_from)
-        return Circuit(Connectivity(mask), inp, out, area, tuple(f"area{i}" for i in range(len(self.area_sizes))))
+        inp, out = _area_io(area, self.n_input, self.n_output, self.input_areas, readout_from)
+        return Circuit(rec, inp, out, area, tuple(f"area{i}" for i in range(len(self.area_sizes))))
 
 
 @dataclass(frozen=True)
@@ -172,30 +196,33 @@ class MultiAreaEI(MultiArea):
             parts += [torch.ones(n_e), -torch.ones(size - n_e)]
         return torch.cat(parts)
 
-    def build(self, generator: torch.Generator | None = None) -> Circuit:
+    def build(self, generator: torch.Generator | None = None, layout: str = "dense") -> Circuit:
+        """Draw the circuit: :func:`~bionn.circuits.connect.fixed_prob` in every
+        (area, E/I) x (area, E/I) block, at the density of the two areas where the
+        pathway exists (all four within an area, ``cross_pathways`` between areas)."""
         area = self.area_labels()
         sign = self.signs()
-        p = self._block_probability(area)
-        cross = area[:, None] != area[None, :]
-        is_e = sign > 0
-        post_e, pre_e = is_e[:, None], is_e[None, :]
-        allowed = {
-            "E->E": pre_e & post_e, "E->I": pre_e & ~post_e,
-            "I->E": ~pre_e & post_e, "I->I": ~pre_e & ~post_e,
-        }
-        blocked = torch.zeros_like(cross)
-        for name, where in allowed.items():
-            if name not in self.cross_pathways:
-                blocked |= cross & where
-        mask = ((torch.rand(p.shape, generator=generator) < p) & ~blocked).float()
-        if not self.autapses:
-            mask.fill_diagonal_(0.0)
+        d = _density_matrix(self.density, len(self.area_sizes))
+        sizes, block_area, block_e = [], [], []
+        for a, (f, size) in enumerate(zip(self.e_fraction, self.area_sizes, strict=True)):
+            n_e = round(f * size)
+            sizes += [n_e, size - n_e]
+            block_area += [a, a]
+            block_e += [True, False]
+        k = len(sizes)
+        p = torch.zeros(k, k)
+        for i in range(k):
+            for j in range(k):
+                pathway = f"{'E' if block_e[j] else 'I'}->{'E' if block_e[i] else 'I'}"
+                if block_area[i] == block_area[j] or pathway in self.cross_pathways:
+                    p[i, j] = d[block_area[i], block_area[j]]
+        rec = _block_prob(p, sizes, sizes, [True] * k, self.autapses, generator, layout, sign)
         readout_from = torch.isin(area, torch.tensor(self.readout_areas))
         if self.readout_excitatory_only:
-            readout_from &= is_e
-        inp, out = _area_masks(area, self.n_input, self.n_output, self.input_areas, readout_from)
+            readout_from &= sign > 0
+        inp, out = _area_io(area, self.n_input, self.n_output, self.input_areas, readout_from)
         names = tuple(f"area{i}" for i in range(len(self.area_sizes)))
-        return Circuit(Connectivity(mask, sign), inp, out, area, names)
+        return Circuit(rec, inp, out, area, names)
 
 
 @dataclass(frozen=True)
@@ -258,7 +285,9 @@ class RandomInput:
         k_out = max(1, round(self.readout_fraction * self.n_neurons))
         return k_in, k_out, round(self.overlap * k_out)
 
-    def build(self, generator: torch.Generator | None = None) -> Circuit:
+    def build(self, generator: torch.Generator | None = None, layout: str = "dense") -> Circuit:
+        """Draw the input and readout subsets, then the recurrent synapses
+        (:func:`~bionn.circuits.connect.fixed_prob` at ``density``)."""
         n = self.n_neurons
         k_in, k_out, k_shared = self._counts()
         perm = torch.randperm(n, generator=generator)
@@ -266,14 +295,12 @@ class RandomInput:
         shared = input_units[torch.randperm(k_in, generator=generator)[:k_shared]]
         others = perm[k_in:][: k_out - k_shared]
         readout_units = torch.cat([shared, others])
-        input_mask = torch.zeros(n, self.n_input)
-        input_mask[input_units] = 1.0
-        readout_mask = torch.zeros(self.n_output, n)
-        readout_mask[:, readout_units] = 1.0
-        mask = (torch.rand(n, n, generator=generator) < self.density).float()
-        if not self.autapses:
-            mask.fill_diagonal_(0.0)
-        sign = None
-        if self.e_fraction is not None:
-            sign = ei_sign(n, self.e_fraction)
-        return Circuit(Connectivity(mask, sign), input_mask, readout_mask)
+        receives = torch.zeros(n, dtype=torch.bool)
+        receives[input_units] = True
+        read = torch.zeros(n, dtype=torch.bool)
+        read[readout_units] = True
+        inp, out = _io(receives, self.n_input, self.n_output, read)
+        sign = None if self.e_fraction is None else ei_sign(n, self.e_fraction)
+        rec = fixed_prob(n, n, self.density, autapses=self.autapses, generator=generator,
+                         layout=layout).with_sign(sign)
+        return Circuit(rec, inp, out)

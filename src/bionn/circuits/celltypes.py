@@ -3,7 +3,9 @@
 One :class:`CellTypeTable` serves every model: a spatially embedded area
 (:class:`bionn.rate.spatial.SpatialArea`, channels per type), a non-spatial
 rate network (:meth:`bionn.rate.CTRNN.from_cell_types`, neurons per type, blockwise
-masks and signs) and anything that takes a :class:`~bionn.circuits.Circuit`.
+masks and signs), a spiking network (:func:`bionn.spiking.connectome.from_cell_types`)
+and anything that takes a :class:`~bionn.circuits.Connectivity`
+(:meth:`CellTypeTable.connectivity`) or a :class:`~bionn.circuits.Circuit`.
 
 A type has a name, a size (``count``: neurons, or channels per position in a
 spatial sheet; or ``density``: a share of a total), a sign (+1 excitatory,
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bionn.circuits.connect import all_to_all, blocks
 from bionn.circuits.connectivity import Circuit, Connectivity
 from bionn.functional.rate import ACTIVATIONS
 
@@ -410,10 +413,41 @@ class CellTypeTable:
                        "signed_strength": c.strength * sign}[what]
         return m
 
+    def connectivity(self, n: int | None = None, *, layout: str = "dense") -> Connectivity:
+        """The table as one ``(N, N)`` :class:`~bionn.circuits.Connectivity` for a
+        non-spatial network (a rate RNN or a spiking network).
+
+        Every allowed connection ``pre -> post`` connects all neurons of type ``pre``
+        to all of type ``post`` (:func:`~bionn.circuits.connect.all_to_all` per block);
+        ``sign`` is the type's sign per neuron (0 for unsigned types; None when no type
+        is signed); ``weight`` is ``strength / n_pre_type`` per synapse, the expected
+        size of :meth:`initial_weight`'s magnitudes (so a neuron's summed input from a
+        type is ``strength``); ``pre_types``/``post_types`` are the type names.
+
+        Example:
+            >>> t = CellTypeTable([CellType("E", count=3), CellType("I", count=1, sign=-1)],
+            ...                   [TypeConnection("E", "I", strength=1.5), TypeConnection("I", "E")])
+            >>> c = t.connectivity()
+            >>> c.sign.tolist(), c.nnz, c.pre_types
+            ([1.0, 1.0, 1.0, -1.0], 6, ('E', 'E', 'E', 'I'))
+            >>> c.matrix()[3].tolist(), c.matrix()[:3, 3].tolist()
+            ([0.5, 0.5, 0.5, 0.0], [-1.0, -1.0, -1.0])
+        """
+        sizes = list(self.sizes(n).values())
+        parts = {}
+        for c in self.active_connections:
+            i, j = self.index(c.post), self.index(c.pre)
+            conn = all_to_all(sizes[i], sizes[j])
+            parts[(i, j)] = conn.with_weight(torch.full((conn.nnz,), c.strength / sizes[j]))
+        signs = {t.sign for t in self.types}
+        labels = [t.name for t, k in zip(self.types, sizes, strict=True) for _ in range(k)]
+        return blocks(parts, sizes, sizes, sign=None if signs == {0} else self.sign(n),
+                      pre_types=labels, post_types=labels, layout=layout)
+
     def connection_mask(self, n: int | None = None) -> Tensor:
-        """``(N, N)`` ``(post, pre)`` 0/1 block mask for a non-spatial network."""
-        lab = self.labels(n)
-        return self.type_matrix("allowed")[lab][:, lab]
+        """``(N, N)`` ``(post, pre)`` 0/1 block mask for a non-spatial network
+        (:meth:`connectivity`'s mask)."""
+        return self.connectivity(n).dense()
 
     def initial_weight(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """A ``(post, pre)`` signed weight with block structure: each synapse
@@ -427,15 +461,15 @@ class CellTypeTable:
         return mag * u * torch.where(sign == 0, torch.ones_like(sign), sign)[None, :]
 
     def to_circuit(self, n: int | None = None, n_input: int = 1, n_output: int = 1) -> Circuit:
-        """A :class:`~bionn.circuits.Circuit`: block mask, per-neuron signs (when every
-        type is signed), input onto :attr:`inputs` and readout from :attr:`outputs`."""
-        sign = self._ctrnn_sign(n)
+        """A :class:`~bionn.circuits.Circuit`: :meth:`connectivity` as the recurrent
+        structure (every type must be signed, or none), input onto :attr:`inputs` and
+        readout from :attr:`outputs`."""
+        self._ctrnn_sign(n)
         lab = self.labels(n)
         rows = torch.isin(lab, torch.tensor([self.index(t) for t in self.inputs]))
         cols = torch.isin(lab, torch.tensor([self.index(t) for t in self.outputs]))
-        input_mask = rows[:, None].float().expand(-1, n_input).clone()
-        readout_mask = cols[None, :].float().expand(n_output, -1).clone()
-        return Circuit(Connectivity(self.connection_mask(n), sign), input_mask, readout_mask)
+        return Circuit(self.connectivity(n), Connectivity(rows[:, None].expand(-1, n_input)),
+                       Connectivity(cols[None, :].expand(n_output, -1)))
 
     def _ctrnn_sign(self, n: int | None) -> Tensor | None:
         signs = {t.sign for t in self.types}

@@ -1,24 +1,34 @@
-"""Connection rules that build sparse :class:`~bionn.circuits.Connectivity`.
+"""Connection rules: each draws the synapses of one projection and returns a
+:class:`~bionn.circuits.Connectivity`.
 
-Every rule returns a ``(post, pre)`` Connectivity whose mask is a sparse COO
-tensor, so a 40,000-neuron network never allocates an N x N matrix. The same
-object feeds the rate circuits (``Connectivity.dense()``) and the spiking
-projections (:class:`bionn.spiking.Projection`).
+One implementation per rule: a rule yields edges (post and pre index arrays),
+and :class:`~bionn.circuits.Connectivity` holds them in the ``layout`` asked for:
+``"sparse"`` (the default: O(synapses) memory, so a 40,000-neuron network never
+allocates an N x N matrix) or ``"dense"`` (a ``(post, pre)`` mask). The same
+rule, seed and arguments give the same synapses in both layouts. The builders
+(:class:`~bionn.circuits.MultiArea`, :class:`~bionn.circuits.MultiAreaEI`,
+:class:`~bionn.circuits.RandomInput`, cell-type tables) compose these rules block by
+block (:func:`blocks`); the result feeds the rate circuits and the spiking
+projections (:class:`bionn.spiking.Projection`) alike.
 
 Example:
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
     >>> c = fixed_prob(1000, 800, 0.02, generator=g)
-    >>> c.n_post, c.n_pre, round(c.density, 2)
-    (1000, 800, 0.02)
+    >>> c.n_post, c.n_pre, round(c.density, 2), c.layout
+    (1000, 800, 0.02, 'sparse')
     >>> fixed_in_degree(50, 40, 5, generator=g).dense().sum(1).unique().tolist()
     [5.0]
+    >>> a = fixed_prob(30, 20, 0.3, generator=torch.Generator().manual_seed(1), layout="dense")
+    >>> b = fixed_prob(30, 20, 0.3, generator=torch.Generator().manual_seed(1))
+    >>> torch.equal(a.mask, b.dense())
+    True
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,23 +36,28 @@ from torch import Tensor
 
 from bionn.circuits.connectivity import Connectivity
 
+__all__ = [
+    "CONNECTORS",
+    "all_to_all",
+    "blocks",
+    "distance_prob",
+    "fixed_in_degree",
+    "fixed_out_degree",
+    "fixed_prob",
+    "from_edges",
+    "from_matrix",
+    "grid_positions",
+    "one_to_one",
+]
+
 _CHUNK = 4_000_000  # elements per dense chunk in the samplers
 
 
-def from_edges(post: Tensor, pre: Tensor, n_post: int, n_pre: int, sign: Tensor | None = None) -> Connectivity:
-    """Connectivity from index lists (duplicates merged)."""
-    post = torch.as_tensor(post, dtype=torch.long).flatten()
-    pre = torch.as_tensor(pre, dtype=torch.long).flatten()
-    if post.shape != pre.shape:
-        raise ValueError(f"post and pre index lists differ in length: {post.numel()} vs {pre.numel()}")
-    if post.numel() and (post.min() < 0 or post.max() >= n_post or pre.min() < 0 or pre.max() >= n_pre):
-        raise ValueError(f"edge indices out of range for a ({n_post}, {n_pre}) (post, pre) matrix")
-    mask = torch.sparse_coo_tensor(torch.stack([post, pre]), torch.ones(post.numel()), (n_post, n_pre),
-                                   check_invariants=False)
-    mask = mask.coalesce()
-    mask = torch.sparse_coo_tensor(mask.indices(), torch.ones(mask._nnz()), (n_post, n_pre),
-                                   check_invariants=False).coalesce()
-    return Connectivity(mask, sign)
+def from_edges(post: Tensor, pre: Tensor, n_post: int, n_pre: int, sign: Tensor | None = None, *,
+               weight: Tensor | None = None, layout: str = "sparse") -> Connectivity:
+    """Connectivity from index arrays (repeated pairs merged, their weights summed)."""
+    return Connectivity(post=post, pre=pre, shape=(n_post, n_pre), sign=sign, weight=weight,
+                        layout=layout)
 
 
 def _drop_autapses(post: Tensor, pre: Tensor, autapses: bool, n_post: int, n_pre: int):
@@ -52,33 +67,34 @@ def _drop_autapses(post: Tensor, pre: Tensor, autapses: bool, n_post: int, n_pre
     return post[keep], pre[keep]
 
 
-def all_to_all(n_post: int, n_pre: int, *, autapses: bool = True) -> Connectivity:
+def all_to_all(n_post: int, n_pre: int, *, autapses: bool = True, layout: str = "sparse") -> Connectivity:
     """Every pre neuron to every post neuron (``autapses=False`` drops i -> i)."""
     post = torch.arange(n_post).repeat_interleave(n_pre)
     pre = torch.arange(n_pre).repeat(n_post)
-    return from_edges(*_drop_autapses(post, pre, autapses, n_post, n_pre), n_post, n_pre)
+    return from_edges(*_drop_autapses(post, pre, autapses, n_post, n_pre), n_post, n_pre, layout=layout)
 
 
-def one_to_one(n: int) -> Connectivity:
+def one_to_one(n: int, *, layout: str = "sparse") -> Connectivity:
     """Neuron i to neuron i."""
     i = torch.arange(n)
-    return from_edges(i, i, n, n)
+    return from_edges(i, i, n, n, layout=layout)
 
 
 def fixed_prob(
-    n_post: int, n_pre: int, p: float, *, autapses: bool = True, generator: torch.Generator | None = None
+    n_post: int, n_pre: int, p: float, *, autapses: bool = True, generator: torch.Generator | None = None,
+    layout: str = "sparse",
 ) -> Connectivity:
     """Each synapse present independently with probability ``p`` (Bernoulli).
 
     Drawn by geometric skipping per post row, so the cost is O(synapses), not
-    O(n_post * n_pre).
+    O(n_post * n_pre). ``autapses=False`` drops i -> i (square shapes only).
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"connection probability p must be in [0, 1]; got {p}")
     if p == 0.0:
-        return from_edges(torch.empty(0), torch.empty(0), n_post, n_pre)
+        return from_edges(torch.empty(0), torch.empty(0), n_post, n_pre, layout=layout)
     if p == 1.0:
-        return all_to_all(n_post, n_pre, autapses=autapses)
+        return all_to_all(n_post, n_pre, autapses=autapses, layout=layout)
     mean = n_pre * p
     k = int(mean + 8 * math.sqrt(mean * (1 - p)) + 16)
     log1mp = math.log1p(-p)
@@ -95,7 +111,7 @@ def fixed_prob(
         rows = rows[~done]
         k *= 2
     post, pre = torch.cat(posts), torch.cat(pres)
-    return from_edges(*_drop_autapses(post, pre, autapses, n_post, n_pre), n_post, n_pre)
+    return from_edges(*_drop_autapses(post, pre, autapses, n_post, n_pre), n_post, n_pre, layout=layout)
 
 
 def _choose_per_row(n_rows: int, n_from: int, k: int, exclude_diag: bool, generator) -> Tensor:
@@ -113,7 +129,8 @@ def _choose_per_row(n_rows: int, n_from: int, k: int, exclude_diag: bool, genera
 
 
 def fixed_in_degree(
-    n_post: int, n_pre: int, k: int, *, autapses: bool = True, generator: torch.Generator | None = None
+    n_post: int, n_pre: int, k: int, *, autapses: bool = True, generator: torch.Generator | None = None,
+    layout: str = "sparse",
 ) -> Connectivity:
     """Every post neuron receives exactly ``k`` distinct pre neurons."""
     limit = n_pre - (0 if autapses or n_pre != n_post else 1)
@@ -121,11 +138,12 @@ def fixed_in_degree(
         raise ValueError(f"in-degree k must be in [0, {limit}]; got {k}")
     pre = _choose_per_row(n_post, n_pre, k, not autapses and n_pre == n_post, generator)
     post = torch.arange(n_post)[:, None].expand(-1, k)
-    return from_edges(post, pre, n_post, n_pre)
+    return from_edges(post, pre, n_post, n_pre, layout=layout)
 
 
 def fixed_out_degree(
-    n_post: int, n_pre: int, k: int, *, autapses: bool = True, generator: torch.Generator | None = None
+    n_post: int, n_pre: int, k: int, *, autapses: bool = True, generator: torch.Generator | None = None,
+    layout: str = "sparse",
 ) -> Connectivity:
     """Every pre neuron projects to exactly ``k`` distinct post neurons."""
     limit = n_post - (0 if autapses or n_pre != n_post else 1)
@@ -133,7 +151,7 @@ def fixed_out_degree(
         raise ValueError(f"out-degree k must be in [0, {limit}]; got {k}")
     post = _choose_per_row(n_pre, n_post, k, not autapses and n_pre == n_post, generator)
     pre = torch.arange(n_pre)[:, None].expand(-1, k)
-    return from_edges(post, pre, n_post, n_pre)
+    return from_edges(post, pre, n_post, n_pre, layout=layout)
 
 
 def grid_positions(shape: Sequence[int]) -> Tensor:
@@ -154,6 +172,7 @@ def distance_prob(
     periodic: bool = False,
     autapses: bool = True,
     generator: torch.Generator | None = None,
+    layout: str = "sparse",
 ) -> Connectivity:
     """Distance-dependent connections between two grids laid on the unit square.
 
@@ -185,15 +204,16 @@ def distance_prob(
         r, c = hit.nonzero(as_tuple=True)
         posts.append(r + start)
         pres.append(c)
-    return from_edges(torch.cat(posts), torch.cat(pres), n_post, n_pre)
+    return from_edges(torch.cat(posts), torch.cat(pres), n_post, n_pre, layout=layout)
 
 
-def from_matrix(matrix, *, sign: Tensor | None = None) -> tuple[Connectivity, Tensor]:
+def from_matrix(matrix, *, sign: Tensor | None = None, layout: str = "sparse") -> tuple[Connectivity, Tensor]:
     """Connectivity and per-synapse weights from a ``(post, pre)`` matrix.
 
     Accepts a dense or sparse torch tensor, a NumPy array or a SciPy sparse
     matrix. Entries that are exactly zero are absent synapses. Returns the
-    connectivity and the weights in :meth:`Connectivity.edges` order.
+    connectivity and the weights in :meth:`Connectivity.edges` order; without
+    ``sign`` the connectivity carries them as its ``weight`` too.
     """
     if hasattr(matrix, "tocoo") and not isinstance(matrix, Tensor):  # scipy.sparse
         coo = matrix.tocoo()
@@ -212,13 +232,66 @@ def from_matrix(matrix, *, sign: Tensor | None = None) -> tuple[Connectivity, Te
     keep = t.values() != 0
     idx, val = t.indices()[:, keep], t.values()[keep]
     n_post, n_pre = t.shape
-    conn = from_edges(idx[0], idx[1], n_post, n_pre, sign)
-    post, pre = conn.edges()
-    # from_edges sorts by (post, pre); sort the weights the same way.
-    order = torch.argsort(idx[0] * n_pre + idx[1])
-    if not torch.equal(idx[0][order], post) or not torch.equal(idx[1][order], pre):
-        raise RuntimeError("internal error: edge order mismatch in from_matrix")
-    return conn, val[order]
+    conn = from_edges(idx[0], idx[1], n_post, n_pre, layout=layout, weight=val)
+    values = conn.weight
+    return (conn if sign is None else conn.replace(weight=None, sign=sign)), values
+
+
+def blocks(
+    parts: Mapping[tuple[int, int], Connectivity | None],
+    post_sizes: Sequence[int],
+    pre_sizes: Sequence[int],
+    *,
+    sign: Tensor | Sequence[float] | None = None,
+    pre_types: Sequence[str] | None = None,
+    post_types: Sequence[str] | None = None,
+    layout: str = "sparse",
+) -> Connectivity:
+    """One connectivity assembled from blocks.
+
+    ``parts[(i, j)]`` connects pre block ``j`` (``pre_sizes[j]`` neurons) to post
+    block ``i`` (``post_sizes[i]``); blocks that are absent (or None) have no
+    synapses. Weights are kept when any block has them (1 in blocks without).
+    ``sign``: per presynaptic neuron; by default the blocks' own signs (all blocks
+    of a pre block must agree), or None when no block has one.
+
+    Example:
+        >>> c = blocks({(0, 0): all_to_all(2, 2, autapses=False), (1, 0): one_to_one(2)},
+        ...            [2, 2], [2, 3], sign=[1, 1, -1, -1, -1])
+        >>> c.shape, c.dense()[:, :2].tolist()
+        ((4, 5), [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    """
+    post_sizes, pre_sizes = [int(k) for k in post_sizes], [int(k) for k in pre_sizes]
+    post_off = [0, *np.cumsum(post_sizes).tolist()]
+    pre_off = [0, *np.cumsum(pre_sizes).tolist()]
+    posts, pres, weights = [], [], []
+    weighted = any(c is not None and c.weight is not None for c in parts.values())
+    block_sign: dict[int, Tensor] = {}
+    for (i, j), c in parts.items():
+        if c is None:
+            continue
+        if not (0 <= i < len(post_sizes) and 0 <= j < len(pre_sizes)):
+            raise ValueError(f"block ({i}, {j}) is outside the {len(post_sizes)} x {len(pre_sizes)} block grid")
+        if c.shape != (post_sizes[i], pre_sizes[j]):
+            raise ValueError(f"block ({i}, {j}) has shape {c.shape}; expected "
+                             f"({post_sizes[i]}, {pre_sizes[j]}) (post, pre)")
+        p, q = c.edges()
+        posts.append(p + post_off[i])
+        pres.append(q + pre_off[j])
+        if weighted:
+            weights.append(c.weight if c.weight is not None else torch.ones(p.numel()))
+        if sign is None and c.sign is not None:
+            if j in block_sign and not torch.equal(block_sign[j], c.sign):
+                raise ValueError(f"blocks of pre block {j} disagree in their presynaptic signs")
+            block_sign[j] = c.sign
+    if sign is None and block_sign:
+        sign = torch.cat([block_sign.get(j, torch.zeros(k)) for j, k in enumerate(pre_sizes)])
+    empty = torch.empty(0, dtype=torch.long)
+    return Connectivity(
+        post=torch.cat(posts) if posts else empty, pre=torch.cat(pres) if pres else empty,
+        shape=(post_off[-1], pre_off[-1]), sign=sign,
+        weight=(torch.cat(weights) if weights else torch.empty(0)) if weighted else None,
+        pre_types=pre_types, post_types=post_types, layout=layout)
 
 
 CONNECTORS = {

@@ -178,6 +178,37 @@ class Connectome:
             raise KeyError(f"unknown type(s) {sorted(unknown)}; types: {list(self.type_names)[:20]}...")
         return [i for i, t in enumerate(self.types) if t in wanted]
 
+    def select(self, spec: str | Sequence[int] | None, default_groups: Sequence[str] = (),
+               what: str = "neurons") -> list[int]:
+        """Neuron indices named by ``spec``: a group name, a type name, ``"all"`` or
+        indices. ``None`` takes the first non-empty group of ``default_groups``, else
+        every neuron. ``what`` names the argument in error messages.
+
+        Example:
+            >>> import torch
+            >>> c = Connectome(3, pre=torch.tensor([0]), post=torch.tensor([1]), weight=1.0, sign=1.0,
+            ...                types=("s", "m", "m"), groups={"sensory": [0]})
+            >>> c.select(None, ("input", "sensory")), c.select("m"), c.select([2])
+            ([0], [1, 2], [2])
+        """
+        if spec is None:
+            for g in default_groups:
+                if self.groups.get(g):
+                    return list(self.groups[g])
+            return list(range(self.n))
+        if isinstance(spec, str):
+            if spec == "all":
+                return list(range(self.n))
+            if spec in self.groups:
+                return list(self.groups[spec])
+            if spec in self.type_names:
+                return self.of_types([spec])
+            raise ValueError(f"{what}={spec!r} is neither a group {sorted(self.groups)} nor a type")
+        idx = [int(i) for i in spec]
+        if not idx or min(idx) < 0 or max(idx) >= self.n:
+            raise ValueError(f"{what} must be non-empty indices in [0, {self.n})")
+        return idx
+
     def to_dense(self, signed: bool = True) -> Tensor:
         """Dense ``(post, pre)`` weight matrix (small connectomes only)."""
         w = torch.zeros(self.n, self.n)
@@ -284,15 +315,29 @@ class Connectome:
         return Connectome(self.n, self.pre, self.post, self.weight, s[self.pre], self.names, self.types,
                           dict(self.groups), self.positions, {**self.meta, "dale": resolve})
 
-    def connectivity(self, dale: bool = False) -> Connectivity:
-        """The structure as a sparse ``(post, pre)`` :class:`Connectivity`.
+    def connectivity(self, dale: bool = False, *, layout: str = "sparse") -> Connectivity:
+        """The connectome as a ``(post, pre)`` :class:`~bionn.circuits.Connectivity`
+        (sparse by default), the neurons' type labels as ``pre_types``/``post_types``.
 
         With ``dale=True`` the per-neuron signs are attached (raising if the
-        connectome is not Dale-consistent, see :meth:`neuron_sign`).
-        """
-        from bionn.circuits.connect import from_edges
+        connectome is not Dale-consistent, see :meth:`neuron_sign`) and ``weight``
+        holds the synapse weights (counts); otherwise there is no sign per neuron and
+        ``weight`` holds each synapse's signed weight (:meth:`signed_weight`).
 
-        return from_edges(self.post, self.pre, self.n, self.n, self.neuron_sign() if dale else None)
+        Example:
+            >>> import torch
+            >>> c = Connectome(2, pre=torch.tensor([1, 0]), post=torch.tensor([0, 1]),
+            ...                weight=torch.tensor([3.0, 2.0]), sign=torch.tensor([-1.0, 1.0]))
+            >>> k = c.connectivity(dale=True)
+            >>> k.sign.tolist(), k.weight.tolist(), k.matrix().tolist()
+            ([1.0, -1.0], [3.0, 2.0], [[0.0, -3.0], [2.0, 0.0]])
+            >>> c.connectivity().weight.tolist()
+            [-3.0, 2.0]
+        """
+        sign = self.neuron_sign() if dale else None
+        return Connectivity(post=self.post, pre=self.pre, shape=(self.n, self.n), sign=sign,
+                            weight=self.weight if dale else self.signed_weight(),
+                            pre_types=self.types, post_types=self.types, layout=layout)
 
 
 def merge_duplicates(pre: Tensor, post: Tensor, weight: Tensor, sign: Tensor, n: int
@@ -803,13 +848,17 @@ def _fill_hull(offsets: list, n_syn_fill: float) -> list:
 def connectome_from_connectivity(conn: Connectivity, weight: Tensor | None = None,
                                  names: Sequence[str] | None = None,
                                  types: Sequence[str] | None = None) -> Connectome:
-    """A :class:`Connectome` from a square :class:`Connectivity` (signs per
-    presynaptic neuron from ``conn.sign``, +1 if absent) and optional per-edge
-    weights in ``conn.edges()`` order."""
+    """A :class:`Connectome` from a square :class:`Connectivity`: edge signs are
+    ``conn.sign[pre]`` (+1 if absent or unsigned) times the sign of the weight;
+    weights are ``weight`` (per edge, in ``conn.edges()`` order), else ``conn.weight``,
+    else 1; types default to ``conn.pre_types``."""
     if conn.n_post != conn.n_pre:
         raise ValueError(f"a connectome is square; got ({conn.n_post}, {conn.n_pre})")
     post, pre = conn.edges()
+    if weight is None:
+        weight = conn.weight
     w = torch.ones(post.numel()) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
     s = conn.sign[pre] if conn.sign is not None else torch.ones(post.numel())
-    s = s * torch.where(w < 0, -1.0, 1.0)
-    return Connectome(conn.n_pre, pre, post, w.abs(), s, tuple(names or ()), tuple(types or ()))
+    s = torch.where(s == 0, 1.0, s) * torch.where(w < 0, -1.0, 1.0)
+    return Connectome(conn.n_pre, pre, post, w.abs(), s, tuple(names or ()),
+                      tuple(types or conn.pre_types or ()))

@@ -76,7 +76,6 @@ from bionn.recurrent import recurrent_models
 
 __all__ = [
     "BioConverter",
-    "ChannelDale",
     "CrystallizationConfig",
     "DaleConfig",
     "FUZZY_DISTRIBUTIONS",
@@ -370,17 +369,6 @@ class GroupSum(nn.Module):
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}"
-
-
-class ChannelDale(Dale):
-    """:class:`bionn.constraints.Dale` for weights ``(post, pre, *kernel)`` (convolutions):
-    one sign per presynaptic channel, ``W = |W_raw| * sign[None, :, None, ...]``."""
-
-    def forward(self, raw: Tensor) -> Tensor:
-        if raw.shape[1] != self.sign.shape[0]:
-            raise ValueError(f"sign has {self.sign.shape[0]} entries but the weight has "
-                             f"{raw.shape[1]} input channels")
-        return raw.abs() * self.sign.view(1, -1, *([1] * (raw.dim() - 2)))
 
 
 class SynapseState(nn.Module):
@@ -721,8 +709,8 @@ class BioConverter:
                 w = m.weight
                 sign = torch.where(torch.rand(w.shape[1], generator=gen) < cfg.dale.e_fraction,
                                    1.0, -1.0).to(w.device, w.dtype)
-                p = Dale(sign) if w.dim() == 2 else ChannelDale(sign)
-                parametrize.register_parametrization(m, "weight", p)
+                # one sign per presynaptic unit: dim 1 of (out, in) and (out, in, *kernel)
+                parametrize.register_parametrization(m, "weight", Dale(sign, dim=1))
                 n_e = int((sign > 0).sum())
                 rows[n].changes.append(f"Dale ({n_e} E / {len(sign) - n_e} I presynaptic)")
         for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign

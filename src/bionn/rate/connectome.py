@@ -17,27 +17,6 @@ from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
 from bionn.sparse import SparseStructure, spmm
 
 
-def _neurons(connectome: Connectome, spec: str | Sequence[int] | None, default: Sequence[str],
-             what: str) -> list[int]:
-    if spec is None:
-        for g in default:
-            if connectome.groups.get(g):
-                return list(connectome.groups[g])
-        return list(range(connectome.n))
-    if isinstance(spec, str):
-        if spec == "all":
-            return list(range(connectome.n))
-        if spec in connectome.groups:
-            return list(connectome.groups[spec])
-        if spec in connectome.type_names:
-            return connectome.of_types([spec])
-        raise ValueError(f"{what}={spec!r} is neither a group {sorted(connectome.groups)} nor a type")
-    idx = [int(i) for i in spec]
-    if not idx or min(idx) < 0 or max(idx) >= connectome.n:
-        raise ValueError(f"{what} must be non-empty indices in [0, {connectome.n})")
-    return idx
-
-
 class ConnectomeRNN(RecurrentCore):
     r"""Rate RNN on a connectome: sparse recurrent weights with fixed pattern and signs.
 
@@ -174,9 +153,9 @@ class ConnectomeRNN(RecurrentCore):
 
         # input and readout on chosen neurons
         self.register_buffer("input_index", torch.tensor(
-            _neurons(connectome, input_neurons, ("input", "sensory"), "input_neurons"), dtype=torch.long))
+            connectome.select(input_neurons, ("input", "sensory"), "input_neurons"), dtype=torch.long))
         self.register_buffer("output_index", torch.tensor(
-            _neurons(connectome, output_neurons, ("output", "motor"), "output_neurons"), dtype=torch.long))
+            connectome.select(output_neurons, ("output", "motor"), "output_neurons"), dtype=torch.long))
         n_in, n_out = self.input_index.numel(), self.output_index.numel()
         self.weight_in = nn.Parameter(torch.randn(n_in, self.n_input, generator=generator) / math.sqrt(self.n_input))
         self.weight_out = nn.Parameter(torch.randn(self.n_output, n_out, generator=generator) / math.sqrt(n_out))

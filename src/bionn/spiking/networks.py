@@ -124,7 +124,8 @@ def cuba(n: int = 4000, *, e_fraction: float = 0.8, synapses_per_neuron: float =
     Mapping: LIF ``tau dV/dt = -(V - V_rest) + R I`` with R = 1, V_rest = E_l,
     tau = tau_m, and current-based :class:`Exponential` synapses (g_max = 1,
     weight = we / wi) whose state is the voltage ge / gi: the current ``I = ge + gi``
-    enters exactly as in Brian2. Exact (exponential) integration, dt 0.1 ms.
+    enters exactly as in Brian2. The I cells' connectivity carries their sign (-1),
+    so ``wi`` (<= 0) enters as that sign times the magnitude ``|wi|``. Exact (exponential) integration, dt 0.1 ms.
     Brian2 2.9.0 gives 5.7 Hz over 100-1000 ms; this implementation 5.5-6.0 Hz.
 
     Example:
@@ -134,15 +135,17 @@ def cuba(n: int = 4000, *, e_fraction: float = 0.8, synapses_per_neuron: float =
     """
     _check_size("cuba", n, 10)
     _check_fraction("cuba", "e_fraction", e_fraction)
+    if we < 0 or wi > 0:
+        raise ValueError(f"cuba: we must be >= 0 and wi <= 0 (mV per spike); got we={we}, wi={wi}")
     n_e = int(round(n * e_fraction))
     p = min(1.0, synapses_per_neuron / n)
     neurons = LIF(n, V_rest=-49.0, V_reset=-60.0, V_th=-50.0, tau=20.0, R=1.0, t_refractory=5.0,
                   initial={"V": (-60.0, -50.0)})
-    exc = Projection("P", "P", fixed_prob(n, n_e, p, generator=generator),
+    exc = Projection("P", "P", fixed_prob(n, n_e, p, generator=generator).with_sign(1.0),
                      Exponential(tau_decay=5.0, g_max=1.0), weight=we, output="current",
                      pre_range=(0, n_e), name="E->P")
-    inh = Projection("P", "P", fixed_prob(n, n - n_e, p, generator=generator),
-                     Exponential(tau_decay=10.0, g_max=1.0), weight=wi, output="current",
+    inh = Projection("P", "P", fixed_prob(n, n - n_e, p, generator=generator).with_sign(-1.0),
+                     Exponential(tau_decay=10.0, g_max=1.0), weight=-wi, output="current",
                      pre_range=(n_e, n), name="I->P")
     return Network({"P": neurons}, [exc, inh])
 
@@ -192,7 +195,7 @@ def ei_balanced(n_e: int = 500, n_i: int = 500, p: float = 0.1, *, input_current
     U(V_rest, V_th); every pair connected with probability ``p`` = 0.1
     (0.15 in v0.2.0); current-based exponential synapses, tau = 2 ms, weight
     ``J_E = 1 / sqrt(p N_E)`` from E cells and ``-J_I = -1 / sqrt(p N_I)`` from
-    I cells (the README writes ``-J_I`` onto the excitatory projection; the
+    I cells (the sign is the I cells' sign in their connectivity; the README writes ``-J_I`` onto the excitatory projection; the
     standalone example, and this builder, put it on the inhibitory one);
     constant input 3 to every neuron. Exponential Euler, dt 0.1 ms.
 
@@ -221,9 +224,9 @@ def ei_balanced(n_e: int = 500, n_i: int = 500, p: float = 0.1, *, input_current
 
     sizes = {"E": n_e, "I": n_i}
     projections = [
-        Projection(pre, post, fixed_prob(sizes[post], sizes[pre], p, generator=generator),
+        Projection(pre, post, fixed_prob(sizes[post], sizes[pre], p, generator=generator).with_sign(sign),
                    Exponential(tau_decay=tau_syn, g_max=1.0), weight=w, output="current")
-        for pre, w in (("E", je), ("I", -ji)) for post in ("E", "I")
+        for pre, sign, w in (("E", 1.0, je), ("I", -1.0, ji)) for post in ("E", "I")
     ]
     return Network({"E": group(n_e), "I": group(n_i)}, projections,
                    inputs={"E": input_current, "I": input_current})

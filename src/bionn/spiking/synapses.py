@@ -1,8 +1,10 @@
 """Projections (sparse, event-driven, delayed) and synapse kinetics.
 
 A :class:`Projection` connects a presynaptic group to a postsynaptic group
-with a :class:`~bionn.circuits.Connectivity` (weights ``(post, pre)``). It
-stores the synapses as a padded out-edge table (ELL: for each pre neuron, its
+with a :class:`~bionn.circuits.Connectivity` (weights ``(post, pre)``), the
+structure object every builder of :mod:`bionn.circuits` returns; where it
+carries a sign per presynaptic neuron, the weights are that sign times a
+magnitude. It stores the synapses as a padded out-edge table (ELL: for each pre neuron, its
 targets and weights), so delivering spikes costs work only for the neurons
 that spiked. A :class:`Synapse` model holds the kinetics (per post neuron when
 the kinetics are linear in the spikes, per pre neuron otherwise) and decides
@@ -146,12 +148,17 @@ class Projection(nn.Module):
 
     Args:
         pre, post: names of the groups in the :class:`~bionn.spiking.Network`.
-        connectivity: ``(post, pre)`` structure (dense or sparse); its sizes must
-            match the (ranges of the) groups.
+        connectivity: ``(post, pre)`` :class:`~bionn.circuits.Connectivity` (dense or
+            sparse); its sizes must match the (ranges of the) groups.
         synapse: the kinetics (e.g. :class:`Exponential`).
         weight: a number, one value per synapse (in ``connectivity.edges()``
-            order), or a dense ``(post, pre)`` matrix. Multiplied by the
-            synapse's ``g_max``.
+            order), or a dense ``(post, pre)`` matrix; None (default): the
+            connectivity's own ``weight``, else 1. Multiplied by the synapse's
+            ``g_max``. Where the connectivity has a sign per presynaptic neuron,
+            ``weight`` is a magnitude (>= 0) and the synapse's weight is
+            ``sign[pre] * weight`` (unsigned neurons, sign 0: ``weight`` as given);
+            conductance and gap outputs take their sign from ``E``, so their
+            connectivity may not mark neurons inhibitory.
         output: ``"current"``, ``"conductance"`` (needs ``E``), ``"voltage"``
             or ``"gap"``; default per synapse model.
         E: reversal potential in mV for conductance output.
@@ -162,7 +169,7 @@ class Projection(nn.Module):
     """
 
     def __init__(self, pre: str, post: str, connectivity: Connectivity, synapse: Synapse, *,
-                 weight: float | Tensor = 1.0, output: str | None = None, E: float | None = None,
+                 weight: float | Tensor | None = None, output: str | None = None, E: float | None = None,
                  delay: float = 0.0, plasticity: nn.Module | None = None,
                  pre_range: tuple[int, int] | None = None, post_range: tuple[int, int] | None = None,
                  name: str | None = None) -> None:
@@ -184,7 +191,12 @@ class Projection(nn.Module):
         self.pre_range, self.post_range = pre_range, post_range
         self.n_post, self.n_pre = connectivity.n_post, connectivity.n_pre
         post_idx, pre_idx = connectivity.edges()
+        if weight is None:
+            weight = 1.0 if connectivity.weight is None else connectivity.weight
         w = self._edge_weights(weight, connectivity, post_idx, pre_idx)
+        w = self._signed(w, connectivity.sign, pre_idx)
+        #: the connectivity's sign per presynaptic neuron (None: unsigned)
+        self.register_buffer("pre_sign", connectivity.sign, persistent=False)
         targets, weights = _ell(pre_idx, post_idx, w, self.n_pre, self.n_post)
         self.register_buffer("targets", targets)
         self.register_buffer("weight", weights)
@@ -192,6 +204,22 @@ class Projection(nn.Module):
         # Delivery reads padding slots as synapses onto neuron 0 with weight 0.
         self.register_buffer("_targets0", targets.masked_fill(targets == self.n_post, 0), persistent=False)
         self.nnz = int(post_idx.numel())
+
+    def _signed(self, w: Tensor, sign: Tensor | None, pre_idx: Tensor) -> Tensor:
+        """``sign[pre] * w`` at the synapses of signed presynaptic neurons."""
+        if sign is None:
+            return w
+        s = sign.to(w.dtype)[pre_idx]
+        if self.output in ("conductance", "gap") and bool((sign < 0).any()):
+            raise ValueError(
+                f"projection {self.name}: {self.output} output takes its sign from the reversal "
+                "potential E; its connectivity's presynaptic signs must be +1 or 0 (unsigned)")
+        signed = s != 0
+        if bool((w[signed] < 0).any()):
+            raise ValueError(
+                f"projection {self.name}: the connectivity has a sign per presynaptic neuron, so "
+                "weight gives magnitudes (>= 0); got negative weights")
+        return torch.where(signed, w * s, w)
 
     def _edge_weights(self, weight, conn, post_idx, pre_idx) -> Tensor:
         w = torch.as_tensor(weight, dtype=torch.get_default_dtype())
