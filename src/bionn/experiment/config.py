@@ -44,10 +44,9 @@ from bionn.plasticity.diversity import SynapticDiversityConfig
 from bionn.tasks import TASKS, Task, make_task
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
-_Strict = Strict
 
 
-class TaskConfig(_Strict):
+class TaskConfig(Strict):
     """Which task, its time step and its parameters (see ``bionn.tasks``)."""
 
     name: str = "perceptual_decision_making"
@@ -65,7 +64,7 @@ class TaskConfig(_Strict):
         return make_task(self.name, dt=self.dt, **self.params)
 
 
-class LossConfig(_Strict):
+class LossConfig(Strict):
     """Task loss and regulariser weights (see :class:`bionn.losses.RNNLoss`)."""
 
     task: Literal["mse", "cross_entropy"] = "mse"
@@ -83,7 +82,7 @@ class LossConfig(_Strict):
         return v
 
 
-class BPTTConfig(_Strict):
+class BPTTConfig(Strict):
     """How gradients flow back through time within a trial.
 
     ``full``: through the whole trial. ``truncated``: the trial runs in chunks of
@@ -98,7 +97,7 @@ class BPTTConfig(_Strict):
     chunk: int = Field(50, gt=0, description="time steps per chunk")
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(Strict):
     """Optimisation budget and schedule (steps are optimizer steps)."""
 
     steps: int = Field(1500, gt=0)
@@ -114,7 +113,7 @@ class TrainingConfig(_Strict):
     bptt: BPTTConfig = Field(default_factory=BPTTConfig)
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     """A rate-task run: ``bionn run`` validates a YAML file into this (through
     :func:`validate_config`, which picks the ``model`` section of ``model.kind``)."""
 
