@@ -82,3 +82,26 @@ def test_classification_under_two_gloo_processes_matches_one(tmp_path, method):
     assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in one], rel=1e-5)
     assert [r["test_error"] for r in ddp] == pytest.approx([r["test_error"] for r in one],
                                                            abs=0.3)  # at most one test image
+
+
+def test_connectome_and_spatial_models_under_two_gloo_processes_match_one(tmp_path):
+    """DDP for the sparse and the convolutional configurations of the recurrent core."""
+    from pathlib import Path
+
+    edges = tmp_path / "edges.csv"
+    edges.write_text("pre,post,weight,sign\n" + "\n".join(
+        f"{i},{(i * 5 + 1) % 10},{1 + i % 2},{1 if i % 3 else -1}" for i in range(10)) + "\n")
+    connectome = [f"model={{kind: connectome, connectome: {{source: {edges}}}, tau: 50.0, "
+                  "weight_sharing: edge, preact_noise: 0.0}", "training.batch_size=16",
+                  "training.eval_trials=32", "training.eval_every=4", "training.steps=4",
+                  "model.method=kp"]
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "spatial_contour.yaml")
+    spatial = [config, "data.params.n_train=64", "data.params.n_test=16", "data.val_size=0",
+               "model.params.channels=2", "model.params.steps=3", "model.params.readout_steps=1",
+               "training.epochs=1", "training.batch_size=32", "model.method=fa"]
+    for name, args in (("connectome", connectome), ("spatial", spatial)):
+        _run([*args, "--out", str(tmp_path / f"{name}1")], 1)
+        _run([*args, "--out", str(tmp_path / f"{name}2")], 2)
+        one = [r["loss"] for r in read_jsonl(tmp_path / f"{name}1" / "metrics.jsonl")]
+        ddp = [r["loss"] for r in read_jsonl(tmp_path / f"{name}2" / "metrics.jsonl")]
+        assert len(one) == len(ddp) > 0 and ddp == pytest.approx(one, rel=1e-5), name

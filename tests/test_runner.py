@@ -290,3 +290,42 @@ def test_connectome_kind_runs_from_an_edge_list(tmp_path):
         load_config(None, ["model={kind: connectome, connectome: {source: missing.csv}}"])
     with pytest.raises(ConfigError, match="model.n_hidden: unknown key"):
         load_config(None, ["model={kind: connectome, n_hidden: 5}"])
+
+
+def _edge_list(path: Path) -> Path:
+    rows = ["pre,post,weight,sign"] + [f"{i},{(i * 7 + 3) % 12},{1 + i % 3},{1 if i % 4 else -1}"
+                                       for i in range(12)] + [f"{i},{(i + 1) % 12},1,1" for i in range(12)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _spatial_args(epochs: int) -> list[str]:
+    return [str(ROOT / "configs" / "spatial_contour.yaml"), "data.params.n_train=48",
+            "data.params.n_test=16", "data.val_size=0", "model.params.channels=2",
+            "model.params.steps=3", "model.params.readout_steps=1", f"training.epochs={epochs}",
+            "training.batch_size=16", "training.metrics.alignment_every=0"]
+
+
+@pytest.mark.parametrize("kind", ["ctrnn", "connectome", "spatial"])
+def test_every_model_of_the_core_runs_and_resumes_exactly(tmp_path, kind, capsys):
+    """`bionn run` with a config, and `--resume`, for CTRNN, ConnectomeRNN and SpatialNetwork."""
+    if kind == "spatial":
+        full, part = _spatial_args(2), _spatial_args(1)
+        key = "loss"
+    else:
+        extra = [] if kind == "ctrnn" else [
+            f"model={{kind: connectome, connectome: {{source: {_edge_list(tmp_path / 'e.csv')}}}, "
+            "tau: 50.0, weight_sharing: edge, preact_noise: 0.0}"]
+        base = [*extra, *([] if kind != "ctrnn" else ["model.n_hidden=16"]), "training.batch_size=8",
+                "training.eval_trials=16", "training.eval_every=2", "training.checkpoint_every=2",
+                "training.example_trials=1", "model.method=fa"]
+        full, part, key = [*base, "training.steps=4"], [*base, "training.steps=2"], "loss"
+    assert main(["run", *full, "--out", str(tmp_path / "full"), "--quiet"]) == 0
+    assert main(["run", *part, "--out", str(tmp_path / "part"), "--quiet"]) == 0
+    assert main(["run", *full, "--out", str(tmp_path / "part"), "--resume", "--quiet"]) == 0
+    capsys.readouterr()
+    a = [r[key] for r in read_jsonl(tmp_path / "full" / "metrics.jsonl")]
+    b = [r[key] for r in read_jsonl(tmp_path / "part" / "metrics.jsonl")]
+    assert len(a) == len(b) > 0 and b == pytest.approx(a, rel=1e-6, abs=0)
+    summary = json.loads((tmp_path / "part" / "final.json").read_text())
+    assert summary["steps"] > 0

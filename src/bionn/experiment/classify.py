@@ -70,15 +70,23 @@ FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 def _datasets() -> dict:
-    from bionn.tasks.datasets import DATASETS
+    """The data sets of :data:`bionn.tasks.datasets.DATASETS` and the visual tasks of
+    :data:`bionn.tasks.visual.VISUAL_TASKS` (generated, ``n_train``/``n_test``/``seed`` and
+    the generator's own arguments as ``data.params``)."""
+    from functools import partial
 
-    return DATASETS
+    from bionn.tasks.datasets import DATASETS
+    from bionn.tasks.visual import VISUAL_TASKS, make_visual_dataset
+
+    visual = {name: partial(make_visual_dataset, name) for name in VISUAL_TASKS if name not in DATASETS}
+    return {**DATASETS, **visual}
 
 
 def _models() -> dict:
+    from bionn.experiment.models import RECURRENT_CLASSIFIERS
     from bionn.models import MODELS
 
-    return MODELS
+    return {**MODELS, **RECURRENT_CLASSIFIERS}
 
 
 def _parameters(fn: Any) -> dict[str, inspect.Parameter]:
@@ -110,8 +118,13 @@ class DataSection(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DataSection:
+        from bionn.tasks.datasets import DATASETS
+        from bionn.tasks.visual import VISUAL_TASKS
+
         loader = _datasets()[self.dataset]
         allowed = set(_parameters(loader)) - {"root", "val_size", "name"}
+        if self.dataset not in DATASETS:  # a visual task: its generator's arguments too
+            allowed |= set(_parameters(VISUAL_TASKS[self.dataset])) - {"n", "generator"}
         bad = sorted(set(self.params) - allowed)
         if bad:
             raise ValueError(f"data.params: unknown argument(s) {bad} for dataset "
@@ -146,9 +159,13 @@ class ModelSection(CreditAssignmentFields):
     @model_validator(mode="after")
     def _params(self) -> ModelSection:
         factory = _models()[self.architecture]
-        if _takes_kwargs(factory):
-            return self  # e.g. lenet_mnist(**kwargs): checked when the model is built
         allowed = set(_parameters(factory))
+        if self.architecture == "spatial_network":
+            from bionn.experiment.models import spatial_network_arguments
+
+            allowed |= set(spatial_network_arguments())
+        elif _takes_kwargs(factory):
+            return self  # e.g. lenet_mnist(**kwargs): checked when the model is built
         bad = sorted(set(self.params) - allowed)
         if bad:
             raise ValueError(f"model.params: unknown argument(s) {bad} for architecture "
@@ -239,8 +256,8 @@ def _model_params(cfg: ClassifyConfig, data: Any) -> dict[str, Any]:
     params = dict(cfg.model.params)
     shape = tuple(data.input_shape)
     auto = {"num_classes": int(data.n_classes), "in_features": int(math.prod(shape))}
-    if len(shape) == 3:
-        auto.update(in_channels=int(shape[0]), input_size=int(shape[-1]))
+    if len(shape) in (3, 4):  # (C, H, W) images, (T, C, H, W) movies
+        auto.update(in_channels=int(shape[-3]), input_size=int(shape[-1]))
     for key, value in auto.items():
         if key in names and key not in params:
             params[key] = value
@@ -281,8 +298,6 @@ class ClassifyJob(Job):
     budget_keys = ("training.steps", "training.epochs")
 
     def setup(self, device: torch.device, ctx: DistContext) -> None:
-        from bionn.tasks.datasets import load_dataset
-
         super().setup(device, ctx)
         cfg, tc = self.config, self.config.training
         kwargs = dict(cfg.data.params)
@@ -291,7 +306,7 @@ class ClassifyJob(Job):
         if cfg.data.val_size:
             kwargs["val_size"] = cfg.data.val_size
         try:
-            self.data = load_dataset(cfg.data.dataset, **kwargs)
+            self.data = _datasets()[cfg.data.dataset](**kwargs)
         except (TypeError, ValueError, OSError, ImportError) as e:
             raise ConfigError(f"data: dataset {cfg.data.dataset!r} cannot be loaded: {e}") from None
         n = len(self.data.x_train)
@@ -305,12 +320,10 @@ class ClassifyJob(Job):
         self.last: dict[str, Any] = {}
 
     def build_model(self) -> torch.nn.Module:
-        from bionn.models import build_model_by_name
-
         cfg, data = self.config, self.data
         params = _model_params(cfg, data)
         try:
-            model = build_model_by_name(cfg.model.architecture, **params)
+            model = _models()[cfg.model.architecture](**params)
             with torch.no_grad():
                 model.eval()(data.x_train[:2])
             model.train()

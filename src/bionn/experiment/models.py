@@ -47,12 +47,15 @@ __all__ = [
     "CircuitConfig",
     "ConnectomeSource",
     "ModelKind",
+    "RECURRENT_CLASSIFIERS",
     "RateModelConfig",
+    "RecurrentImageClassifier",
     "TauBlocks",
     "build_circuit",
     "build_rate_model",
     "load_matrix",
     "register_model_kind",
+    "spatial_network",
 ]
 
 #: a tensor in a config: a path to ``.npy``/``.pt`` or an inline (nested) list
@@ -446,3 +449,60 @@ def model_section_type(kind: str) -> type[BaseModel]:
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; allowed: {sorted(MODEL_KINDS)}")
     return MODEL_KINDS[kind].config
+
+
+# --------------------------------------------------------------------------------------------
+# recurrent classifiers (classification runs: ``model.architecture``)
+# --------------------------------------------------------------------------------------------
+class RecurrentImageClassifier(torch.nn.Module):
+    """A recurrent network of the core that sees an image for ``steps`` steps (or a movie,
+    ``(batch, T, C, H, W)``, step by step); its logits are the mean output of the last
+    ``readout_steps`` steps. The network is a submodule, so credit assignment,
+    synaptic diversity and the regularisers reach it through its protocol."""
+
+    def __init__(self, net: torch.nn.Module, steps: int, readout_steps: int) -> None:
+        super().__init__()
+        if steps < 1 or not 1 <= readout_steps <= steps:
+            raise ValueError(f"need steps >= 1 and 1 <= readout_steps <= steps; got steps={steps}, "
+                             f"readout_steps={readout_steps}")
+        self.net, self.steps, self.readout_steps = net, int(steps), int(readout_steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.net(x, steps=self.steps) if x.dim() == 4 else self.net(x)
+        return out[:, -self.readout_steps:].mean(1)
+
+
+def spatial_network(in_channels: int, input_size: int, num_classes: int, *, motif: str = "E-I",
+                    channels: int | None = None, sizes: list[list[int]] | None = None,
+                    steps: int = 8, readout_steps: int = 2, top_down: list[dict] | None = None,
+                    **network: Any) -> torch.nn.Module:
+    """A :class:`bionn.rate.SpatialNetwork` of a motif's cell types (``motif``, ``channels``
+    per type) on ``sizes`` (default two areas: the image's and half of it), with
+    ``top_down`` projections (dicts of :class:`bionn.rate.TopDown`'s fields), classifying
+    from its last ``readout_steps`` of ``steps``. Other keys go to ``SpatialNetwork``
+    (checked against its signature)."""
+    from bionn.circuits import motif as make_motif
+    from bionn.rate import SpatialNetwork, TopDown
+
+    allowed = set(spatial_network_arguments())
+    bad = sorted(set(network) - allowed)
+    if bad:
+        raise TypeError(f"unknown argument(s) {bad}; allowed: {sorted(allowed)}")
+    sizes = sizes or [[input_size, input_size], [max(1, input_size // 2)] * 2]
+    table = make_motif(motif) if channels is None else make_motif(motif, channels=channels)
+    projections = [TopDown(**d) for d in (top_down or [])]
+    net = SpatialNetwork(table, [tuple(s) for s in sizes], in_channels, num_classes,
+                         top_down=projections, **network)
+    return RecurrentImageClassifier(net, steps, readout_steps)
+
+
+def spatial_network_arguments() -> list[str]:
+    """``SpatialNetwork``'s keyword arguments a config may give through ``spatial_network``."""
+    from bionn.rate import SpatialNetwork
+
+    taken = {"tables", "sizes", "in_channels", "n_output", "top_down", "generator"}
+    return [k for k in inspect.signature(SpatialNetwork).parameters if k not in taken]
+
+
+#: recurrent architectures for classification runs, beside :data:`bionn.models.MODELS`
+RECURRENT_CLASSIFIERS: dict[str, Callable[..., torch.nn.Module]] = {"spatial_network": spatial_network}

@@ -740,7 +740,7 @@ class SpatialNetwork(RecurrentCore):
         if x.shape[2] != self.in_channels:
             raise ValueError(f"input has {x.shape[2]} channels; the first area expects {self.in_channels}")
 
-    def _apply(self, p: Prepared, name: str):
+    def _connection_fn(self, p: Prepared, name: str):
         """``apply(x, weight, kernel)`` for connection ``name`` (through its ``B`` if it has one)."""
         def apply(x: Tensor, weight: Tensor, kernel: FeedbackKernel) -> Tensor:
             if name not in p.feedback:
@@ -791,7 +791,7 @@ class SpatialNetwork(RecurrentCore):
         static = x.stride(1) == 0  # a static image repeated: one convolution
         xin = x[:, :1] if static else x
         drive0 = first.input_drive(xin, self.pool, p.weights[f"{self.area_names[0]}/input"],
-                                   self._apply(p, f"{self.area_names[0]}/input"))
+                                   self._connection_fn(p, f"{self.area_names[0]}/input"))
         if static:
             drive0 = drive0.expand(-1, x.shape[1], -1, -1, -1)
         steps = x.shape[1]
@@ -799,9 +799,9 @@ class SpatialNetwork(RecurrentCore):
         alphas = [a.dt / a.tau for a in self.areas]
         rec = [self._area_recurrent(p, i) for i in range(len(self.areas))]
         td_w = [p.weights[f"top_down{k}"] for k in range(len(self.top_down))]
-        td_apply = [self._apply(p, f"top_down{k}") for k in range(len(self.top_down))]
+        td_apply = [self._connection_fn(p, f"top_down{k}") for k in range(len(self.top_down))]
         ff_w = [p.weights[f"{n}/input"] for n in self.area_names]
-        ff_apply = [self._apply(p, f"{n}/input") for n in self.area_names]
+        ff_apply = [self._connection_fn(p, f"{n}/input") for n in self.area_names]
         rates: list[list[Tensor]] = [[] for _ in self.areas]
         outs: list[Tensor] = []
         for t in range(steps):
