@@ -16,7 +16,7 @@ from bionn._core.errors import ConfigError, format_errors
 from bionn._core.io import atomic_write, atomic_write_bytes, atomic_write_text
 from bionn.experiment.checkpoint import load_checkpoint, save_checkpoint
 from bionn.experiment.config import load_config
-from bionn.experiment.trainer import RunWriter
+from bionn.experiment.runner import RunWriter
 from bionn.viz import save_figure
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")

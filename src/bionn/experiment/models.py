@@ -370,7 +370,7 @@ def _check_ctrnn(m: Any, task: Task) -> None:
 
 
 def _build_ctrnn(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
-    from bionn.circuits import Circuit, Connectivity
+    from bionn.circuits import Circuit, Connectivity, fixed_prob
     from bionn.rate import CTRNN
 
     kind = MODEL_KINDS["ctrnn"]
@@ -380,7 +380,7 @@ def _build_ctrnn(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
         circuit = build_circuit(m.circuit, m.n_hidden, task.n_input, task.n_output).build(g)
     rec_mask = kwargs.get("rec_mask")
     if rec_mask is None and m.rec_density < 1.0:
-        rec_mask = (torch.rand(m.n_hidden, m.n_hidden, generator=g) < m.rec_density).float()
+        rec_mask = fixed_prob(m.n_hidden, m.n_hidden, m.rec_density, generator=g, layout="dense").dense()
     if circuit is not None and rec_mask is not None:  # the circuit's mask, thinned
         circuit = Circuit(Connectivity(circuit.recurrent.mask * rec_mask, circuit.sign),
                           circuit.input_mask, circuit.readout_mask, circuit.area,
@@ -401,8 +401,7 @@ def _register_ctrnn() -> None:
         bounds={"n_hidden": {"gt": 0}, "e_fraction": {"gt": 0, "lt": 1},
                 "preact_noise": {"ge": 0}, "postact_noise": {"ge": 0},
                 "spectral_radius": {"gt": 0}},
-        choices={k: v for k, v in (("readout", ("all", "excitatory")),
-                                   ("init_state", ("zero", "learn"))) if k in params},
+        choices={k: v for k, v in (("readout", ("all", "excitatory")),) if k in params},
         extra={"rec_density": (float, Field(1.0, gt=0, le=1,
                                             description="random sparse recurrent mask"))},
     )

@@ -26,7 +26,7 @@ from bionn._core.errors import ConfigError
 from bionn.experiment.config import RunConfig
 from bionn.experiment.distributed import DistContext, mean_across_ranks
 from bionn.experiment.models import build_rate_model
-from bionn.experiment.runner import Job, RunWriter  # noqa: F401  (RunWriter: moved to runner)
+from bionn.experiment.runner import Job
 from bionn.losses import TASK_LOSSES, RNNLoss
 from bionn.tasks import Task, TrialBatch
 
