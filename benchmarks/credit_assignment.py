@@ -94,7 +94,7 @@ def sgd_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, after_step=Non
 
 def bionn_model(base: nn.Module, method: str) -> nn.Module:
     return convert(copy.deepcopy(base), method, init="xavier",
-                   output_dim=N_CLASSES if method == "dfa" else None)
+                   output_dim=N_CLASSES if method == "dfa" else None).model
 
 
 def biotorch_model(base: nn.Module, method: str) -> nn.Module | None:

@@ -78,7 +78,7 @@ def plain_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[],
 
 def bionn_step(base: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
     net = copy.deepcopy(base)
-    bio = BioConverter(BIONN_CONFIG).convert(net)
+    bio = BioConverter(BIONN_CONFIG).convert(net, inplace=True)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     bio.attach(opt)
     return _loop(net, opt, x, y)

@@ -321,7 +321,7 @@ def test_one_table_builds_a_rate_rnn_and_a_spiking_network_with_one_structure():
     # per-neuron membrane time constants from the types
     assert torch.equal(spiking.groups["N"].tau, t.tau())
     # feedback alignment keeps the structure
-    fa = convert(rate, "fa")
+    fa = convert(rate, "fa").model
     opt = torch.optim.SGD(fa.parameters(), lr=0.5)
     fa(torch.randn(3, 5, 2))[0].square().mean().backward()
     opt.step()
@@ -349,7 +349,7 @@ def test_synaptic_diversity_dale_is_the_one_dale_parametrization():
 
     assert not hasattr(diversity, "ChannelDale")
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 2))
-    BioConverter(dale={"skip_input": True}).convert(model)
+    BioConverter(dale={"skip_input": True}).convert(model, inplace=True)
     for layer in (model[2], model[4]):
         p = layer.parametrizations.weight[0]
         assert type(p) is Dale and p.dim == 1

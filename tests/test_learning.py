@@ -1,4 +1,4 @@
-"""Feedback-alignment family: hand-derived updates, convert(), metrics."""
+"""Feedback-alignment family: hand-derived updates, convert().model, metrics."""
 
 import math
 
@@ -61,7 +61,7 @@ def check_grads(net, x, deltas, hs):
 def test_bp_equals_autograd_mlp_and_conv():
     x, t = batch()
     ref = mlp()
-    net = convert(ref, "bp")
+    net = convert(ref, "bp").model
     mse_half(ref(x), t).backward()
     mse_half(net(x), t).backward()
     for a, b in zip(ref.parameters(), net.parameters(), strict=True):
@@ -69,7 +69,7 @@ def test_bp_equals_autograd_mlp_and_conv():
     torch.manual_seed(0)
     cref = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(),
                          nn.Conv2d(3, 4, 3, groups=1), nn.Flatten(), nn.Linear(4, 2))
-    cnet = convert(cref, "bp")
+    cnet = convert(cref, "bp").model
     xi = torch.randn(2, 2, 6, 6)
     cref(xi).pow(2).sum().backward()
     cnet(xi).pow(2).sum().backward()
@@ -81,7 +81,7 @@ def test_bp_equals_autograd_mlp_and_conv():
 def test_fa_family_hand_derived(method):
     """delta_L = e; delta_l = (delta_{l+1} B_{l+1}) * f'(a_l); dW_l = delta_l^T h_{l-1}."""
     x, t = batch()
-    net = convert(mlp(), method, generator=torch.Generator().manual_seed(3))
+    net = convert(mlp(), method, generator=torch.Generator().manual_seed(3)).model
     mse_half(net(x), t).backward()
     B = [net[i].feedback_weight for i in (0, 2, 4)]  # B used in that forward (brsf too)
     h1, h2, y = forward_by_hand(net, x)
@@ -97,7 +97,7 @@ def test_fa_family_hand_derived(method):
 def test_dfa_hand_derived():
     """delta_L = e; delta_l = (e B_{l+1}) * f'(a_l), B_{l+1} of shape (n_out, n_l)."""
     x, t = batch()
-    net = convert(mlp(), "dfa", output_dim=2)
+    net = convert(mlp(), "dfa", output_dim=2).model
     mse_half(net(x), t).backward()
     h1, h2, y = forward_by_hand(net, x)
     e = y - t
@@ -110,7 +110,7 @@ def test_dfa_hand_derived():
 
 def test_dfa_requires_output_error_shape():
     x, t = batch()
-    net = convert(mlp(), "dfa", output_dim=3)
+    net = convert(mlp(), "dfa", output_dim=3).model
     with pytest.raises(RuntimeError, match="output_dim"):
         mse_half(net(x), t).backward()
 
@@ -118,13 +118,13 @@ def test_dfa_requires_output_error_shape():
 def test_sign_symmetry_definitions():
     torch.manual_seed(0)
     lin = nn.Linear(6, 4)
-    usf = convert(lin, "usf")
+    usf = convert(lin, "usf").model
     torch.testing.assert_close(usf.feedback_weight,
                                torch.sign(usf.weight) / math.sqrt(3 * 6))
-    usf_x = convert(lin, "usf", init="xavier", scale=2.0)
+    usf_x = convert(lin, "usf", init="xavier", scale=2.0).model
     torch.testing.assert_close(usf_x.feedback_weight,
                                2 * math.sqrt(2 / (6 + 4)) * torch.sign(lin.weight))
-    frsf = convert(lin, "frsf")
+    frsf = convert(lin, "frsf").model
     b0 = frsf.feedback_weight.clone()
     assert torch.equal(torch.sign(b0), torch.sign(frsf.weight))
     frsf(torch.randn(2, 6))
@@ -133,7 +133,7 @@ def test_sign_symmetry_definitions():
         frsf.weight.neg_()
     torch.testing.assert_close(frsf.feedback_weight, -b0)  # magnitudes fixed, signs follow W
 
-    brsf = convert(lin, "brsf")
+    brsf = convert(lin, "brsf").model
     x = torch.randn(2, 6)
     brsf(x)
     b1 = brsf.feedback_weight.clone()
@@ -155,7 +155,7 @@ def test_sign_symmetry_definitions():
 def test_conv_fa_matches_matrix_formula(groups):
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=1, groups=groups)
-    layer = convert(conv, "fa")
+    layer = convert(conv, "fa").model
     x = torch.randn(2, 4, 7, 7, requires_grad=True)
     out = layer(x)
     g = torch.randn_like(out)
@@ -173,7 +173,7 @@ def test_conv_dfa_projects_broadcast_error():
     net = convert(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
                                 nn.Conv2d(3, 4, 3, stride=2), nn.Flatten(),
                                 nn.Linear(4 * 4 * 4, 5)),
-                  "dfa", output_dim=5)
+                  "dfa", output_dim=5).model
     x = torch.randn(2, 2, 9, 9)
     h = torch.relu(net[0](x)).detach()
     out = net(x)
@@ -192,7 +192,7 @@ def test_conv_dfa_grouped_layer_projects_over_all_input_channels():
     net = convert(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
                                 nn.Conv2d(6, 4, 3, stride=2, groups=2), nn.Flatten(),
                                 nn.Linear(4 * 4 * 4, 5)),
-                  "dfa", output_dim=5)
+                  "dfa", output_dim=5).model
     B = net[2].rule.weight_feedback
     assert B.shape == (5, 6, 3, 3)  # ungrouped projection: all 6 input channels
     x = torch.randn(2, 4, 9, 9)
@@ -208,7 +208,7 @@ def test_conv_dfa_grouped_layer_projects_over_all_input_channels():
 
 def test_kp_same_update_and_convergence():
     torch.manual_seed(0)
-    net = convert(mlp(), "kp")
+    net = convert(mlp(), "kp").model
     lr, wd = 0.1, 0.01
     opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=wd)
     layer = net[2]
@@ -224,7 +224,7 @@ def test_kp_same_update_and_convergence():
     # toy regression: angles between W and B shrink
     torch.manual_seed(1)
     teacher = torch.randn(5, 2)
-    net = convert(mlp(2), "kp")
+    net = convert(mlp(2), "kp").model
     opt = torch.optim.SGD(net.parameters(), lr=0.05, weight_decay=0.05)
     before = weight_angles(net)
     for _ in range(200):
@@ -240,7 +240,7 @@ def test_kp_same_update_and_convergence():
 @pytest.mark.parametrize("growth_control", [False, True])
 def test_weight_mirror_moves_b_toward_w(growth_control):
     torch.manual_seed(0)
-    net = convert(nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 3)), "wm")
+    net = convert(nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 3)), "wm").model
     before = weight_angles(net)
     eta = 0.5 if growth_control else 0.05  # growth control keeps |B| large: slower turn
     for _ in range(30):
@@ -248,7 +248,7 @@ def test_weight_mirror_moves_b_toward_w(growth_control):
     after = weight_angles(net)
     for name in before:
         assert before[name] > 70 and after[name] < 30, (before, after)
-    conv = convert(nn.Conv2d(3, 4, 3), "wm")
+    conv = convert(nn.Conv2d(3, 4, 3), "wm").model
     a0 = weight_angles(conv)[""]
     for _ in range(30):
         mirror(conv, eta=0.05)
@@ -277,18 +277,19 @@ def test_convert_counts_report_and_shared_parameters():
     net = resnet()
     original = {n: m for n, m in net.named_modules()
                 if isinstance(m, (nn.Linear, nn.Conv2d))}
-    copied = convert(net, "fa")
-    assert len(copied.report) == 6 and copied.report.names == list(original)
+    copied, report = convert(net, "fa")
+    assert len(report) == 6 and report.names == list(original)
     assert all(type(m) in (nn.Linear, nn.Conv2d) for m in original.values())  # untouched
     assert copied[0].weight is not net[0].weight
     torch.testing.assert_close(copied[0].weight, net[0].weight)
-    same = convert(net, "fa", inplace=True)
+    same, report = convert(net, "fa", inplace=True)
     assert same is net and set(feedback_layers(net)) == set(original)
     for name, old in original.items():
         new = net.get_submodule(name)
         assert isinstance(new, type(old)) and new.weight is old.weight and new.bias is old.bias
-    assert same.report.layers[0]["feedback_shape"] == (4, 3, 3, 3)
-    fresh = convert(resnet(), "fa", copy_weights=False, init="xavier")
+    assert report.layers[0]["feedback_shape"] == (4, 3, 3, 3)
+    assert "credit assignment: fa" in str(report)
+    fresh = convert(resnet(), "fa", copy_weights=False, init="xavier").model
     assert not torch.allclose(fresh[0].weight, resnet()[0].weight)
     assert torch.all(fresh[0].bias == 0)
     sd = fresh.state_dict()
@@ -299,7 +300,7 @@ def test_convert_counts_report_and_shared_parameters():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_resnet_trains_with_every_method(method):
-    net = convert(resnet(), method, output_dim=3)
+    net = convert(resnet(), method, output_dim=3).model
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
@@ -329,14 +330,14 @@ def test_convert_errors():
     with pytest.raises(ValueError, match="no nn.Linear or nn.Conv2d"):
         convert(nn.Sequential(nn.ReLU()), "fa")
     with pytest.raises(ValueError, match="already converted"):
-        convert(convert(mlp(), "fa"), "fa")
+        convert(convert(mlp(), "fa").model, "fa")
 
 
 def test_constrain_norm_keeps_norm_and_optimizer_parameter():
     net = mlp()
     raw = net[2].weight
     norm0 = raw.norm().item()
-    conv = convert(net, "fa", constrain_norm=True, inplace=True)
+    conv = convert(net, "fa", constrain_norm=True, inplace=True).model
     opt = torch.optim.SGD(conv.parameters(), lr=0.5)
     assert conv[2].parametrizations.weight.original is raw
     assert any(p is raw for p in opt.param_groups[0]["params"])
@@ -357,9 +358,9 @@ def test_angle_and_ratio_values():
     assert matrix_angle(w, 2 * w) == pytest.approx(0, abs=1e-9)
     assert matrix_angle(w, -w) == pytest.approx(180, abs=1e-9)
     assert matrix_angle(torch.randn(300, 400), torch.randn(300, 400)) == pytest.approx(90, abs=1)
-    lin = convert(nn.Linear(4, 3), "usf", init="fixed_norm")
+    lin = convert(nn.Linear(4, 3), "usf", init="fixed_norm").model
     assert norm_ratios(lin)[""] == pytest.approx(1.0)
-    assert weight_angles(convert(mlp(), "bp")) == pytest.approx({"0": 0, "2": 0, "4": 0}, abs=1e-9)
+    assert weight_angles(convert(mlp(), "bp").model) == pytest.approx({"0": 0, "2": 0, "4": 0}, abs=1e-9)
 
 
 def test_fa_aligns_on_toy_task_and_gradient_alignment():
@@ -369,7 +370,7 @@ def test_fa_aligns_on_toy_task_and_gradient_alignment():
     with torch.no_grad():  # small forward weights: the updates, not the init, dominate W
         for p in net.parameters():
             p.mul_(0.1)
-    net = convert(net, "fa")
+    net = convert(net, "fa").model
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     x_test = torch.randn(256, 10)
     with torch.no_grad():

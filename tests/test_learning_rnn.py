@@ -52,19 +52,19 @@ def data(batch=2, steps=3):
 # --------------------------------------------------------------------------- convert
 def test_convert_ctrnn_report_and_rules():
     net = CTRNN(3, 8, 2, e_fraction=0.75)
-    fa = convert(net, "fa")
+    fa, report = convert(net, "fa")
     assert fa is not net and net.credit_assignment is None
-    assert fa.report.names == ["input", "recurrent", "readout"]
-    assert fa.report.layers[1]["feedback_shape"] == (8, 8)
+    assert report.names == ["input", "recurrent", "readout"]
+    assert report.layers[1]["feedback_shape"] == (8, 8)
     assert set(fa.credit_assignment) == {"input", "recurrent", "readout"}
     assert all(isinstance(r, FA) for r in fa.credit_assignment.values())
     assert fa.weight_rec is not net.weight_rec  # deep copy
     with pytest.raises(ValueError, match="already converted"):
         convert(fa, "fa")
 
-    wrapped = convert(nn.Sequential(nn.Linear(5, 3), nn.Unflatten(1, (1, 3)), CTRNN(3, 6, 2)),
-                      "fa")
-    assert wrapped.report.names == ["0", "2.input", "2.recurrent", "2.readout"]
+    wrapped, report = convert(nn.Sequential(nn.Linear(5, 3), nn.Unflatten(1, (1, 3)), CTRNN(3, 6, 2)),
+                              "fa")
+    assert report.names == ["0", "2.input", "2.recurrent", "2.readout"]
     assert set(recurrent_feedback(wrapped)) == {"2.input", "2.recurrent", "2.readout"}
 
 
@@ -77,7 +77,7 @@ def test_dfa_and_constrain_norm_refused():
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "dfa"])
 def test_every_method_runs_and_keeps_shapes(method):
-    net = convert(CTRNN(3, 8, 2, e_fraction=0.75, preact_noise=0.1), method)
+    net = convert(CTRNN(3, 8, 2, e_fraction=0.75, preact_noise=0.1), method).model
     out, rates = net(torch.randn(4, 6, 3))
     out.pow(2).mean().backward()
     assert out.shape == (4, 6, 2) and rates.shape == (4, 6, 8)
@@ -95,7 +95,7 @@ def test_every_method_runs_and_keeps_shapes(method):
 def test_bp_equals_plain_autograd(fused, kw):
     x, target = data()
     plain = tiny(fused=fused, **kw)
-    bp = convert(plain, "bp")
+    bp = convert(plain, "bp").model
     ref, got = leaf_grads(plain, x, target), leaf_grads(bp, x, target)
     assert ref.keys() == got.keys()
     for n in ref:
@@ -108,7 +108,7 @@ def test_fa_with_b_equal_w_is_exact_bptt(activation, kw):
     """The unfused feedback path with B := W (effective, constrained) reproduces BPTT."""
     x, target = data(steps=5)
     plain = tiny(activation, **kw)
-    fa = convert(plain, "fa")
+    fa = convert(plain, "fa").model
     w = fa.connection_weights()
     with torch.no_grad():
         for k, rule in fa.credit_assignment.items():
@@ -139,7 +139,7 @@ def test_fa_through_time_matches_hand_derivation(activation, with_input_rule):
     """
     x, target = data(batch=2, steps=3)
     x.requires_grad_(True)
-    net = convert(tiny(activation), "fa")
+    net = convert(tiny(activation), "fa").model
     if not with_input_rule:
         del net.credit_assignment["input"]
     net.zero_grad()
@@ -197,7 +197,7 @@ def test_fa_through_time_matches_hand_derivation(activation, with_input_rule):
 
 def test_kp_feedback_gets_the_effective_weight_gradient():
     x, target = data()
-    net = convert(tiny(), "kp")
+    net = convert(tiny(), "kp").model
     leaf_grads(net, x, target)
     for k, name in (("input", "weight_in"), ("recurrent", "weight_rec"),
                     ("readout", "weight_out")):
@@ -227,7 +227,7 @@ def _train(method, steps, *, e_fraction=None, seed=0):
     net = CTRNN(task.n_input, 32, task.n_output, dt=DT, tau=100.0, e_fraction=e_fraction,
                 spectral_radius=0.5)
     # B from its own stream: the same seed as the weights would give B == W
-    net = convert(net, method, generator=torch.Generator().manual_seed(seed + 1000))
+    net = convert(net, method, generator=torch.Generator().manual_seed(seed + 1000)).model
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(seed)
     w0 = {k: w.clone() for k, (w, _) in recurrent_feedback(net).items()}
@@ -267,7 +267,7 @@ def test_dale_holds_after_fa_training():
 
 
 def test_weight_mirror_aligns_recurrent_feedback():
-    net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
+    net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm").model
     before = {k: matrix_angle(w, b) for k, (w, b) in recurrent_feedback(net).items()}
     for _ in range(50):
         mirror(net, eta=0.1, growth_control=True)
@@ -283,13 +283,13 @@ def test_alignment_metrics_cover_ctrnn():
     def loss(out, t):
         return mse(out[0], t)
 
-    bp = convert(tiny(), "bp")
+    bp = convert(tiny(), "bp").model
     assert set(weight_angles(bp)) == {"input", "recurrent", "readout"}
     assert all(a < 1e-4 for a in weight_angles(bp).values())
     assert all(abs(r - 1) < 1e-12 for r in norm_ratios(bp).values())
     assert all(a < 1e-4 for a in gradient_alignment(bp, loss, x, target).values())
 
-    fa = convert(tiny(), "fa", generator=torch.Generator().manual_seed(5))
+    fa = convert(tiny(), "fa", generator=torch.Generator().manual_seed(5)).model
     angles = gradient_alignment(fa, loss, x, target)
     assert set(angles) == {"input", "recurrent", "readout"}
     # the readout's dW = e r^T is exact under FA; the earlier products differ from backprop
@@ -310,10 +310,10 @@ def test_constrain_feedback_gives_b_the_dale_signs_and_mask(method):
     torch.manual_seed(0)
     mask = (torch.rand(12, 12) < 0.5).float()
     net = CTRNN(3, 12, 2, e_fraction=0.75, rec_mask=mask)
-    free = convert(net, method, generator=torch.Generator().manual_seed(1))
+    free = convert(net, method, generator=torch.Generator().manual_seed(1)).model
     b_free = free.credit_assignment["recurrent"].weight_feedback.detach()
     assert (b_free[:, :9] < 0).any() and (b_free * (1 - mask)).abs().sum() > 0
-    fb = convert(net, method, constrain_feedback=True, generator=torch.Generator().manual_seed(1))
+    fb = convert(net, method, constrain_feedback=True, generator=torch.Generator().manual_seed(1)).model
     b = fb.credit_assignment["recurrent"].weight_feedback.detach()
     sign = torch.where(torch.arange(12) < 9, 1.0, -1.0)
     assert ((b != 0) == (mask * (b_free != 0) > 0)).all()  # the mask's pattern
@@ -330,13 +330,13 @@ def test_constrain_feedback_gives_b_the_dale_signs_and_mask(method):
 
 
 def test_weight_mirror_match_norm_keeps_b_at_w_norm():
-    net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
+    net = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm").model
     for _ in range(20):
         mirror(net, eta=0.5, match_norm=True)
     for key, (w, b) in recurrent_feedback(net).items():
         torch.testing.assert_close(b.norm(), w.norm())
         assert matrix_angle(w, b) < 45, key
-    grown = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm")
+    grown = convert(CTRNN(3, 16, 2, dt=DT, tau=100.0), "wm").model
     for _ in range(20):
         mirror(grown, eta=0.5)
     w, b = recurrent_feedback(grown)["recurrent"]

@@ -28,6 +28,7 @@ from bionn.learning import (
 )
 from bionn.losses import RNNLoss, masked_mse
 from bionn.plasticity import BioConverter
+from bionn.plasticity.diversity import STATE_NAME
 from bionn.rate import CTRNN, ConnectomeRNN, SpatialNetwork, TopDown
 from bionn.recurrent import RecurrentModel, TimeConstants, detach_state, recurrent_models
 
@@ -220,9 +221,9 @@ def test_feedback_alignment_through_time(kind, method):
     x = inputs(kind)
     model = make(kind)
     exact = grads(model, x)
-    fa = convert(model, method)
+    fa, report = convert(model, method)
     names = set(model.connection_weights())
-    assert set(fa.credit_assignment) == names and len(fa.report) == len(names)
+    assert set(fa.credit_assignment) == names and len(report) == len(names)
     got = grads(fa, x)
     assert all(torch.isfinite(g).all() for g in got.values() if g is not None)
     # the readout's own gradient is exact (the error at its output is the true one) ...
@@ -254,7 +255,7 @@ def test_feedback_equal_to_forward_weights_is_backprop(kind):
     x = inputs(kind)
     model = make(kind)
     exact = grads(model, x)
-    fa = convert(model, "fa")
+    fa = convert(model, "fa").model
     weights = fa.connection_weights()
     with torch.no_grad():
         for k, rule in fa.credit_assignment.items():
@@ -268,7 +269,7 @@ def test_feedback_equal_to_forward_weights_is_backprop(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_alignment_metrics(kind):
     x = inputs(kind)
-    fa = convert(make(kind), "fa")
+    fa = convert(make(kind), "fa").model
     names = set(fa.connection_weights())
     assert set(weight_angles(fa)) == names and set(norm_ratios(fa)) == names
     angles = gradient_alignment(fa, lambda out, y: masked_mse(out[0], y), x, torch.ones(3, T, 2))
@@ -282,7 +283,7 @@ def test_synaptic_diversity(kind):
     model = make(kind)
     sign_before = {k: torch.sign(w.detach()) for k, w in model.connection_weights().items()}
     bio = BioConverter(fuzzy_learning_rates={"distribution": "lognormal"},
-                       crystallization={}).convert(model)
+                       crystallization={}).convert(model, inplace=True)
     leaves = {id(p) for p in model.connection_parameters().values()}
     assert leaves <= {id(t.leaf) for t in bio.targets}  # every connection is transformed
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -366,7 +367,24 @@ def test_a_spiking_layer_is_one_more_configuration():
     assert isinstance(state, _Spiking)
     g = grads(net, x)  # surrogate gradients through time
     assert all(v is not None and v.abs().sum() > 0 for v in g.values())
-    fa = convert(net, "fa")  # credit assignment through time, unchanged
+    fa = convert(net, "fa").model  # credit assignment through time, unchanged
     assert set(fa.credit_assignment) == {"input", "recurrent", "readout"}
     g_fa = grads(fa, x)
     assert g_fa["recurrent"].abs().sum() > 0 and not torch.allclose(g_fa["input"], g["input"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_both_converters_return_model_and_report_and_copy_by_default(kind):
+    model = make(kind)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    results = [convert(model, "fa"), BioConverter(fuzzy_learning_rates=True).convert(model)]
+    for result in results:
+        assert result.model is not model  # inplace=False for both: a converted copy
+        assert len(result.report) == len(result.report.names) > 0 and str(result.report)
+    assert model.credit_assignment is None
+    assert not any(hasattr(m, STATE_NAME) for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert convert(model, "fa", inplace=True).model is model and model.credit_assignment is not None
+    other = make(kind)
+    assert BioConverter(fuzzy_learning_rates=True).convert(other, inplace=True).model is other
+    assert any(hasattr(m, STATE_NAME) for m in other.modules())

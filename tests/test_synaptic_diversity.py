@@ -77,7 +77,7 @@ def test_fuzzy_baseline_layer_and_weight_adaptive():
 
 def test_fuzzy_learning_rates_scale_the_gradient_by_the_stored_factor():
     net = _mlp()
-    bio = BioConverter(fuzzy_learning_rates=True).convert(net)
+    bio = BioConverter(fuzzy_learning_rates=True).convert(net, inplace=True)
     _grads(net)
     raw = [p.grad.clone() for p in bio.parameters()]
     bio.apply_gradient_transforms()
@@ -97,7 +97,7 @@ def test_crystallization_dampens_the_factor_exactly_and_cumulatively():
     layer = nn.Linear(5, 1, bias=False)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1.0, 1.0, -2.0, 0.0, 0.5]]))
-    bio = BioConverter(crystallization=True).convert(layer)
+    bio = BioConverter(crystallization=True).convert(layer, inplace=True)
     g = torch.tensor([[1e-6, 0.1, -1e-5, 0.3, 5.0]])
     layer.weight.grad = g.clone()
     bio.apply_gradient_transforms()
@@ -112,7 +112,7 @@ def test_crystallization_dampens_the_factor_exactly_and_cumulatively():
 
 def test_crystallization_follows_its_schedule():
     layer = nn.Linear(2, 1, bias=False)
-    bio = BioConverter(crystallization={"every": 3}).convert(layer)
+    bio = BioConverter(crystallization={"every": 3}).convert(layer, inplace=True)
     opt = torch.optim.SGD(layer.parameters(), lr=0.0)
     bio.attach(opt)
     hits = []
@@ -133,7 +133,7 @@ def test_volume_factors_formula():
 
 def test_volume_dependent_lr_through_the_optimizer_matches_the_formula():
     net = _mlp()
-    bio = BioConverter(volume_dependent_lr={"base_lr": 0.5}).convert(net)
+    bio = BioConverter(volume_dependent_lr={"base_lr": 0.5}).convert(net, inplace=True)
     _grads(net)
     raw = [(p.detach().clone(), p.grad.clone()) for p in bio.parameters()]
     torch.manual_seed(7)
@@ -164,7 +164,7 @@ def test_rejuvenation_mask_formula():
 def test_rejuvenation_replaces_exactly_the_weak_weights():
     layer = nn.Linear(20, 10)
     bias = layer.bias.detach().clone()
-    bio = BioConverter(rejuvenation={"every": 1}).convert(layer)
+    bio = BioConverter(rejuvenation={"every": 1}).convert(layer, inplace=True)
     w0 = layer.weight.detach().clone()
     torch.manual_seed(11)
     n = bio.rejuvenate()
@@ -180,7 +180,7 @@ def test_rejuvenation_replaces_exactly_the_weak_weights():
 
 def test_rejuvenation_runs_every_k_steps_after_the_step():
     net = _mlp()
-    bio = BioConverter(rejuvenation={"every": 2}).convert(net)
+    bio = BioConverter(rejuvenation={"every": 2}).convert(net, inplace=True)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)  # only rejuvenation moves weights
     bio.attach(opt)
     w = net[0].weight.detach().clone()
@@ -195,7 +195,7 @@ def test_rejuvenation_runs_every_k_steps_after_the_step():
 def test_weight_splitting_linear_output_is_the_group_sum():
     net = _mlp(hidden=6)
     ref = copy.deepcopy(net)
-    BioConverter(weight_splitting={"gamma": 3}).convert(net)
+    BioConverter(weight_splitting={"gamma": 3}).convert(net, inplace=True)
     x = torch.randn(4, 5)
     h = ref[0](x)
     expected = h.view(4, 2, 3).sum(2).repeat_interleave(3, 1)
@@ -210,7 +210,7 @@ def test_weight_splitting_conv_parametrization_equals_the_summed_outputs():
     conv = nn.Conv2d(2, 4, 3)
     plain = copy.deepcopy(conv)
     model = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(4, 3, 1))
-    BioConverter(weight_splitting={"gamma": 2}).convert(model)
+    BioConverter(weight_splitting={"gamma": 2}).convert(model, inplace=True)
     assert parametrize.is_parametrized(conv, "weight")
     x = torch.randn(3, 2, 7, 7)
     expected = WeightSplitting(2)(plain, (x,), plain(x))
@@ -226,7 +226,7 @@ def test_weight_splitting_grouped_conv_sums_the_outputs():
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 4, 3, groups=2)
     plain = copy.deepcopy(conv)
-    BioConverter(weight_splitting={"gamma": 2, "skip_output": False}).convert(conv)
+    BioConverter(weight_splitting={"gamma": 2, "skip_output": False}).convert(conv, inplace=True)
     assert not parametrize.is_parametrized(conv, "weight")
     x = torch.randn(2, 4, 6, 6)
     torch.testing.assert_close(conv(x), WeightSplitting(2)(plain, (x,), plain(x)))
@@ -235,17 +235,17 @@ def test_weight_splitting_grouped_conv_sums_the_outputs():
 def test_weight_splitting_checks_the_split_dimension():
     net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))
     with pytest.raises(ValueError, match=r"layer '0' \(Linear\).*out_features=5.*gamma=2"):
-        BioConverter(weight_splitting={"gamma": 2}).convert(net)
+        BioConverter(weight_splitting={"gamma": 2}).convert(net, inplace=True)
     assert not hasattr(net[0], "synaptic_state")  # nothing changed
     conv = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Conv2d(3, 2, 1))
     with pytest.raises(ValueError, match="out_channels=3"):
-        BioConverter(weight_splitting={"gamma": 2}).convert(conv)
+        BioConverter(weight_splitting={"gamma": 2}).convert(conv, inplace=True)
 
 
 def test_weight_splitting_with_an_activation_uses_the_output_hook():
     net = _mlp(hidden=4)
     ref = copy.deepcopy(net)
-    BioConverter(weight_splitting={"gamma": 2, "activation": "tanh"}).convert(net)
+    BioConverter(weight_splitting={"gamma": 2, "activation": "tanh"}).convert(net, inplace=True)
     x = torch.randn(3, 5)
     expected = torch.tanh(ref[0](x)).view(3, 2, 2).sum(2).repeat_interleave(2, 1)
     torch.testing.assert_close(net[0](x), expected)
@@ -256,7 +256,7 @@ def test_dale_holds_after_training_steps_linear_and_conv():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU(),
                           nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
-    bio = BioConverter(dale={"skip_input": True}).convert(model)
+    bio = BioConverter(dale={"skip_input": True}).convert(model, inplace=True)
     assert not parametrize.is_parametrized(model[0], "weight")
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     bio.attach(opt)
@@ -280,7 +280,7 @@ ALL = {"fuzzy_learning_rates": True, "crystallization": True, "volume_dependent_
 def test_factors_are_buffers_and_survive_a_state_dict_round_trip():
     net = _mlp()
     n_params = len(list(net.parameters()))
-    bio = BioConverter(ALL).convert(net)
+    bio = BioConverter(ALL).convert(net, inplace=True)
     assert len(list(net.parameters())) == n_params
     names = {n for n, _ in net.named_parameters()}
     assert not any("lr_factor" in n for n in names)
@@ -290,7 +290,7 @@ def test_factors_are_buffers_and_survive_a_state_dict_round_trip():
         for t in bio.targets:
             t.factor.mul_(0.5)
     other = _mlp(seed=5)
-    BioConverter(ALL, seed=9).convert(other)
+    BioConverter(ALL, seed=9).convert(other, inplace=True)
     other.load_state_dict(net.state_dict())
     x = torch.randn(2, 5)
     torch.testing.assert_close(other(x), net(x))
@@ -301,8 +301,8 @@ def test_factors_are_buffers_and_survive_a_state_dict_round_trip():
 def test_optimizer_hooks_equal_the_manual_calls():
     a = _mlp()
     b = copy.deepcopy(a)
-    bio_a = BioConverter(ALL).convert(a)
-    bio_b = BioConverter(ALL).convert(b)
+    bio_a = BioConverter(ALL).convert(a, inplace=True)
+    bio_b = BioConverter(ALL).convert(b, inplace=True)
     opt_a = torch.optim.SGD(a.parameters(), lr=0.5, momentum=0.9)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.5, momentum=0.9)
     bio_a.attach(opt_a)
@@ -328,23 +328,23 @@ def test_convert_as_a_copy_and_the_report():
     net = _mlp()
     bio = BioConverter(ALL).convert(net, inplace=False)
     assert bio.model is not net and not hasattr(net[0], "synaptic_state")
-    text = bio.report()
+    text = str(bio.report)
     assert "weight splitting gamma=2" in text and "Dale" in text and "fuzzy learning rates" in text
     assert isinstance(bio, SynapticDiversity) and "6 tensors" in repr(bio)
     with pytest.raises(ValueError, match="already converted"):
-        BioConverter(ALL).convert(bio.model)
+        BioConverter(ALL).convert(bio.model, inplace=True)
 
 
 def test_attach_refuses_an_optimizer_without_the_weights():
     net = _mlp()
-    bio = BioConverter(fuzzy_learning_rates=True).convert(net)
+    bio = BioConverter(fuzzy_learning_rates=True).convert(net, inplace=True)
     with pytest.raises(ValueError, match="does not hold"):
         bio.attach(torch.optim.SGD(net[0].parameters(), lr=0.1))
 
 
 def test_regularizer_is_differentiable_on_the_weights():
     net = _mlp()
-    bio = BioConverter(dale=True).convert(net)
+    bio = BioConverter(dale=True).convert(net, inplace=True)
     reg = bio.regularizer()
     assert reg.requires_grad
     expected = sum(m.weight.abs().sum() for m in net if isinstance(m, nn.Linear))
@@ -357,7 +357,7 @@ def test_regularizer_is_differentiable_on_the_weights():
 
 def test_bias_transforms_only_when_configured():
     net = _mlp()
-    bio = BioConverter(fuzzy_learning_rates=True).convert(net)
+    bio = BioConverter(fuzzy_learning_rates=True).convert(net, inplace=True)
     assert {t.name for t in bio.targets} == {"weight"}
     _grads(net)
     b = net[0].bias.grad.clone()
@@ -460,7 +460,7 @@ def test_ctrnn_gradient_transforms_reach_the_parametrized_leaves():
     torch.manual_seed(0)
     net = CTRNN(3, 20, 2, e_fraction=0.8)
     bio = BioConverter(fuzzy_learning_rates=True, crystallization=True, volume_dependent_lr=True,
-                       rejuvenation={"every": 2}).convert(net)
+                       rejuvenation={"every": 2}).convert(net, inplace=True)
     leaves = set(map(id, bio.parameters()))
     assert id(net.parametrizations.weight_rec.original) in leaves
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -474,7 +474,7 @@ def test_ctrnn_gradient_transforms_reach_the_parametrized_leaves():
     assert (net.weight_rec[:, 16:] <= 0).all() and (net.weight_rec[:, :16] >= 0).all()
     assert "weight_rec_lr_factor" in dict(net.synaptic_state.named_buffers())
     with pytest.raises(ValueError, match=r"CTRNN\(e_fraction"):
-        BioConverter(dale=True).convert(CTRNN(3, 20, 2))
+        BioConverter(dale=True).convert(CTRNN(3, 20, 2), inplace=True)
 
 
 # ------------------------------------------------------------------------------ reference
@@ -491,7 +491,7 @@ def test_fuzzy_and_crystallize_match_the_reference():
     ref = RefConverter().convert(nn.Sequential(nn.Linear(30, 20)))
     ours = copy.deepcopy(ref)[0]
     del ours.bio_mod
-    bio = BioConverter(fuzzy_learning_rates=True, crystallization=True).convert(ours)
+    bio = BioConverter(fuzzy_learning_rates=True, crystallization=True).convert(ours, inplace=True)
     with torch.no_grad():
         ours.synaptic_state.weight_lr_factor.copy_(ref[0].bio_mod.fuzzy_learning_rate_parameters)
     torch.manual_seed(1)
@@ -530,7 +530,7 @@ def test_weight_splitting_matches_the_reference():
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Conv2d(1, 4, 3), nn.Linear(4, 2))
     ref = RefConverter(weight_splitting_Gamma=2).convert(copy.deepcopy(base))
-    ours = BioConverter(weight_splitting={"gamma": 2}).convert(copy.deepcopy(base)).model
+    ours = BioConverter(weight_splitting={"gamma": 2}).convert(copy.deepcopy(base), inplace=True).model
     x, img = torch.randn(3, 6), torch.randn(2, 1, 7, 7)
     torch.testing.assert_close(ours[0](x), ref[0](x))
     torch.testing.assert_close(ours[2](img), ref[2](img))
@@ -541,4 +541,4 @@ def test_weight_splitting_matches_the_reference():
     with pytest.raises(RuntimeError):
         refbad[0](x)
     with pytest.raises(ValueError, match="out_features=5"):
-        BioConverter(weight_splitting={"gamma": 2, "skip_output": False}).convert(bad)
+        BioConverter(weight_splitting={"gamma": 2, "skip_output": False}).convert(bad, inplace=True)

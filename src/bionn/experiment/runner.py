@@ -338,12 +338,12 @@ class Runner:
         from bionn.learning import convert
 
         try:  # bp too: its layers compute backprop's gradient and report the alignment
-            model = convert(model, method, inplace=True, **cfg.model.options,
-                            generator=torch.Generator().manual_seed(seed + FEEDBACK_SEED_OFFSET),
-                            **job.convert_kwargs())
+            model, report = convert(model, method, inplace=True, **cfg.model.options,
+                                    generator=torch.Generator().manual_seed(seed + FEEDBACK_SEED_OFFSET),
+                                    **job.convert_kwargs())
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.options: cannot convert to {method!r}: {e}") from None
-        if method != "bp" and not model.report.layers:
+        if method != "bp" and not report.layers:
             raise ConfigError(f"model.method: {method!r} found no layer to convert in "
                               f"{type(model).__name__}; use bp")
         model = model.to(self.device)
@@ -355,7 +355,7 @@ class Runner:
             if "seed" not in sd.model_fields_set:
                 sd = sd.model_copy(update={"seed": seed})
             try:
-                self.diversity = BioConverter(sd).convert(model)
+                self.diversity = BioConverter(sd).convert(model, inplace=True)
             except ValueError as e:
                 raise ConfigError(f"synaptic_diversity: {e}") from None
         try:

@@ -1,6 +1,6 @@
 """Credit assignment without weight transport: FA, DFA, sign symmetry, weight mirrors, KP.
 
-``convert(model, method)`` swaps every ``nn.Linear`` / ``nn.Conv2d`` for a layer
+``convert(model, method).model`` swaps every ``nn.Linear`` / ``nn.Conv2d`` for a layer
 with the same forward pass whose backward sends errors through a feedback
 matrix ``B`` instead of ``W`` (see :mod:`bionn.learning.feedback` for the rules).
 The metrics in :mod:`bionn.learning.metrics` measure how well ``B`` and the
@@ -12,7 +12,7 @@ Example:
     >>> from bionn.learning import convert, weight_angles
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
-    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa")
+    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa").model
     >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
     >>> loss = net(torch.randn(8, 5)).pow(2).mean()
     >>> loss.backward(); opt.step()
@@ -22,6 +22,7 @@ Example:
 
 from bionn.learning.convert import (
     METHODS,
+    Conversion,
     ConversionReport,
     FixedNorm,
     _rnn_rules,
@@ -55,6 +56,7 @@ __all__ = [
     "FRSF",
     "METHODS",
     "USF",
+    "Conversion",
     "ConversionReport",
     "ErrorSignal",
     "FeedbackConv2d",

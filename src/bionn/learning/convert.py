@@ -6,15 +6,15 @@ Example:
     >>> from torch import nn
     >>> from bionn.learning import convert
     >>> net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
-    >>> fa = convert(net, "usf", inplace=True)
-    >>> fa is net, fa.report.names, fa[0].weight is net[0].weight
+    >>> result = convert(net, "usf", inplace=True)
+    >>> result.model is net, result.report.names, result.model[0].weight is net[0].weight
     (True, ['0', '2'], True)
     >>> convert(nn.Linear(3, 2), "dfa")
     Traceback (most recent call last):
     ...
     ValueError: output_dim (size of the model output) is required for method='dfa'
     >>> dfa = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "dfa",
-    ...               output_dim=2)
+    ...               output_dim=2).model
     >>> F.cross_entropy(dfa(torch.randn(3, 5)), torch.tensor([0, 1, 1])).backward()
     >>> dfa[0].weight.grad.shape  # from e B_2 through tanh'
     torch.Size([4, 5])
@@ -42,7 +42,7 @@ from bionn.learning.feedback import (
 )
 from bionn.recurrent import recurrent_models
 
-__all__ = ["ConversionReport", "FixedNorm", "METHODS", "convert", "recurrent_feedback"]
+__all__ = ["Conversion", "ConversionReport", "FixedNorm", "METHODS", "convert", "recurrent_feedback"]
 
 METHODS = tuple(FEEDBACK_RULES)
 
@@ -60,6 +60,28 @@ class ConversionReport:
 
     def __len__(self) -> int:
         return len(self.layers)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<28}{'kind':<14}{'weight':<18}feedback"
+        lines = [f"credit assignment: {self.method}", head]
+        for e in self.layers:
+            lines.append(f"{e['name'] or '<model>':<28}{e['type']:<14}{str(e['weight_shape']):<18}"
+                         f"{e['feedback_shape']}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Conversion:
+    """What a converter returns (:func:`convert`, and with the same two attributes
+    :meth:`bionn.plasticity.BioConverter.convert`): the converted ``model`` and a
+    ``report`` of what changed, layer by layer (``report.layers``, ``report.names``,
+    ``print(report)``). ``model, report = convert(...)`` unpacks it."""
+
+    model: nn.Module
+    report: ConversionReport
+
+    def __iter__(self):
+        return iter((self.model, self.report))
 
 
 class FixedNorm(nn.Module):
@@ -169,7 +191,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             init: str = "kaiming", scale: float = 1.0, constrain_norm: bool = False,
             output_dim: int | None = None, inplace: bool = False,
             generator: torch.Generator | None = None,
-            constrain_feedback: bool = False) -> nn.Module:
+            constrain_feedback: bool = False) -> Conversion:
     """Swap every ``nn.Linear`` / ``nn.Conv2d`` in ``model`` for a layer trained by ``method``.
 
     Args:
@@ -211,10 +233,12 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
     recurrent models.
 
     Returns:
-        The converted model, with ``.report`` (:class:`ConversionReport`). Build
-        the optimizer after converting (``kp`` adds ``B`` as a Parameter). DFA
-        registers a forward hook on the returned model that records the
-        output error ``dL/dy`` during ``loss.backward()``; an ordinary loop works.
+        A :class:`Conversion`: ``.model`` (the converted model; ``model`` itself with
+        ``inplace=True``, else a converted deep copy) and ``.report``
+        (:class:`ConversionReport`). Build the optimizer after converting (``kp``
+        adds ``B`` as a Parameter). DFA registers a forward hook on the converted
+        model that records the output error ``dL/dy`` during ``loss.backward()``;
+        an ordinary loop works.
     """
     if method not in FEEDBACK_RULES:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -289,5 +313,4 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
                                constrain_feedback)
     if method == "dfa":
         model.register_forward_hook(DFAOutputHook(extra["signal"]))
-    model.report = report
-    return model
+    return Conversion(model, report)

@@ -44,7 +44,7 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> from bionn.learning import convert
-    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa")
+    >>> net = convert(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)), "fa").model
     >>> net(torch.randn(3, 5)).sum().backward()
     >>> net[0].weight.grad.shape
     torch.Size([4, 5])

@@ -48,6 +48,7 @@ Example:
     >>> net = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
     >>> bio = BioConverter({"fuzzy_learning_rates": True, "rejuvenation": {"every": 2},
     ...                     "weight_splitting": {"gamma": 2}}).convert(net)
+    >>> net = bio.model                  # a converted copy (inplace=True: net itself)
     >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
     >>> _ = bio.attach(opt)              # the optimizer now applies the transforms
     >>> for _ in range(3):
@@ -460,12 +461,38 @@ class ConversionRow:
     changes: list[str] = field(default_factory=list)
 
 
-class SynapticDiversity:
-    """A converted model's transforms: built by :meth:`BioConverter.convert`.
+@dataclass
+class DiversityReport:
+    """What :meth:`BioConverter.convert` did, layer by layer (``layers``, ``names``,
+    ``print(report)``: the same shape as :class:`bionn.learning.ConversionReport`)."""
 
-    Attach to an optimizer with :meth:`attach` (then ``loss.backward(); opt.step()``
-    applies everything), or call :meth:`apply_gradient_transforms` between
-    ``backward`` and ``step`` and :meth:`after_step` after it by hand.
+    transforms: list[str]
+    layers: list[ConversionRow] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [r.layer for r in self.layers]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<28}{'kind':<14}{'shape':<18}changes"
+        lines = [f"synaptic diversity: {', '.join(self.transforms) or 'nothing'}", head]
+        for r in self.layers:
+            lines.append(f"{r.layer or '<model>':<28}{r.kind:<14}{str(r.shape):<18}"
+                         f"{'; '.join(r.changes) or '-'}")
+        return "\n".join(lines)
+
+
+class SynapticDiversity:
+    """A converted model's transforms: what :meth:`BioConverter.convert` returns.
+
+    Like :func:`bionn.learning.convert`'s result it holds ``.model`` (the converted
+    model) and ``.report`` (:class:`DiversityReport`). Attach to an optimizer with
+    :meth:`attach` (then ``loss.backward(); opt.step()`` applies everything), or call
+    :meth:`apply_gradient_transforms` between ``backward`` and ``step`` and
+    :meth:`after_step` after it by hand.
     """
 
     def __init__(self, model: nn.Module, config: SynapticDiversityConfig,
@@ -473,19 +500,9 @@ class SynapticDiversity:
         self.model = model
         self.config = config
         self.targets = targets
-        self.rows = rows
+        self.report = DiversityReport(list(config.enabled), rows)
         self.steps = 0
         self._handles: list[Any] = []
-
-    # ------------------------------------------------------------------ report
-    def report(self) -> str:
-        """A table: layer, kind, transformed tensors and the changes made."""
-        head = f"{'layer':<28}{'kind':<14}{'shape':<18}changes"
-        lines = [f"synaptic diversity: {', '.join(self.config.enabled) or 'nothing'}", head]
-        for r in self.rows:
-            lines.append(f"{r.layer or '<model>':<28}{r.kind:<14}{str(r.shape):<18}"
-                         f"{'; '.join(r.changes) or '-'}")
-        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"SynapticDiversity({', '.join(self.config.enabled)}; "
@@ -619,7 +636,7 @@ class SynapticDiversity:
 
         Example:
             >>> net = nn.Linear(3, 2)
-            >>> bio = BioConverter({}).convert(net)
+            >>> bio = BioConverter({}).convert(net, inplace=True)
             >>> bio.regularizer().backward()
             >>> bool(torch.equal(net.weight.grad, net.weight.detach().sign()))
             True
@@ -656,7 +673,7 @@ class BioConverter:
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
         >>> bio = BioConverter(dale=True, weight_splitting={"gamma": 3}).convert(net)
-        >>> print(bio.report())  # doctest: +NORMALIZE_WHITESPACE
+        >>> print(bio.report)  # doctest: +NORMALIZE_WHITESPACE
         synaptic diversity: weight_splitting, dale
         layer      kind    shape    changes
         0          Linear  (6, 4)   weight splitting gamma=3 (6 units -> 2 neurons, summed outputs)
@@ -667,10 +684,10 @@ class BioConverter:
                  **overrides: Any) -> None:
         self.config = _validate(config, overrides)
 
-    def convert(self, model: nn.Module, inplace: bool = True) -> SynapticDiversity:
-        """Convert ``model`` (or a deep copy, ``inplace=False``: then use ``.model`` of the
-        result); raises ``ValueError`` when weight splitting does not fit a layer, before
-        changing anything."""
+    def convert(self, model: nn.Module, inplace: bool = False) -> SynapticDiversity:
+        """Convert a deep copy of ``model`` (``inplace=True``: ``model`` itself); use
+        ``.model`` of the result. Raises ``ValueError`` when weight splitting does not fit
+        a layer, before changing anything."""
         cfg = self.config
         if not inplace:
             model = copy.deepcopy(model)
@@ -748,6 +765,6 @@ class BioConverter:
                                           f"{', '.join(names_of[id(m)])}")
         return SynapticDiversity(model, cfg, targets, list(rows.values()))
 
-    def __call__(self, model: nn.Module, inplace: bool = True) -> SynapticDiversity:
+    def __call__(self, model: nn.Module, inplace: bool = False) -> SynapticDiversity:
         return self.convert(model, inplace)
 
