@@ -10,10 +10,10 @@ from bionn.models import (
     CifarResNet,
     ConvNet1D,
     LeNet,
-    build_model_by_name,
     conv_mnist1d,
     lenet_cifar,
     lenet_mnist,
+    make_model,
     mlp_mnist1d,
     resnet20,
     resnet32,
@@ -82,9 +82,9 @@ def test_lenet_parameter_count_classic():
 
 def test_registry_and_errors():
     for name in ("lenet_mnist", "lenet_cifar", "resnet20", "resnet56", "mlp_mnist1d"):
-        assert isinstance(build_model_by_name(name, num_classes=3), nn.Module)
+        assert isinstance(make_model(name, num_classes=3), nn.Module)
     with pytest.raises(ValueError, match="unknown model 'resnet21'.*resnet20"):
-        build_model_by_name("resnet21")
+        make_model("resnet21")
     with pytest.raises(ValueError, match="depth must be 6n"):
         CifarResNet(depth=21)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):

@@ -2,8 +2,8 @@
 
 Example:
     >>> import torch
-    >>> from bionn.models import MODELS, build_model_by_name
-    >>> net = build_model_by_name("lenet_mnist", num_classes=10)
+    >>> from bionn.models import MODELS, make_model
+    >>> net = make_model("lenet_mnist", num_classes=10)
     >>> net(torch.zeros(4, 1, 28, 28)).shape
     torch.Size([4, 10])
     >>> "resnet56" in MODELS
@@ -11,17 +11,17 @@ Example:
 """
 
 from bionn.models.vision import (
-    ACTIVATIONS,
+    ACTIVATION_MODULES,
     MLP,
     MODELS,
     BasicBlock,
     CifarResNet,
     ConvNet1D,
     LeNet,
-    build_model_by_name,
     conv_mnist1d,
     lenet_cifar,
     lenet_mnist,
+    make_model,
     mlp_mnist1d,
     resnet20,
     resnet32,
@@ -31,7 +31,7 @@ from bionn.models.vision import (
 )
 
 __all__ = [
-    "ACTIVATIONS",
+    "ACTIVATION_MODULES",
     "MLP",
     "LeNet",
     "lenet_mnist",
@@ -47,5 +47,5 @@ __all__ = [
     "mlp_mnist1d",
     "conv_mnist1d",
     "MODELS",
-    "build_model_by_name",
+    "make_model",
 ]

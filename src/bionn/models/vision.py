@@ -8,8 +8,8 @@ with ``(1, k)`` kernels instead of ``nn.Conv1d``.
 
 Example:
     >>> import torch
-    >>> from bionn.models import build_model_by_name
-    >>> net = build_model_by_name("resnet20", num_classes=10)
+    >>> from bionn.models import make_model
+    >>> net = make_model("resnet20", num_classes=10)
     >>> net(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
 """
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -37,11 +37,11 @@ ActivationSpec = str | Callable[[], nn.Module]
 
 
 def _activation(spec: ActivationSpec, arg: str = "activation") -> nn.Module:
-    """A fresh activation module from a name in :data:`ACTIVATIONS` or a factory."""
+    """A fresh activation module from a name in :data:`ACTIVATION_MODULES` or a factory."""
     if isinstance(spec, str):
-        if spec not in ACTIVATIONS:
-            raise ValueError(f"{arg}: unknown activation {spec!r}; allowed: {sorted(ACTIVATIONS)}")
-        return ACTIVATIONS[spec]()
+        if spec not in ACTIVATION_MODULES:
+            raise ValueError(f"{arg}: unknown activation {spec!r}; allowed: {sorted(ACTIVATION_MODULES)}")
+        return ACTIVATION_MODULES[spec]()
     if callable(spec):
         module = spec()
         if not isinstance(module, nn.Module):
@@ -50,7 +50,7 @@ def _activation(spec: ActivationSpec, arg: str = "activation") -> nn.Module:
             )
         return module
     raise TypeError(
-        f"{arg}: expected a name in {sorted(ACTIVATIONS)} or an nn.Module factory, got {spec!r}"
+        f"{arg}: expected a name in {sorted(ACTIVATION_MODULES)} or an nn.Module factory, got {spec!r}"
     )
 
 
@@ -67,7 +67,7 @@ class MLP(nn.Module):
         in_features: size of one flattened input (e.g. 64 for 8x8 digits, 40 for MNIST-1D).
         hidden: widths of the hidden layers (may be empty: a linear classifier).
         num_classes: number of outputs (logits).
-        activation: a name in :data:`ACTIVATIONS` or a zero-argument ``nn.Module`` factory.
+        activation: a name in :data:`ACTIVATION_MODULES` or a zero-argument ``nn.Module`` factory.
         bias: whether the linear layers have biases.
 
     Inputs of any shape ``(batch, ...)`` are flattened to ``(batch, in_features)``.
@@ -125,7 +125,7 @@ class LeNet(nn.Module):
         in_channels: 1 (grey) or 3 (RGB), or any positive int.
         num_classes: number of outputs.
         input_size: height = width of the square input images.
-        activation: a name in :data:`ACTIVATIONS` or an ``nn.Module`` factory.
+        activation: a name in :data:`ACTIVATION_MODULES` or an ``nn.Module`` factory.
 
     Example:
         >>> import torch
@@ -388,11 +388,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model_by_name(name: str, **kwargs) -> nn.Module:
+def make_model(name: str, **kwargs) -> nn.Module:
     """Build a model from :data:`MODELS` by name, passing ``kwargs`` to its factory.
 
     Example:
-        >>> build_model_by_name("mlp", in_features=40, hidden=(16,), num_classes=3)(
+        >>> make_model("mlp", in_features=40, hidden=(16,), num_classes=3)(
         ...     torch.zeros(2, 40)).shape
         torch.Size([2, 3])
     """
