@@ -37,7 +37,7 @@ def test_step_api_equals_run():
     out, rates, final = net.run(x)
     state = net.initial_state(3)
     for t in range(7):
-        o, r, state = net.step(x[:, t], state)
+        o, r, state = net.step(state, x[:, t])
         torch.testing.assert_close(o, out[:, t], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(state.h, final.h, atol=1e-6, rtol=1e-5)
     # The state continues a sequence: two halves equal the whole.

@@ -85,7 +85,7 @@ def test_every_method_runs_and_keeps_shapes(method):
                for n, p in net.named_parameters() if "weight" in n and "feedback" not in n)
     # step() follows the same rule
     s = net.initial_state(4)
-    y, r, s = net.step(torch.randn(4, 3), s)
+    y, r, s = net.step(s, torch.randn(4, 3))
     y.sum().backward()
 
 

@@ -101,7 +101,7 @@ def test_protocol_and_call_convention(kind):
     p = model.prepare()
     steps = []
     for t in range(T):
-        o, r, s = model.step(x[:, t], s, p)
+        o, r, s = model.step(s, x[:, t], p)
         steps.append(o)
     torch.testing.assert_close(torch.stack(steps, 1), out)
 

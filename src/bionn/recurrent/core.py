@@ -223,7 +223,7 @@ class RecurrentCore(nn.Module):
 
     Call convention (every model): ``forward(x, state=None, return_state=False)``
     with ``x`` batch-first ``(batch, time, ...)`` returns ``(outputs, rates)``,
-    plus the final state with ``return_state``; ``step(x_t, state)`` returns
+    plus the final state with ``return_state``; ``step(state, x_t)`` returns
     ``(output_t, rates_t, new_state)``; ``initial_state(batch_size)`` the state
     before the first step.
     """
@@ -361,9 +361,10 @@ class RecurrentCore(nn.Module):
         if x.dim() != 3 or (n_in is not None and x.shape[-1] != n_in):
             raise ValueError(f"input must be (batch, time, n_input={n_in}); got shape {tuple(x.shape)}")
 
-    def step(self, x_t: Tensor, state: RateState, prepared: Prepared | None = None,
-             ) -> tuple[Tensor, Tensor, RateState]:
-        """One step for closed-loop use: ``x_t`` is one time step of the input, ``(batch, ...)``.
+    def step(self, state: Any, x_t: Tensor, prepared: Prepared | None = None,
+             ) -> tuple[Tensor, Tensor, Any]:
+        """One step for closed-loop use: from ``state``, with ``x_t`` one time step of the
+        input, ``(batch, ...)`` (state first, like every step function of bionn).
 
         Returns ``(output_t, rates_t, new_state)``. ``prepared`` (from :meth:`prepare`)
         is reused if given; else the weights and feedback matrices are prepared for
