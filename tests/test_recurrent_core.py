@@ -388,3 +388,17 @@ def test_both_converters_return_model_and_report_and_copy_by_default(kind):
     other = make(kind)
     assert BioConverter(fuzzy_learning_rates=True).convert(other, inplace=True).model is other
     assert any(hasattr(m, STATE_NAME) for m in other.modules())
+
+
+def test_one_table_builds_rate_dense_rate_sparse_and_spiking_models():
+    """One structure object: a cell-type table's Connectivity feeds a CTRNN, a ConnectomeRNN
+    and (tested in test_connectivity) a spiking network, with the same signs and pattern."""
+    table = motif("E-I", channels=4)
+    conn = table.connectivity()
+    dense = CTRNN.from_cell_types(table, 2, 1)
+    sparse = ConnectomeRNN(conn, 2, 1, tau=20.0, weight_sharing="edge", dale=True)
+    pattern = sparse.recurrent_weight().detach() != 0
+    assert torch.equal(pattern, conn.dense().bool()) and torch.equal(pattern, dense.weight_rec != 0)
+    w = sparse.recurrent_weight().detach()
+    assert torch.equal(torch.sign(w.sum(0))[w.abs().sum(0) > 0], conn.sign[w.abs().sum(0) > 0])
+    assert sparse.type_names == ("E", "I")

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from bionn.circuits import Connectivity
 from bionn.circuits.connectome import Connectome
 from bionn.constraints import Dale
 from bionn.functional.feedback import OpKernel
@@ -44,7 +45,9 @@ class ConnectomeRNN(RecurrentCore):
     ``output_neurons``.
 
     Args:
-        connectome: the :class:`~bionn.circuits.connectome.Connectome`.
+        connectome: the :class:`~bionn.circuits.connectome.Connectome`, or a square
+            :class:`~bionn.circuits.Connectivity` (read by
+            :meth:`Connectome.from_connectivity`: e.g. a cell-type table's).
         n_input, n_output: input and output sizes.
         input_neurons, output_neurons: a group name (``"sensory"``, ``"input"``...),
             a type name, ``"all"`` or a list of indices. Defaults: group ``input``
@@ -64,7 +67,8 @@ class ConnectomeRNN(RecurrentCore):
 
     Example:
         >>> import torch
-        >>> from bionn.circuits.connectome import Connectome
+        >>> from bionn.circuits import Connectivity
+from bionn.circuits.connectome import Connectome
         >>> c = Connectome(4, pre=torch.tensor([0, 1, 2, 3]), post=torch.tensor([1, 2, 3, 0]),
         ...                weight=torch.tensor([2., 1., 3., 1.]), sign=torch.tensor([1., 1., -1., 1.]),
         ...                types=("a", "a", "b", "b"))
@@ -79,7 +83,7 @@ class ConnectomeRNN(RecurrentCore):
 
     def __init__(
         self,
-        connectome: Connectome,
+        connectome: Connectome | Connectivity,
         n_input: int,
         n_output: int,
         *,
@@ -107,6 +111,8 @@ class ConnectomeRNN(RecurrentCore):
                 raise ValueError(f"{name} must be one of {allowed}; got {v!r}")
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be > 0 ms; got {dt}")
+        if isinstance(connectome, Connectivity):
+            connectome = Connectome.from_connectivity(connectome)
         n = connectome.n
         self.n_neurons, self.n_input, self.n_output = n, int(n_input), int(n_output)
         self._init_core(dt=dt, unit_shape=(n,), activation=activation, preact_noise=preact_noise,
