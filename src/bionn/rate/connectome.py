@@ -67,8 +67,7 @@ class ConnectomeRNN(RecurrentCore):
 
     Example:
         >>> import torch
-        >>> from bionn.circuits import Connectivity
-from bionn.circuits.connectome import Connectome
+        >>> from bionn.circuits.connectome import Connectome
         >>> c = Connectome(4, pre=torch.tensor([0, 1, 2, 3]), post=torch.tensor([1, 2, 3, 0]),
         ...                weight=torch.tensor([2., 1., 3., 1.]), sign=torch.tensor([1., 1., -1., 1.]),
         ...                types=("a", "a", "b", "b"))
