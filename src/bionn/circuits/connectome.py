@@ -339,33 +339,6 @@ class Connectome:
                             weight=self.weight if dale else self.signed_weight(),
                             pre_types=self.types, post_types=self.types, layout=layout)
 
-    @classmethod
-    def from_connectivity(cls, conn: Connectivity) -> Connectome:
-        """A square :class:`~bionn.circuits.Connectivity` (any builder's, a cell-type
-        table's, a motif's) as a connectome: its synapses, weights as counts (1 without
-        weights), signs from the presynaptic neurons (or, without, from signed weights;
-        unsigned: +1) and its ``pre_types`` as the neurons' types.
-
-        Example:
-            >>> import torch
-            >>> c = Connectome(2, pre=torch.tensor([1, 0]), post=torch.tensor([0, 1]),
-            ...                weight=torch.tensor([3.0, 2.0]), sign=torch.tensor([-1.0, 1.0]))
-            >>> back = Connectome.from_connectivity(c.connectivity(dale=True))
-            >>> back.signed_weight().tolist() == c.signed_weight().tolist()
-            True
-        """
-        if conn.n_post != conn.n_pre:
-            raise ValueError(f"a connectome is square; got a {conn.shape} (post, pre) connectivity")
-        post, pre = conn.edges()
-        w = conn.weight if conn.weight is not None else torch.ones(post.numel())
-        if conn.sign is not None:
-            sign = conn.sign[pre]
-        else:
-            sign = torch.sign(w)
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        return cls(conn.n_pre, pre=pre, post=post, weight=w.abs(), sign=sign,
-                   types=conn.pre_types or ())
-
 
 def merge_duplicates(pre: Tensor, post: Tensor, weight: Tensor, sign: Tensor, n: int
                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:

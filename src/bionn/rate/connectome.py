@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from bionn.circuits import Connectivity
-from bionn.circuits.connectome import Connectome
+from bionn.circuits.connectome import Connectome, connectome_from_connectivity
 from bionn.constraints import Dale
 from bionn.functional.feedback import OpKernel
 from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
@@ -47,7 +47,8 @@ class ConnectomeRNN(RecurrentCore):
     Args:
         connectome: the :class:`~bionn.circuits.connectome.Connectome`, or a square
             :class:`~bionn.circuits.Connectivity` (read by
-            :meth:`Connectome.from_connectivity`: e.g. a cell-type table's).
+            :func:`~bionn.circuits.connectome.connectome_from_connectivity`: e.g. a
+            cell-type table's).
         n_input, n_output: input and output sizes.
         input_neurons, output_neurons: a group name (``"sensory"``, ``"input"``...),
             a type name, ``"all"`` or a list of indices. Defaults: group ``input``
@@ -111,7 +112,7 @@ class ConnectomeRNN(RecurrentCore):
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be > 0 ms; got {dt}")
         if isinstance(connectome, Connectivity):
-            connectome = Connectome.from_connectivity(connectome)
+            connectome = connectome_from_connectivity(connectome)
         n = connectome.n
         self.n_neurons, self.n_input, self.n_output = n, int(n_input), int(n_output)
         self._init_core(dt=dt, unit_shape=(n,), activation=activation, preact_noise=preact_noise,
