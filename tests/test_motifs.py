@@ -67,3 +67,10 @@ def test_builds_spatial_and_nonspatial(name):
 def test_diagram_png(tmp_path):
     plot_motif(motif("E-PV-SST-VIP"), tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_motif_names_ignore_case_and_separators():
+    assert motif("e_pv_sst_vip").names == motif("E-PV-SST-VIP").names
+    assert motif("e-i").names == motif("E-I").names
+    with pytest.raises(ValueError, match="motifs are"):
+        motif("E-PV-SST")

@@ -329,3 +329,11 @@ def test_every_model_of_the_core_runs_and_resumes_exactly(tmp_path, kind, capsys
     assert len(a) == len(b) > 0 and b == pytest.approx(a, rel=1e-6, abs=0)
     summary = json.loads((tmp_path / "part" / "final.json").read_text())
     assert summary["steps"] > 0
+
+
+def test_version_flag(capsys):
+    from bionn import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bionn {__version__}"

@@ -167,12 +167,22 @@ def motif(name: str, channels: int = 4) -> CellTypeTable:
     """A fresh :class:`~bionn.circuits.celltypes.CellTypeTable` of motif ``name``.
 
     Args:
-        name: one of :func:`list_motifs`.
+        name: one of :func:`list_motifs`; case and separators (``-``, ``_``, space)
+            do not matter (``"e_pv_sst_vip"`` is ``"E-PV-SST-VIP"``).
         channels: E neurons (non-spatial) or E channels per position (spatial);
             each interneuron type gets ``channels // 4`` (at least 1).
+
+    Example:
+        >>> motif("e_pv_sst_vip").names
+        ('E', 'PV', 'SST', 'VIP')
     """
-    if name not in MOTIFS:
+    def key(s: str) -> str:
+        return "".join(c for c in str(s).lower() if c.isalnum())
+
+    found = {key(k): k for k in MOTIFS}.get(key(name))
+    if found is None:
         raise ValueError(f"unknown motif {name!r}; motifs are {list(MOTIFS)}")
+    name = found
     if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
         raise ValueError(f"channels must be a positive integer; got {channels!r}")
     return MOTIFS[name].build(channels)

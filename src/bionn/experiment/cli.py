@@ -83,7 +83,10 @@ COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "s
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bionn import __version__
+
     parser = argparse.ArgumentParser(prog="bionn", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"bionn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train a model from a YAML config (default: the embedded E/I CTRNN)")
     run.add_argument("config", nargs="?", help="YAML config file (omit for the embedded default)")
