@@ -1,5 +1,6 @@
 """Feedback-alignment family: hand-derived updates, convert().model, metrics."""
 
+import copy
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 from bionn.learning import (
     METHODS,
+    FeedbackConv1d,
     convert,
     feedback_layers,
     gradient_alignment,
@@ -327,7 +329,7 @@ def test_convert_errors():
         convert(mlp(), "dfa")
     with pytest.raises(ValueError, match="init must be one of"):
         convert(mlp(), "fa", init="orthogonal")
-    with pytest.raises(ValueError, match="no nn.Linear or nn.Conv2d"):
+    with pytest.raises(ValueError, match="no nn.Linear, nn.Conv1d or nn.Conv2d"):
         convert(nn.Sequential(nn.ReLU()), "fa")
     with pytest.raises(ValueError, match="already converted"):
         convert(convert(mlp(), "fa").model, "fa")
@@ -391,3 +393,33 @@ def test_fa_aligns_on_toy_task_and_gradient_alignment():
     assert ga["0"] < 45  # hidden-layer FA updates within 45 degrees of backprop
     assert all(torch.equal(a, p.grad) for a, p in zip(grads_before, net.parameters(),
                                                          strict=True))
+
+
+@pytest.mark.parametrize("method", ["fa", "kp", "dfa"])
+def test_conv1d_is_converted(method):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 3, 3, padding="same",
+                                                                        padding_mode="circular"),
+                        nn.Flatten(), nn.Linear(3 * 10, 2))
+    x, y = torch.randn(5, 2, 10), torch.randint(0, 2, (5,))
+    fa, report = convert(net, method, output_dim=2)
+    assert report.names == ["0", "2", "4"] and isinstance(fa[0], FeedbackConv1d)
+    F.cross_entropy(fa(x), y).backward()
+    assert all(fa[i].weight.grad is not None for i in (0, 2, 4))
+    if method == "fa":  # B := W gives backprop's gradients exactly
+        ref = copy.deepcopy(net)
+        F.cross_entropy(ref(x), y).backward()
+        fa.zero_grad()
+        with torch.no_grad():
+            for i in (0, 2, 4):
+                fa[i].rule.weight_feedback.copy_(fa[i].weight)
+        F.cross_entropy(fa(x), y).backward()
+        for i in (0, 2, 4):
+            torch.testing.assert_close(fa[i].weight.grad, ref[i].weight.grad)
+
+
+def test_unconverted_weight_layers_are_named_in_a_warning():
+    net = nn.Sequential(nn.Conv3d(1, 2, 1), nn.Flatten(), nn.Linear(2 * 8, 2))
+    with pytest.warns(UserWarning, match=r"0 \(Conv3d\)"):
+        fa, report = convert(net, "fa")
+    assert report.names == ["2"]

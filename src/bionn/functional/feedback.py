@@ -142,12 +142,13 @@ class ConvKernel(FeedbackKernel):
 
 
 class PaddedConvKernel(FeedbackKernel):
-    """``F.conv2d`` with a non-zero padding mode or string padding: autograd fallback."""
+    """A convolution (``F.conv2d``, or ``conv=F.conv1d``) with any padding mode:
+    autograd fallback."""
 
     def __init__(self, stride, padding, dilation, groups: int, padding_mode: str,
-                 pad: list[int]):
+                 pad: list[int], conv: Callable[..., Tensor] = F.conv2d):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.padding_mode, self.pad = padding_mode, pad
+        self.padding_mode, self.pad, self.conv = padding_mode, pad, conv
 
     def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self._conv(x, weight, bias, self.groups)
@@ -158,8 +159,8 @@ class PaddedConvKernel(FeedbackKernel):
     def _conv(self, x, weight, bias, groups):
         if self.padding_mode != "zeros":
             x = F.pad(x, self.pad, mode=self.padding_mode)
-            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, groups)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+            return self.conv(x, weight, bias, self.stride, 0, self.dilation, groups)
+        return self.conv(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
 
 class OpKernel(FeedbackKernel):

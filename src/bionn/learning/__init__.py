@@ -1,6 +1,6 @@
 """Credit assignment without weight transport: FA, DFA, sign symmetry, weight mirrors, KP.
 
-``convert(model, method).model`` swaps every ``nn.Linear`` / ``nn.Conv2d`` for a layer
+``convert(model, method)`` swaps every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` for a layer
 with the same forward pass whose backward sends errors through a feedback
 matrix ``B`` instead of ``W`` (see :mod:`bionn.learning.feedback` for the rules).
 The metrics in :mod:`bionn.learning.metrics` measure how well ``B`` and the
@@ -37,6 +37,7 @@ from bionn.learning.feedback import (
     FRSF,
     USF,
     ErrorSignal,
+    FeedbackConv1d,
     FeedbackConv2d,
     FeedbackLinear,
     FeedbackRule,
@@ -59,6 +60,7 @@ __all__ = [
     "Conversion",
     "ConversionReport",
     "ErrorSignal",
+    "FeedbackConv1d",
     "FeedbackConv2d",
     "FeedbackLinear",
     "FeedbackRule",

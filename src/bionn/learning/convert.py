@@ -1,4 +1,4 @@
-"""``convert()``: swap every ``nn.Linear`` / ``nn.Conv2d`` of a model for a feedback layer.
+"""``convert()``: swap every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` of a model for a feedback layer.
 
 Example:
     >>> import torch
@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +37,7 @@ from bionn.learning.feedback import (
     INITS,
     DFAOutputHook,
     ErrorSignal,
+    FeedbackConv1d,
     FeedbackConv2d,
     FeedbackLinear,
     FeedbackRule,
@@ -96,13 +98,17 @@ class FixedNorm(nn.Module):
         return v * (self.norm / v.norm().clamp_min(1e-12))
 
 
+#: the layer kinds convert() swaps, and what replaces them
+CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
 def _new_layer(old: nn.Module) -> nn.Module:
     w = old.weight
     kw = {"device": w.device, "dtype": w.dtype, "bias": old.bias is not None}
-    if isinstance(old, nn.Conv2d):
-        return FeedbackConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride,
-                              old.padding, old.dilation, old.groups,
-                              padding_mode=old.padding_mode, **kw)
+    if isinstance(old, (nn.Conv1d, nn.Conv2d)):
+        cls = FeedbackConv2d if isinstance(old, nn.Conv2d) else FeedbackConv1d
+        return cls(old.in_channels, old.out_channels, old.kernel_size, old.stride,
+                   old.padding, old.dilation, old.groups, padding_mode=old.padding_mode, **kw)
     return FeedbackLinear(old.in_features, old.out_features, **kw)
 
 
@@ -192,7 +198,10 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             output_dim: int | None = None, inplace: bool = False,
             generator: torch.Generator | None = None,
             constrain_feedback: bool = False) -> Conversion:
-    """Swap every ``nn.Linear`` / ``nn.Conv2d`` in ``model`` for a layer trained by ``method``.
+    """Swap every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` in ``model`` for a layer trained by ``method``.
+
+    Other layers with weights (``nn.Conv3d``, transposed convolutions, ``nn.Embedding``,
+    ``nn.LSTM``...) stay on backprop, with a warning naming each.
 
     Args:
         model: any ``nn.Module`` (also a bare ``nn.Linear``; residual nets work).
@@ -251,8 +260,8 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
     rnns = recurrent_models(model)
     if any(m.credit_assignment is not None for _, m in rnns):
         raise ValueError("model is already converted (a recurrent model has feedback rules)")
-    if not rnns and not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
-        raise ValueError("model has no nn.Linear or nn.Conv2d layer to convert")
+    if not rnns and not any(isinstance(m, CONVERTIBLE) for m in model.modules()):
+        raise ValueError("model has no nn.Linear, nn.Conv1d or nn.Conv2d layer to convert")
     if rnns and method == "dfa":
         raise ValueError(
             "method='dfa' is not supported on a recurrent model: a direct projection of the output "
@@ -268,7 +277,14 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         return any(p == "" or n == p or n.startswith(f"{p}.") for p in prefixes)
 
     targets = [(n, m) for n, m in model.named_modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d)) and not inside(n)]
+               if isinstance(m, CONVERTIBLE) and not inside(n)]
+    # other layers with weights stay on backprop: say so, naming each
+    skipped = [f"{n or '<model>'} ({type(m).__name__})" for n, m in model.named_modules()
+               if not isinstance(m, CONVERTIBLE) and not inside(n) and not list(m.children())
+               and isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() >= 2]
+    if skipped:
+        warnings.warn(f"convert({method!r}) leaves these layers on backprop (their kind is not "
+                      f"converted): {', '.join(skipped)}", stacklevel=2)
     for name, m in targets:
         if parametrize.is_parametrized(m):
             raise ValueError(f"layer {name!r} is parametrized; convert it before constraining")
@@ -288,7 +304,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
             _init_forward(new, init)
         new.train(old.training)
         kw = dict(extra)
-        if method == "dfa" and isinstance(old, nn.Conv2d):
+        if method == "dfa" and isinstance(old, (nn.Conv1d, nn.Conv2d)):
             kw["groups"] = old.groups  # the projection is ungrouped: B spans all input channels
         new.rule = rule_cls(new.weight, init, scale, generator, **kw)
         new.rule.train(old.training)
@@ -301,7 +317,7 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
         })
         return new
 
-    if isinstance(model, (nn.Linear, nn.Conv2d)):
+    if isinstance(model, CONVERTIBLE):
         model = swap("", model)
     else:
         for name, old in targets:

@@ -78,6 +78,7 @@ __all__ = [
     "FRSF",
     "USF",
     "ErrorSignal",
+    "FeedbackConv1d",
     "FeedbackConv2d",
     "FeedbackLinear",
     "FeedbackRule",
@@ -418,7 +419,22 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
         return self._conv_forward(x, weight, bias)
 
 
-FEEDBACK_LAYERS = (FeedbackLinear, FeedbackConv2d)
+class FeedbackConv1d(_FeedbackMixin, nn.Conv1d):
+    """``nn.Conv1d`` whose backward follows ``self.rule`` (gradients by autograd on
+    ``F.conv1d``; see module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule: FeedbackRule = BP(self.weight)
+        self.kernel = PaddedConvKernel(self.stride, self.padding, self.dilation, self.groups,
+                                       self.padding_mode, list(self._reversed_padding_repeated_twice),
+                                       conv=F.conv1d)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return self._conv_forward(x, weight, bias)
+
+
+FEEDBACK_LAYERS = (FeedbackLinear, FeedbackConv1d, FeedbackConv2d)
 
 
 def feedback_layers(model: nn.Module) -> dict[str, FeedbackLinear | FeedbackConv2d]:
