@@ -28,8 +28,8 @@ def test_run_writes_the_output_folder(tmp_path, capsys):
     assert rc == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
-    assert set(summary) >= {"accuracy", "loss", "out_dir"}
-    assert summary["out_dir"] == str(tmp_path / "r") and 0 <= summary["accuracy"] <= 1
+    assert set(summary) >= {"accuracy", "loss", "out"} and "out_dir" not in summary
+    assert summary["out"] == str(tmp_path / "r") and 0 <= summary["accuracy"] <= 1
     out = tmp_path / "r"
     for name in ["config.yaml", "metrics.jsonl", "checkpoint.pt", "final.json",
                  "figures/training_curve.png", "figures/recurrent_weights.png",
@@ -229,7 +229,7 @@ def test_rate_and_classification_runs_go_through_the_one_loop(tmp_path, monkeypa
     assert calls == ["RateJob", "ClassifyJob"]
     for kind in ("rate", "clf"):  # one writer: the same files and summary fields
         final = json.loads((tmp_path / kind / "final.json").read_text())
-        assert {"name", "seed", "method", "steps", "wall_s", "device", "out_dir",
+        assert {"name", "seed", "method", "steps", "wall_s", "device", "out",
                 "figures"} <= set(final)
         assert (tmp_path / kind / "figures" / "training_curve.png").is_file()
 

@@ -497,7 +497,7 @@ class Runner:
         if self.diversity is not None:
             summary["synaptic_diversity"] = self.diversity.config.enabled
         summary["figures"] = [str(p) for p in self._figures(model)]
-        summary["out"] = summary["out_dir"] = str(self.out_dir)
+        summary["out"] = str(self.out_dir)
         self.writer.final(summary)
         return summary
 
