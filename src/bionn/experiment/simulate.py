@@ -459,10 +459,12 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
     for w in prep.warnings:
         _warn(w)
     folder = Path(out)
-    if folder.is_dir() and any(folder.iterdir()):
+    fresh = not (folder.is_dir() and any(folder.iterdir()))
+    if not fresh:
         _warn(f"{folder} is not empty; its files are overwritten")
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "config.yaml", dump_sim_config(cfg))
+    if fresh:  # else after the run: a run that fails leaves an earlier run's files alone
+        atomic_write_text(folder / "config.yaml", dump_sim_config(cfg))
     t0 = time.perf_counter()
     run_kw = dict(dt=float(cfg.run.dt), batch=int(cfg.run.batch), record=prep.record,
                   record_every=int(cfg.run.record_every),
@@ -485,6 +487,8 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
     if prep.device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
+    if not fresh:
+        atomic_write_text(folder / "config.yaml", dump_sim_config(cfg))
     t_start = float(cfg.measures.t_start)
     atomic_write_bytes(folder / "spikes.npz", _npz_bytes(_spike_arrays(result)))
     if result.traces and cfg.run.record_chunk_ms is None:
@@ -522,6 +526,30 @@ def _one_line(measures: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _nonfinite_hint(cfg: SimConfig, err: Any) -> str:
+    """Which settings likely made the state diverge: the builder arguments changed from
+    their defaults (largest first) and a dt above the source's."""
+    spec = _networks()[cfg.network.name]
+    allowed = spec.parameters()
+    changed = []
+    for key, value in cfg.network.params.items():
+        default = allowed[key].default if key in allowed else inspect.Parameter.empty
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value != default:
+            changed.append((abs(float(value)) / max(abs(float(default)), 1e-12)
+                            if isinstance(default, (int, float)) else math.inf, key, value, default))
+    changed.sort(reverse=True)
+    hints = [f"network.params.{k}={v:g}" + (f" (default {d:g})" if d is not inspect.Parameter.empty
+                                           else "") for r, k, v, d in changed if r > 1]
+    if float(cfg.run.dt) > spec.dt * (1 + 1e-9):
+        hints.append(f"run.dt={float(cfg.run.dt):g} ms (the source's: {spec.dt:g} ms)")
+    what = (f"a synaptic variable of projection {err.owner!r}" if err.kind == "projection"
+            else f"{err.variable!r} of group {err.group!r}")
+    if hints:
+        return f"Likely too large: {', '.join(hints)}; {what} overflowed."
+    return (f"{what} overflowed: a weight, an input current or a time step is likely too "
+            f"large for this network.")
+
+
 def cmd_simulate(args: Any) -> int:
     """``bionn simulate``: see the module docstring."""
     source = args.config
@@ -534,7 +562,14 @@ def cmd_simulate(args: Any) -> int:
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
     out = Path(args.out) if args.out else default_out(cfg.experiment.name)
-    measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
+    from bionn.spiking.network import NonFiniteStateError
+
+    try:
+        measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
+    except NonFiniteStateError as e:
+        print(f"bionn simulate: stopped: {e}. {_nonfinite_hint(cfg, e)} No spikes, traces or "
+              f"measures were written to {out}/.", file=sys.stderr)
+        return 1
     line = _one_line(measures)
     print(f"results in {out}/ (spikes.npz, measures.json, figures/)"
           + (f": {line}" if line else ""), file=sys.stderr)

@@ -5,7 +5,7 @@ Units: ms and mV; weights ``(post, pre)``; state tensors ``(batch, n)``.
 
 from bionn.spiking.base import Drive, NeuronGroup, StepConstants, StepContext
 from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the models above)
-from bionn.spiking.network import Network, SimulationResult, SpikeEvents
+from bionn.spiking.network import Network, NonFiniteStateError, SimulationResult, SpikeEvents
 from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
 from bionn.spiking.neurons import (
     GIF,
@@ -57,6 +57,7 @@ __all__ = [
     "NEURONS",
     "Network",
     "NeuronGroup",
+    "NonFiniteStateError",
     "Projection",
     "SimulationResult",
     "SpikeEvents",

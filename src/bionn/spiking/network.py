@@ -80,6 +80,56 @@ class SpikeEvents:
         return self.times[sel]
 
 
+class NonFiniteStateError(FloatingPointError):
+    """A state variable of a network became NaN or infinite during :meth:`Network.run`.
+
+    Attributes:
+        owner: the group (or projection) whose state holds the value.
+        kind: ``"group"`` or ``"projection"``.
+        group: the group: ``owner``, or the projection's postsynaptic group.
+        variable: the state variable (e.g. ``"V"``, ``"syn.g"``).
+        step: the step (of the run, counted from 0) whose update produced it; ``None``
+            for a non-finite initial state.
+        time_ms: the time at the end of that step (the start time for an initial state).
+        index: the index of one offending value (``(trial, neuron)`` for a group's
+            ``(batch, n)`` variable).
+        value: that value (``nan``, ``inf`` or ``-inf``).
+        others: further ``"owner.variable"`` names non-finite at the same step.
+    """
+
+    def __init__(self, owner: str, kind: str, variable: str, step: int | None, time_ms: float,
+                 index: tuple[int, ...], value: float, others: Sequence[str] = (),
+                 group: str | None = None, per_neuron: bool | None = None) -> None:
+        self.owner, self.kind, self.variable = owner, kind, variable
+        self.group = owner if group is None else group
+        self.step, self.time_ms, self.index, self.value = step, time_ms, tuple(index), value
+        self.others = list(others)
+        per_neuron = kind == "group" if per_neuron is None else per_neuron
+        self.per_neuron = per_neuron and len(index) == 2
+        where = (f"trial {index[0]}, neuron {index[1]}" + ("" if kind == "group" else
+                                                            f" of {self.group!r}")
+                 if self.per_neuron else f"index {tuple(index)}")
+        when = ("in the initial state" if step is None
+                else f"at t = {time_ms:g} ms (step {step})")
+        who = f"{kind} {owner!r}" + (f" (onto group {self.group!r})" if self.group != owner else "")
+        msg = (f"{who}: state variable {variable!r} became non-finite ({value}) "
+               f"{when}, first at {where}")
+        if self.others:
+            msg += f"; also non-finite then: {', '.join(self.others)}"
+        super().__init__(msg + "; the simulation was stopped")
+
+    def shifted(self, steps: int) -> NonFiniteStateError:
+        """The same error with its step counted ``steps`` later (a run that continued others)."""
+        return NonFiniteStateError(self.owner, self.kind, self.variable,
+                                   None if self.step is None else self.step + steps,
+                                   self.time_ms, self.index, self.value, self.others, self.group,
+                                   self.per_neuron)
+
+
+#: steps between two checks of :meth:`Network.run` for non-finite state (``check_finite=True``)
+FINITE_CHECK_EVERY = 100
+
+
 @dataclass
 class SimulationResult:
     """What :meth:`Network.run` recorded.
@@ -371,7 +421,7 @@ class Network(nn.Module):
             record_spikes: bool = True, state: dict | None = None,
             generator: torch.Generator | None = None, seed: int | None = None,
             device=None, dtype: torch.dtype | None = None, progress: bool = True,
-            t_start: float = 0.0) -> SimulationResult:
+            t_start: float = 0.0, check_finite: bool | int = True) -> SimulationResult:
         """Simulate ``duration`` ms: :meth:`step_events` in a loop, with recording.
 
         The loop steps with ``self.context(dt, t=t_start, generator=generator)``
@@ -393,8 +443,17 @@ class Network(nn.Module):
             t_start: the time (ms) of the first step, for time-dependent inputs when a run
                 continues an earlier one (``state=``); trace times count from it, spike
                 steps from this run's first step.
+            check_finite: stop with :class:`NonFiniteStateError` when a state variable
+                (of a group or a projection) becomes NaN or infinite. The state is tested
+                every :data:`FINITE_CHECK_EVERY` steps (an int: every that many steps) and
+                at the end, with one reduction; when a test fails, the steps since the last
+                good one are stepped again one by one (same generator state) to name the
+                first step, variable and neuron. ``False`` or ``0``: no test.
         """
         self.check(dt)
+        every = FINITE_CHECK_EVERY if check_finite is True else int(check_finite)
+        if every < 0:
+            raise ValueError(f"check_finite must be a bool or an int >= 0; got {check_finite}")
         if duration <= 0:
             raise ValueError(f"duration must be > 0 ms; got {duration}")
         if int(record_every) < 1:
@@ -423,15 +482,27 @@ class Network(nn.Module):
         times: list[float] = []
         ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run
         return self._loop(state, ctx, n_steps, batch, record, record_every, idx, events, traces,
-                          times, duration, progress)
+                          times, duration, progress, every)
 
     def _loop(self, state, ctx: StepContext, n_steps, batch, record, record_every, idx, events,
-              traces, times, duration, progress) -> SimulationResult:
+              traces, times, duration, progress, every: int = 0) -> SimulationResult:
         bar = _progress(duration, progress)
         chunk = max(1, n_steps // 200)
         t_start, dt, gen, consts = ctx.t, ctx.dt, ctx.generator, ctx.constants
+        if every:
+            keys = _float_keys(state, self.groups)
+            bad = _nonfinite(state, keys)
+            if bad:
+                raise _nonfinite_error(self, state, bad, None, t_start)
+            good = (0, state, gen.get_state() if gen is not None else None)
         for i in range(n_steps):
             state, spikes = self.step_events(state, StepContext(t_start + i * dt, dt, gen, consts))
+            if every and ((i + 1) % every == 0 or i + 1 == n_steps):
+                if _nonfinite(state, keys):
+                    if bar is not None:
+                        bar.close()
+                    raise self._locate(good, i + 1, keys, StepContext(t_start, dt, gen, consts))
+                good = (i + 1, state, gen.get_state() if gen is not None else None)
             for g in events:
                 _, b, j = spikes[g]
                 if j.numel():
@@ -459,6 +530,54 @@ class Network(nn.Module):
         for g in record:
             result.recorded_neurons[g] = idx[g] if idx[g] is not None else torch.arange(self.groups[g].n)
         return result
+
+
+    def _locate(self, good: tuple, stop: int, keys: list, ctx: StepContext) -> NonFiniteStateError:
+        """Step again from the last good check to find the first non-finite step."""
+        first, state, gen_state = good
+        gen = ctx.generator
+        if gen is not None and gen_state is not None:
+            gen.set_state(gen_state)
+        for i in range(first, stop):
+            state, _ = self.step_events(state, StepContext(ctx.t + i * ctx.dt, ctx.dt, gen,
+                                                           ctx.constants))
+            bad = _nonfinite(state, keys)
+            if bad:
+                return _nonfinite_error(self, state, bad, i, ctx.t + (i + 1) * ctx.dt)
+        # not reproduced (a non-deterministic step): name the check that failed
+        return _nonfinite_error(self, state, keys, stop - 1, ctx.t + stop * ctx.dt)
+
+
+def _float_keys(state: dict[str, State], groups: Mapping) -> list[tuple[str, str]]:
+    """``(owner, variable)`` of every floating state tensor, groups first."""
+    order = sorted(state, key=lambda name: name not in groups)
+    return [(o, v) for o in order for v, x in state[o].items()
+            if isinstance(x, Tensor) and x.is_floating_point()]
+
+
+def _nonfinite(state: dict[str, State], keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The keys whose tensor holds a NaN or an infinity; one host sync when all are finite."""
+    if not keys:
+        return []
+    ok = torch.stack([torch.isfinite(state[o][v]).all() for o, v in keys])
+    if bool(ok.all()):
+        return []
+    return [k for k, good in zip(keys, ok.tolist(), strict=True) if not good]
+
+
+def _nonfinite_error(net: Network, state: dict[str, State], bad: list[tuple[str, str]],
+                     step: int | None, time_ms: float) -> NonFiniteStateError:
+    bad = [k for k in bad if not bool(torch.isfinite(state[k[0]][k[1]]).all())] or bad
+    owner, var = bad[0]
+    x = state[owner][var]
+    where = (~torch.isfinite(x)).nonzero()
+    index = tuple(int(j) for j in where[0]) if len(where) else ()
+    value = float(x[index]) if len(where) else float("nan")
+    post = {p.name: p.post for p in net.projections}.get(owner, owner)
+    n = net.groups[post].n if post in net.groups else -1
+    return NonFiniteStateError(owner, "group" if owner in net.groups else "projection", var, step,
+                               round(time_ms, 9), index, value, [f"{o}.{v}" for o, v in bad[1:]],
+                               post, x.dim() == 2 and x.shape[1] == n)
 
 
 class _ProjPlan:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from bionn._core.io import atomic_write, atomic_write_text
-from bionn.spiking.network import Network, SimulationResult, SpikeEvents
+from bionn.spiking.network import Network, NonFiniteStateError, SimulationResult, SpikeEvents
 
 __all__ = ["DiskRecording", "load_recording", "run_to_disk"]
 
@@ -62,11 +62,14 @@ def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk
                 record_spikes: bool = True, state: dict | None = None,
                 generator: torch.Generator | None = None, seed: int | None = None,
                 device=None, dtype: torch.dtype | None = None,
-                progress: bool = True) -> DiskRecording:
+                progress: bool = True, check_finite: bool | int = True) -> DiskRecording:
     """Simulate ``duration`` ms in chunks of ``chunk_ms``, writing each chunk's records.
 
     Arguments are those of :meth:`Network.run` plus ``out_dir`` and ``chunk_ms`` (a
     multiple of ``dt * record_every``, so that trace samples fall as in one run).
+    A state that becomes non-finite stops it with
+    :class:`~bionn.spiking.network.NonFiniteStateError` (steps counted from the first
+    chunk's start) before that chunk is written; the chunks before it stay.
     """
     chunk_steps = int(round(chunk_ms / dt))
     n_steps = int(round(duration / dt))
@@ -90,10 +93,15 @@ def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk
     done, k = 0, 0
     while done < n_steps:
         steps = min(chunk_steps, n_steps - done)
-        res = network.run(steps * dt, dt=dt, batch=batch, record=record,
-                          record_every=record_every, record_neurons=record_neurons,
-                          record_spikes=record_spikes, state=state, generator=generator,
-                          device=device, dtype=dtype, progress=False, t_start=done * dt)
+        try:
+            res = network.run(steps * dt, dt=dt, batch=batch, record=record,
+                              record_every=record_every, record_neurons=record_neurons,
+                              record_spikes=record_spikes, state=state, generator=generator,
+                              device=device, dtype=dtype, progress=False, t_start=done * dt,
+                              check_finite=check_finite)
+        except NonFiniteStateError as e:
+            bar.close()
+            raise e.shifted(done) from None
         arrays: dict[str, np.ndarray] = {"trace_times": res.trace_times.numpy()}
         for g, ev in res.spikes.items():
             arrays[f"spikes/{g}"] = torch.stack([ev.trial, ev.step + done, ev.neuron], 1).numpy()
