@@ -67,10 +67,12 @@ def test_tsv_integer_ids_and_sign_column(tmp_path):
     p.write_text("src\ttgt\tweight\tsign\n0\t4\t1.5\t-1\n2\t1\t2\tE\n")
     with pytest.raises(ValueError, match="no column"):
         from_edge_list(p)
-    c = from_edge_list(p, pre="src", post="tgt", sign="sign")
-    assert c.n == 5 and sorted(c.signed_weight().tolist()) == [-1.5, 2.0]
+    c = from_edge_list(p, pre="src", post="tgt", sign="sign")  # ids are labels, sorted: 0 1 2 4
+    assert c.n == 4 and c.names == ("0", "1", "2", "4") and sorted(c.signed_weight().tolist()) == [-1.5, 2.0]
     d = c.to_dense()
-    assert d[4, 0] == -1.5 and d[1, 2] == 2.0
+    assert d[3, 0] == -1.5 and d[1, 2] == 2.0
+    c5 = from_edge_list(p, pre="src", post="tgt", sign="sign", n=5)  # n=: ids are indices
+    assert c5.n == 5 and c5.to_dense()[4, 0] == -1.5 and c5.names[3] == "3"
 
 
 def test_parquet_needs_pyarrow(tmp_path, monkeypatch):
@@ -238,3 +240,129 @@ def test_cell_type_table_from_a_connectome(tmp_path):
     assert got == {("e", "i"): 4.0, ("i", "e"): 1.0, ("m", "e"): 3.0}
     plot_cell_type_table(t, tmp_path / "types.png")
     assert (tmp_path / "types.png").stat().st_size > 0
+
+
+# -- malformed and large-id edge lists (nothing lost, nothing silent) ------------------------
+BIG = 720575940000000001  # a FlyWire-sized 64-bit body id
+
+
+def test_64bit_ids_are_labels_in_every_loader(tmp_path):
+    import time
+    ids = [BIG + 7 * k for k in range(50)] + [99999999999]
+    rows = [(ids[k], ids[(k * 3 + 1) % len(ids)], 1 + k % 4) for k in range(len(ids))]
+    p = tmp_path / "flywire.csv"
+    p.write_text("pre,post,count\n" + "".join(f"{a},{b},{w}\n" for a, b, w in rows))
+    t0 = time.perf_counter()
+    c = from_edge_list(p, types={str(BIG): "KC", BIG + 7: "KC"})
+    assert time.perf_counter() - t0 < 5.0  # no allocation per integer up to the largest id
+    assert c.n == len(set(ids)) and c.nnz == len(rows)
+    assert list(c.names) == [str(i) for i in sorted(ids)]  # sorted numerically, originals as names
+    assert c.types[c.names.index(str(BIG))] == "KC" and c.types[c.names.index(str(BIG + 7))] == "KC"
+    k = c.names.index(str(BIG)), c.names.index(str(ids[1]))
+    assert c.to_scipy()[k[1], k[0]] == 1.0  # (post, pre), the exact 64-bit ids (no float rounding)
+    tsv = tmp_path / "flywire.tsv"
+    tsv.write_text("pre\tpost\n" + "".join(f"{a}\t{b}\n" for a, b, _ in rows))
+    assert from_edge_list(tsv).names == c.names
+    table = {"pre": np.array([r[0] for r in rows], dtype=np.int64),
+             "post": np.array([r[1] for r in rows], dtype=np.int64), "count": [r[2] for r in rows]}
+    assert from_edge_list(table).names == c.names
+    pd = pytest.importorskip("pandas")
+    assert from_edge_list(pd.DataFrame(table)).names == c.names
+    if importlib.util.find_spec("pyarrow") is not None:
+        pd.DataFrame(table).to_parquet(tmp_path / "e.parquet")
+        assert from_edge_list(tmp_path / "e.parquet").names == c.names
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_edge(BIG, 99999999999, weight=2)
+    g2 = from_networkx(g)
+    assert g2.n == 2 and g2.names == (str(BIG), "99999999999")
+    with pytest.raises(ValueError, match=r"flywire.csv:2: column 'pre': id 72057\d+ is not an index in \[0, 10\)"):
+        from_edge_list(p, n=10)  # n= takes ids as indices: refused, not allocated
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_weights_are_refused(tmp_path, value):
+    p = tmp_path / "bad.csv"
+    p.write_text(f"pre,post,count\n0,1,2\n\n1,2,{value}\n")  # line 4 (a blank line is skipped)
+    with pytest.raises(ValueError, match=rf"bad.csv:4: column 'count': weight '{value}' is not finite"):
+        from_edge_list(p)
+    with pytest.raises(ValueError, match=r"edge list \(mapping\), row 1 \(0-based\): column 'w'"):
+        from_edge_list({"pre": [0, 1], "post": [1, 0], "w": [1.0, float(value)]}, weight="w")
+    sp = pytest.importorskip("scipy.sparse")
+    m = sp.coo_matrix(([1.0, float(value)], ([0, 1], [1, 0])), shape=(2, 2))
+    with pytest.raises(ValueError, match=r"matrix entry \[1, 0\] \(post, pre\) is .*finite"):
+        from_scipy(m)
+    with pytest.raises(ValueError, match="finite"):
+        from_scipy(np.array([[0.0, float(value)], [1.0, 0.0]]))
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_edge("a", "b", weight=float(value))
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b': attribute 'weight': .* not finite"):
+        from_networkx(g)
+    with pytest.raises(ValueError, match=r"weight must be finite: weight\[0\]"):
+        Connectome(2, pre=torch.tensor([0]), post=torch.tensor([1]), weight=float(value), sign=1.0)
+
+
+def test_negative_counts_are_refused_the_sign_comes_from_its_column(tmp_path):
+    p = tmp_path / "neg.csv"
+    p.write_text("pre,post,count\n1,0,2\n0,1,-3\n")
+    with pytest.raises(ValueError, match=r"neg.csv:3: column 'count': negative weight '-3'.*sign or transmitter column"):
+        from_edge_list(p)
+    q = tmp_path / "neg_sign.csv"
+    q.write_text("pre,post,count,sign\n0,1,3,1\n1,0,-3,-1\n")
+    with pytest.raises(ValueError, match=r"neg_sign.csv:3: column 'count': .*from column 'sign'"):
+        from_edge_list(q, sign="sign")
+    c = from_edge_list(_write(tmp_path / "ok.csv", q.read_text().replace(",-3,", ",3,")), sign="sign")
+    assert c.signed_weight().tolist() == [3.0, -3.0]
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(ValueError, match=r"entry \[0, 1\].*sign= gives the signs"):
+        from_scipy(sp.csr_matrix(np.array([[0, -2.0], [1.0, 0]])), sign=[1, 1])
+    assert from_scipy(sp.csr_matrix(np.array([[0, -2.0], [1.0, 0]]))).signed_weight().tolist() == [-2.0, 1.0]
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_edge("a", "b", weight=-2, sign=-1)
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b': attribute 'weight': negative weight -2"):
+        from_networkx(g)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, kwargs, message", [
+    ("pre,post,count\n0,1,2\n0,1\n", {}, r"bad.csv:3: 2 fields; the header has 3: no value for column 'count'"),
+    ("pre,post,count\n0,1,2,9\n", {}, r"bad.csv:2: 4 fields; .*extra value '9'"),
+    ("pre,post,count\n0,1,2\nx7,1,2\n", {}, r"bad.csv:3: column 'pre': neuron id 'x7' is a name but"),
+    ("pre,post,count\n0,1.5,2\n", {}, r"bad.csv:2: column 'post': neuron id '1.5' is neither"),
+    ("pre,post,count\nA,,2\n", {}, r"bad.csv:2: column 'post': missing neuron id"),
+    ("pre,post,count\n0,1,2\n0,1,two\n", {}, r"bad.csv:3: column 'count': weight 'two' is not a number"),
+    ("pre,post,count,nt\nA,B,2,ACh\nB,A,2,dopamine\n", {"transmitter": "nt"},
+     r"bad.csv:3: column 'nt': no sign for transmitter 'dopamine'"),
+    ("pre,post,count,sign\nA,B,2,E\nB,A,2,0\n", {"sign": "sign"}, r"bad.csv:3: column 'sign': sign '0' is not"),
+    ("pre,post,count,sign\nA,B,2,nan\n", {"sign": "sign"}, r"bad.csv:2: column 'sign': sign 'nan' is not"),
+    ("pre,post,pre\n0,1,2\n", {}, r"bad.csv:1: .*repeated column name"),
+    ("pre,post,count\nA,B,2\nB,C,1\n", {"names": ["A", "B"]}, r"bad.csv:3: column 'post': neuron 'C' is not in names="),
+])
+def test_malformed_rows_name_file_line_column(tmp_path, text, kwargs, message):
+    p = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(ValueError, match=message):
+        from_edge_list(p, **kwargs)
+
+
+def test_malformed_tables_name_row_and_column():
+    with pytest.raises(ValueError, match=r"column 'post' has 1 entries"):
+        from_edge_list({"pre": [0, 1], "post": [1]})
+    with pytest.raises(ValueError, match=r"row 1 \(0-based\): column 'pre': missing neuron id"):
+        from_edge_list({"pre": ["a", None], "post": ["b", "a"]})
+    with pytest.raises(ValueError, match=r"row 0 \(0-based\): column 'w': weight 'x' is not a number"):
+        from_edge_list({"pre": [0], "post": [1], "w": ["x"]}, weight="w")
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_edge("a", "b", weight="heavy")
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b': attribute 'weight': 'heavy' is not a number"):
+        from_networkx(g)
+    g = nx.DiGraph()
+    g.add_edge("a", "b", sign=0)
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b': attribute 'sign': sign '0'"):
+        from_networkx(g)

@@ -127,13 +127,26 @@ class Connectome:
         for name, t in (("post", self.post), ("weight", self.weight), ("sign", self.sign)):
             if t.numel() != e:
                 raise ValueError(f"{name} has {t.numel()} entries; pre has {e} (one per synapse)")
-        if e and (int(self.pre.min()) < 0 or int(self.pre.max()) >= self.n
-                  or int(self.post.min()) < 0 or int(self.post.max()) >= self.n):
-            raise ValueError(f"synapse indices must lie in [0, {self.n})")
-        if not bool(((self.sign == 1) | (self.sign == -1)).all()):
-            raise ValueError("sign must contain only +1 (excitatory) and -1 (inhibitory)")
+        for name, t in (("pre", self.pre), ("post", self.post)):
+            bad = (t < 0) | (t >= self.n)
+            if bool(bad.any()):
+                k = int(bad.nonzero()[0])
+                raise ValueError(f"synapse indices must lie in [0, {self.n}): {name}[{k}] is {int(t[k])}")
+        bad = ~((self.sign == 1) | (self.sign == -1))
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0])
+            raise ValueError(f"sign must contain only +1 (excitatory) and -1 (inhibitory): sign[{k}] "
+                             f"(synapse {int(self.pre[k])} -> {int(self.post[k])}) is {float(self.sign[k])}")
+        bad = ~torch.isfinite(self.weight)
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0])
+            raise ValueError(f"weight must be finite: weight[{k}] (synapse {int(self.pre[k])} -> "
+                             f"{int(self.post[k])}) is {float(self.weight[k])}")
         if bool((self.weight < 0).any()):
-            raise ValueError("weight must be >= 0 (the sign goes in `sign`); use from_scipy for signed matrices")
+            k = int((self.weight < 0).nonzero()[0])
+            raise ValueError(f"weight must be >= 0 (the sign goes in `sign`); use from_scipy for signed matrices: "
+                             f"weight[{k}] (synapse {int(self.pre[k])} -> {int(self.post[k])}) is "
+                             f"{float(self.weight[k])}")
         self.names = tuple(str(s) for s in self.names) or tuple(f"n{i}" for i in range(self.n))
         self.types = tuple(str(s) for s in self.types) or self.names
         for name, seq in (("names", self.names), ("types", self.types)):
@@ -381,11 +394,26 @@ def _sign_of(names: Sequence[str], table: Mapping[str, int], what: str) -> np.nd
 
 
 # -- edge lists --------------------------------------------------------------------
-def _read_table(source: Any, delimiter: str | None) -> dict[str, np.ndarray]:
+class _Rows:
+    """Where row ``i`` of a table came from, for error messages: ``file:line`` for
+    CSV/TSV, ``file, row i`` (0-based) for Parquet and in-memory tables."""
+
+    def __init__(self, label: str, lines: list[int] | None = None, rows: bool = True) -> None:
+        self.label, self.lines, self.rows = label, lines, rows
+
+    def __call__(self, i: int) -> str:
+        if not self.rows:
+            return self.label
+        if self.lines is not None:
+            return f"{self.label}:{self.lines[i]}"
+        return f"{self.label}, row {i} (0-based)"
+
+
+def _read_table(source: Any, delimiter: str | None) -> tuple[dict[str, np.ndarray], _Rows]:
     if isinstance(source, Mapping):
-        return {str(k): np.asarray(v) for k, v in source.items()}
+        return {str(k): np.asarray(v) for k, v in source.items()}, _Rows("edge list (mapping)")
     if hasattr(source, "columns") and hasattr(source, "__getitem__"):  # a DataFrame
-        return {str(c): np.asarray(source[c]) for c in source.columns}
+        return {str(c): np.asarray(source[c]) for c in source.columns}, _Rows("edge list (DataFrame)")
     path = Path(source)
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
@@ -394,30 +422,162 @@ def _read_table(source: Any, delimiter: str | None) -> dict[str, np.ndarray]:
             raise ImportError(f"reading Parquet edge lists needs pyarrow: pip install pyarrow "
                               f"(or {_EXTRA})") from e
         table = pq.read_table(path)
-        return {c: np.asarray(table.column(c).to_pylist()) for c in table.column_names}
+        return ({c: np.asarray(table.column(c).to_pylist()) for c in table.column_names},
+                _Rows(str(path)))
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            for r in reader:
+                rows.append(r)
+                lines.append(reader.line_num)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}:{reader.line_num + 1}: not readable as "
+                             f"{'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
     if not rows:
         raise ValueError(f"{path}: empty file")
     header = [h.strip() for h in rows[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup or "" in header:
+        raise ValueError(f"{path}:{lines[0]}: header {header}: "
+                         + (f"repeated column name(s) {dup}" if dup else "an empty column name"))
     cols: dict[str, list[str]] = {h: [] for h in header}
-    for i, r in enumerate(rows[1:], start=2):
+    kept: list[int] = []
+    for r, line in zip(rows[1:], lines[1:], strict=True):
         if not r or all(not c.strip() for c in r):
             continue
-        if len(r) != len(header):
-            raise ValueError(f"{path}:{i}: {len(r)} fields; the header has {len(header)}")
+        if len(r) < len(header):
+            raise ValueError(f"{path}:{line}: {len(r)} fields; the header has {len(header)}: "
+                             f"no value for column {header[len(r)]!r}")
+        if len(r) > len(header):
+            raise ValueError(f"{path}:{line}: {len(r)} fields; the header has {len(header)} "
+                             f"({header}): extra value {r[len(header)]!r}")
         for h, c in zip(header, r, strict=True):
             cols[h].append(c.strip())
-    return {h: np.asarray(v) for h, v in cols.items()}
+        kept.append(line)
+    return {h: np.asarray(v, dtype=str) for h, v in cols.items()}, _Rows(str(path), kept)
 
 
-def _numeric(a: np.ndarray) -> np.ndarray | None:
+def _id_kind(x: Any) -> tuple[str, int | None]:
+    """``("int", value)``, ``("name", None)``, ``("missing", None)`` or ``("number", None)``
+    (a number that is not an integer: not a valid neuron id)."""
+    if x is None:
+        return "missing", None
+    if isinstance(x, bool | np.bool_):
+        return "number", None
+    if isinstance(x, int | np.integer):
+        return "int", int(x)
+    if isinstance(x, float | np.floating):
+        if np.isnan(x):
+            return "missing", None
+        return ("int", int(x)) if float(x).is_integer() else ("number", None)
+    s = str(x).strip()
+    if not s:
+        return "missing", None
     try:
-        return a.astype(np.float64)
+        return "int", int(s)
+    except ValueError:
+        pass
+    try:
+        f = float(s)
+    except ValueError:
+        return "name", None
+    return ("int", int(f)) if f.is_integer() else ("number", None)
+
+
+def _integer_ids(columns: Sequence[tuple[str, np.ndarray]], where: _Rows) -> list[np.ndarray] | None:
+    """The id columns as int64 arrays when every id is an integer; ``None`` when they
+    are names. Raises (naming row, column and value) for a missing id, a non-integer
+    number, or a column mixing integers and names."""
+    fast = []
+    for _, a in columns:
+        if a.dtype.kind in "iu":
+            fast.append(a.astype(np.int64))
+        elif a.dtype.kind in "US":
+            try:
+                fast.append(a.astype(np.int64))
+            except (ValueError, OverflowError):
+                break
+        else:
+            break
+    else:
+        return fast
+    out: list[np.ndarray] = []
+    first: dict[str, tuple[int, str, Any]] = {}
+    count = {"int": 0, "name": 0}
+    for col, a in columns:
+        vals = np.zeros(len(a), dtype=np.int64)
+        for i, x in enumerate(a.tolist()):
+            kind, v = _id_kind(x)
+            if kind == "missing":
+                raise ValueError(f"{where(i)}: column {col!r}: missing neuron id ({x!r})")
+            if kind == "number":
+                raise ValueError(f"{where(i)}: column {col!r}: neuron id {x!r} is neither an integer "
+                                 "nor a name")
+            count[kind] += 1
+            first.setdefault(kind, (i, col, x))
+            if v is not None:
+                vals[i] = v
+        out.append(vals)
+    if count["int"] and count["name"]:
+        odd = "name" if count["name"] <= count["int"] else "int"
+        i, col, x = first[odd]
+        raise ValueError(f"{where(i)}: column {col!r}: neuron id {x!r} is a{'n integer' if odd == 'int' else ' name'}"
+                         f" but {count['int' if odd == 'name' else 'name']} other ids are "
+                         f"{'integers' if odd == 'name' else 'names'}; ids must be all integers or all "
+                         "names (pass names= to list every neuron)")
+    return out if count["int"] else None
+
+
+def _floats(a: np.ndarray, col: str, where: _Rows, what: str) -> np.ndarray:
+    """Column ``col`` as float64; a ValueError names the first row that is not a finite number."""
+    try:
+        v = np.asarray(a).astype(np.float64)
     except (TypeError, ValueError):
-        return None
+        for i, x in enumerate(a.tolist()):
+            try:
+                float(x)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where(i)}: column {col!r}: {what} {x!r} is not a number") from None
+        raise
+    bad = ~np.isfinite(v)
+    if bad.any():
+        i = int(np.argmax(bad))
+        x = a[i].item() if hasattr(a[i], "item") else a[i]
+        raise ValueError(f"{where(i)}: column {col!r}: {what} {x!r} is not finite; {what}s must be "
+                         "finite numbers")
+    return v
+
+
+def _column_signs(a: np.ndarray, col: str, where: _Rows, table: Mapping[str, int],
+                  numbers: bool, what: str, field: str = "column") -> np.ndarray:
+    """+1/-1 per row from words looked up in ``table`` (lower-cased) or, with ``numbers``,
+    finite nonzero numbers; a ValueError names the first row it cannot read."""
+    table = {str(k).lower(): float(v) for k, v in table.items()}
+    keys = np.char.lower(np.char.strip(np.asarray(a).astype(str)))
+    uniq, inv = np.unique(keys, return_inverse=True)
+    signs = np.zeros(len(uniq))
+    for j, k in enumerate(uniq.tolist()):
+        if k in table:
+            signs[j] = table[k]
+            continue
+        try:
+            f = float(k) if numbers else float("nan")
+        except ValueError:
+            f = float("nan")
+        if np.isfinite(f) and f != 0:
+            signs[j] = np.sign(f)
+            continue
+        i = int(np.argmax(inv.reshape(-1) == j))
+        if what == "transmitter":
+            raise ValueError(f"{where(i)}: {field} {col!r}: no sign for transmitter {str(a[i])[:40]!r}; known: "
+                             f"{sorted(table)}. Pass sign_table= with the convention you want")
+        raise ValueError(f"{where(i)}: {field} {col!r}: sign {str(a[i])[:40]!r} is not +1/-1 (nonzero number) "
+                         f"or one of {sorted(table)}")
+    return signs[inv.reshape(-1)]
 
 
 def from_edge_list(
@@ -440,21 +600,33 @@ def from_edge_list(
         source: a CSV/TSV path (read with the standard library), a Parquet path
             (needs ``pyarrow``), a mapping of column name -> sequence, or a pandas
             DataFrame.
-        pre, post: column names of the sending and receiving neuron, given as
-            integer indices or as names.
+        pre, post: column names of the sending and receiving neuron: integer ids
+            (any 64-bit value, e.g. FlyWire/hemibrain body ids) or names. Ids are
+            labels: the distinct integer ids, **sorted numerically**, become neurons
+            ``0..N-1`` (ids ``0..N-1`` therefore keep their index), names are taken
+            in order of first appearance; the neurons' ``names`` are the original
+            ids as strings. Memory is O(edges), whatever the ids' values.
         weight: column with the synapse count or weight; default ``"weight"`` or
-            ``"count"`` if present, else 1 per row. Negative weights give the sign
-            when no ``sign``/``transmitter`` column is named.
-        sign: column with +1/-1 (or ``excitatory``/``inhibitory``, ``E``/``I``).
+            ``"count"`` if present, else 1 per row. Weights are magnitudes: a
+            negative one is refused (the sign comes from ``sign``/``transmitter``;
+            use :func:`from_scipy` for a signed matrix), as is a non-finite one.
+        sign: column with +1/-1 (any nonzero number, or ``excitatory``/``inhibitory``,
+            ``E``/``I``); edges are excitatory when neither ``sign`` nor
+            ``transmitter`` is named.
         transmitter: column with the presynaptic transmitter, mapped to a sign by
             ``sign_table`` (default :data:`TRANSMITTER_SIGNS`).
-        names: all neuron names, fixing the index order (default: integer ids,
-            or names in order of first appearance).
+        names: all neuron names, fixing the index order (and allowing neurons
+            without edges); every id must be one of them.
         types: one type label per neuron, or a mapping name -> type.
-        n: number of neurons when ids are integers (default max id + 1).
+        n: take integer ids as indices into ``n`` neurons (``0 <= id < n``, neurons
+            named ``"0"``...) instead of labels, which keeps neurons without edges.
         delimiter: CSV delimiter (default by suffix: tab for .tsv, comma otherwise).
 
     Repeated ``(pre, post)`` rows are summed (signed), with a warning when signs disagree.
+    A malformed row (a missing field, a missing or non-integer-numeric id, a weight
+    that is not a finite non-negative number, an unreadable sign, a transmitter not in
+    ``sign_table``) raises a ValueError naming the file and line (CSV/TSV) or row
+    (Parquet, tables; 0-based), the column and the value; nothing is built.
 
     Example:
         >>> c = from_edge_list({"pre": ["A", "A", "B"], "post": ["B", "C", "C"],
@@ -462,49 +634,86 @@ def from_edge_list(
         >>> c.names, c.signed_weight().tolist()
         (('A', 'B', 'C'), [3.0, 1.0, -2.0])
     """
-    cols = _read_table(source, delimiter)
+    cols, where = _read_table(source, delimiter)
     for c in (pre, post):
         if c not in cols:
-            raise ValueError(f"edge list has no column {c!r}; columns: {list(cols)}")
+            raise ValueError(f"{where.label}: edge list has no column {c!r}; columns: {list(cols)}")
     if weight is None:
         weight = next((c for c in ("weight", "count", "syn_count", "n_syn", "synapses") if c in cols), None)
     for c in (weight, sign, transmitter):
         if c is not None and c not in cols:
-            raise ValueError(f"edge list has no column {c!r}; columns: {list(cols)}")
+            raise ValueError(f"{where.label}: edge list has no column {c!r}; columns: {list(cols)}")
     a_pre, a_post = cols[pre], cols[post]
     n_rows = len(a_pre)
-    ip, iq = _numeric(a_pre), _numeric(a_post)
-    if names is None and ip is not None and iq is not None and np.all(ip == np.round(ip)) \
-            and np.all(iq == np.round(iq)):
-        i_pre, i_post = ip.astype(np.int64), iq.astype(np.int64)
-        n = int(max(i_pre.max(initial=-1), i_post.max(initial=-1)) + 1) if n is None else int(n)
-        names = [str(i) for i in range(n)]
-    else:
-        if names is None:
-            names = list(dict.fromkeys([str(x) for pair in zip(a_pre, a_post, strict=True) for x in pair]))
+    for c in (post, weight, sign, transmitter):
+        if c is not None and len(cols[c]) != n_rows:
+            raise ValueError(f"{where.label}: column {c!r} has {len(cols[c])} entries; column {pre!r} "
+                             f"has {n_rows}")
+    ids = _integer_ids([(pre, a_pre), (post, a_post)], where)
+    if names is not None:
         lookup = {str(nm): i for i, nm in enumerate(names)}
-        missing = sorted({str(x) for x in (*a_pre, *a_post)} - set(lookup))
-        if missing:
-            raise ValueError(f"edge list names neurons not in `names`: {missing[:10]}")
-        i_pre = np.array([lookup[str(x)] for x in a_pre], dtype=np.int64)
-        i_post = np.array([lookup[str(x)] for x in a_post], dtype=np.int64)
+        if len(lookup) != len(names):
+            raise ValueError("names= has repeated entries")
+        keys = [[str(x).strip() for x in a.tolist()] for a in (a_pre, a_post)]
+        if ids is not None:  # integer ids: "7", "7.0" and 7 name the same neuron
+            keys = [[x if x in lookup else str(v) for x, v in zip(k, a.tolist(), strict=True)]
+                    for k, a in zip(keys, ids, strict=True)]
+        idx = []
+        for col, k in zip((pre, post), keys, strict=True):
+            miss = next((i for i, x in enumerate(k) if x not in lookup), None)
+            if miss is not None:
+                raise ValueError(f"{where(miss)}: column {col!r}: neuron {k[miss]!r} is not in names=")
+            idx.append(np.array([lookup[x] for x in k], dtype=np.int64))
+        i_pre, i_post = idx
         n = len(names)
-    w = np.ones(n_rows) if weight is None else _numeric(cols[weight])
-    if w is None:
-        raise ValueError(f"column {weight!r} must be numeric")
-    if sign is not None:
-        sv = _numeric(cols[sign])
-        s = np.sign(sv) if sv is not None else _sign_of(cols[sign], TRANSMITTER_SIGNS, f"column {sign!r}")
-        if np.any(s == 0):
-            raise ValueError(f"column {sign!r} has zero signs; use +1 or -1")
-    elif transmitter is not None:
-        s = _sign_of(cols[transmitter], sign_table or TRANSMITTER_SIGNS, f"column {transmitter!r}")
+    elif ids is not None and n is not None:
+        n = int(n)
+        for col, a in zip((pre, post), ids, strict=True):
+            bad = (a < 0) | (a >= n)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"{where(i)}: column {col!r}: id {int(a[i])} is not an index in [0, {n}) "
+                                 "(n= takes ids as indices; leave n out to take them as labels)")
+        i_pre, i_post = ids
+        names = [str(i) for i in range(n)]
+    elif ids is not None:
+        uniq, inv = np.unique(np.concatenate(ids), return_inverse=True)
+        inv = inv.reshape(-1)
+        i_pre, i_post = inv[:n_rows], inv[n_rows:]
+        names = [str(u) for u in uniq.tolist()]
+        n = len(names)
     else:
-        s = np.where(w < 0, -1.0, 1.0)
+        if n is not None:
+            raise ValueError(f"{where.label}: n= takes integer ids as indices, but the ids are names; "
+                             "pass names= to add neurons without edges")
+        k_pre = [str(x).strip() for x in a_pre.tolist()]
+        k_post = [str(x).strip() for x in a_post.tolist()]
+        names = list(dict.fromkeys(x for pair in zip(k_pre, k_post, strict=True) for x in pair))
+        lookup = {nm: i for i, nm in enumerate(names)}
+        i_pre = np.array([lookup[x] for x in k_pre], dtype=np.int64)
+        i_post = np.array([lookup[x] for x in k_post], dtype=np.int64)
+        n = len(names)
+    w = np.ones(n_rows) if weight is None else _floats(cols[weight], weight, where, "weight")
+    if sign is not None:
+        s = _column_signs(cols[sign], sign, where, TRANSMITTER_SIGNS, True, "sign")
+    elif transmitter is not None:
+        s = _column_signs(cols[transmitter], transmitter, where, sign_table or TRANSMITTER_SIGNS, False,
+                          "transmitter")
+    else:
+        s = np.ones(n_rows)
+    neg = w < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        origin = (f"from column {sign or transmitter!r}" if sign or transmitter else
+                  "from a sign or transmitter column (sign=, transmitter=), which this edge list does not "
+                  "name; use from_scipy for a signed matrix")
+        raise ValueError(f"{where(i)}: column {weight!r}: negative weight {str(cols[weight][i])!r}: weights are "
+                         f"counts or magnitudes, the sign comes {origin}")
     if types is not None and isinstance(types, Mapping):
-        types = [str(types.get(nm, nm)) for nm in names]
+        by_name = {str(k): str(v) for k, v in types.items()}
+        types = [by_name.get(nm, nm) for nm in names]
     meta = {"source": str(source) if isinstance(source, str | Path) else type(source).__name__}
-    return _build(n, torch.as_tensor(i_pre), torch.as_tensor(i_post), torch.as_tensor(np.abs(w)),
+    return _build(n, torch.as_tensor(i_pre), torch.as_tensor(i_post), torch.as_tensor(w),
                   torch.as_tensor(s), names, types or (), meta=meta)
 
 
@@ -533,12 +742,26 @@ def from_scipy(matrix: Any, *, sign: Tensor | Sequence[float] | None = None,
         v, shape = t.values().double().numpy(), tuple(t.shape)
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(f"matrix must be square (post, pre); got shape {tuple(shape)}")
+    v = np.asarray(v, dtype=np.float64)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(f"matrix entry [{int(np.asarray(r)[k])}, {int(np.asarray(c)[k])}] (post, pre) is "
+                         f"{v[k]}: weights must be finite")
     keep = v != 0
-    r, c, v = np.asarray(r)[keep], np.asarray(c)[keep], np.asarray(v, dtype=np.float64)[keep]
+    r, c, v = np.asarray(r)[keep], np.asarray(c)[keep], v[keep]
     if sign is not None:
         sg = torch.as_tensor(sign, dtype=torch.float32).flatten()
         if sg.numel() != shape[0]:
             raise ValueError(f"sign needs one entry per neuron ({shape[0]}); got {sg.numel()}")
+        wrong = ~((sg == 1) | (sg == -1))
+        if bool(wrong.any()):
+            j = int(wrong.nonzero()[0])
+            raise ValueError(f"sign[{j}] is {float(sg[j])}: one +1 or -1 per presynaptic neuron")
+        if (v < 0).any():
+            k = int(np.argmax(v < 0))
+            raise ValueError(f"matrix entry [{int(r[k])}, {int(c[k])}] (post, pre) is {v[k]} but sign= gives "
+                             "the signs: with sign=, entries are magnitudes (>= 0)")
         s = sg[torch.as_tensor(c, dtype=torch.long)]
     else:
         s = torch.as_tensor(np.where(v < 0, -1.0, 1.0))
@@ -572,13 +795,24 @@ def from_networkx(graph: Any, *, weight: str = "weight", sign: str = "sign",
         edges += [(v, u, d) for u, v, d in edges if u != v]
     pre, post, w, s = [], [], [], []
     for u, v, d in edges:
-        x = float(d.get(weight, 1.0))
+        raw = d.get(weight, 1.0)
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"edge {u!r} -> {v!r}: attribute {weight!r}: {raw!r} is not a number") from None
+        if not np.isfinite(x):
+            raise ValueError(f"edge {u!r} -> {v!r}: attribute {weight!r}: {raw!r} is not finite; weights "
+                             "must be finite numbers")
         if sign in d:
-            sg = float(np.sign(float(d[sign])))
+            sg = float(_column_signs(np.asarray([str(d[sign])]), sign, _Rows(f"edge {u!r} -> {v!r}", rows=False),
+                                     TRANSMITTER_SIGNS, True, "sign", "attribute")[0])
         elif transmitter in d or transmitter in graph.nodes[u]:
             sg = float(_sign_of([d.get(transmitter, graph.nodes[u].get(transmitter))], table, f"edge {u}->{v}")[0])
         else:
             sg = -1.0 if x < 0 else 1.0
+        if x < 0 and (sign in d or transmitter in d or transmitter in graph.nodes[u]):
+            raise ValueError(f"edge {u!r} -> {v!r}: attribute {weight!r}: negative weight {raw!r} on an edge "
+                             f"whose sign comes from {sign!r}/{transmitter!r}: give the magnitude")
         pre.append(idx[u]), post.append(idx[v]), w.append(abs(x)), s.append(sg)
     types = [str(graph.nodes[u].get(type_attr, u)) for u in nodes]
     return _build(len(nodes), torch.tensor(pre, dtype=torch.long), torch.tensor(post, dtype=torch.long),
