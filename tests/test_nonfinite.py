@@ -111,3 +111,14 @@ def test_cli_exits_1_and_writes_no_measures(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert sorted(p.name for p in fresh.iterdir()) == ["config.yaml"]  # the resolved config only
+
+
+def test_cli_chunked_recording_stops_too(tmp_path, capsys):
+    from bionn.experiment.cli import main
+
+    out = tmp_path / "run"
+    assert main(["simulate", "cuba", "network.params.n=400", "network.params.we=1.0e38",
+                 "run.duration=20", "run.record_chunk_ms=0.2", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "'syn.s'" in err and "recording/ holds only the chunks before" in err
+    assert not (out / "measures.json").exists() and not (out / "spikes.npz").exists()

@@ -567,8 +567,10 @@ def cmd_simulate(args: Any) -> int:
     try:
         measures = simulate(cfg, out, progress=not args.quiet, prepared=prep)
     except NonFiniteStateError as e:
+        kept = ("" if cfg.run.record_chunk_ms is None else
+                f" (recording/ holds only the chunks before t = {e.time_ms:g} ms)")
         print(f"bionn simulate: stopped: {e}. {_nonfinite_hint(cfg, e)} No spikes, traces or "
-              f"measures were written to {out}/.", file=sys.stderr)
+              f"measures were written to {out}/{kept}.", file=sys.stderr)
         return 1
     line = _one_line(measures)
     print(f"results in {out}/ (spikes.npz, measures.json, figures/)"
