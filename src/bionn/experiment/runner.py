@@ -193,9 +193,9 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     return validate_classify_config(data) if "data" in data else validate_config(data)
 
 
-def config_fingerprint(config: Any, budget_keys: tuple[str, ...]) -> str:
-    """Hash of the config minus the budget, the device and the threads: a resumed run
-    must match it."""
+def config_identity(config: Any, budget_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The config minus the budget, the device and the threads (what a resumed run must
+    match), as plain data."""
     data = config.model_dump(mode="json")
     for key in (*budget_keys, "experiment.device", "experiment.threads"):
         *parents, last = key.split(".")
@@ -203,7 +203,28 @@ def config_fingerprint(config: Any, budget_keys: tuple[str, ...]) -> str:
         for p in parents:
             node = node.get(p, {})
         node.pop(last, None)
+    return data
+
+
+def config_fingerprint(config: Any, budget_keys: tuple[str, ...]) -> str:
+    """Hash of :func:`config_identity`: a resumed run must match it."""
+    data = config_identity(config, budget_keys)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for every dotted key whose value differs.
+
+    Example:
+        >>> config_differences({"model": {"n": 16, "a": 1}}, {"model": {"n": 20, "a": 1}})
+        ['model.n: 16 -> 20']
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += config_differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
 class RunWriter:
@@ -391,7 +412,8 @@ class Runner:
     def _state(self, step: int) -> dict[str, Any]:
         state = {"step": step, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state(),
-                 "fingerprint": self.fingerprint, "job": self.job.state_dict()}
+                 "fingerprint": self.fingerprint, "job": self.job.state_dict(),
+                 "config": json.dumps(config_identity(self.config, self.job.budget_keys))}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -399,9 +421,14 @@ class Runner:
     def _restore(self) -> int:
         state = load_checkpoint(self.writer.checkpoint_path, map_location=self.device)
         if state.get("fingerprint") != self.fingerprint:
-            raise ConfigError("--resume: the config differs from the checkpointed run in more "
-                              f"than {', '.join(self.job.budget_keys)}; compare with config.yaml "
-                              "in the output folder")
+            diff = []
+            if isinstance(state.get("config"), str):
+                diff = config_differences(json.loads(state["config"]),
+                                          config_identity(self.config, self.job.budget_keys))
+            what = ("; it differs in " + "; ".join(diff[:10]) + (" ..." if len(diff) > 10 else "")
+                    if diff else "; compare with config.yaml in the output folder")
+            raise ConfigError("--resume: the config must match the checkpointed run except "
+                              f"{', '.join(self.job.budget_keys)}{what}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"].cpu())
