@@ -167,3 +167,24 @@ def test_shipped_sim_config_validates_and_runs_briefly(path, tmp_path, capsys):
     assert main(["simulate", str(path), *short, "--out", str(tmp_path / "run"), "--quiet"]) == 0
     summary = _last_json(capsys.readouterr().out)
     assert Path(summary["out"]) == tmp_path / "run" and summary["simulation"]["n_steps"] == 4
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_simulation_exits_130_without_traceback(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sim"
+    proc = subprocess.Popen([sys.executable, "-m", "bionn", "simulate", "coba", "run.duration=60000",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "config.yaml").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err

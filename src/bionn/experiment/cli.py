@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from bionn._core.errors import ConfigError
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    # SIGTERM ends a command like Ctrl-C (the runner finishes its step and checkpoints)
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:
@@ -123,6 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as e:  # the runner's non-finite guard
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a command without its own checkpointing (e.g. simulate)
+        print(f"\nbionn {args.command}: interrupted; nothing was written beyond what the command "
+              "had finished (config.yaml, completed recording chunks); run it again to start over",
+              file=sys.stderr)
+        return 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
