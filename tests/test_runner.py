@@ -337,3 +337,19 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bionn {__version__}"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty"])
+def test_damaged_checkpoint_on_resume_is_named_and_nothing_changes(tmp_path, damage, capsys):
+    out = tmp_path / "r"
+    args = [*SMALL, "training.steps=2"]
+    assert main(["run", *args, "--out", str(out), "--quiet"]) == 0
+    ckpt = out / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    ckpt.write_bytes({"truncated": good[:300], "random": os.urandom(4000), "empty": b""}[damage])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["run", *SMALL, "training.steps=4", "--out", str(out), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "damaged" in err and "checkpoint.pt" in err and "weights_only" not in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -38,9 +38,31 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read (truncated, overwritten, not a bionn checkpoint)."""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint as data only (``weights_only=True``: no code is run)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint as data only (``weights_only=True``: no code is run).
+
+    A damaged file raises :class:`CheckpointError` naming it (never torch's advice to
+    load it with ``weights_only=False``, which would run code from the file).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated, random bytes, empty, or a pickle that needs code
+        raise CheckpointError(
+            f"the checkpoint {str(path)!r} is damaged or is not a bionn checkpoint "
+            f"({type(e).__name__}, {path.stat().st_size if path.exists() else 0} bytes); it was not "
+            f"loaded. The other files in {str(path.parent)!r} (config, metrics, figures) are intact; "
+            "restore the checkpoint from a copy or start a new run in another folder") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"the checkpoint {str(path)!r} does not hold a bionn checkpoint "
+                              f"(a {type(state).__name__}, not a dict)")
+    return state
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

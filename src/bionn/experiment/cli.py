@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from bionn._core.errors import ConfigError
-from bionn.experiment.checkpoint import default_out
+from bionn.experiment.checkpoint import CheckpointError, default_out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:  # the runner's non-finite guard
+    except (FloatingPointError, CheckpointError) as e:  # non-finite guard, damaged checkpoint
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a command without its own checkpointing (e.g. simulate)
