@@ -198,3 +198,13 @@ def test_builder_passes_the_section_through(monkeypatch):
     assert (seen["learn_tau"], seen["bias"], seen["postact_noise"], seen["dt"]) == (
         True, False, 0.02, cfg.task.dt)
     assert any("tau" in name for name, _ in net.named_parameters())
+
+
+def test_exponent_floats_in_overrides_and_files(tmp_path):
+    cfg = load_config(None, ["training.optimizer.lr=3e-4", "task.dt=2e1", "training.steps=1e2"])
+    assert cfg.training.optimizer.kwargs()["lr"] == 3e-4 and cfg.task.dt == 20.0
+    assert cfg.training.steps == 100
+    f = tmp_path / "c.yaml"
+    f.write_text("training: {optimizer: {type: adam, lr: 1e-3}}\nloss: {l2: {recurrent: 1.0e-5}}\n")
+    assert read_yaml(f)["loss"]["l2"]["recurrent"] == 1.0e-5
+    assert read_yaml(f)["training"]["optimizer"]["lr"] == 1e-3

@@ -14,13 +14,34 @@ Example:
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "format_errors"]
+__all__ = ["ConfigError", "format_errors", "number_hint"]
+
+_NUMBER_LIKE = re.compile(r"[-+]?[.\d][\w.+-]*")
+_NUMBER_ERRORS = {"int_parsing", "int_type", "float_parsing", "float_type", "int_from_float",
+                  "decimal_parsing", "decimal_type", "finite_number"}
+
+
+def number_hint(value: Any) -> str:
+    """For a string that looks like a number: a note that it was read as text (else "").
+
+    Example:
+        >>> number_hint("1e-3x")
+        " ('1e-3x' looks like a number but was read as text; write numbers like 100, 0.5, 3e-4 or 1.0e38)"
+        >>> number_hint("abc")
+        ''
+    """
+    if isinstance(value, str) and _NUMBER_LIKE.fullmatch(value.strip()) \
+            and any(c.isdigit() for c in value):
+        return (f" ({value!r} looks like a number but was read as text; write numbers like "
+                "100, 0.5, 3e-4 or 1.0e38)")
+    return ""
 
 
 class ConfigError(ValueError):
@@ -60,6 +81,8 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> str:
         value = e.get("input")
         hidden = isinstance(value, dict) or _is_model_class(type(value)) or e["type"] == "missing"
         shown = "" if hidden else f" (got {value!r})"
+        if e["type"] in _NUMBER_ERRORS:
+            shown += number_hint(value)
         lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
     return "invalid config:\n" + "\n".join(lines)
 

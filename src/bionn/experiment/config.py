@@ -4,7 +4,8 @@ Every config has the common shape of :mod:`bionn.experiment.schema`: an ``experi
 section (name, seed, device, threads) and the command's sections, here ``task``,
 ``model``, ``loss``, ``training`` and ``synaptic_diversity``. The ``model`` section is
 generated from the model constructor's signature (:mod:`bionn.experiment.models`, one
-source of defaults). A config is data: it is read with ``yaml.safe_load``, names
+source of defaults). A config is data: it is read by the one safe reader
+(:mod:`bionn._core.safe_yaml`), names
 (tasks, circuits, activations, optimizers, model kinds) resolve through explicit
 registries, and mask files are read with ``numpy.load(allow_pickle=False)`` or
 ``torch.load(weights_only=True)``. Every error names the field, the value and what is
@@ -22,6 +23,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from bionn._core.errors import ConfigError, format_errors
+from bionn._core.safe_yaml import load_yaml_text, read_config_file
 from bionn.experiment.models import (  # noqa: F401  (re-exported)
     CIRCUITS,
     MODEL_KINDS,
@@ -156,7 +158,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = load_yaml_text(raw, f"override {text!r}") if raw else None
     except yaml.YAMLError as e:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
     return key.split("."), value
@@ -177,17 +179,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections; got {type(data).__name__}")
-    return data
+    """Read a YAML config file through the one safe reader
+    (:func:`bionn._core.safe_yaml.read_config_file`: plain data, at most 1 MB of UTF-8
+    text, a non-empty mapping, bounded aliases)."""
+    return read_config_file(path)
 
 
 def validate_config(data: dict[str, Any]) -> RunConfig:

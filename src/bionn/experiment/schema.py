@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -32,11 +33,12 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from bionn._core.errors import ConfigError
+from bionn._core.errors import ConfigError, number_hint
 
 __all__ = [
     "CONVERT_OPTIONS",
@@ -60,10 +62,88 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
-class Strict(BaseModel):
-    """The base of every config section: unknown keys are errors, assignments are validated."""
+def _leaf_types(annotation: Any) -> list[Any]:
+    """The types a field annotation is made of (through ``Optional``/``Union``/``Annotated``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(annotation) for t in _leaf_types(a)]
+    if origin is typing.Annotated:
+        return _leaf_types(typing.get_args(annotation)[0])
+    return [annotation]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+_NON_FINITE_TEXT = re.compile(r"[-+]?(?:\.?nan|\.?inf|infinity)", re.I)
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The dotted path (``""`` for ``value`` itself) of the first non-finite number in
+    ``value`` (floats, and inside containers the strings ``nan``/``inf``), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if path and isinstance(value, str):
+        return path if _NON_FINITE_TEXT.fullmatch(value.strip()) else None
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found is not None:
+            return found
+    return None
+
+
+def _lookup(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        value = value[int(part)] if isinstance(value, (list, tuple)) else value[part]
+    return value
+
+
+class Strict(BaseModel):
+    """The base of every config section: unknown keys are errors, assignments are validated,
+    numbers are finite (``.nan``/``.inf`` are refused in every field, inside dict- and
+    list-valued fields too) and a boolean is not a number (``steps: true`` is refused).
+
+    Example:
+        >>> class Section(Strict):
+        ...     steps: int = 1
+        ...     params: dict[str, Any] = {}
+        >>> for bad in ({"steps": True}, {"params": {"we": float("nan")}}):
+        ...     try:
+        ...         Section.model_validate(bad)
+        ...     except ValidationError as e:
+        ...         print(e.errors()[0]["msg"])
+        Value error, must be a number, not a boolean
+        Value error, we must be a finite number (got nan); .nan, .inf, -.inf, nan and inf are not allowed
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None:
+            return v
+        leaves = _leaf_types(field.annotation)
+        if isinstance(v, bool):
+            if bool not in leaves and Any not in leaves and any(t in (int, float) for t in leaves):
+                raise ValueError("must be a number, not a boolean")
+            return v
+        if isinstance(v, Mapping) and any(isinstance(t, type) and issubclass(t, BaseModel)
+                                          for t in leaves):
+            return v  # a section: it checks its own fields
+        if leaves == [str]:
+            return v
+        found = _non_finite(v)
+        if found is not None:
+            bad = _lookup(v, found) if found else v
+            where = f"{found} must be a finite number (got {bad!r})" if found \
+                else "must be a finite number"
+            raise ValueError(f"{where}; .nan, .inf, -.inf, nan and inf are not allowed")
+        return v
 
 
 class ExperimentSection(Strict):
@@ -206,7 +286,8 @@ class OptimizerConfig(BaseModel):
                 data[key] = TypeAdapter(hint).validate_python(value)
             except ValidationError:
                 raise ValueError(f"{key}: expected {_type_name(hint)} for {name} "
-                                 f"(default {params[key].default!r}); got {value!r}") from None
+                                 f"(default {params[key].default!r}); got {value!r}"
+                                 f"{number_hint(value)}") from None
             if isinstance(data[key], float) and (not math.isfinite(data[key]) or data[key] < 0):
                 raise ValueError(f"{key} must be a finite number >= 0; got {value!r}")
         if "lr" in data and not data["lr"] > 0:
