@@ -353,3 +353,19 @@ def test_damaged_checkpoint_on_resume_is_named_and_nothing_changes(tmp_path, dam
     err = capsys.readouterr().err
     assert "damaged" in err and "checkpoint.pt" in err and "weights_only" not in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "training.steps=1"],
+    ["simulate", "cuba", "run.duration=5"],
+    ["compare", str(ROOT / "configs" / "ei_ctrnn_pdm.yaml"), "--methods", "bp", "--seeds", "0"],
+])
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, command, where):
+    afile = tmp_path / "results"
+    afile.write_text("keep me\n")
+    out = afile if where == "file" else afile / "sub"
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and str(afile) in err and "Traceback" not in err
+    assert afile.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [afile]

@@ -9,12 +9,14 @@ permission policy for configs, metrics, checkpoints and figures);
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bionn._core.errors import ConfigError
 from bionn._core.io import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "default_out",
+    "output_folder",
     "load_checkpoint",
     "read_jsonl",
     "save_checkpoint",
@@ -31,6 +34,23 @@ __all__ = [
 def default_out(name: str) -> Path:
     """``runs/<name>-<YYYYmmdd-HHMMSS>``: the output folder of a command given no ``--out``."""
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def output_folder(out: str | Path | None, name: str) -> Path:
+    """The output folder of a command (``--out``, else :func:`default_out`), checked before
+    any work: refused (``ConfigError``, exit 2) when it or a parent is a file, or when the
+    folder it would be made in is not writable."""
+    path = Path(out) if out else default_out(name)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out: {str(path)!r} is a file, not a folder; give a folder for the results")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent if parent.parent != parent else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"--out: {str(path)!r} cannot be made: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: {str(path)!r} cannot be written: {str(parent)!r} is not writable")
+    return path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

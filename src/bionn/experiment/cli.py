@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from bionn._core.errors import ConfigError
-from bionn.experiment.checkpoint import CheckpointError, default_out
+from bionn.experiment.checkpoint import CheckpointError, output_folder
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_run_config(config_path, overrides)
     ctx = init_from_env()  # torchrun: one process per rank, DistributedDataParallel
     try:
-        out = ctx.broadcast(Path(args.out) if args.out else default_out(cfg.experiment.name))
+        out = ctx.broadcast(output_folder(args.out, cfg.experiment.name))
         runner = Runner(cfg, out, resume=args.resume, progress=not args.quiet, ctx=ctx)
         try:
             summary = runner.fit()

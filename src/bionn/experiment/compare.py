@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bionn._core.errors import ConfigError
-from bionn.experiment.checkpoint import atomic_write_text, default_out, read_jsonl
+from bionn.experiment.checkpoint import atomic_write_text, output_folder, read_jsonl
 
 #: the compared metric of each kind of run: (key of final.json, table label)
 METRICS = {"test_error": "top-1 test error (%)", "accuracy": "held-out accuracy"}
@@ -205,7 +205,7 @@ def cmd_compare(args: Any) -> int:
     seeds = parse_seeds(args.seeds)
     if not Path(args.config).is_file():
         raise ConfigError(f"config file {args.config!r} does not exist")
-    out = Path(args.out) if args.out else default_out(f"compare-{Path(args.config).stem}")
+    out = output_folder(args.out, f"compare-{Path(args.config).stem}")
     result = compare(args.config, methods, seeds, out, args.overrides, progress=not args.quiet)
     print(format_table(result["table"]), file=sys.stderr)
     print(f"results in {out}/ (comparison.md, comparison.csv, alignment.png)", file=sys.stderr)

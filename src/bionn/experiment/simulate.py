@@ -57,7 +57,7 @@ from pydantic import (
 )
 
 from bionn._core.errors import ConfigError, format_errors
-from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, default_out
+from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, output_folder
 from bionn.experiment.config import apply_overrides, read_yaml
 from bionn.experiment.schema import ExperimentSection, Strict, check_shape, pick_device
 
@@ -561,7 +561,7 @@ def cmd_simulate(args: Any) -> int:
         overrides.insert(1, f"experiment.name={source}")
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
-    out = Path(args.out) if args.out else default_out(cfg.experiment.name)
+    out = output_folder(args.out, cfg.experiment.name)
     from bionn.spiking.network import NonFiniteStateError
 
     try:

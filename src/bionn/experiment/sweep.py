@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from bionn._core.errors import ConfigError, format_errors
-from bionn.experiment.checkpoint import atomic_write_text, default_out
+from bionn.experiment.checkpoint import atomic_write_text, output_folder
 from bionn.experiment.compare import _mean_sd
 from bionn.experiment.config import parse_override, read_yaml
 from bionn.experiment.schema import Strict
@@ -309,7 +309,7 @@ def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path
 def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
           ) -> dict[str, Any]:
     """Validate, run what is not finished (on Ray) and tabulate; returns the summary."""
-    out = Path(out or cfg.out or default_out("sweep"))
+    out = output_folder(out or cfg.out, "sweep")
     kind, trials, pending = plan(cfg, out)
     metric = cfg.metric or ("test_error" if kind == "classify" else "accuracy")
     mode = cfg.mode or ("min" if metric in ("test_error", "loss", "train_loss") else "max")
