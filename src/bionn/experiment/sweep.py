@@ -113,6 +113,8 @@ class SweepConfig(Strict):
             raise ValueError(f"keys in both grid and random: {sorted(both)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct; got {self.seeds}")
+        if Path(self.base).is_dir():
+            raise ValueError(f"base: {self.base!r} is a directory; give a YAML config file")
         if not Path(self.base).is_file():
             raise ValueError(f"base: config file {self.base!r} does not exist")
         return self
