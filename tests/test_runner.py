@@ -369,3 +369,25 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, command
     err = capsys.readouterr().err
     assert "--out" in err and str(afile) in err and "Traceback" not in err
     assert afile.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [afile]
+
+
+def test_divergence_writes_the_last_good_state_and_exits_1(tmp_path, capsys, monkeypatch):
+    from bionn.experiment.trainer import RateJob
+
+    original = RateJob.train_step
+
+    def diverging(self, net, model, step):
+        out = original(self, net, model, step)
+        return {**out, "task": float("nan")} if step == 6 else out  # the 7th step blows up
+
+    monkeypatch.setattr(RateJob, "train_step", diverging)
+    out = tmp_path / "d"
+    rc = main(["run", *SMALL, "training.steps=20", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "step 7" in err and "diverged" in err
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "diverged" and final["diverged_at_step"] == 7
+    assert final["steps"] == 4 and 0 <= final["accuracy"] <= 1  # the step-4 checkpoint
+    for name in ("training_curve.png", "example_trials.png", "recurrent_weights.png"):
+        assert (out / "figures" / name).is_file()
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4

@@ -480,6 +480,7 @@ class Runner:
                    dynamic_ncols=True, mininterval=0.5)
         t0 = time.perf_counter()
         last: dict[str, Any] = {}
+        diverged: NonFiniteError | None = None
         try:
             with deferred_interrupts() as interrupted:
                 while step < total:
@@ -511,24 +512,50 @@ class Runner:
                     if interrupted["signal"] is not None:
                         self.writer.checkpoint(self._state(step))
                         raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint written")
+        except NonFiniteError as e:
+            diverged = e
         finally:
             bar.close()
-        if not last:  # resumed at the end of the budget: the last logged record
+        status = "finished"
+        if diverged is not None:  # report the last good state: the last checkpoint
+            status, bad_step = "diverged", step + 1
+            step = self._restore_last_good()
+            last = {}
+        if not last:  # resumed at the end of the budget, or diverged: the last logged record
             records = read_jsonl(self.writer.metrics_path) if self.writer.enabled else []
-            last = records[-1] if records else {}
+            last = next((r for r in reversed(records) if r.get("step", 0) <= step), {})
         summary: dict[str, Any] = {"name": exp.name, "seed": int(exp.seed), "method": method,
-                                   **job.summary(model, last), "steps": step,
-                                   "wall_s": round(time.perf_counter() - t0, 3),
+                                   "status": status,
+                                   **(job.summary(model, last) if step > 0 or status == "finished"
+                                      else {}),
+                                   "steps": step, "wall_s": round(time.perf_counter() - t0, 3),
                                    "device": str(self.device)}
+        if diverged is not None:
+            summary["diverged_at_step"] = bad_step
         model.eval()
         if self.diversity is not None:
             summary["synaptic_diversity"] = self.diversity.config.enabled
-        summary["figures"] = [str(p) for p in self._figures(model)]
+        summary["figures"] = [str(p) for p in self._figures(model, with_model=step > 0 or
+                                                             status == "finished")]
         summary["out"] = str(self.out_dir)
         self.writer.final(summary)
+        if diverged is not None:
+            raise NonFiniteError(f"{diverged}. final.json (status 'diverged') and figures/ describe "
+                                 f"the last good state, step {step}") from None
         return summary
 
-    def _figures(self, model: torch.nn.Module) -> list[Path]:
+    def _restore_last_good(self) -> int:
+        """After a divergence: model and optimizer back to the last checkpoint (the last state
+        whose loss was finite at a checkpoint step); its step, or 0 without one."""
+        path = self.writer.checkpoint_path
+        if not path.exists():
+            return 0
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        return int(state["step"])
+
+    def _figures(self, model: torch.nn.Module, with_model: bool = True) -> list[Path]:
         if not self.writer.enabled:
             return []
         from bionn import viz
@@ -541,4 +568,4 @@ class Runner:
             paths.append(folder / "alignment.png")
             viz.plot_alignment(records, paths[-1], x=self.job.x_key,
                                title=self.config.model.method)
-        return [*paths, *self.job.figures(model, folder)]
+        return [*paths, *(self.job.figures(model, folder) if with_model else [])]
