@@ -114,3 +114,15 @@ def test_a_few_aliases_are_still_data():
 def test_exponent_floats_are_numbers(text, value):
     got = load_yaml_text(f"v: {text}")["v"]
     assert got == value and type(got) is type(value)
+
+
+def test_a_model_too_large_for_memory_is_refused_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "big"
+    proc = subprocess.run([sys.executable, "-m", "bionn", "run", "model.n_hidden=10000000",
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "model.n_hidden" in proc.stderr and "GB" in proc.stderr and "experiment.force" in proc.stderr
+    assert not out.exists()

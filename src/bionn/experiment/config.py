@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
@@ -137,7 +138,47 @@ class RunConfig(Strict):
         check = MODEL_KINDS[self.model.kind].check
         if check is not None:
             check(self.model, task)
+        if self.model.kind == "ctrnn" and not self.experiment.force:
+            _check_memory(self, task)
         return self
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def ctrnn_training_bytes(n_hidden: int, n_input: int, n_output: int, batch: int, steps: int) -> int:
+    """A CTRNN run's float32 memory: weights with their gradients and two Adam moments
+    (4 copies), and per time step the stored ``h`` and ``r`` with their gradients and the
+    drive (about 5 ``(batch, N)`` tensors).
+
+    Example:
+        >>> ctrnn_training_bytes(100, 3, 3, 64, 50) // 1000
+        6572
+    """
+    params = n_hidden * (n_hidden + n_input + n_output + 2)
+    return 4 * (4 * params + 5 * batch * steps * n_hidden)
+
+
+def _check_memory(cfg: RunConfig, task: Any) -> None:
+    steps = int(task.sample(1, torch.Generator().manual_seed(0)).inputs.shape[1])
+    batch = max(cfg.training.batch_size, min(cfg.training.eval_trials, 500))
+    need = ctrnn_training_bytes(cfg.model.n_hidden, task.n_input, task.n_output, batch, steps)
+    have = available_memory()
+    if have is not None and need > 0.8 * have:
+        raise ValueError(
+            f"model.n_hidden: a CTRNN of {cfg.model.n_hidden} units needs about {need / 1e9:.3g} GB "
+            f"to train (batch {batch}, {steps} steps per trial) but {have / 1e9:.3g} GB of memory "
+            "is available; lower model.n_hidden or training.batch_size (experiment.force: true "
+            "skips this estimate)")
 
 
 @cache

@@ -156,6 +156,7 @@ class ExperimentSection(Strict):
         "auto", description="auto: CUDA when present, else the CPU")
     threads: int | None = Field(None, ge=1, description="torch CPU threads during the run "
                                                         "(None: torch's default)")
+    force: bool = Field(False, description="skip the memory estimate made before any work")
 
 
 CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights", "constrain_feedback")
