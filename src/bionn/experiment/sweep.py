@@ -17,8 +17,11 @@ A sweep file names a ``bionn run`` config (rate or classification) and what to v
 Every trial is validated with the runner's own schema before anything runs (the base
 config has the common shape: the trial's seed is ``experiment.seed``). Each trial is one
 ordinary run of the one runner in ``OUT/runs/<trial id>/``; the id is a hash of its
-overrides and seed, so a sweep that is interrupted and started again skips the trials
-whose ``final.json`` exists (a trial cut short resumes from its checkpoint). Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
+whole resolved config (base file, fixed and swept overrides, seed: a trial whose config
+changed gets a fresh folder and runs again, never reporting a stale result), so a sweep that is interrupted and started again
+skips the trials whose ``final.json`` exists (a trial cut short resumes from its checkpoint).
+``OUT/sweep.lock`` (pid, host) keeps a second sweep off the folder (exit 2); a failed trial
+makes the sweep exit 1 naming it and its error; an unknown ``metric`` is refused. Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
 extra): locally on all cores by default, or on a cluster with ``address``. Then ``OUT``
 receives ``sweep.csv`` / ``sweep.md`` (one row per trial, and the mean and sd over seeds
 per configuration, best first) and ``sweep.png``. The last stdout line is one JSON object.
@@ -37,8 +40,12 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import math
+import os
+import socket
 import sys
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +59,17 @@ from bionn.experiment.compare import _mean_sd
 from bionn.experiment.config import parse_override, read_yaml
 from bionn.experiment.schema import Strict
 
-__all__ = ["SweepConfig", "Trial", "cmd_sweep", "expand", "load_sweep", "plan", "run_trial", "sweep"]
+__all__ = ["METRICS", "SweepConfig", "Trial", "cmd_sweep", "expand", "load_sweep", "plan",
+           "run_trial", "sweep"]
+
+#: the numeric keys of a run's ``final.json`` by kind of config (what ``metric`` may name):
+#: the runner's own (``steps``, ``wall_s``) and the job's summary (``RateJob.summary`` for a
+#: rate-task config, ``ClassifyJob.summary`` for a classification config with ``data``)
+METRICS: dict[str, tuple[str, ...]] = {
+    "rate": ("accuracy", "loss", "train_loss", "weight_angle", "grad_angle", "steps", "wall_s"),
+    "classify": ("test_error", "test_accuracy", "val_accuracy", "train_accuracy", "train_loss",
+                 "epochs", "weight_angle", "grad_angle", "steps", "wall_s"),
+}
 
 
 class Distribution(Strict):
@@ -122,13 +139,17 @@ class SweepConfig(Strict):
 
 @dataclass(frozen=True)
 class Trial:
-    """One run of a sweep: the swept values and the seed."""
+    """One run of a sweep: the swept values and the seed, and (once resolved by
+    :func:`plan`) the fingerprint of its whole resolved config, which is then its id."""
 
     overrides: dict[str, Any]
     seed: int
+    fingerprint: str | None = None
 
     @property
     def id(self) -> str:
+        if self.fingerprint is not None:
+            return self.fingerprint[:12]
         key = json.dumps({"o": self.overrides, "s": self.seed}, sort_keys=True, default=str)
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
@@ -173,14 +194,37 @@ def _trial_overrides(cfg: SweepConfig, trial: Trial, kind: str) -> list[str]:
     return [*cfg.overrides, *swept, f"experiment.seed={trial.seed}"]
 
 
-def _validate_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> None:
+def _resolve_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> list[Trial]:
+    """Validate every trial's config with the runner's schema; the trials with the
+    fingerprint of their whole resolved config (their id)."""
     from bionn.experiment.runner import load_run_config
 
+    resolved = []
     for t in trials:
         try:
-            load_run_config(cfg.base, _trial_overrides(cfg, t, kind))
+            config = load_run_config(cfg.base, _trial_overrides(cfg, t, kind))
         except ConfigError as e:
             raise ConfigError(f"trial {t.overrides} seed {t.seed}: {e}") from None
+        text = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+        resolved.append(Trial(t.overrides, t.seed, hashlib.sha1(text.encode()).hexdigest()))
+    return resolved
+
+
+def _pending(cfg: SweepConfig, trials: list[Trial], kind: str, out: Path,
+             ) -> list[tuple[Trial, list[str], Path]]:
+    return [(t, _trial_overrides(cfg, t, kind), out / "runs" / t.id) for t in trials
+            if not (out / "runs" / t.id / "final.json").is_file()]
+
+
+def _metric(cfg: SweepConfig, kind: str) -> tuple[str, str]:
+    """``(metric, mode)``; a metric that a run of this kind does not write is refused."""
+    metric = cfg.metric or ("test_error" if kind == "classify" else "accuracy")
+    if metric not in METRICS[kind]:
+        what = "a classification" if kind == "classify" else "a rate-task"
+        raise ConfigError(f"metric: {metric!r} is not a key of {what} run's final.json; "
+                          f"choose one of {', '.join(METRICS[kind])}")
+    mode = cfg.mode or ("min" if metric in ("test_error", "loss", "train_loss") else "max")
+    return metric, mode
 
 
 def plan(cfg: SweepConfig, out: str | Path) -> tuple[str, list[Trial], list[tuple[Trial, list[str], Path]]]:
@@ -188,12 +232,76 @@ def plan(cfg: SweepConfig, out: str | Path) -> tuple[str, list[Trial], list[tupl
     where ``kind`` is ``"rate"`` or ``"classify"`` and pending trials have no ``final.json``
     under ``out/runs/<id>/`` (shared by Ray sweeps and ``examples/sweep_submitit.py``)."""
     kind = _kind(cfg.base)
-    trials = expand(cfg)
-    _validate_trials(cfg, trials, kind)
-    out = Path(out)
-    pending = [(t, _trial_overrides(cfg, t, kind), out / "runs" / t.id) for t in trials
-               if not (out / "runs" / t.id / "final.json").is_file()]
-    return kind, trials, pending
+    trials = _resolve_trials(cfg, expand(cfg), kind)
+    return kind, trials, _pending(cfg, trials, kind, Path(out))
+
+
+def _lock_holder(lock: Path) -> tuple[dict[str, Any] | None, bool]:
+    """``(what the lock file says, whether its owner may be alive)``; an unreadable lock
+    (being written, or damaged) counts as held."""
+    try:
+        info = json.loads(lock.read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except FileNotFoundError:
+        return None, False
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, True
+    if host != socket.gethostname():
+        return info, True  # another machine's process: cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return info, False
+    except PermissionError:
+        return info, True
+    return info, True
+
+
+def _refuse_if_locked(lock: Path) -> None:
+    info, alive = _lock_holder(lock)
+    if alive:
+        who = (f"pid {info['pid']} on {info['host']}" if info else "an unreadable lock")
+        raise ConfigError(f"{lock} is held by another bionn sweep ({who}); wait for it to end "
+                          "or use another --out (delete the lock only if no sweep is running)")
+
+
+def _acquire_lock(out: Path) -> Path:
+    """Create ``out/sweep.lock`` atomically with this process's pid and host; a live
+    owner is refused (``ConfigError``, exit 2), a stale lock (its pid no longer alive on
+    this host) is reported and replaced."""
+    lock = out / "sweep.lock"
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            _refuse_if_locked(lock)
+            info, _ = _lock_holder(lock)
+            if info is not None:
+                print(f"bionn sweep: replacing the stale lock {lock} (pid {info['pid']} on "
+                      f"{info['host']} is no longer running)", file=sys.stderr)
+                try:
+                    lock.unlink()
+                except FileNotFoundError:
+                    pass
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return lock
+    raise ConfigError(f"{lock}: could not take the sweep lock (another sweep keeps taking it)")
+
+
+def _release_lock(lock: Path) -> None:
+    info, _ = _lock_holder(lock)
+    if info is not None and info.get("pid") == os.getpid() \
+            and info.get("host") == socket.gethostname():
+        lock.unlink(missing_ok=True)
+
+
+def _short_error(err: Any) -> str:
+    """The last line of an error (a Ray error carries the worker's whole traceback)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else repr(err))[:500]
 
 
 def run_trial(base: str, kind: str, overrides: list[str], out: str, threads: int) -> dict:
@@ -211,7 +319,10 @@ def run_trial(base: str, kind: str, overrides: list[str], out: str, threads: int
 
 
 def _run_on_ray(cfg: SweepConfig, pending: list[tuple[Trial, list[str], Path]], kind: str,
-                out: Path, progress: bool) -> None:
+                out: Path, progress: bool) -> dict[str, str]:
+    """Run the pending trials as one Ray Tune grid; ``{trial id: error}`` of those that
+    failed. Ray's console output goes to stderr (stdout keeps the final JSON line), and
+    nowhere when not ``progress`` (``--quiet``)."""
     try:
         import ray
         from ray import tune
@@ -238,11 +349,19 @@ def _run_on_ray(cfg: SweepConfig, pending: list[tuple[Trial, list[str], Path]], 
         run_config=tune.RunConfig(storage_path=str((out / "ray").resolve()), name="tune",
                                   verbose=1 if progress else 0),
     )
-    results = tuner.fit()
-    errors = [str(r.error) for r in results if r.error is not None]
-    if errors:
-        print(f"bionn sweep: {len(errors)} trial(s) failed; first: {errors[0][:500]}",
-              file=sys.stderr)
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.tune", "ray.train")]
+    levels = [lg.level for lg in loggers]
+    with open(os.devnull, "w") as null, redirect_stdout(sys.stderr if progress else null):
+        try:
+            if not progress:
+                for lg in loggers:
+                    lg.setLevel(logging.CRITICAL)
+            results = tuner.fit()
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+    return {r.config["trial"]: _short_error(r.error) for r in results
+            if r.error is not None and r.config and "trial" in r.config}
 
 
 def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
@@ -259,7 +378,7 @@ def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
     agg.sort(key=lambda a: math.inf if a[f"{metric}_mean"] is None
              else sign * a[f"{metric}_mean"])
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["trial", *keys, "seed", metric, "status"])
+    w = csv.DictWriter(buf, fieldnames=["trial", *keys, "seed", metric, "status", "error"])
     w.writeheader()
     for r in rows:
         w.writerow({k: r.get(k) for k in w.fieldnames})
@@ -308,13 +427,10 @@ def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path
     save_figure(fig, path)
 
 
-def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
-          ) -> dict[str, Any]:
-    """Validate, run what is not finished (on Ray) and tabulate; returns the summary."""
-    out = output_folder(out or cfg.out, "sweep")
-    kind, trials, pending = plan(cfg, out)
-    metric = cfg.metric or ("test_error" if kind == "classify" else "accuracy")
-    mode = cfg.mode or ("min" if metric in ("test_error", "loss", "train_loss") else "max")
+def _sweep_locked(cfg: SweepConfig, out: Path, kind: str, trials: list[Trial], metric: str,
+                  mode: str, progress: bool) -> dict[str, Any]:
+    """The sweep once ``out/sweep.lock`` is ours: run what is pending, tabulate."""
+    pending = _pending(cfg, trials, kind, out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.json", json.dumps(
         {"sweep": cfg.model_dump(mode="json"),
@@ -324,23 +440,53 @@ def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True
     if progress:
         print(f"bionn sweep: {len(trials)} trials ({skipped} already finished, "
               f"{len(pending)} to run)", file=sys.stderr)
-    if pending:
-        _run_on_ray(cfg, pending, kind, out, progress)
+    errors = _run_on_ray(cfg, pending, kind, out, progress) if pending else {}
     keys = sorted({k for t in trials for k in t.overrides})
     rows = []
     for t in trials:
         final = out / "runs" / t.id / "final.json"
-        summary = json.loads(final.read_text()) if final.is_file() else {}
+        try:
+            summary = json.loads(final.read_text()) if final.is_file() else {}
+        except (OSError, ValueError) as e:
+            summary, errors[t.id] = {}, f"unreadable final.json: {e}"
+        error = errors.get(t.id) or (None if summary else "no final.json was written")
+        if not error and summary.get("status", "finished") != "finished":
+            error = f"the run ended {summary['status']!r} (see its final.json)"
         rows.append({"trial": t.id, **t.overrides, "seed": t.seed,
-                     metric: summary.get(metric), "status": "finished" if summary else "failed"})
+                     metric: None if error else summary.get(metric),
+                     "status": "failed" if error else "finished", "error": error})
     csv_text, md, agg = _tables(rows, keys, metric, mode)
     atomic_write_text(out / "sweep.csv", csv_text)
     atomic_write_text(out / "sweep.md", md)
     if any(r["status"] == "finished" for r in rows):
         _figure(rows, keys, metric, out / "sweep.png")
-    return {"out": str(out), "n_trials": len(trials), "n_finished": sum(
-        r["status"] == "finished" for r in rows), "n_skipped": skipped, "metric": metric,
-        "mode": mode, "best": agg[0] if agg else None}
+    failed = [{"trial": r["trial"], "overrides": t.overrides, "seed": t.seed, "error": r["error"]}
+              for r, t in zip(rows, trials, strict=True) if r["status"] == "failed"]
+    return {"out": str(out), "n_trials": len(trials), "n_finished": len(trials) - len(failed),
+            "n_failed": len(failed), "n_skipped": skipped, "metric": metric, "mode": mode,
+            "best": agg[0] if agg and agg[0][f"{metric}_mean"] is not None else None,
+            "failed": failed}
+
+
+def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
+          ) -> dict[str, Any]:
+    """Validate, run what is not finished (on Ray) and tabulate; returns the summary.
+
+    Refused (``ConfigError``, exit 2) before anything is written: a trial whose config the
+    runner's schema rejects, a ``metric`` that the runs' ``final.json`` does not have, and
+    an ``out`` whose ``sweep.lock`` is held by a live sweep."""
+    kind = _kind(cfg.base)
+    trials = _resolve_trials(cfg, expand(cfg), kind)
+    metric, mode = _metric(cfg, kind)
+    if out or cfg.out:  # before anything in the folder is touched
+        _refuse_if_locked(Path(out or cfg.out) / "sweep.lock")
+    out = output_folder(out or cfg.out, "sweep")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _acquire_lock(out)
+    try:
+        return _sweep_locked(cfg, out, kind, trials, metric, mode, progress)
+    finally:
+        _release_lock(lock)
 
 
 def cmd_sweep(args: Any) -> int:
@@ -350,8 +496,14 @@ def cmd_sweep(args: Any) -> int:
         cfg = cfg.model_copy(update={"address": args.address})
     result = sweep(cfg, args.out, progress=not args.quiet)
     print(f"results in {result['out']}/ (sweep.md, sweep.csv, sweep.png)", file=sys.stderr)
+    for f in result["failed"]:
+        print(f"bionn sweep: trial {f['trial']} ({f['overrides']}, seed {f['seed']}) failed: "
+              f"{f['error']}", file=sys.stderr)
+    if result["failed"]:
+        print(f"bionn sweep: {result['n_failed']} of {result['n_trials']} trials failed; "
+              "run the sweep again with --resume to retry them", file=sys.stderr)
     print(json.dumps(result, default=str))
-    return 0
+    return 1 if result["failed"] else 0
 
 
 def add_parser(sub: Any) -> None:
