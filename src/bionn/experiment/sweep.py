@@ -18,11 +18,13 @@ Every trial is validated with the runner's own schema before anything runs (the 
 config has the common shape: the trial's seed is ``experiment.seed``). Each trial is one
 ordinary run of the one runner in ``OUT/runs/<trial id>/``; the id is a hash of its
 whole resolved config (base file, fixed and swept overrides, seed: a trial whose config
-changed gets a fresh folder and runs again, never reporting a stale result), so a sweep that is interrupted and started again
-skips the trials whose ``final.json`` exists (a trial cut short resumes from its checkpoint).
+changed gets a fresh folder and runs again, never reporting a stale result), so a sweep that
+is interrupted and started again skips the trials whose ``final.json`` exists
+(a trial cut short resumes from its checkpoint).
 ``OUT/sweep.lock`` (pid, host) keeps a second sweep off the folder (exit 2); a failed trial
-makes the sweep exit 1 naming it and its error; an unknown ``metric`` is refused. Trials run as Ray Tune trials (``ray[tune]``, the ``sweep``
-extra): locally on all cores by default, or on a cluster with ``address``. Then ``OUT``
+makes the sweep exit 1 naming it and its error; an unknown ``metric`` is refused. Trials run as
+Ray Tune trials (``ray[tune]``, the ``sweep`` extra): locally on all cores by default, or on
+a cluster with ``address``. Then ``OUT``
 receives ``sweep.csv`` / ``sweep.md`` (one row per trial, and the mean and sd over seeds
 per configuration, best first) and ``sweep.png``. The last stdout line is one JSON object.
 
