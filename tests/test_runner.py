@@ -268,8 +268,8 @@ def test_compare_on_a_rate_config(tmp_path, capsys):
     assert "| held-out accuracy |" in (out / "comparison.md").read_text()
     assert (out / "comparison.csv").read_text().startswith("method,accuracy_mean,accuracy_sd")
     assert (out / "alignment.png").is_file() and (out / "fa" / "seed1" / "final.json").is_file()
-    # run again: finished runs are read back, the table is the same
-    assert main(argv) == 0
+    # again with --resume: finished runs are read back, the table is the same
+    assert main([*argv, "--resume"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["table"] == result["table"]
 

@@ -74,7 +74,7 @@ def test_sweep_runs_on_ray_and_restart_skips_finished(tmp_path, capsys):
     # an interrupted sweep: one trial lost its final.json; the restart runs only that one
     untouched = {f: f.stat().st_mtime_ns for f in finals[1:]}
     finals[0].unlink()
-    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["n_skipped"] == 3 and again["n_finished"] == 4 and finals[0].is_file()
     assert all(f.stat().st_mtime_ns == t for f, t in untouched.items())
@@ -118,7 +118,7 @@ def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, capsys):
     out.mkdir()
     lock = out / "sweep.lock"  # a live sweep (this process) holds the folder
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "sweep.lock" in err and f"pid {os.getpid()}" in err
     assert sorted(p.name for p in out.iterdir()) == ["sweep.lock"]  # nothing else touched
@@ -159,7 +159,7 @@ def test_failing_trial_exits_1_naming_it_after_replacing_a_stale_lock(tmp_path, 
     (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
     dead = _dead_pid()
     (out / "sweep.lock").write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
-    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 1
+    assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 1
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert result["n_trials"] == 2 and result["n_finished"] == 1 and result["n_failed"] == 1
@@ -181,7 +181,7 @@ def test_changed_fixed_override_reruns_instead_of_reporting_old_result(tmp_path,
     old = {p.name for p in (out / "runs").iterdir()}
     changed = [o.replace("training.steps=3", "training.steps=6") for o in TINY]
     path = _sweep_file(tmp_path, overrides=changed)
-    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["n_skipped"] == 0 and again["n_finished"] == 1  # not the stale result
     new = {p.name for p in (out / "runs").iterdir()} - old

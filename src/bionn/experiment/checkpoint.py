@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_text",
     "default_out",
     "output_folder",
+    "claim_output_folder",
     "load_checkpoint",
     "read_jsonl",
     "save_checkpoint",
@@ -50,6 +52,82 @@ def output_folder(out: str | Path | None, name: str) -> Path:
         raise ConfigError(f"--out: {str(path)!r} cannot be made: {str(parent)!r} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out: {str(path)!r} cannot be written: {str(parent)!r} is not writable")
+    return path
+
+
+#: names that mark a folder as a bionn output folder (one of them must be in it, or in a
+#: run folder below it, for ``--overwrite`` to delete its contents)
+OUTPUT_MARKERS = frozenset({
+    "config.yaml", "final.json", "metrics.jsonl", "checkpoint.pt",  # a run (run, compare, sweep)
+    "measures.json", "spikes.npz",  # a simulation
+    "comparison.csv", "comparison.md",  # a comparison
+    "sweep.json", "sweep.csv", "sweep.md",  # a sweep
+})
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _looks_like_output(path: Path) -> bool:
+    """A marker file directly in ``path`` or up to two folders below (``OUT/<method>/seed0/``)."""
+    for pattern in ("*", "*/*", "*/*/*"):
+        if any(p.name in OUTPUT_MARKERS and p.is_file() for p in path.glob(pattern)):
+            return True
+    return False
+
+
+def claim_output_folder(out: str | Path | None, name: str, *, resume: bool = False,
+                        overwrite: bool = False, resumable: bool = True) -> Path:
+    """The output folder of a command, under the one policy every command follows; called
+    before any work. Refusals raise ``ConfigError`` (exit 2) and change nothing.
+
+    - the folder must be usable (:func:`output_folder`: not a file, writable);
+    - a folder that does not exist or is empty is used;
+    - a folder that holds anything is refused, naming it and a few of its entries, unless
+      ``resume`` (the command then continues what is there; only where ``resumable``)
+      or ``overwrite``;
+    - ``overwrite`` deletes the folder's contents first (nothing of an earlier run is left),
+      and is refused when the folder does not look like a bionn output folder (none of
+      :data:`OUTPUT_MARKERS` in it), is the current folder or one above it, the home
+      folder or ``/``;
+    - ``resume`` with ``overwrite`` is refused.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --resume continues the "
+                          "results in --out, --overwrite deletes them; give one")
+    if resume and not resumable:
+        raise ConfigError("--resume: this command does not resume; use --overwrite to replace "
+                          "the results in --out, or choose another --out")
+    path = output_folder(out, name)
+    if not path.is_dir():
+        return path
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries or resume:
+        return path
+    if not overwrite:
+        hint = ("use --resume to continue it, --overwrite to delete its contents and start over"
+                if resumable else "use --overwrite to delete its contents and start over")
+        raise ConfigError(f"--out: {str(path)!r} is not empty (it holds {_listing(entries)}); "
+                          f"{hint}, or choose another --out")
+    real = path.resolve()
+    cwd = Path.cwd().resolve()
+    protected = {Path("/").resolve(): "the root folder", Path.home().resolve(): "the home folder"}
+    if real in protected or real == cwd or real in cwd.parents:
+        why = protected.get(real) or ("the current folder" if real == cwd
+                                      else "a folder above the current folder")
+        raise ConfigError(f"--overwrite: refusing to delete the contents of {str(path)!r}: it is {why}")
+    if not _looks_like_output(path):
+        raise ConfigError(
+            f"--overwrite: refusing to delete the contents of {str(path)!r}: it does not look like "
+            f"a bionn output folder (it holds {_listing(entries)}, and none of "
+            f"{', '.join(sorted(OUTPUT_MARKERS))}); choose another --out")
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     return path
 
 

@@ -1,8 +1,9 @@
 """The ``bionn`` command line.
 
-    bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume] [--quiet]
-    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--quiet]
+    bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume | --overwrite] [--quiet]
+    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--overwrite] [--quiet]
     bionn compare CONFIG.yaml --methods bp,fa,... [--seeds 0,1] [key=value ...] [--out DIR]
+                  [--resume | --overwrite]
 
 With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
 perceptual decision making). A config with a top-level ``data`` section trains a
@@ -12,6 +13,9 @@ config has the same shape: an ``experiment: {name, seed, device, threads}`` sect
 the command's sections. The last stdout line is one JSON object with the final metrics
 and the output folder. Exit status: 0 done, 1 training stopped on a non-finite value,
 2 invalid config, 130 interrupted (a checkpoint was written; continue with --resume).
+Every command uses an output folder that does not exist or is empty; one that holds
+anything is refused (exit 2) unless ``--resume`` (run, compare, sweep) or ``--overwrite``
+(its contents are deleted first): :func:`bionn.experiment.checkpoint.claim_output_folder`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import threading
 from pathlib import Path
 
 from bionn._core.errors import ConfigError
-from bionn.experiment.checkpoint import CheckpointError, output_folder
+from bionn.experiment.checkpoint import CheckpointError, claim_output_folder
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config_path is not None and "=" in config_path and not Path(config_path).exists():
         overrides.insert(0, config_path)
         config_path = None
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --resume continues the "
+                          "run in --out, --overwrite deletes it; give one")
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     if args.resume and config_path is None:
@@ -45,7 +52,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_run_config(config_path, overrides)
     ctx = init_from_env()  # torchrun: one process per rank, DistributedDataParallel
     try:
-        out = ctx.broadcast(output_folder(args.out, cfg.experiment.name))
+        # rank 0 alone checks (and with --overwrite empties) the folder; every rank gets its answer
+        claimed: tuple[str, object] = ("", None)
+        if ctx.rank == 0:
+            try:
+                claimed = ("ok", claim_output_folder(args.out, cfg.experiment.name,
+                                                     resume=args.resume, overwrite=args.overwrite))
+            except ConfigError as e:
+                claimed = ("error", str(e))
+        status, value = ctx.broadcast(claimed)
+        if status == "error":
+            raise ConfigError(str(value))
+        out = Path(value)
         runner = Runner(cfg, out, resume=args.resume, progress=not args.quiet, ctx=ctx)
         try:
             summary = runner.fit()
@@ -95,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. model.n_hidden=128")
     run.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the contents of --out (an earlier bionn output) before running")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     from bionn.experiment.simulate import add_parser as add_simulate
 
@@ -130,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a command without its own checkpointing (e.g. simulate)
+        again = ("continue with --resume (same --out), or start over with --overwrite"
+                 if args.command in ("compare", "sweep")
+                 else "run it again with --overwrite (same --out) to start over")
         print(f"\nbionn {args.command}: interrupted; nothing was written beyond what the command "
-              "had finished (config.yaml, completed recording chunks); run it again to start over",
-              file=sys.stderr)
+              f"had finished (config.yaml, completed recording chunks, finished runs and their "
+              f"checkpoints); {again}", file=sys.stderr)
         return 130
     finally:
         if threading.current_thread() is threading.main_thread():

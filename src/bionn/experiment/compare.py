@@ -1,15 +1,16 @@
 """``bionn compare``: train one config under several credit-assignment methods and seeds.
 
     bionn compare CONFIG.yaml --methods bp,fa,dfa,usf,brsf,frsf,wm,kp [--seeds 0,1]
-                  [--out DIR] [--quiet] [key=value ...]
+                  [--out DIR] [--resume | --overwrite] [--quiet] [key=value ...]
 
 Works on any ``bionn run`` config: a classification config (``data`` section; the
 table reports the top-1 test error, %) or a rate-task config (the table reports the
 held-out accuracy). Every method gets the same config, seed(s) and budget; only
 ``model.method`` changes. Each run goes through the one runner
-(:class:`bionn.experiment.runner.Runner`) into ``OUT/<method>/seed<k>/``; a run that
-finished (``final.json``) is read back, one that was cut short resumes from its
-checkpoint. Every (method, seed) config is validated, and the first run prepared
+(:class:`bionn.experiment.runner.Runner`) into ``OUT/<method>/seed<k>/``. An ``OUT``
+that holds anything is refused unless ``--resume`` (a run that finished, ``final.json``,
+is read back, one that was cut short resumes from its checkpoint) or ``--overwrite``
+(its contents are deleted first: :func:`bionn.experiment.checkpoint.claim_output_folder`). Every (method, seed) config is validated, and the first run prepared
 (data, model), before anything is trained. ``OUT`` then receives ``comparison.csv``
 (one row per method: the metric's mean and sd over seeds, final alignment angles),
 ``comparison.md`` (the same as a Markdown table) and ``alignment.png`` (the
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bionn._core.errors import ConfigError
-from bionn.experiment.checkpoint import atomic_write_text, output_folder, read_jsonl
+from bionn.experiment.checkpoint import atomic_write_text, claim_output_folder, read_jsonl
 
 #: the compared metric of each kind of run: (key of final.json, table label)
 METRICS = {"test_error": "top-1 test error (%)", "accuracy": "held-out accuracy"}
@@ -205,7 +206,18 @@ def cmd_compare(args: Any) -> int:
     seeds = parse_seeds(args.seeds)
     if not Path(args.config).is_file():
         raise ConfigError(f"config file {args.config!r} does not exist")
-    out = output_folder(args.out, f"compare-{Path(args.config).stem}")
+    if args.resume and args.overwrite:  # refused before the configs are read
+        claim_output_folder(args.out, "compare", resume=True, overwrite=True)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out DIR, the folder of the comparison to continue")
+    from bionn.experiment.runner import load_run_config
+
+    for m in methods:  # every config is valid before the folder is claimed (or emptied)
+        for s in seeds:
+            load_run_config(args.config, [*args.overrides, f"model.method={m}",
+                                          f"experiment.seed={s}"])
+    out = claim_output_folder(args.out, f"compare-{Path(args.config).stem}", resume=args.resume,
+                              overwrite=args.overwrite)
     result = compare(args.config, methods, seeds, out, args.overrides, progress=not args.quiet)
     print(format_table(result["table"]), file=sys.stderr)
     print(f"results in {out}/ (comparison.md, comparison.csv, alignment.png)", file=sys.stderr)
@@ -223,4 +235,8 @@ def add_parser(sub: Any) -> None:
                    help="comma-separated methods (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--out", help="output folder (default runs/compare-<config>-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the comparison in --out (finished runs are read back)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the contents of --out (an earlier bionn output) before running")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

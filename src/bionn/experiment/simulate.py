@@ -1,6 +1,6 @@
 """``bionn simulate``: run a ready spiking (or rate) network from a YAML config.
 
-    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--quiet]
+    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--overwrite] [--quiet]
 
 A config names a network of :data:`bionn.spiking.networks.NETWORKS` and its
 builder arguments; every run setting left out takes the value of the
@@ -16,7 +16,9 @@ command shares)::
     run: {duration: 1000.0, dt: 0.1}
     measures: {t_start: 100.0}
 
-The out folder (``runs/<name>-<time>`` by default) receives, each file written
+The out folder (``runs/<name>-<time>`` by default; one that holds anything is refused
+unless ``--overwrite``, which deletes its contents first:
+:func:`bionn.experiment.checkpoint.claim_output_folder`) receives, each file written
 atomically: ``config.yaml`` (resolved: every default written out),
 ``spikes.npz`` (per group ``<g>.trial``, ``<g>.step``, ``<g>.neuron`` index
 arrays, spike time = ``(step + 1) * dt``, and ``<g>.n_neurons``; plus ``dt``,
@@ -57,7 +59,7 @@ from pydantic import (
 )
 
 from bionn._core.errors import ConfigError, format_errors
-from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, output_folder
+from bionn.experiment.checkpoint import atomic_write_bytes, atomic_write_text, claim_output_folder
 from bionn.experiment.config import apply_overrides, read_yaml
 from bionn.experiment.schema import ExperimentSection, Strict, check_shape, pick_device
 
@@ -561,7 +563,8 @@ def cmd_simulate(args: Any) -> int:
         overrides.insert(1, f"experiment.name={source}")
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
-    out = output_folder(args.out, cfg.experiment.name)
+    out = claim_output_folder(args.out, cfg.experiment.name, overwrite=args.overwrite,
+                              resumable=False)
     from bionn.spiking.network import NonFiniteStateError
 
     try:
@@ -586,4 +589,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("config", help="YAML config file, or a network name for its published settings")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. run.duration=200")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the contents of --out (an earlier bionn output) before running")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,6 +1,7 @@
 """``bionn sweep``: a grid or random search over config keys and seeds, run on Ray Tune.
 
-    bionn sweep SWEEP.yaml [--out DIR] [--address auto|ray://HOST:PORT] [--quiet]
+    bionn sweep SWEEP.yaml [--out DIR] [--resume | --overwrite] [--address auto|ray://HOST:PORT]
+                [--quiet]
 
 A sweep file names a ``bionn run`` config (rate or classification) and what to vary::
 
@@ -19,7 +20,7 @@ config has the common shape: the trial's seed is ``experiment.seed``). Each tria
 ordinary run of the one runner in ``OUT/runs/<trial id>/``; the id is a hash of its
 whole resolved config (base file, fixed and swept overrides, seed: a trial whose config
 changed gets a fresh folder and runs again, never reporting a stale result), so a sweep that
-is interrupted and started again skips the trials whose ``final.json`` exists
+is interrupted and started again with ``--resume`` skips the trials whose ``final.json`` exists
 (a trial cut short resumes from its checkpoint).
 ``OUT/sweep.lock`` (pid, host) keeps a second sweep off the folder (exit 2); a failed trial
 makes the sweep exit 1 naming it and its error; an unknown ``metric`` is refused. Trials run as
@@ -56,7 +57,7 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from bionn._core.errors import ConfigError, format_errors
-from bionn.experiment.checkpoint import atomic_write_text, output_folder
+from bionn.experiment.checkpoint import atomic_write_text, claim_output_folder
 from bionn.experiment.compare import _mean_sd
 from bionn.experiment.config import parse_override, read_yaml
 from bionn.experiment.schema import Strict
@@ -471,7 +472,7 @@ def _sweep_locked(cfg: SweepConfig, out: Path, kind: str, trials: list[Trial], m
 
 
 def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True,
-          ) -> dict[str, Any]:
+          *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Validate, run what is not finished (on Ray) and tabulate; returns the summary.
 
     Refused (``ConfigError``, exit 2) before anything is written: a trial whose config the
@@ -482,7 +483,7 @@ def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True
     metric, mode = _metric(cfg, kind)
     if out or cfg.out:  # before anything in the folder is touched
         _refuse_if_locked(Path(out or cfg.out) / "sweep.lock")
-    out = output_folder(out or cfg.out, "sweep")
+    out = claim_output_folder(out or cfg.out, "sweep", resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     lock = _acquire_lock(out)
     try:
@@ -496,7 +497,8 @@ def cmd_sweep(args: Any) -> int:
     cfg = load_sweep(args.sweep, getattr(args, "overrides", []))
     if args.address:
         cfg = cfg.model_copy(update={"address": args.address})
-    result = sweep(cfg, args.out, progress=not args.quiet)
+    result = sweep(cfg, args.out, progress=not args.quiet, resume=args.resume,
+                   overwrite=args.overwrite)
     print(f"results in {result['out']}/ (sweep.md, sweep.csv, sweep.png)", file=sys.stderr)
     for f in result["failed"]:
         print(f"bionn sweep: trial {f['trial']} ({f['overrides']}, seed {f['seed']}) failed: "
@@ -516,4 +518,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", help="top-level sweep keys, e.g. samples=8")
     p.add_argument("--out", help="output folder (default: the file's `out` or runs/sweep-<time>)")
     p.add_argument("--address", help="Ray cluster address (default: a local Ray on all cores)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in --out (finished trials are skipped)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the contents of --out (an earlier bionn output) before running")
     p.add_argument("--quiet", action="store_true", help="less output")
