@@ -188,3 +188,16 @@ def test_interrupted_simulation_exits_130_without_traceback(tmp_path, sig):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
+
+
+def test_a_shipped_config_by_name_and_unknown_names_listed(tmp_path, capsys, monkeypatch):
+    from bionn.experiment.cli import main
+
+    monkeypatch.chdir(tmp_path)  # configs/ found through the source tree
+    assert main(["simulate", "sim_cuba", "run.duration=120", "--out", str(tmp_path / "a"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "a" / "measures.json").is_file()
+    capsys.readouterr()
+    assert main(["simulate", "nope", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "networks: cann, coba" in err and "sim_cuba" in err and not (tmp_path / "b").exists()

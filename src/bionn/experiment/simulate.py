@@ -552,15 +552,37 @@ def _nonfinite_hint(cfg: SimConfig, err: Any) -> str:
             f"large for this network.")
 
 
+def shipped_configs(prefix: str = "") -> list[Path]:
+    """The YAML configs in ``configs/`` (of the working directory, else of the source tree
+    bionn runs from) whose names start with ``prefix``."""
+    for root in (Path("configs"), Path(__file__).resolve().parents[3] / "configs"):
+        if root.is_dir():
+            return sorted(root.glob(f"{prefix}*.yaml"))
+    return []
+
+
+def shipped_config(name: str) -> Path | None:
+    """A shipped config by name (``sim_cuba`` or ``sim_cuba.yaml``), or None."""
+    stem = Path(name).name.removesuffix(".yaml")
+    return next((p for p in shipped_configs() if p.stem == stem), None)
+
+
 def cmd_simulate(args: Any) -> int:
     """``bionn simulate``: see the module docstring."""
     source = args.config
     overrides = list(args.overrides)
     path: str | None = source
-    if not Path(source).is_file() and source in _networks():
-        path = None  # a bare network name: its published settings
-        overrides.insert(0, f"network.name={source}")
-        overrides.insert(1, f"experiment.name={source}")
+    if not Path(source).exists():
+        if source in _networks():
+            path = None  # a bare network name: its published settings
+            overrides.insert(0, f"network.name={source}")
+            overrides.insert(1, f"experiment.name={source}")
+        elif shipped_config(source) is not None:  # a shipped config by name, e.g. sim_cuba
+            path = str(shipped_config(source))
+        else:
+            raise ConfigError(f"{source!r} is neither a config file nor a network; networks: "
+                              f"{', '.join(sorted(_networks()))}; shipped configs: "
+                              f"{', '.join(sorted(p.stem for p in shipped_configs('sim_')))}")
     cfg = load_sim_config(path, overrides)
     prep = prepare(cfg)
     out = claim_output_folder(args.out, cfg.experiment.name, overwrite=args.overwrite,
