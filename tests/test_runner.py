@@ -391,3 +391,12 @@ def test_divergence_writes_the_last_good_state_and_exits_1(tmp_path, capsys, mon
     for name in ("training_curve.png", "example_trials.png", "recurrent_weights.png"):
         assert (out / "figures" / name).is_file()
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
+
+
+@pytest.mark.parametrize("what, expected", [("tasks", "perceptual_decision_making"),
+                                            ("networks", "coba"), ("configs", "sim_cuba"),
+                                            ("methods", "kp"), ("motifs", "E-PV-SST-VIP"),
+                                            ("models", "connectome")])
+def test_bionn_list(capsys, what, expected):
+    assert main(["list", what]) == 0
+    assert expected in capsys.readouterr().out.split()

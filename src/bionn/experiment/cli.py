@@ -99,7 +99,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return sweep(args)
 
 
-COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "sweep": cmd_sweep}
+def listing(what: str) -> list[str]:
+    """The names ``bionn list WHAT`` prints, from the registries themselves."""
+    if what == "tasks":
+        from bionn.tasks import TASKS
+
+        return sorted(TASKS)
+    if what == "networks":
+        from bionn.spiking.networks import NETWORKS
+
+        return sorted(NETWORKS)
+    if what == "methods":
+        from bionn.learning import METHODS
+
+        return list(METHODS)
+    if what == "motifs":
+        from bionn.circuits import list_motifs
+
+        return list_motifs()
+    if what == "models":
+        from bionn.experiment.models import MODEL_KINDS
+
+        return sorted(MODEL_KINDS)
+    from bionn.experiment.simulate import shipped_configs
+
+    return [p.stem for p in shipped_configs()]
+
+
+LISTS = ("tasks", "networks", "configs", "methods", "motifs", "models")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("\n".join(listing(args.what)))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "sweep": cmd_sweep,
+            "list": cmd_list}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.sweep import add_parser as add_sweep
 
     add_sweep(sub)
+    lst = sub.add_parser("list", help="list the names bionn knows: " + ", ".join(LISTS))
+    lst.add_argument("what", choices=LISTS)
     return parser
 
 
