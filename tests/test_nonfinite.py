@@ -96,11 +96,8 @@ def test_cli_exits_1_and_writes_no_measures(tmp_path):
         [sys.executable, "-m", "bionn", "simulate", "cuba", "network.params.n=400",
          "network.params.we=1.0e38", "run.duration=20", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert "'P'" in proc.stderr and "'syn.s'" in proc.stderr and " ms (step " in proc.stderr
-    assert "network.params.we" in proc.stderr
-    # an earlier run's files are left as they were; nothing new
+    # a folder holding an earlier run is refused before any work (the output-folder policy)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert (out / "measures.json").read_text() == '{"earlier": true}\n'
     assert (out / "config.yaml").read_text() == "earlier: true\n"
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "measures.json"]
@@ -109,7 +106,10 @@ def test_cli_exits_1_and_writes_no_measures(tmp_path):
         [sys.executable, "-m", "bionn", "simulate", "cuba", "network.params.n=400",
          "network.params.we=1.0e38", "run.duration=20", "--out", str(fresh), "--quiet"],
         capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "'P'" in proc.stderr and "'syn.s'" in proc.stderr and " ms (step " in proc.stderr
+    assert "network.params.we" in proc.stderr
     assert sorted(p.name for p in fresh.iterdir()) == ["config.yaml"]  # the resolved config only
 
 

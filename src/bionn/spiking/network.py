@@ -555,11 +555,23 @@ def _float_keys(state: dict[str, State], groups: Mapping) -> list[tuple[str, str
             if isinstance(x, Tensor) and x.is_floating_point()]
 
 
+#: state variables that are +inf by design (time since a presynaptic neuron's last spike,
+#: before its first one): only NaN or -inf counts as non-finite there
+UNBOUNDED_ABOVE = frozenset({"t_since"})
+
+
+def _valid(var: str, x: Tensor) -> Tensor:
+    """Where ``x`` holds an acceptable value of state variable ``var``."""
+    if var.rsplit(".", 1)[-1] in UNBOUNDED_ABOVE:  # synapse variables are "syn.<name>"
+        return ~(torch.isnan(x) | (x == -math.inf))
+    return torch.isfinite(x)
+
+
 def _nonfinite(state: dict[str, State], keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The keys whose tensor holds a NaN or an infinity; one host sync when all are finite."""
     if not keys:
         return []
-    ok = torch.stack([torch.isfinite(state[o][v]).all() for o, v in keys])
+    ok = torch.stack([_valid(v, state[o][v]).all() for o, v in keys])
     if bool(ok.all()):
         return []
     return [k for k, good in zip(keys, ok.tolist(), strict=True) if not good]
@@ -567,10 +579,10 @@ def _nonfinite(state: dict[str, State], keys: list[tuple[str, str]]) -> list[tup
 
 def _nonfinite_error(net: Network, state: dict[str, State], bad: list[tuple[str, str]],
                      step: int | None, time_ms: float) -> NonFiniteStateError:
-    bad = [k for k in bad if not bool(torch.isfinite(state[k[0]][k[1]]).all())] or bad
+    bad = [k for k in bad if not bool(_valid(k[1], state[k[0]][k[1]]).all())] or bad
     owner, var = bad[0]
     x = state[owner][var]
-    where = (~torch.isfinite(x)).nonzero()
+    where = (~_valid(var, x)).nonzero()
     index = tuple(int(j) for j in where[0]) if len(where) else ()
     value = float(x[index]) if len(where) else float("nan")
     post = {p.name: p.post for p in net.projections}.get(owner, owner)
