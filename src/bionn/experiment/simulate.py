@@ -579,7 +579,7 @@ def cmd_simulate(args: Any) -> int:
             overrides.insert(1, f"experiment.name={source}")
         elif shipped_config(source) is not None:  # a shipped config by name, e.g. sim_cuba
             path = str(shipped_config(source))
-        else:
+        elif "/" not in source and not source.endswith((".yaml", ".yml")):  # a name, unknown
             raise ConfigError(f"{source!r} is neither a config file nor a network; networks: "
                               f"{', '.join(sorted(_networks()))}; shipped configs: "
                               f"{', '.join(sorted(p.stem for p in shipped_configs('sim_')))}")
