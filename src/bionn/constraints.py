@@ -34,6 +34,7 @@ __all__ = [
     "Mask",
     "GradScale",
     "LowerBound",
+    "raw_parameter",
     "constrain",
     "ei_sign",
     "init_weight",
@@ -190,6 +191,14 @@ class GradScale(nn.Module):
 
     def right_inverse(self, weight: Tensor) -> Tensor:
         return weight
+
+
+def raw_parameter(module: nn.Module, name: str) -> nn.Parameter:
+    """The trained leaf behind ``module.name``: the raw tensor under its
+    parametrizations (``parametrizations[name].original``), or the Parameter itself."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)
 
 
 def _softplus_inverse(y: Tensor) -> Tensor:

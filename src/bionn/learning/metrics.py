@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
+from bionn.constraints import raw_parameter
 from bionn.learning.convert import converted_recurrent, recurrent_feedback
 from bionn.learning.feedback import DFA, exact_gradients, feedback_layers
 
@@ -57,8 +57,7 @@ def _leaves(model: nn.Module) -> dict[str, Tensor]:
     """The weight Parameter (raw one under a parametrization) of every converted part."""
     out = {}
     for name, layer in feedback_layers(model).items():
-        out[name] = (layer.parametrizations.weight.original
-                     if parametrize.is_parametrized(layer, "weight") else layer.weight)
+        out[name] = raw_parameter(layer, "weight")
     for name, rnn in converted_recurrent(model):
         for key, leaf in rnn.connection_parameters().items():
             if key in rnn.credit_assignment:

@@ -73,6 +73,7 @@ from torch.nn.utils import parametrize
 
 from bionn._core.errors import ConfigError, format_errors
 from bionn.constraints import Dale
+from bionn.constraints import raw_parameter as _leaf
 from bionn.recurrent import recurrent_models
 
 __all__ = [
@@ -427,12 +428,6 @@ def _transform_units(model: nn.Module, include_bias: bool) -> list[tuple[str, nn
         if names:
             units[id(m)] = (n, m, names)
     return list(units.values())
-
-
-def _leaf(module: nn.Module, name: str) -> nn.Parameter:
-    if parametrize.is_parametrized(module, name):
-        return module.parametrizations[name].original
-    return getattr(module, name)
 
 
 @dataclass

@@ -205,13 +205,6 @@ class ConnectomeRNN(RecurrentCore):
         signed synapse values, ``(nnz,)``), ``readout`` ``(n_output, n_out_neurons)``."""
         return {"input": self.weight_in, "recurrent": self.recurrent_values(), "readout": self.weight_out}
 
-    def connection_parameters(self) -> dict[str, nn.Parameter]:
-        return {"input": self.weight_in, "recurrent": self.parametrizations.strength.original,
-                "readout": self.weight_out}
-
-    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
-        return self, self.WEIGHT_NAMES[name]
-
     def input_drive(self, x: Tensor, p: Prepared) -> Tensor:
         u = self.connect(p, "input", x, p.weights["input"])  # (batch, time, n_in)
         drive = self.neuron_bias().expand(x.shape[0], x.shape[1], -1).clone()

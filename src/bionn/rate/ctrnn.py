@@ -9,7 +9,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from bionn.circuits import CellTypeTable, Circuit, Connectivity
 from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, ei_sign, init_weight
@@ -258,15 +257,6 @@ class CTRNN(RecurrentCore):
     def connection_weights(self) -> dict[str, Tensor]:
         """The effective (constrained) weights: ``input``, ``recurrent``, ``readout``."""
         return {"input": self.weight_in, "recurrent": self.weight_rec, "readout": self.weight_out}
-
-    def connection_parameters(self) -> dict[str, nn.Parameter]:
-        """The trained leaves behind :meth:`connection_weights` (raw, before constraints)."""
-        return {k: (self.parametrizations[name].original
-                    if parametrize.is_parametrized(self, name) else getattr(self, name))
-                for k, name in self.WEIGHT_NAMES.items()}
-
-    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
-        return self, self.WEIGHT_NAMES[name]
 
     def input_drive(self, x: Tensor, p: Prepared) -> Tensor:
         """``W_in x_t + b`` for every step."""

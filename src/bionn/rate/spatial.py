@@ -716,10 +716,6 @@ class SpatialNetwork(RecurrentCore):
         and ``"<area>/<pre>-><post>"`` (recurrent kernels), ``"top_down<k>"`` and ``"readout"``."""
         return {k: getattr(m, a) for k, (m, a) in self._connections().items()}
 
-    def connection_parameters(self) -> dict[str, nn.Parameter]:
-        return {k: (m.parametrizations[a].original if parametrize.is_parametrized(m, a) else getattr(m, a))
-                for k, (m, a) in self._connections().items()}
-
     def connection_holder(self, name: str) -> tuple[nn.Module, str]:
         return self._connections()[name]
 

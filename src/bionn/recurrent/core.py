@@ -53,7 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from bionn.constraints import LowerBound
+from bionn.constraints import LowerBound, raw_parameter
 from bionn.functional.ctrnn_scan import SCAN_ACTIVATIONS, ctrnn_scan
 from bionn.functional.feedback import LINEAR, FeedbackKernel, feedback_apply
 from bionn.functional.loop import scan
@@ -261,8 +261,9 @@ class RecurrentCore(nn.Module):
     def connection_weights(self) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def connection_parameters(self) -> dict[str, nn.Parameter]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def connection_parameters(self) -> dict[str, nn.Parameter]:
+        """The trained leaves behind :meth:`connection_weights` (raw, before constraints)."""
+        return {k: raw_parameter(*self.connection_holder(k)) for k in self.connection_weights()}
 
     def input_drive(self, x: Tensor, p: Prepared) -> Tensor:  # pragma: no cover - abstract
         """State-independent drive ``I_ff + b``, ``(batch, time, *units)``."""
@@ -280,9 +281,13 @@ class RecurrentCore(nn.Module):
         """The ``(post, pre)`` recurrent matrix when the operator is dense (fused scan), else None."""
         return None
 
-    def connection_holder(self, name: str) -> tuple[nn.Module, str]:  # pragma: no cover - abstract
+    #: connection name -> attribute of the model holding its weight (configurations whose
+    #: weights live on submodules override :meth:`connection_holder` instead)
+    WEIGHT_NAMES: dict[str, str] = {}
+
+    def connection_holder(self, name: str) -> tuple[nn.Module, str]:
         """``(module, attribute)`` holding connection ``name``'s weight (and its parametrizations)."""
-        raise NotImplementedError
+        return self, self.WEIGHT_NAMES[name]
 
     def time_constants_per_unit(self) -> Tensor:
         """tau of every unit (ms), broadcastable to ``unit_shape``."""
