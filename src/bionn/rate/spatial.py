@@ -796,6 +796,7 @@ class SpatialNetwork(RecurrentCore):
         rec = [self._area_recurrent(p, i) for i in range(len(self.areas))]
         td_w = [p.weights[f"top_down{k}"] for k in range(len(self.top_down))]
         td_apply = [self._connection_fn(p, f"top_down{k}") for k in range(len(self.top_down))]
+        td_kernel = [ConvKernel((1, 1), (pr.spec.extent // 2,) * 2, (1, 1), 1) for pr in self.top_down]
         ff_w = [p.weights[f"{n}/input"] for n in self.area_names]
         ff_apply = [self._connection_fn(p, f"{n}/input") for n in self.area_names]
         rates: list[list[Tensor]] = [[] for _ in self.areas]
@@ -814,7 +815,7 @@ class SpatialNetwork(RecurrentCore):
                     if pr.spec.target != i:
                         continue
                     src = _resize(hist[pr.spec.source][:, pr.spec.delay], area.size, self.pool)
-                    f = td_apply[k](src, td_w[k], ConvKernel((1, 1), (pr.spec.extent // 2,) * 2, (1, 1), 1))
+                    f = td_apply[k](src, td_w[k], td_kernel[k])
                     if pr.spec.mode == "additive":
                         add = f if add is None else add + f
                     else:
