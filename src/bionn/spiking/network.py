@@ -490,7 +490,7 @@ class Network(nn.Module):
         chunk = max(1, n_steps // 200)
         t_start, dt, gen, consts = ctx.t, ctx.dt, ctx.generator, ctx.constants
         if every:
-            keys = _float_keys(state, self.groups)
+            keys = _float_keys(state, self)
             bad = _nonfinite(state, keys)
             if bad:
                 raise _nonfinite_error(self, state, bad, None, t_start)
@@ -548,47 +548,45 @@ class Network(nn.Module):
         return _nonfinite_error(self, state, keys, stop - 1, ctx.t + stop * ctx.dt)
 
 
-def _float_keys(state: dict[str, State], groups: Mapping) -> list[tuple[str, str]]:
-    """``(owner, variable)`` of every floating state tensor, groups first."""
-    order = sorted(state, key=lambda name: name not in groups)
-    return [(o, v) for o in order for v, x in state[o].items()
+def _float_keys(state: dict[str, State], net: Network) -> list[tuple[str, str, bool]]:
+    """``(owner, variable, may be +inf)`` of every floating state tensor, groups first; a
+    synapse model declares its variables that are +inf by design (``unbounded_above``)."""
+    above = {(p.name, f"syn.{v}") for p in net.projections for v in p.synapse.unbounded_above}
+    order = sorted(state, key=lambda name: name not in net.groups)
+    return [(o, v, (o, v) in above) for o in order for v, x in state[o].items()
             if isinstance(x, Tensor) and x.is_floating_point()]
 
 
-#: state variables that are +inf by design (time since a presynaptic neuron's last spike,
-#: before its first one): only NaN or -inf counts as non-finite there
-UNBOUNDED_ABOVE = frozenset({"t_since"})
-
-
-def _valid(var: str, x: Tensor) -> Tensor:
-    """Where ``x`` holds an acceptable value of state variable ``var``."""
-    if var.rsplit(".", 1)[-1] in UNBOUNDED_ABOVE:  # synapse variables are "syn.<name>"
+def _valid(unbounded_above: bool, x: Tensor) -> Tensor:
+    """Where ``x`` holds an acceptable value: finite (or +inf where that is by design)."""
+    if unbounded_above:
         return ~(torch.isnan(x) | (x == -math.inf))
     return torch.isfinite(x)
 
 
-def _nonfinite(state: dict[str, State], keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _nonfinite(state: dict[str, State], keys: list[tuple[str, str, bool]],
+               ) -> list[tuple[str, str, bool]]:
     """The keys whose tensor holds a NaN or an infinity; one host sync when all are finite."""
     if not keys:
         return []
-    ok = torch.stack([_valid(v, state[o][v]).all() for o, v in keys])
+    ok = torch.stack([_valid(u, state[o][v]).all() for o, v, u in keys])
     if bool(ok.all()):
         return []
     return [k for k, good in zip(keys, ok.tolist(), strict=True) if not good]
 
 
-def _nonfinite_error(net: Network, state: dict[str, State], bad: list[tuple[str, str]],
+def _nonfinite_error(net: Network, state: dict[str, State], bad: list[tuple[str, str, bool]],
                      step: int | None, time_ms: float) -> NonFiniteStateError:
-    bad = [k for k in bad if not bool(_valid(k[1], state[k[0]][k[1]]).all())] or bad
-    owner, var = bad[0]
+    bad = [k for k in bad if not bool(_valid(k[2], state[k[0]][k[1]]).all())] or bad
+    owner, var, above = bad[0]
     x = state[owner][var]
-    where = (~_valid(var, x)).nonzero()
+    where = (~_valid(above, x)).nonzero()
     index = tuple(int(j) for j in where[0]) if len(where) else ()
     value = float(x[index]) if len(where) else float("nan")
     post = {p.name: p.post for p in net.projections}.get(owner, owner)
     n = net.groups[post].n if post in net.groups else -1
     return NonFiniteStateError(owner, "group" if owner in net.groups else "projection", var, step,
-                               round(time_ms, 9), index, value, [f"{o}.{v}" for o, v in bad[1:]],
+                               round(time_ms, 9), index, value, [f"{o}.{v}" for o, v, _ in bad[1:]],
                                post, x.dim() == 2 and x.shape[1] == n)
 
 

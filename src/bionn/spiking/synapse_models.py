@@ -337,6 +337,10 @@ class _TransmitterPulse(Synapse):
     t_spike < T_duration``), i.e. ``round(T_duration / dt)`` steps.
     """
 
+    #: state variables that are +inf by design: the time since a presynaptic neuron's
+    #: last spike, before its first one (the non-finite check allows +inf there)
+    unbounded_above: ClassVar[tuple[str, ...]] = ("t_since",)
+
     def _pulse(
         self, state: State, spikes: Tensor, dt: float, ctx: StepContext | None = None
     ) -> tuple[Tensor, Tensor]:

@@ -52,6 +52,8 @@ class Synapse(nn.Module):
     defaults: ClassVar[dict[str, float]] = {}
     default_output: ClassVar[str] = "current"
     default_E: ClassVar[float | None] = None
+    #: state variables that may be +inf by design (the non-finite check allows it there)
+    unbounded_above: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
