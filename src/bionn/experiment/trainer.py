@@ -200,6 +200,7 @@ class RateJob(Job):
     def _evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         correct = total = 0
         loss_sum = 0.0
+        measure_sums: dict[str, float] = {}
         per_trial, info = [], []
         seed = self.config.experiment.seed
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -209,6 +210,8 @@ class RateJob(Job):
                 out, rates = model(batch.inputs)[:2]
                 loss, _ = self.loss_fn(out, batch.targets, rates, batch.mask, self._weights(model))
                 ok = self.task.accuracy(out, batch)
+                for name, value in self.task.measures(out, batch).items():
+                    measure_sums[name] = measure_sums.get(name, 0.0) + float(value.sum())
                 correct += int(ok.sum())
                 loss_sum += float(loss) * len(batch)
                 total += len(batch)
@@ -217,7 +220,8 @@ class RateJob(Job):
         # Kept for the accuracy-by-condition figure of the final evaluation.
         self._eval_trials = (
             torch.cat(per_trial), {k: torch.cat([i[k] for i in info]) for k in info[0]})
-        return self._reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total})
+        return self._reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total,
+                             **{f"eval_{k}": v / total for k, v in measure_sums.items()}})
 
     def end_step(self, model: torch.nn.Module, step: int,
                  metrics: dict[str, float]) -> dict[str, Any]:
@@ -250,7 +254,9 @@ class RateJob(Job):
             self.last_eval = self._evaluate(model)
         return {"task": self.config.task.name, "accuracy": self.last_eval.get("eval_accuracy"),
                 "loss": self.last_eval.get("eval_loss"), "train_loss": last.get("loss"),
-                "weight_angle": last.get("weight_angle"), "grad_angle": last.get("grad_angle")}
+                "weight_angle": last.get("weight_angle"), "grad_angle": last.get("grad_angle"),
+                **{k[5:]: v for k, v in self.last_eval.items()
+                   if k not in ("eval_accuracy", "eval_loss")}}
 
     def figures(self, model: torch.nn.Module, folder: Path) -> list[Path]:
         from bionn import viz

@@ -70,3 +70,9 @@ class Task:
         """Per-trial correctness, a ``(batch,)`` bool tensor, from ``outputs``
         shaped ``(batch, time, n_output)``."""
         raise NotImplementedError
+
+    def measures(self, outputs: Tensor, batch: TrialBatch) -> dict[str, Tensor]:
+        """Further per-trial measures, ``name -> (batch,)`` float tensors, that a run
+        averages into its evaluation metrics as ``eval_<name>`` (e.g. a reaching task's
+        angular ``error`` in degrees). None by default."""
+        return {}
