@@ -61,6 +61,10 @@ class Task:
     n_input: int
     n_output: int
     dt: float
+    #: a name per input / output channel (e.g. ``("fixation", "choice 1", "choice 2")``),
+    #: used to label figures; None when the task has no names for them
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TrialBatch:
         """Draw ``batch_size`` independent trials."""
