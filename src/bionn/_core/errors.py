@@ -75,7 +75,9 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> str:
         if e["type"] == "extra_forbidden":
             parent = _model_at(root, e["loc"][:-1])
             allowed = sorted(parent.model_fields) if parent else []
-            lines.append(f"  {loc}: unknown key (allowed here: {', '.join(allowed)})")
+            set_by_run = getattr(parent, "set_by_run", {}).get(str(e["loc"][-1]))
+            why = f"not a config key: {set_by_run}" if set_by_run else "unknown key"
+            lines.append(f"  {loc}: {why} (allowed here: {', '.join(allowed)})")
             continue
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")

@@ -4,6 +4,11 @@
     bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--overwrite] [--quiet]
     bionn compare CONFIG.yaml --methods bp,fa,... [--seeds 0,1] [key=value ...] [--out DIR]
                   [--resume | --overwrite]
+    bionn sweep SWEEP.yaml [--out DIR] [--resume | --overwrite]
+    bionn list tasks|networks|configs|methods|motifs|models
+
+Every command that computes takes ``--device auto|cpu|cuda|cuda:N`` (the config's
+``experiment.device``) and ``--force`` (``experiment.force: true``: skip the memory estimate).
 
 With no config, ``run`` trains the embedded default (an 80% E / 20% I CTRNN on
 perceptual decision making). A config with a top-level ``data`` section trains a
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from bionn._core.errors import ConfigError
 from bionn.experiment.checkpoint import CheckpointError, claim_output_folder
+from bionn.experiment.schema import pick_device
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -161,9 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.sweep import add_parser as add_sweep
 
     add_sweep(sub)
+    for name in ("run", "simulate", "compare", "sweep"):
+        p = sub.choices[name]
+        p.add_argument("--device", help="where to compute: auto (CUDA when present, else the "
+                       "CPU), cpu, cuda or cuda:N; sets experiment.device (every trial's, for sweep)")
+        p.add_argument("--force", action="store_true",
+                       help="skip the memory estimate made before any work (experiment.force)")
     lst = sub.add_parser("list", help="list the names bionn knows: " + ", ".join(LISTS))
     lst.add_argument("what", choices=LISTS)
     return parser
+
+
+def command_line_settings(args: argparse.Namespace) -> list[str]:
+    """``--device`` and ``--force`` as the config overrides they stand for."""
+    settings = []
+    if getattr(args, "device", None) is not None:
+        pick_device(args.device, "--device")  # an unknown name or a GPU this machine lacks
+        settings.append(f"experiment.device={args.device}")
+    if getattr(args, "force", False):
+        settings.append("experiment.force=true")
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,12 +203,26 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
+        settings = command_line_settings(args)
+        if args.command == "sweep":
+            args.settings = settings  # applied to every trial's config, not to the sweep file
+        elif settings:
+            args.overrides = [*args.overrides, *settings]
         return COMMANDS[args.command](args)
     except ConfigError as e:
         print(f"bionn {args.command}: {e}", file=sys.stderr)
         return 2
     except (FloatingPointError, CheckpointError) as e:  # non-finite guard, damaged checkpoint
         print(f"bionn {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"bionn {args.command}: out of memory during the work ({first[:300]}); lower the "
+              "model size or the batch size (without --force the memory estimate refuses "
+              "configs it can tell will not fit); what the command had finished is kept",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a command without its own checkpointing (e.g. simulate)
         again = ("continue with --resume (same --out), or start over with --overwrite"
@@ -198,6 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """A failed allocation, on the CPU (``MemoryError``, the allocator's RuntimeError) or
+    a GPU (``torch.OutOfMemoryError``)."""
+    if isinstance(e, MemoryError):
+        return True
+    import torch
+
+    text = str(e)
+    return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in text \
+        or "out of memory" in text.lower()
 
 
 def _terminate(signum, frame) -> None:

@@ -138,7 +138,7 @@ class RunConfig(Strict):
         check = MODEL_KINDS[self.model.kind].check
         if check is not None:
             check(self.model, task)
-        if self.model.kind == "ctrnn" and not self.experiment.force:
+        if not self.experiment.force:
             _check_memory(self, task)
         return self
 
@@ -155,30 +155,21 @@ def available_memory() -> int | None:
     return None
 
 
-def ctrnn_training_bytes(n_hidden: int, n_input: int, n_output: int, batch: int, steps: int) -> int:
-    """A CTRNN run's float32 memory: weights with their gradients and two Adam moments
-    (4 copies), and per time step the stored ``h`` and ``r`` with their gradients and the
-    drive (about 5 ``(batch, N)`` tensors).
-
-    Example:
-        >>> ctrnn_training_bytes(100, 3, 3, 64, 50) // 1000
-        6572
-    """
-    params = n_hidden * (n_hidden + n_input + n_output + 2)
-    return 4 * (4 * params + 5 * batch * steps * n_hidden)
-
-
 def _check_memory(cfg: RunConfig, task: Any) -> None:
+    """Refuse a run whose model kind's training-memory estimate exceeds 80% of the memory
+    available now, naming the estimate, what is available and what to lower."""
+    estimate = MODEL_KINDS[cfg.model.kind].memory
+    if estimate is None:
+        return
     steps = int(task.sample(1, torch.Generator().manual_seed(0)).inputs.shape[1])
     batch = max(cfg.training.batch_size, min(cfg.training.eval_trials, 500))
-    need = ctrnn_training_bytes(cfg.model.n_hidden, task.n_input, task.n_output, batch, steps)
+    need, what, field, lower = estimate(cfg.model, task, batch, steps)
     have = available_memory()
     if have is not None and need > 0.8 * have:
         raise ValueError(
-            f"model.n_hidden: a CTRNN of {cfg.model.n_hidden} units needs about {need / 1e9:.3g} GB "
-            f"to train (batch {batch}, {steps} steps per trial) but {have / 1e9:.3g} GB of memory "
-            "is available; lower model.n_hidden or training.batch_size (experiment.force: true "
-            "skips this estimate)")
+            f"{field}: {what} needs about {need / 1e9:.3g} GB to train (batch {batch}, {steps} "
+            f"steps per trial) but {have / 1e9:.3g} GB of memory is available; lower {lower} or "
+            "training.batch_size (experiment.force: true, or --force, skips this estimate)")
 
 
 @cache

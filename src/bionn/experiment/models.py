@@ -28,11 +28,18 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from bionn.circuits import MultiArea, MultiAreaEI, RandomInput
@@ -136,6 +143,7 @@ class ConnectomeSource(Strict):
 
     source: str = "celegans"
     params: dict[str, Any] = Field(default_factory=dict)
+    _loaded: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self) -> ConnectomeSource:
@@ -156,10 +164,14 @@ class ConnectomeSource(Strict):
         return loaders["celegans" if self.source == "celegans" else "edge_list"]
 
     def load(self):
-        """The :class:`~bionn.circuits.connectome.Connectome`."""
-        if self.source == "celegans":
-            return self._loader()(**self.params)
-        return self._loader()(self.source, **self.params)
+        """The :class:`~bionn.circuits.connectome.Connectome` (read once per config
+        object: the memory estimate and the build share it)."""
+        if self._loaded is None:
+            if self.source == "celegans":
+                self._loaded = self._loader()(**self.params)
+            else:
+                self._loaded = self._loader()(self.source, **self.params)
+        return self._loaded
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,6 +182,14 @@ class RateModelConfig(CreditAssignmentFields):
     (``method``/``options``/``mirror``, see :func:`bionn.learning.convert`)."""
 
     kind: str = "ctrnn"
+    #: constructor arguments the run supplies, with what to set instead (named in the
+    #: error when a config gives one)
+    set_by_run: ClassVar[dict[str, str]] = {
+        "dt": "the model steps at its task's time step; set task.dt (ms) instead",
+        "n_input": "the run takes it from the task (task.n_input)",
+        "n_output": "the run takes it from the task (task.n_output)",
+        "generator": "the run seeds the weights from experiment.seed",
+    }
 
     @field_validator("activation", check_fields=False)
     @classmethod
@@ -224,7 +244,10 @@ class ModelKind:
     section, and how the run builds it.
 
     ``build(section, task, generator)`` returns the model; ``check(section, task)``
-    (optional) raises ``ValueError`` for settings that do not fit the task.
+    (optional) raises ``ValueError`` for settings that do not fit the task;
+    ``memory(section, task, batch, steps)`` (optional) estimates the bytes training takes,
+    as ``(bytes, "a CTRNN of N units", the field that sets the size, what to lower)``,
+    checked against the available memory before any work.
     """
 
     name: str
@@ -233,6 +256,7 @@ class ModelKind:
     build: Callable[..., torch.nn.Module]
     check: Callable[..., None] | None = None
     replaced: tuple[str, ...] = ()
+    memory: Callable[..., tuple[int, str, str, str]] | None = None
 
     @property
     def arguments(self) -> list[str]:
@@ -254,6 +278,7 @@ def register_model_kind(name: str, cls: type, build: Callable[..., torch.nn.Modu
                         choices: dict[str, tuple[str, ...]] | None = None,
                         extra: dict[str, tuple[Any, Any]] | None = None,
                         check: Callable[..., None] | None = None,
+                        memory: Callable[..., tuple[int, str, str, str]] | None = None,
                         base: type[RateModelConfig] = RateModelConfig) -> ModelKind:
     """Add ``model.kind: name`` for the constructor ``cls``.
 
@@ -263,7 +288,7 @@ def register_model_kind(name: str, cls: type, build: Callable[..., torch.nn.Modu
     differently in a config (e.g. a circuit builder instead of a ``Circuit``);
     ``bounds``: pydantic ``Field`` constraints (``{"n_hidden": {"gt": 0}}``);
     ``choices``: allowed strings; ``extra``: ``{key: (type, default)}`` config keys that
-    are not constructor arguments.
+    are not constructor arguments; ``check``, ``memory``: see :class:`ModelKind`.
     """
     replace, bounds, choices = replace or {}, bounds or {}, choices or {}
     params = inspect.signature(cls).parameters
@@ -286,7 +311,7 @@ def register_model_kind(name: str, cls: type, build: Callable[..., torch.nn.Modu
     config = create_model(f"{cls.__name__}Section", __base__=base,
                           __doc__=f"``model:`` of kind ``{name}``: the arguments of "
                                   f":class:`{cls.__module__}.{cls.__qualname__}`.", **fields)
-    kind = ModelKind(name, cls, config, build, check, tuple(replace))
+    kind = ModelKind(name, cls, config, build, check, tuple(replace), memory)
     MODEL_KINDS[name] = kind
     return kind
 
@@ -320,6 +345,25 @@ class _CTRNNBase(RateModelConfig):
         if self.options.get("constrain_norm"):
             raise ValueError("model.options.constrain_norm: not available for a CTRNN")
         return self
+
+
+def training_bytes(n_parameters: int, n_units: int, batch: int, steps: int) -> int:
+    """Float32 memory of training a recurrent model by BPTT with Adam: the parameters with
+    their gradients and two Adam moments (4 copies), and per time step the stored state and
+    rate with their gradients and the drive (about 5 ``(batch, n_units)`` tensors).
+
+    Example:
+        >>> training_bytes(100 * 108, 100, 64, 50) // 1000
+        6572
+    """
+    return 4 * (4 * n_parameters + 5 * batch * steps * n_units)
+
+
+def _ctrnn_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
+    n = m.n_hidden
+    params = n * (n + task.n_input + task.n_output + 2)
+    return (training_bytes(params, n, batch, steps), f"a CTRNN of {n} units", "model.n_hidden",
+            "model.n_hidden")
 
 
 def _shapes(n: int, n_in: int, n_out: int) -> dict[str, tuple[int, ...]]:
@@ -395,7 +439,7 @@ def _register_ctrnn() -> None:
 
     params = inspect.signature(CTRNN).parameters
     register_model_kind(
-        "ctrnn", CTRNN, _build_ctrnn, check=_check_ctrnn, base=_CTRNNBase,
+        "ctrnn", CTRNN, _build_ctrnn, check=_check_ctrnn, memory=_ctrnn_memory, base=_CTRNNBase,
         replace={"tau": (float | list[float] | TauBlocks, params["tau"].default),
                  "circuit": (CircuitConfig | None, None)},
         bounds={"n_hidden": {"gt": 0}, "e_fraction": {"gt": 0, "lt": 1},
@@ -416,6 +460,15 @@ def _check_connectome(m: Any, task: Task) -> None:
         raise ValueError(f"model.tau ({min(taus):g} ms) must be >= task.dt ({task.dt:g} ms)")
 
 
+def _connectome_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
+    c = m.connectome.load()
+    n, nnz = c.n, c.nnz
+    params = nnz + n * (task.n_input + task.n_output + 2)
+    return (training_bytes(params, n, batch, steps),
+            f"a ConnectomeRNN of {n} neurons and {nnz} connections", "model.connectome",
+            "the number of neurons (a smaller connectome, model.connectome.source)")
+
+
 def _build_connectome(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
     from bionn.rate import ConnectomeRNN
 
@@ -430,6 +483,7 @@ def _register_connectome() -> None:
     params = inspect.signature(ConnectomeRNN).parameters
     register_model_kind(
         "connectome", ConnectomeRNN, _build_connectome, check=_check_connectome,
+        memory=_connectome_memory,
         replace={"connectome": (ConnectomeSource, Field(default_factory=ConnectomeSource)),
                  "tau": (float | list[float], params["tau"].default)},
         bounds={"preact_noise": {"ge": 0}, "gain": {"gt": 0}},

@@ -193,11 +193,15 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     return validate_classify_config(data) if "data" in data else validate_config(data)
 
 
+#: where and how a run computes, not what it computes: a run may resume elsewhere
+MACHINE_KEYS = ("experiment.device", "experiment.threads", "experiment.force")
+
+
 def config_identity(config: Any, budget_keys: tuple[str, ...]) -> dict[str, Any]:
-    """The config minus the budget, the device and the threads (what a resumed run must
+    """The config minus the budget and :data:`MACHINE_KEYS` (what a resumed run must
     match), as plain data."""
     data = config.model_dump(mode="json")
-    for key in (*budget_keys, "experiment.device", "experiment.threads"):
+    for key in (*budget_keys, *MACHINE_KEYS):
         *parents, last = key.split(".")
         node = data
         for p in parents:

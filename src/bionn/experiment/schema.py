@@ -24,7 +24,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import (
@@ -152,11 +152,17 @@ class ExperimentSection(Strict):
 
     name: str = "run"
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when present, else the CPU")
+    device: str = Field(
+        "auto", description="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads during the run "
                                                         "(None: torch's default)")
     force: bool = Field(False, description="skip the memory estimate made before any work")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        check_device_name(v)
+        return v
 
 
 CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights", "constrain_feedback")
@@ -214,14 +220,34 @@ class CreditAssignmentFields(Strict):
         return v
 
 
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N (N a GPU index)"
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a device name other than ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    kind, _, index = name.partition(":")
+    if name in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return
+    raise ValueError(f"unknown device {name!r}; allowed: {DEVICE_NAMES}")
+
+
 def pick_device(name: str, field: str = "experiment.device") -> torch.device:
-    """The one device picker: ``auto`` -> CUDA when present, else CPU; ``cuda`` without
-    CUDA is a :class:`ConfigError`."""
+    """The one device picker: ``auto`` -> CUDA when present, else CPU; ``cuda`` or
+    ``cuda:N`` without that GPU is a :class:`ConfigError`."""
+    try:
+        check_device_name(name)
+    except ValueError as e:
+        raise ConfigError(f"{field}: {e}") from None
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{field}: 'cuda' was asked for but CUDA is not available "
-                          "(allowed here: auto, cpu)")
+    if name.startswith("cuda"):
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= available:
+            have = (f"this machine has {available} GPU(s): cuda:0..cuda:{available - 1}"
+                    if available else "CUDA is not available here")
+            raise ConfigError(f"{field}: {name!r} was asked for but {have} "
+                              f"(allowed here: auto, cpu{', cuda' if available else ''})")
     return torch.device(name)
 
 

@@ -200,7 +200,7 @@ def _trial_overrides(cfg: SweepConfig, trial: Trial, kind: str) -> list[str]:
 def _resolve_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> list[Trial]:
     """Validate every trial's config with the runner's schema; the trials with the
     fingerprint of their whole resolved config (their id)."""
-    from bionn.experiment.runner import load_run_config
+    from bionn.experiment.runner import config_identity, load_run_config
 
     resolved = []
     for t in trials:
@@ -208,7 +208,8 @@ def _resolve_trials(cfg: SweepConfig, trials: list[Trial], kind: str) -> list[Tr
             config = load_run_config(cfg.base, _trial_overrides(cfg, t, kind))
         except ConfigError as e:
             raise ConfigError(f"trial {t.overrides} seed {t.seed}: {e}") from None
-        text = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+        # the device, threads and force flag say where a trial computes, not what
+        text = json.dumps(config_identity(config, ()), sort_keys=True, default=str)
         resolved.append(Trial(t.overrides, t.seed, hashlib.sha1(text.encode()).hexdigest()))
     return resolved
 
@@ -497,6 +498,8 @@ def cmd_sweep(args: Any) -> int:
     cfg = load_sweep(args.sweep, getattr(args, "overrides", []))
     if args.address:
         cfg = cfg.model_copy(update={"address": args.address})
+    if getattr(args, "settings", None):  # --device, --force: every trial's experiment section
+        cfg = cfg.model_copy(update={"overrides": [*cfg.overrides, *args.settings]})
     result = sweep(cfg, args.out, progress=not args.quiet, resume=args.resume,
                    overwrite=args.overwrite)
     print(f"results in {result['out']}/ (sweep.md, sweep.csv, sweep.png)", file=sys.stderr)
