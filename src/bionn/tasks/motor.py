@@ -66,6 +66,8 @@ class GoNoGo(PeriodTask):
     name = "go_no_go"
     n_input = 3
     n_output = 2
+    input_names = ("fixation", "go cue", "no-go cue")
+    output_names = ("fixation", "go")
     default_timing: dict[str, Duration] = {
         "fixation": 100.0,
         "stimulus": 300.0,
@@ -188,6 +190,9 @@ class AntiSaccade(PeriodTask):
         self.sigma = check_nonnegative("sigma", sigma)
         self.n_input = self.n_directions + 3
         self.n_output = self.n_directions + 1
+        angles = [f"{360 * k / self.n_directions:g}°" for k in range(self.n_directions)]
+        self.input_names = ("fixation", *(f"direction {a}" for a in angles), "pro cue", "anti cue")
+        self.output_names = ("fixation", *(f"saccade {a}" for a in angles))
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TrialBatch:
         """Draw ``batch_size`` trials (see the class docstring)."""

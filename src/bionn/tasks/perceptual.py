@@ -91,6 +91,8 @@ class PerceptualDecisionMaking(_CoherenceTask):
     name = "perceptual_decision_making"
     n_input = 3
     n_output = 3
+    input_names = ("fixation", "stimulus 1", "stimulus 2")
+    output_names = ("fixation", "choice 1", "choice 2")
     default_timing: dict[str, Duration] = {
         "fixation": 100.0,
         "stimulus": (600.0, 800.0),
@@ -164,6 +166,9 @@ class ContextDependentIntegration(_CoherenceTask):
     name = "context_dependent_integration"
     n_input = 7
     n_output = 3
+    input_names = ("fixation", "motion 1", "motion 2", "colour 1", "colour 2",
+                   "context: motion", "context: colour")
+    output_names = ("fixation", "choice 1", "choice 2")
     default_timing: dict[str, Duration] = {
         "fixation": 100.0,
         "stimulus": 750.0,

@@ -68,6 +68,7 @@ class DelayedMatchToSample(PeriodTask):
 
     name = "delayed_match_to_sample"
     n_output = 3
+    output_names = ("fixation", "match", "non-match")
     default_timing: dict[str, Duration] = {
         "fixation": 100.0,
         "sample": 300.0,
@@ -93,6 +94,7 @@ class DelayedMatchToSample(PeriodTask):
         )
         self.sigma = check_nonnegative("sigma", sigma)
         self.n_input = 1 + self.n_stimuli
+        self.input_names = ("fixation", *(f"stimulus {k}" for k in range(self.n_stimuli)))
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TrialBatch:
         """Draw ``batch_size`` trials (see the class docstring)."""
@@ -175,6 +177,8 @@ class ParametricWorkingMemory(PeriodTask):
     name = "parametric_working_memory"
     n_input = 2
     n_output = 3
+    input_names = ("fixation", "frequency")
+    output_names = ("fixation", "f1 > f2", "f1 < f2")
     default_timing: dict[str, Duration] = {
         "fixation": 100.0,
         "f1": 500.0,
