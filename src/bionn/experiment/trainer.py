@@ -71,6 +71,69 @@ def build_model(cfg: RunConfig, task: Task) -> torch.nn.Module:
     return build_rate_model(cfg.model, task, cfg.experiment.seed)
 
 
+def _channel_names(names: tuple[str, ...] | None, n: int) -> tuple[str, ...] | None:
+    """The task's channel names when there is one per channel, else None."""
+    return tuple(names) if names is not None and len(names) == n else None
+
+
+def _choices(task: Task, outputs: torch.Tensor, batch: TrialBatch) -> torch.Tensor | None:
+    """``(batch,)`` the channel each trial responded with, as the task's accuracy reads it:
+    the argmax of the output averaged over the decision period (the native tasks), or of
+    the output at the trial's last valid step (``trial_length``, NeuroGym's rule); None
+    when neither is known."""
+    decision_mean = getattr(task, "_decision_mean", None)
+    if decision_mean is not None and "decision_start" in batch.info:
+        return decision_mean(outputs, batch).argmax(-1).cpu()
+    if "trial_length" in batch.info:
+        last = batch.info["trial_length"].to(outputs.device) - 1
+        return outputs[torch.arange(len(batch), device=outputs.device), last].argmax(-1).cpu()
+    return None
+
+
+def psychometric_data(info: dict[str, torch.Tensor], choices: torch.Tensor,
+                      labels: torch.Tensor, output_names: tuple[str, ...] | None = None,
+                      ) -> dict[str, Any] | None:
+    """What :func:`bionn.viz.plot_psychometric` needs from a two-choice task's trials, or
+    None when the trials do not carry it.
+
+    The evidence is the stimulus strength the task records, signed by the correct side:
+    ``+|strength|`` where the first of the two choice channels (the smaller label) is
+    correct, ``-|strength|`` where the second is; the strength is ``coherence`` (or
+    NeuroGym's ``coh``), the cued coherence of ``coherence_motion``/``coherence_color``
+    (one curve per ``context``), or ``f1 - f2``. Only the trials that chose one of the two
+    channels count; ``chose`` is whether it was the first.
+    """
+    options = sorted(int(v) for v in labels.unique() if int(v) > 0)
+    if len(options) != 2:
+        return None
+    first = options[0]
+    out: dict[str, Any] = {}
+    if "coherence" in info or "coh" in info:
+        key = "coherence" if "coherence" in info else "coh"
+        strength = info[key].double().abs()
+    elif {"coherence_motion", "coherence_color", "context"} <= set(info):
+        key = "cued coherence"
+        ctx = info["context"].long()
+        strength = torch.where(ctx == 0, info["coherence_motion"], info["coherence_color"])
+        strength = strength.double().abs()
+        out["groups"], out["group_names"] = ctx, {0: "motion context", 1: "colour context"}
+    elif {"f1", "f2"} <= set(info):
+        key = "f1 - f2 (Hz)"
+        strength = (info["f1"] - info["f2"]).double().abs()
+    else:
+        return None
+    responded = (choices == options[0]) | (choices == options[1])
+    if not bool(responded.any()):
+        return None
+    sign = torch.where(labels == first, 1.0, -1.0).double()
+    name = (output_names[first] if output_names is not None and len(output_names) > first
+            else f"choice {first}")
+    if "groups" in out:
+        out["groups"] = out["groups"][responded]
+    return {"evidence": (sign * strength)[responded], "chose": (choices == first)[responded],
+            "xlabel": f"{key}, signed (+: {name} correct)", "ylabel": f"P({name})", **out}
+
+
 class RateJob(Job):
     """A recurrent model trained on a task of :mod:`bionn.tasks` (see the module docstring)."""
 
@@ -90,6 +153,7 @@ class RateJob(Job):
         self.loss_fn = RNNLoss(lc.task, lc.l2, lc.rate_mean, lc.rate_std, lc.rate_cv)
         self.last_eval: dict[str, float] = {}
         self._eval_trials: tuple | None = None
+        self._eval_choices: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def build_model(self) -> torch.nn.Module:
         return build_model(self.config, self.task)
@@ -201,7 +265,7 @@ class RateJob(Job):
         correct = total = 0
         loss_sum = 0.0
         measure_sums: dict[str, float] = {}
-        per_trial, info = [], []
+        per_trial, info, choices, labels = [], [], [], []
         seed = self.config.experiment.seed
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + EVAL_SEED_OFFSET)
@@ -217,9 +281,13 @@ class RateJob(Job):
                 total += len(batch)
                 per_trial.append(ok.cpu())
                 info.append({k: v.cpu() for k, v in batch.info.items()})
-        # Kept for the accuracy-by-condition figure of the final evaluation.
+                choices.append(_choices(self.task, out, batch))
+                labels.append(batch.labels.cpu())
+        # Kept for the accuracy-by-condition and psychometric figures of the final evaluation.
         self._eval_trials = (
             torch.cat(per_trial), {k: torch.cat([i[k] for i in info]) for k in info[0]})
+        self._eval_choices = (None if any(c is None for c in choices)
+                              else (torch.cat(choices), torch.cat(labels)))
         return self._reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total,
                              **{f"eval_{k}": v / total for k, v in measure_sums.items()}})
 
@@ -280,8 +348,12 @@ class RateJob(Job):
                 group_names=getattr(model, "area_names", None),
                 title="recurrent weights W_rec (post, pre)")
         paths.append(folder / "example_trials.png")
-        viz.plot_example_trials(ex.inputs, ex.targets, out, rates, paths[-1], mask=ex.mask,
-                                n_trials=n_trials, dt=self.task.dt, sign=sign)
+        viz.plot_example_trials(
+            ex.inputs, ex.targets, out, rates, paths[-1], mask=ex.mask, n_trials=n_trials,
+            dt=self.task.dt, sign=sign,
+            outputs_as="probability" if self.loss_fn.task == "cross_entropy" else "value",
+            input_names=_channel_names(self.task.input_names, ex.inputs.shape[-1]),
+            output_names=_channel_names(self.task.output_names, out.shape[-1]))
         if self._eval_trials is not None:
             try:
                 viz.plot_accuracy_by_condition(*self._eval_trials,
@@ -289,6 +361,12 @@ class RateJob(Job):
                 paths.append(folder / "accuracy_by_condition.png")
             except ValueError:
                 pass  # the task records no condition with a few discrete levels
+        if self._eval_trials is not None and self._eval_choices is not None:
+            data = psychometric_data(self._eval_trials[1], *self._eval_choices,
+                                     self.task.output_names)
+            if data is not None:
+                paths.append(folder / "psychometric.png")
+                viz.plot_psychometric(data.pop("evidence"), data.pop("chose"), paths[-1], **data)
         return paths
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ from ._common import E_COLOR, I_COLOR, PathLike, _finish, _new_figure, _runs, _t
 __all__ = ["plot_example_trials"]
 
 MAX_INPUT_LINES = 8  # more input channels than this are drawn as a heatmap
+MAX_LEGEND_CHANNELS = 10  # channels get a legend entry up to this many (one colour each)
+OUTPUTS_AS = ("value", "probability")
 
 
 def _batch_first(x: Any, name: str, ndim: int = 3) -> np.ndarray:
@@ -45,6 +48,21 @@ def _sample_units(n: int, k: int, sign: np.ndarray | None) -> np.ndarray:
     return np.sort(np.concatenate(pick)) if pick else np.empty(0, dtype=int)
 
 
+def _softmax(a: np.ndarray) -> np.ndarray:
+    """Softmax over the last (channel) axis, stable for large logits."""
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _names(names: Sequence[str] | None, n: int, what: str) -> list[str] | None:
+    if names is None:
+        return None
+    names = [str(v) for v in names]
+    if len(names) != n:
+        raise ValueError(f"{what}_names has {len(names)} names but there are {n} {what} channels")
+    return names
+
+
 def plot_example_trials(
     inputs: Any,
     targets: Any | None,
@@ -56,6 +74,10 @@ def plot_example_trials(
     n_units: int = 10,
     dt: float = 1.0,
     sign: Any | None = None,
+    *,
+    outputs_as: str = "value",
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
 ) -> Figure:
     """Plot the first trials of a batch: one column per trial.
 
@@ -63,6 +85,10 @@ def plot_example_trials(
     output channel in matching colours; and ``n_units`` unit activities, spread
     evenly over the population (red E / blue I when ``sign`` is given). Time steps
     with ``mask == 0`` (not scored) are shaded grey.
+
+    With ``outputs_as="probability"`` (a network trained with cross-entropy, whose
+    outputs are logits) the outputs are drawn as their softmax over the channels,
+    on a 0..1 axis labelled "P(channel)", against the (one-hot) targets.
 
     Args:
         inputs: ``(batch, time, n_input)``.
@@ -75,6 +101,11 @@ def plot_example_trials(
         n_units: how many units to show.
         dt: time step in ms; the x-axis is ``step * dt``.
         sign: ``(n_units_total,)`` +1 (E) / -1 (I) per unit of ``rates``.
+        outputs_as: ``"value"`` (raw outputs) or ``"probability"`` (softmax of the
+            outputs over the channels, for logits).
+        input_names: a name per input channel (``n_input``), for the legend (or
+            the rows of the input heat map); default ``"in <k>"``.
+        output_names: a name per output channel (``n_output``); default ``"ch <k>"``.
 
     A single trial may be given without the batch axis (``(time, channels)``).
 
@@ -93,6 +124,8 @@ def plot_example_trials(
     """
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if outputs_as not in OUTPUTS_AS:
+        raise ValueError(f"outputs_as must be one of {OUTPUTS_AS}, got {outputs_as!r}")
     if dt <= 0:
         raise ValueError(f"dt must be positive (ms), got {dt}")
     x = _batch_first(inputs, "inputs")
@@ -116,6 +149,12 @@ def plot_example_trials(
             f"targets have {arrays['targets'].shape[2]} channels but outputs have "
             f"{arrays['outputs'].shape[2]}"
         )
+    probability = outputs_as == "probability"
+    if probability and "outputs" in arrays:
+        arrays["outputs"] = _softmax(arrays["outputs"])
+    n_out = next((a.shape[2] for k, a in arrays.items() if k != "rates"), 0)
+    in_names = _names(input_names, x.shape[2], "input")
+    out_names = _names(output_names, n_out, "output")
     m = None
     if mask is not None:
         m = _to_numpy(mask, "mask")
@@ -152,7 +191,6 @@ def plot_example_trials(
     fig = _new_figure((0.6 + 3.4 * n_trials, 0.4 + 2.0 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), n_trials, sharex=True, sharey="row", squeeze=False)
     n_in = x.shape[2]
-    n_out = next((a.shape[2] for k, a in arrays.items() if k != "rates"), 0)
     for j in range(n_trials):
         for r, row in enumerate(rows):
             ax = axes[r, j]
@@ -165,6 +203,8 @@ def plot_example_trials(
                         cmap="viridis",
                         extent=(t[0] - dt / 2, t[-1] + dt / 2, n_in - 0.5, -0.5),
                     )
+                    if in_names is not None and j == 0:
+                        ax.set_yticks(range(n_in), in_names, fontsize=7)
                 else:
                     for c in range(n_in):
                         ax.plot(t, x[j, :, c], lw=1.0, color=f"C{c % 10}")
@@ -191,10 +231,12 @@ def plot_example_trials(
         axes[0, j].set_title(f"trial {j}")
         axes[-1, j].set_xlabel("time (ms)")
     axes[0, 0].set_xlim(t[0], t[-1] if steps > 1 else t[0] + dt)
+    if probability and "outputs" in rows:
+        axes[rows.index("outputs"), 0].set_ylim(-0.03, 1.03)
 
     labels = {
         "inputs": "input channel" if n_in > MAX_INPUT_LINES else "input",
-        "outputs": "output",
+        "outputs": "P(channel) (softmax)" if probability else "output",
         "rates": "activity",
     }
     for r, row in enumerate(rows):
@@ -207,17 +249,26 @@ def plot_example_trials(
         if "targets" in arrays:
             handles.append(Line2D([], [], color="0.2", ls="--", label="target"))
         if "outputs" in arrays:
-            handles.append(Line2D([], [], color="0.2", label="output"))
-        if n_out <= 6:
-            handles += [Line2D([], [], color=f"C{c}", lw=3, label=f"ch {c}") for c in range(n_out)]
+            handles.append(Line2D([], [], color="0.2", label="P (softmax)" if probability
+                                  else "output"))
+        if n_out <= MAX_LEGEND_CHANNELS:
+            handles += [
+                Line2D([], [], color=f"C{c}", lw=3,
+                       label=out_names[c] if out_names is not None else f"ch {c}")
+                for c in range(n_out)
+            ]
         if m is not None and (m <= 0).any():
             handles.append(Patch(color="0.5", alpha=0.3, label="not scored"))
         last[rows.index("outputs")].legend(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8
         )
-    if "inputs" in rows and n_in <= min(MAX_INPUT_LINES, 6):
+    if "inputs" in rows and n_in <= MAX_INPUT_LINES:
         last[0].legend(
-            handles=[Line2D([], [], color=f"C{c}", label=f"in {c}") for c in range(n_in)],
+            handles=[
+                Line2D([], [], color=f"C{c}",
+                       label=in_names[c] if in_names is not None else f"in {c}")
+                for c in range(n_in)
+            ],
             loc="upper left",
             bbox_to_anchor=(1.02, 1.0),
             frameon=False,
