@@ -402,6 +402,36 @@ def _stimulus_positions(net: Any, group: str, times: torch.Tensor) -> np.ndarray
     return np.asarray(pos)
 
 
+#: a conductance synapse with a reversal potential above this (mV) excites (glutamatergic
+#: ~0 mV), below it inhibits (GABAergic -65 to -90 mV)
+EXCITATORY_REVERSAL_MV = -40.0
+
+
+def _cell_signs(net: Any) -> dict[str, torch.Tensor]:
+    """+1 (E) / -1 (I) / 0 (unknown) per neuron of each group that has both E and I cells,
+    read from its outgoing projections: a conductance synapse's reversal potential, else
+    the connectivity's presynaptic sign, else the sign of the weights, over the
+    projection's ``pre_range`` (e.g. COBA's one group ``P``: 3200 E, then 800 I cells)."""
+    signs: dict[str, torch.Tensor] = {}
+    for g, grp in net.groups.items():
+        s = torch.zeros(grp.n)
+        for p in net.projections:
+            if p.pre != g:
+                continue
+            a, b = p.pre_range or (0, grp.n)
+            if p.output == "conductance" and p.E is not None:
+                s[a:b] = 1.0 if p.E > EXCITATORY_REVERSAL_MV else -1.0
+            elif p.pre_sign is not None:
+                s[a:b] = torch.where(p.pre_sign != 0, p.pre_sign.sign().cpu().float(), s[a:b])
+            else:
+                total = float(p.weight[p.edge_mask].sum())
+                if total:
+                    s[a:b] = math.copysign(1.0, total)
+        if bool((s > 0).any()) and bool((s < 0).any()):
+            signs[g] = s
+    return signs
+
+
 def _figures(cfg: SimConfig, prep: Prepared, result: Any, folder: Path,
              t_start: float) -> list[str]:
     from bionn.spiking.measures import neuron_rates
@@ -412,7 +442,7 @@ def _figures(cfg: SimConfig, prep: Prepared, result: Any, folder: Path,
     title = name if name == cfg.network.name else f"{name} ({cfg.network.name})"
     for kind in cfg.figures or []:
         if kind == "raster" and result.spikes:
-            fig = plot_raster(result, title=title)
+            fig = plot_raster(result, title=title, sign=_cell_signs(net))
             written.append(_save(fig, folder / "raster.png"))
         elif kind == "rate_histogram" and result.spikes:
             rates = {g: neuron_rates(sp, t_start=t_start) for g, sp in result.spikes.items()}

@@ -10,11 +10,14 @@ drawn red and inhibitory ones blue.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from bionn.spiking.measures import population_rate as _population_rate
 from bionn.spiking.network import SimulationResult, SpikeEvents
@@ -32,12 +35,48 @@ def _group_color(name: str, index: int, colors: Mapping[str, Any] | None) -> Any
     if colors is not None and name in colors:
         return colors[name]
     key = name.lower()
-    base = key.split("_")[0].split(".")[0]
-    if key in _E_NAMES or base in _E_NAMES:
+    tokens = re.split(r"[\s_.:/()-]+", key.strip())
+    ends = {key, tokens[0], tokens[-1]}  # e.g. "E", "exc_L23", "P E"
+    if ends & _E_NAMES:
         return E_COLOR
-    if key in _I_NAMES or base in _I_NAMES:
+    if ends & _I_NAMES:
         return I_COLOR
     return f"C{index % 10}"
+
+
+def _split_by_sign(groups: dict[str, SpikeEvents], sign: Mapping[str, Any] | None,
+                   ) -> dict[str, SpikeEvents]:
+    """Each group with a ``sign`` vector split into its E block (+1), then its I block
+    (-1), then unsigned neurons (0), each renumbered from 0 in the original order. A
+    block is named ``"E"``/``"I"``/``"other"`` when there is one group, else
+    ``"<group> E"`` etc.; a group of one type keeps its name."""
+    if not sign:
+        return groups
+    unknown = sorted(set(sign) - set(groups))
+    if unknown:
+        raise ValueError(f"sign names unknown groups {unknown}; groups: {list(groups)}")
+    out: dict[str, SpikeEvents] = {}
+    for name, sp in groups.items():
+        if name not in sign or sign[name] is None:
+            out[name] = sp
+            continue
+        s = _to_numpy(sign[name], f"sign[{name!r}]").ravel()
+        if s.size != sp.n_neurons:
+            raise ValueError(
+                f"sign[{name!r}] has {s.size} entries but the group has {sp.n_neurons} neurons")
+        blocks = [(lab, m) for lab, m in (("E", s > 0), ("I", s < 0), ("other", s == 0))
+                  if m.any()]
+        if len(blocks) == 1:
+            out[name] = sp
+            continue
+        neuron = sp.neuron.detach().cpu()
+        for lab, m in blocks:
+            rank = torch.as_tensor(np.cumsum(m) - 1)
+            keep = torch.as_tensor(m)[neuron]
+            key = lab if len(groups) == 1 else f"{name} {lab}"
+            out[key] = SpikeEvents(sp.trial.detach().cpu()[keep], sp.step.detach().cpu()[keep],
+                                   rank[neuron[keep]], int(m.sum()), sp.n_steps, sp.batch, sp.dt)
+    return out
 
 
 def _groups(spikes: Any) -> dict[str, SpikeEvents]:
@@ -75,16 +114,22 @@ def plot_raster(
     title: str | None = None,
     rate_width: float = 5.0,
     rate_window: str = "gaussian",
+    sign: Mapping[str, Any] | None = None,
     path: PathLike | None = None,
 ) -> Figure:
     """Spike raster of one trial, with the population rate under it.
 
     Groups are stacked bottom-up in the order given, each in its colour (red for
     E-like names such as ``"E"``, blue for I-like ones such as ``"I"``, else the
-    default colour cycle), with their names on the y axis. The lower panel (shared
-    time axis) shows each group's population rate in Hz per neuron,
+    default colour cycle), with their names on the y axis and a legend giving each
+    group's colour and size. The lower panel (shared time axis) shows each group's
+    population rate in Hz per neuron,
     :func:`bionn.spiking.measures.population_rate` of the whole group, smoothed
     with ``rate_width`` ms (``rate_window``: ``"gaussian"`` or ``"flat"``).
+
+    A group that mixes cell types (e.g. the COBA/CUBA benchmarks' one group ``P``
+    of 3200 E then 800 I cells) is split by ``sign`` into an E block and an I block
+    (then unsigned neurons), each drawn, counted and rated as a group of its own.
 
     Args:
         spikes: one group's :class:`SpikeEvents`, a dict of group name ->
@@ -96,6 +141,9 @@ def plot_raster(
         colors: group name -> colour, overriding the defaults.
         t_range: ``(start, stop)`` ms to show; default the whole run.
         title: figure title.
+        sign: group name -> ``(n_neurons,)`` +1 (E) / -1 (I) / 0 per neuron of that
+            group: split it into E and I blocks (named ``"E"``/``"I"`` when there is
+            one group, else ``"<group> E"``/``"<group> I"``).
         path: if given, save the figure there (atomically).
 
     Returns:
@@ -113,7 +161,7 @@ def plot_raster(
         >>> len(fig.axes), [t.get_text() for t in fig.axes[0].get_yticklabels()]
         (2, ['E', 'I'])
     """
-    groups = _groups(spikes)
+    groups = _split_by_sign(_groups(spikes), sign)
     t_lim = _check_range(t_range)
     if max_neurons is not None and int(max_neurons) < 1:
         raise ValueError(f"max_neurons must be >= 1 or None; got {max_neurons}")
@@ -135,7 +183,7 @@ def plot_raster(
         ax, ax_rate = fig.add_subplot(), None
 
     ms = float(np.clip(250.0 / rows, 1.0, 6.0))
-    offset, ticks, labels = 0, [], []
+    offset, ticks, labels, handles = 0, [], [], []
     for i, (name, sp) in enumerate(groups.items()):
         color = _group_color(name, i, colors)
         n_show = shown[name]
@@ -152,6 +200,8 @@ def plot_raster(
         if name:
             ticks.append(offset + (n_show - 1) / 2)
             labels.append(name)
+            count = f"{n_show} of {sp.n_neurons}" if n_show < sp.n_neurons else f"{sp.n_neurons}"
+            handles.append(Line2D([], [], color=color, lw=3, label=f"{name} ({count} neurons)"))
         if offset > 0:
             ax.axhline(offset - 0.5, color="0.6", lw=0.6)
         offset += n_show
@@ -163,6 +213,9 @@ def plot_raster(
     ax.set_xlim(*x_lim)
     if ticks:
         ax.set_yticks(ticks, labels)
+    if handles:  # reversed: top to bottom, as the blocks are stacked
+        ax.legend(handles=handles[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  frameon=False, fontsize=8)
     ax.set_ylabel("neuron")
     ax.margins(x=0)
     if ax_rate is not None:
@@ -314,6 +367,27 @@ def _break_wraps(t: np.ndarray, y: np.ndarray, span: float) -> tuple[np.ndarray,
     return np.insert(t, jump, np.nan), np.insert(y, jump, np.nan)
 
 
+def _bump_color_limits(t: np.ndarray, a: np.ndarray, after: float | None,
+                       ) -> tuple[float, float, bool]:
+    """``(vmin, vmax, fitted)``: the colour limits of a bump heat map.
+
+    With ``after`` (ms) and activity after it, the limits are the median over those
+    times of the population's per-time minimum and maximum (the persistent bump's
+    floor and peak), so the bump that outlasts its cue fills the colour scale and the
+    transient peak during the cue saturates; ``fitted`` says so. Otherwise (or when the
+    activity after ``after`` is flat) the full range of the data."""
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if after is not None:
+        late = a[t > after]
+        if late.size:
+            vmin = float(np.nanmedian(np.nanmin(late, axis=1)))
+            vmax = float(np.nanmedian(np.nanmax(late, axis=1)))
+            if np.isfinite(vmin) and np.isfinite(vmax) and vmax - vmin > 1e-9 * max(hi - lo, 1.0):
+                return vmin, vmax, True
+    return lo, hi, False
+
+
 def plot_bump(
     times: Any,
     positions: Any,
@@ -321,6 +395,7 @@ def plot_bump(
     *,
     stimulus: Any | None = None,
     period: float | None = None,
+    persistent_after: float | None = None,
     title: str | None = None,
     cmap: str = "viridis",
     label: str = "activity",
@@ -339,8 +414,19 @@ def plot_bump(
         period: for a periodic feature space (e.g. ``2*pi``): stimulus positions
             are wrapped into ``[positions[0], positions[0] + period)`` and the line
             is broken where it wraps around.
+        persistent_after: time in ms after which the colour scale is fitted (see
+            below); default the last time the stimulus is present (a finite
+            stimulus position), if it ends before the last time.
         title, cmap, label (colour bar), xlabel, ylabel: decorations.
         path: if given, save the figure there (atomically).
+
+    Colour scale: a bump that persists after its cue is usually far weaker than
+    the driven bump during the cue (a CANN's ``u`` falls from ~10 to ~0.1), so a
+    scale set by the peak would hide it. After ``persistent_after`` the limits are
+    the median over time of the population's lowest and highest activity (the
+    persistent bump's floor and peak); brighter values during the cue saturate
+    (the colour bar is extended) and the colour-bar label names the window. With
+    no such time, or no activity left after it, the full range of the data.
 
     Returns:
         The :class:`~matplotlib.figure.Figure`: the heat map and its colour bar (2 axes).
@@ -363,10 +449,7 @@ def plot_bump(
             f"activity must be (T, N) = ({t.size}, {x.size}) for {t.size} times and "
             f"{x.size} positions; got {a.shape}"
         )
-    fig = _new_figure((8.0, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    mesh = ax.pcolormesh(t, x, a.T, shading="nearest", cmap=cmap, rasterized=True)
-    fig.colorbar(mesh, ax=ax, label=label, pad=0.01)
+    st = sy = None
     if stimulus is not None:
         if isinstance(stimulus, (tuple, list)) and len(stimulus) == 2:
             st = _to_numpy(stimulus[0], "stimulus times").reshape(-1)
@@ -375,6 +458,21 @@ def plot_bump(
             st, sy = t, _to_numpy(stimulus, "stimulus").reshape(-1)
         if st.size != sy.size:
             raise ValueError(f"stimulus has {sy.size} positions for {st.size} times")
+        present = st[np.isfinite(sy)]
+        if persistent_after is None and present.size and present.max() < t.max():
+            persistent_after = float(present.max())
+    vmin, vmax, fitted = _bump_color_limits(t, a, persistent_after)
+    fig = _new_figure((8.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(t, x, a.T, shading="nearest", cmap=cmap, rasterized=True,
+                         vmin=vmin, vmax=vmax)
+    above, below = bool((a > vmax).any()), bool((a < vmin).any())
+    extend = {(True, True): "both", (True, False): "max", (False, True): "min"}.get(
+        (above, below), "neither")
+    if fitted:
+        label = f"{label} (scale: t > {persistent_after:g} ms)"
+    fig.colorbar(mesh, ax=ax, label=label, pad=0.01, extend=extend)
+    if st is not None:
         if period is not None:
             sy = (sy - x[0]) % period + x[0]
             st, sy = _break_wraps(st, sy, period)
