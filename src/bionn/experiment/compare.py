@@ -77,6 +77,17 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _fmt_mean_sd(mean: float | None, sd: float | None, n: int, digits: int = 2) -> str:
+    """``"mean ± sd"``, or just the value when it comes from fewer than two runs (no spread)."""
+    if mean is None or sd is None or n < 2:
+        return _fmt(mean, digits)
+    return f"{_fmt(mean, digits)} ± {_fmt(sd, digits)}"
+
+
+def _n_finite(values: list[Any] | None) -> int:
+    return sum(v is not None and math.isfinite(v) for v in values or [])
+
+
 def _metric(rows: list[dict[str, Any]]) -> str:
     return next((m for m in METRICS if rows and f"{m}_mean" in rows[0]), "test_error")
 
@@ -88,9 +99,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"| method | {METRICS[metric]} | angle(W, B) (deg) | angle(dW, dW_bp) (deg) | runs |",
              "|---|---|---|---|---|"]
     for r in rows:
+        n = _n_finite(r[f"{metric}s"]) if f"{metric}s" in r else r["n_seeds"]
         lines.append(
-            f"| {r['method']} | {_fmt(r[f'{metric}_mean'], digits)} ± "
-            f"{_fmt(r[f'{metric}_sd'], digits)} "
+            f"| {r['method']} | {_fmt_mean_sd(r[f'{metric}_mean'], r[f'{metric}_sd'], n, digits)} "
             f"| {_fmt(r['weight_angle_mean'], 1)} | {_fmt(r['grad_angle_mean'], 1)} "
             f"| {r['n_seeds']} |")
     return "\n".join(lines) + "\n"
@@ -124,10 +135,13 @@ def _curves(folders: dict[str, list[Path]], x: str) -> dict[str, tuple[list[int]
 
 def _figure(curves: dict[str, tuple[list[int], list[float]]], path: Path, title: str,
             x: str = "epoch") -> None:
+    from matplotlib.ticker import MaxNLocator
+
     from bionn.viz._common import _new_figure, save_figure
 
     fig = _new_figure((5.5, 3.6), layout="constrained")
     ax = fig.subplots()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for i, (method, (xs, ys)) in enumerate(curves.items()):
         ax.plot(xs, ys, "o-", ms=3, color=f"C{i % 10}", label=method)
     ax.axhline(90.0, color="0.6", lw=0.8, ls="--")

@@ -392,7 +392,9 @@ def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
 
     cols = [*keys, f"{metric}_mean", f"{metric}_sd", "n_seeds"]
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(fmt(a[c]) for c in cols) + " |" for a in agg]
+    # one finished seed has no spread: its sd cell stays empty rather than "0"
+    md += ["| " + " | ".join("" if c == f"{metric}_sd" and a["n_seeds"] < 2 else fmt(a[c])
+                             for c in cols) + " |" for a in agg]
     md += ["", "| trial | " + " | ".join(keys) + f" | seed | {metric} | status |",
            "|" + "---|" * (len(keys) + 4)]
     md += [f"| {r['trial']} | " + " | ".join(fmt(r[k]) for k in keys)
@@ -400,7 +402,29 @@ def _tables(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str,
     return buf.getvalue(), "\n".join(md) + "\n", agg
 
 
-def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path) -> None:
+def _log_spaced(values: list[float]) -> bool:
+    """Whether sorted positive ``values`` look like a log grid: three or more spaced
+    more evenly in log than in linear (e.g. 1e-4, 1e-3, 1e-2 or 1, 3, 10, 30), or a
+    range of at least 20x."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size < 2 or v[0] <= 0:
+        return False
+    if v[-1] / v[0] >= 20:
+        return True
+    if v.size < 3:
+        return False
+
+    def unevenness(d: np.ndarray) -> float:
+        return float(d.std() / d.mean()) if d.mean() > 0 else math.inf
+
+    return unevenness(np.diff(np.log(v))) < unevenness(np.diff(v))
+
+
+def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path,
+            log_keys: set[str] | None = None) -> None:
+    """One panel per swept key: the metric (mean ± sd over the runs of each value; grey
+    points the runs) against the value, on a log axis for ``log_keys`` (``loguniform``
+    draws) and for values that look like a log grid (:func:`_log_spaced`)."""
     from bionn.viz._common import _new_figure, save_figure
 
     done = [r for r in rows if r["status"] == "finished" and r[metric] is not None]
@@ -421,13 +445,18 @@ def _figure(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path
             ax.plot([x] * len(pts), pts, "o", color="0.7", ms=3)
         ax.errorbar(xs, means, yerr=sds, fmt="o-", color="C0", capsize=3)
         pos = [x for x in xs if isinstance(x, (int, float)) and x > 0]
-        if len(pos) == len(xs) and len(pos) > 1 and max(pos) / min(pos) >= 20:
+        if xs is vals and len(pos) == len(xs) and (
+                (key in (log_keys or ()) and len(pos) > 1) or _log_spaced(pos)):
             ax.set_xscale("log")
+            if len(pos) <= 8:  # label the values themselves
+                ax.set_xticks(pos, [f"{v:g}" for v in pos])
+                ax.minorticks_off()
         if xs is not vals:
             ax.set_xticks(xs, [str(v) for v in vals])
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric} (mean ± sd over seeds; grey: runs)", fontsize=9)
+        several = any(sum(1 for r in done if key not in keys or r[key] == v) > 1 for v in vals)
+        ax.set_title(f"{metric} (mean ± sd; grey: runs)" if several else metric, fontsize=9)
     save_figure(fig, path)
 
 
@@ -463,7 +492,8 @@ def _sweep_locked(cfg: SweepConfig, out: Path, kind: str, trials: list[Trial], m
     atomic_write_text(out / "sweep.csv", csv_text)
     atomic_write_text(out / "sweep.md", md)
     if any(r["status"] == "finished" for r in rows):
-        _figure(rows, keys, metric, out / "sweep.png")
+        _figure(rows, keys, metric, out / "sweep.png",
+                {k for k, d in cfg.random.items() if d.loguniform is not None})
     failed = [{"trial": r["trial"], "overrides": t.overrides, "seed": t.seed, "error": r["error"]}
               for r, t in zip(rows, trials, strict=True) if r["status"] == "failed"]
     return {"out": str(out), "n_trials": len(trials), "n_finished": len(trials) - len(failed),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._common import PathLike, _finish, _new_figure
 
@@ -72,8 +73,9 @@ def plot_training_curve(
     records: Iterable[Mapping[str, Any]] | PathLike,
     path: PathLike | None = None,
     keys: Sequence[str] | str = ("loss", "accuracy"),
+    x: str | None = None,
 ) -> Figure:
-    """Plot metrics against the training step, one panel per metric.
+    """Plot metrics against the training step (or epoch), one panel per metric.
 
     Args:
         records: one dict per logged step, each with ``"step"`` and metric values,
@@ -84,6 +86,9 @@ def plot_training_curve(
             as a line and the evaluation series ``"eval_" + key`` as markers in
             the same panel. Keys absent from every record are skipped. Loss panels
             use a log scale when every value is positive.
+        x: the abscissa key, ``"step"`` or ``"epoch"``; default ``"epoch"`` when
+            every record has one (a classification run logs once per epoch), else
+            ``"step"``. Its ticks are integers.
 
     Returns:
         The :class:`~matplotlib.figure.Figure`.
@@ -108,18 +113,20 @@ def plot_training_curve(
         raise ValueError(f"no training records{source}: nothing to plot")
     if isinstance(keys, str):
         keys = (keys,)
+    if x is None:
+        x = "epoch" if all(_number(r.get("epoch")) is not None for r in records) else "step"
 
     panels: list[tuple[str, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = []
     for key in keys:
-        train = _series(records, key)
-        evalk = _series(records, EVAL_PREFIX + key) if not key.startswith(EVAL_PREFIX) else None
+        train = _series(records, key, x)
+        evalk = _series(records, EVAL_PREFIX + key, x) if not key.startswith(EVAL_PREFIX) else None
         if evalk is None:
             evalk = (np.empty(0), np.empty(0))
         if train[0].size or evalk[0].size:
             panels.append((key, train, evalk))
     if not panels:
         logged = sorted(
-            {k for r in records for k, v in r.items() if k != "step" and _number(v) is not None}
+            {k for r in records for k, v in r.items() if k not in ("step", x) and _number(v) is not None}
         )
         raise ValueError(
             f"none of the keys {list(keys)} (nor their '{EVAL_PREFIX}' versions) was logged{source}; "
@@ -153,7 +160,8 @@ def plot_training_curve(
         elif "acc" in key and finite.size and finite.min() >= 0 and finite.max() <= 1:
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(key)
-        ax.set_xlabel("step")
+        ax.set_xlabel(x)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3, lw=0.5)
         if xs.size and ex.size:
             ax.legend(frameon=False, fontsize=8)
@@ -202,6 +210,7 @@ def plot_alignment(
                 ax.plot(xs, ys, "o-", ms=3, color=f"C{i % 10}", label=layer)
         ax.axhline(90.0, color="0.6", lw=0.8, ls="--")
         ax.set_xlabel(x)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("degrees")
         ax.set_title(f"{label} [{title}]" if title else label)
         if len(ax.lines) > 1:
