@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,11 @@ def output_folder(out: str | Path | None, name: str) -> Path:
         raise ConfigError(f"--out: {str(path)!r} cannot be made: {str(parent)!r} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out: {str(path)!r} cannot be written: {str(parent)!r} is not writable")
+    try:  # permissions are not the whole story (read-only mounts, /proc): try it
+        tempfile.TemporaryDirectory(dir=parent, prefix=".bionn-probe-").cleanup()
+    except OSError as e:
+        raise ConfigError(f"--out: {str(path)!r} cannot be written: a folder cannot be made in "
+                          f"{str(parent)!r} ({e.strerror or e})") from None
     return path
 
 

@@ -135,6 +135,11 @@ class RunConfig(Strict):
             task = self.task.build()
         except (TypeError, ValueError) as e:
             raise ValueError(f"task.params: {e}") from None
+        wanted = getattr(task, "loss", None)  # e.g. a NeuroGym Box or reach task: mse
+        if wanted is not None and wanted != self.loss.task:
+            raise ValueError(f"loss.task: task {self.task.name!r} has regression targets and is "
+                             f"trained with {wanted!r}; got {self.loss.task!r} (set loss.task: "
+                             f"{wanted})")
         check = MODEL_KINDS[self.model.kind].check
         if check is not None:
             check(self.model, task)

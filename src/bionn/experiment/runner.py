@@ -309,8 +309,7 @@ def _guard(values: dict[str, float], step: int, hint: str) -> None:
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         shown = ", ".join(f"{k} = {values[k]}" for k in bad)
-        raise NonFiniteError(f"training stopped at step {step}: {shown} (not finite); the last "
-                             f"checkpoint holds the state before it; {hint}")
+        raise NonFiniteError(f"training stopped at step {step}: {shown} (not finite); {hint}")
 
 
 class Runner:
@@ -464,6 +463,11 @@ class Runner:
         torch.manual_seed(int(exp.seed))
         step = self._restore() if self.resume else 0
         total = job.total_steps
+        done = self._finished_summary(step, total)
+        if done is not None:  # resumed at its end: the results stand as they are
+            self.writer.announce(f"bionn run {exp.name}: already finished at step {step} of "
+                                 f"{total}; nothing to do (final.json left as it is)")
+            return done
         net = model
         if self.ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -544,9 +548,26 @@ class Runner:
         summary["out"] = str(self.out_dir)
         self.writer.final(summary)
         if diverged is not None:
-            raise NonFiniteError(f"{diverged}. final.json (status 'diverged') and figures/ describe "
-                                 f"the last good state, step {step}") from None
+            kept = (f"checkpoint.pt, final.json (status 'diverged') and figures/ hold the last "
+                    f"good state, step {step}" if step > 0 else
+                    "it diverged before the first checkpoint, so there is no good state to keep: "
+                    "final.json (status 'diverged') records where")
+            raise NonFiniteError(f"{diverged}. {kept}") from None
         return summary
+
+    def _finished_summary(self, step: int, total: int) -> dict[str, Any] | None:
+        """The ``final.json`` of a run resumed at the end of its budget that finished
+        there, else None."""
+        path = self.out_dir / "final.json"
+        if not (self.resume and step >= total and self.writer.enabled and path.is_file()):
+            return None
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # unreadable: written again below
+        ok = isinstance(summary, dict) and summary.get("status") == "finished" \
+            and summary.get("steps") == step
+        return summary if ok else None
 
     def _restore_last_good(self) -> int:
         """After a divergence: model and optimizer back to the last checkpoint (the last state
@@ -566,8 +587,10 @@ class Runner:
 
         folder = self.out_dir / "figures"
         records = read_jsonl(self.writer.metrics_path)
-        paths = [folder / "training_curve.png"]
-        viz.plot_training_curve(records, paths[0], keys=self.job.curve_keys)
+        paths = []
+        if records:  # none when training diverged before its first record
+            paths.append(folder / "training_curve.png")
+            viz.plot_training_curve(records, paths[0], keys=self.job.curve_keys)
         if any(k.startswith(("weight_angle/", "grad_angle/")) for r in records for k in r):
             paths.append(folder / "alignment.png")
             viz.plot_alignment(records, paths[-1], x=self.job.x_key,
