@@ -7,7 +7,7 @@ from bionn.tasks import make_task
 
 torch.manual_seed(0)
 task = make_task("perceptual_decision_making", dt=20)  # time in ms
-net = CTRNN(task.n_input, 100, task.n_output, dt=20, tau=100, e_fraction=0.8,
+net = CTRNN(task.n_input, 100, task.n_output, dt=task.dt, tau=100, e_fraction=0.8,
             spectral_radius=1.0, readout="excitatory", positive_input=True, preact_noise=0.05)
 loss_fn = RNNLoss(l2={"recurrent": 1e-4}, rate_mean=1e-3)
 opt = torch.optim.Adam(net.parameters(), lr=3e-3)
