@@ -133,6 +133,12 @@ def modes_follow_umask(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1])["out"] == "run"
 
 
+def quiet_sweep(tmp: Path, proc: subprocess.CompletedProcess) -> None:
+    assert len(list((tmp / "o" / "runs").glob("*/final.json"))) == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2, proc.stderr  # Ray says nothing under --quiet
+
+
 def unchanged_final(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     assert "already finished" in proc.stderr
 
@@ -157,6 +163,8 @@ CASES = [
          2, ["sweep.lock", "pid"],
          setup=lambda t, r: (sweep_file(t), (t / "sw").mkdir(), (t / "sw" / "sweep.lock").write_text(
              json.dumps({"pid": os.getpid(), "host": os.uname().nodename}) + "\n"))),
+    Case("sweep-quiet-into-a-relative-folder", ["sweep", "sweep.yaml", "--out", "o", "--quiet"], 0,
+         ['"n_finished": 1'], setup=lambda t, r: sweep_file(t), check=quiet_sweep),
     Case("sweep-metric-not-in-final-json", ["sweep", "sweep.yaml", "--out", "sw"], 2,
          ["metric", "'acc'", "accuracy"], setup=lambda t, r: sweep_file(t, metric="acc")),
     # -- NaN reported as a result -------------------------------------------------------------
@@ -242,7 +250,7 @@ CASES = [
 NEEDS = {"neurogym-regression-task-with-cross-entropy": "neurogym",
          "neurogym-reward-only-task": "neurogym", "sweep-into-an-earlier-run": "ray",
          "sweep-folder-locked-by-a-live-sweep": "ray", "sweep-metric-not-in-final-json": "ray",
-         "out-cannot-be-created": "ray"}
+         "out-cannot-be-created": "ray", "sweep-quiet-into-a-relative-folder": "ray"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -515,6 +515,7 @@ def sweep(cfg: SweepConfig, out: str | Path | None = None, progress: bool = True
     if out or cfg.out:  # before anything in the folder is touched
         _refuse_if_locked(Path(out or cfg.out) / "sweep.lock")
     out = claim_output_folder(out or cfg.out, "sweep", resume=resume, overwrite=overwrite)
+    out = Path(os.path.abspath(out))  # Ray's workers run in another working directory
     out.mkdir(parents=True, exist_ok=True)
     lock = _acquire_lock(out)
     try:
