@@ -14,11 +14,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $@
 
-# BioTorch 0.0.16 and flyvis 1.2.0 declare torchvision (unavailable here; bionn uses neither
-# package's torchvision parts: flyvis is never imported, only its connectome template read),
+# BioTorch 0.0.16, flyvis 1.2.0 and Norse 1.1.0 declare torchvision (unavailable here; bionn
+# uses none of their torchvision parts: flyvis is never imported, only its connectome template
+# read; Norse's spiking modules do not import it),
 # and cect 0.3.5 declares plotting/NeuroML packages its shipped data do not need: all three
 # are installed without their dependencies.
-NODEPS := biotorch==0.0.16 cect==0.3.5 flyvis==1.2.0
+NODEPS := biotorch==0.0.16 cect==0.3.5 flyvis==1.2.0 norse==1.1.0
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[test]'
