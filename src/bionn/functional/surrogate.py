@@ -9,11 +9,14 @@ keeps the exact 0/1 spike and the backward pass uses a smooth pseudo-derivative
 
 | name | ``sigma'(x)`` | parameter (default) | reference |
 |---|---|---|---|
-| ``fast_sigmoid`` | ``1 / (1 + slope |x|)^2`` | slope 25 | SuperSpike (Zenke & Ganguli 2018); snnTorch ``fast_sigmoid``, Norse ``super`` (its ``alpha``) |
+| ``fast_sigmoid`` | ``1 / (1 + slope |x|)^2`` | slope 25 | SuperSpike (Zenke & Ganguli 2018); snnTorch ``fast_sigmoid``; Norse 1.1's ``super`` is slope 1 (its backward ignores its ``alpha``) |
 | ``arctan`` | ``(alpha / 2) / (1 + (pi alpha x / 2)^2)`` | alpha 2 | snnTorch ``atan`` |
-| ``triangle`` | ``gamma * max(0, 1 - |x| / width)`` | gamma 0.3, width 1 | piecewise linear (Bellec et al. 2018, 2020) |
+| ``triangle`` | ``gamma * max(0, 1 - |x| / width)`` | gamma 0.3, width 1 | piecewise linear (Bellec et al. 2018, 2020); Norse ``triangle`` (gamma = its alpha) |
 | ``exponential`` | ``alpha * exp(-beta |x|)`` | alpha 1, beta 1 | SLAYER (Shrestha & Orchard 2018) |
 | ``sigmoid`` | ``slope * sig(slope x) * (1 - sig(slope x))`` | slope 25 | snnTorch ``sigmoid`` |
+
+bionn spikes at ``x >= 0``; snnTorch and Norse at ``x > 0`` (they differ only exactly at
+threshold). ``tests/test_surrogate.py`` checks the gradients against both peers.
 
 Where the choice matters: a steep surrogate (large slope, small width) is closer to the
 true derivative but passes gradient only to neurons near threshold, so silent networks
