@@ -26,9 +26,11 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) --no-deps $(NODEPS)
 	touch $@
 
+# SpikingJelly 2.0.0 (a peer of benchmarks/snn_train.py) declares torchvision and torchaudio;
+# its torch-backend neurons need neither.
 $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[bench]'
-	$(PIP) --no-deps $(NODEPS)
+	$(PIP) --no-deps $(NODEPS) spikingjelly==2.0.0
 	touch $@
 
 demo: $(VENV)/.installed
