@@ -15,6 +15,16 @@ Example:
 """
 
 from bionn.tasks.base import Task, TrialBatch
+from bionn.tasks.datasets import YIN_YANG_CLASSES, load_yin_yang, spiking_dataset
+from bionn.tasks.encoders import (
+    ENCODERS,
+    delta_encode,
+    encode,
+    latency_encode,
+    poisson_encode,
+    poisson_spikes,
+)
+from bionn.tasks.evidence import EvidenceAccumulation
 from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
@@ -54,4 +64,14 @@ __all__ = [
     "digits_images",
     "VISUAL_TASKS",
     "make_visual_dataset",
+    "EvidenceAccumulation",
+    "poisson_spikes",
+    "poisson_encode",
+    "latency_encode",
+    "delta_encode",
+    "ENCODERS",
+    "encode",
+    "load_yin_yang",
+    "YIN_YANG_CLASSES",
+    "spiking_dataset",
 ]

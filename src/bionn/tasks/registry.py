@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from bionn.tasks.base import Task
+from bionn.tasks.evidence import EvidenceAccumulation
 from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
@@ -22,6 +23,7 @@ TASKS: dict[str, type[Task]] = {
     "go_no_go": GoNoGo,
     "anti_saccade": AntiSaccade,
     "neurogym": NeuroGymTask,
+    "evidence_accumulation": EvidenceAccumulation,
 }
 
 
