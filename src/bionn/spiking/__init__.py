@@ -8,6 +8,7 @@ from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the mo
 from bionn.spiking.network import Network, NonFiniteStateError, SimulationResult, SpikeEvents
 from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
 from bionn.spiking.neurons import (
+    ALIF,
     GIF,
     HH,
     LIF,
@@ -41,11 +42,28 @@ from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circu
     VoltageJump,
 )
 from bionn.spiking.synapses import Exponential, Projection, Synapse
+from bionn.spiking.trainable import (  # noqa: E402 (needs the simulator above)
+    SYNAPSE_KINDS,
+    TRAINABLE_NEURONS,
+    CellState,
+    LeakyReadout,
+    SpikingCell,
+    SpikingLayer,
+    SpikingRNN,
+    count_loss,
+    first_spike_loss,
+    first_spike_time,
+    membrane_loss,
+    spike_count,
+)
 
 __all__ = [
     "spiking_network",
     "run_to_disk",
     "load_recording",
+    "ALIF", "SYNAPSE_KINDS", "TRAINABLE_NEURONS", "CellState", "LeakyReadout", "SpikingCell",
+    "SpikingLayer", "SpikingRNN", "count_loss", "first_spike_loss", "first_spike_time",
+    "membrane_loss", "spike_count",
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
     "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
     "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",

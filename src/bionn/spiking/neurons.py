@@ -286,6 +286,69 @@ class LIF(_Neuron):
                 "refractory_steps": int(round(t_ref / dt))}
 
 
+class ALIF(LIF):
+    """Adaptive LIF: a LIF whose threshold rises with its recent spikes (Bellec et al. 2018, 2020).
+
+    ``tau dV/dt = -(V - V_rest) + R I``, ``db/dt = -b / tau_a``; the threshold is
+    ``A = V_th + beta b``; at ``V >= A``: spike, ``V <- V_reset`` (held for
+    ``t_refractory`` ms) and ``b <- b + (1 - rho)``, ``rho = exp(-dt / tau_a)``. Per
+    step this is Bellec et al.'s discrete update ``b_{t+1} = rho b_t + (1 - rho) z_t``
+    with the step's threshold read from ``b`` at the start of the step (so a spike
+    raises the threshold from the next step on). ``b`` is a dimensionless spike
+    trace (its steady value is the number of spikes per step, 1 for a neuron spiking
+    at every step), ``beta`` in mV. Both variables are linear, so the update is exact.
+    Defaults: :class:`LIF`'s, ``tau_a = 200`` ms, ``beta = 100`` mV (at dt = 1 ms a
+    neuron firing at 20 Hz has ``b ~ 0.02``: its threshold is 2 mV higher; Bellec et
+    al.'s ``beta = 1.8`` is in units of their threshold ``0.01``, i.e. 180 thresholds).
+
+    Example:
+        >>> import torch
+        >>> def count(m):
+        ...     s, n = m.initial_state(), 0
+        ...     for _ in range(2000):
+        ...         s = m(s, Drive(current=40.0), 0.1)
+        ...         n += int(s["spike"].sum())
+        ...     return n
+        >>> count(LIF(1, t_refractory=0.0)), count(ALIF(1, t_refractory=0.0, beta=2000.0))
+        (24, 17)
+    """
+
+    variables = ("V", "b")
+    defaults: ClassVar[dict[str, float]] = {**LIF.defaults, "tau_a": 200.0, "beta": 100.0}
+    initial_values: ClassVar[dict] = {"V": "V_rest", "b": 0.0}
+    methods = ("exp_euler", "exact")
+
+    def derivatives(self, state: State, drive: Drive) -> State:
+        return {**super().derivatives(state, drive), "b": -state["b"] / self.tau_a}
+
+    def linear(self, state: State, drive: Drive) -> State:
+        return {**super().linear(state, drive), "b": -1.0 / self.tau_a + torch.zeros_like(state["b"])}
+
+    def integrate(self, state: State, drive: Drive, dt: float) -> State:
+        new = super().integrate(state, drive, dt)
+        new["b"] = state["b"] * torch.exp(-dt / self.tau_a)
+        return new
+
+    def threshold(self, state: State) -> Tensor:
+        """The adaptive threshold ``V_th + beta b`` of ``state`` (mV)."""
+        return self.V_th + self.beta * state["b"]
+
+    def spike_and_reset(self, old: State, new: State, dt: float) -> State:
+        jump = -torch.expm1(-dt / self.tau_a)  # 1 - rho
+
+        def extra(new: State, spike: Tensor) -> None:
+            new["b"] = torch.where(spike, new["b"] + jump, new["b"])
+
+        return self.threshold_reset(old, new, dt, v_th=self.threshold(old), v_reset=self.V_reset,
+                                    t_ref=self.t_refractory, extra_reset=extra)
+
+    def forward(self, state: State, drive: Drive, dt: float, ctx: StepContext | None = None) -> State:
+        return _Neuron.forward(self, state, drive, dt, ctx)
+
+    def constants(self, dt: float) -> None:
+        return None
+
+
 _EXP_CAP = 80.0  # cap of the exponent in ExpIF/AdEx: exp(80) is finite in float32
 
 
