@@ -262,7 +262,7 @@ def test_split_validation_and_registry():
     assert sorted(torch.cat([yt, yv]).tolist()) == list(range(20))
     with pytest.raises(ValueError, match="val_size must be smaller"):
         split_validation(torch.arange(3), torch.arange(3), 3)
-    assert set(DATASETS) == {"digits", "mnist1d", "mnist", "fashion_mnist", "cifar10"}
+    assert set(DATASETS) == {"digits", "mnist1d", "yin_yang", "mnist", "fashion_mnist", "cifar10"}
     with pytest.raises(ValueError, match="unknown dataset 'svhn'.*cifar10"):
         load_dataset("svhn")
 

@@ -21,7 +21,8 @@ from bionn.viz import (
 )
 from bionn.viz._common import E_COLOR, I_COLOR
 
-NATIVE = [name for name in TASKS if name != "neurogym"]
+# the NeuroGym-style tasks (fixation in channel 0); evidence accumulation has spike inputs
+NATIVE = [name for name in TASKS if name not in ("neurogym", "evidence_accumulation")]
 
 
 @pytest.fixture(autouse=True, scope="module")
