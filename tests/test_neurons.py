@@ -35,7 +35,7 @@ from bionn.spiking.neurons import (
 
 # constant drive that makes each model active, and a dt it is stable at
 ACTIVE = {
-    "LIF": (25.0, 0.1), "ExpIF": (3.0, 0.1), "AdExIF": (20.0, 0.1), "QuaIF": (10.0, 0.1),
+    "LIF": (25.0, 0.1), "ALIF": (40.0, 0.1), "ExpIF": (3.0, 0.1), "AdExIF": (20.0, 0.1), "QuaIF": (10.0, 0.1),
     "AdQuaIF": (10.0, 0.1), "GIF": (1.5, 0.1), "Izhikevich": (10.0, 0.1), "HH": (10.0, 0.05),
     "WangBuzsakiHH": (1.2, 0.05), "TraubHH": (500.0, 0.05), "MorrisLecar": (100.0, 0.1),
     "HindmarshRose": (3.0, 0.05), "WilsonCowan": (1.0, 0.1), "PoissonGroup": (0.0, 0.1),

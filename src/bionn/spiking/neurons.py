@@ -1167,6 +1167,6 @@ class PoissonGroup(_Neuron):
 
 NEURONS: dict[str, type[NeuronGroup]] = {
     cls.__name__: cls
-    for cls in (LIF, ExpIF, AdExIF, QuaIF, AdQuaIF, GIF, Izhikevich, HH, WangBuzsakiHH, TraubHH,
+    for cls in (LIF, ALIF, ExpIF, AdExIF, QuaIF, AdQuaIF, GIF, Izhikevich, HH, WangBuzsakiHH, TraubHH,
                 MorrisLecar, HindmarshRose, WilsonCowan, PoissonGroup)
 }
