@@ -242,4 +242,4 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="learn"):
         SpikingCell("LIF", 3, learn=("nope",))
     with pytest.raises(ValueError, match="tau_syn"):
-        SpikingCell("LIF", 3, dt=1.0, tau_syn=0.5)
+        SpikingCell("LIF", 3, dt=1.0, tau_syn=0.0)

@@ -177,9 +177,11 @@ class SpikingCell(nn.Module):
         self.surrogate = make_surrogate(surrogate)
         self.reset_mode, self.detach_reset, self.synapse = reset, bool(detach_reset), synapse
         self.n_channels = 2 if synapse == "conductance" else 1
+        used = {"delta": (), "dual_exponential": ("tau_syn", "tau_rise")}.get(synapse, ("tau_syn",))
         for name, v in (("tau_syn", tau_syn), ("tau_rise", tau_rise)):
-            if not v >= dt:
-                raise ValueError(f"{name} must be >= dt ({dt:g} ms); got {v!r}")
+            # the synapse decays exactly (d = exp(-dt / tau)): any tau > 0 is stable
+            if name in used and not v > 0:
+                raise ValueError(f"{name} must be > 0 ms; got {v!r}")
             self.register_buffer(name, torch.tensor(float(v)))
         self.E_exc, self.E_inh = float(E_exc), float(E_inh)
         if scale is None:
