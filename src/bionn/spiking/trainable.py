@@ -127,6 +127,12 @@ class SpikingCell(nn.Module):
             ``V_th - V_rest`` (Izhikevich: ``V_th - c``).
         reset: ``"value"`` (the simulator's) or ``"subtract"``.
         detach_reset: no gradient through the reset's dependence on the spike (also for jumps).
+        detach_jumps: no gradient through the jumps' dependence on the spike (ALIF ``b``, AdEx
+            ``w``, Izhikevich ``u``); default ``detach_reset``. e-prop's ALIF keeps it
+            (``detach_reset=True, detach_jumps=False``).
+        adaptive_reset: ``reset="subtract"`` removes ``A - V_reset`` (True, the default) or
+            ``V_th - V_reset`` (False: the amount does not depend on the adaptation, as in
+            e-prop's ALIF, Bellec et al. 2020).
         refractory: keep the class's refractory period (else none).
         synapse: one of :data:`SYNAPSE_KINDS`.
         tau_syn: synaptic (decay) time constant (ms); ``tau_rise`` the rise of ``dual_exponential``.
@@ -151,6 +157,7 @@ class SpikingCell(nn.Module):
     def __init__(self, neuron: NeuronGroup | str, n: int | None = None, *, dt: float = 1.0,
                  surrogate: str | Surrogate = "fast_sigmoid", scale: float | None = None,
                  reset: Literal["value", "subtract"] = "value", detach_reset: bool = True,
+                 detach_jumps: bool | None = None, adaptive_reset: bool = True,
                  refractory: bool = True, synapse: str = "exponential", tau_syn: float = 5.0,
                  tau_rise: float = 1.0, E_exc: float = 0.0, E_inh: float = -80.0,
                  learn: Sequence[str] = (), **params: Any) -> None:
@@ -176,6 +183,8 @@ class SpikingCell(nn.Module):
         self.n, self.dt = neuron.n, float(dt)
         self.surrogate = make_surrogate(surrogate)
         self.reset_mode, self.detach_reset, self.synapse = reset, bool(detach_reset), synapse
+        self.detach_jumps = self.detach_reset if detach_jumps is None else bool(detach_jumps)
+        self.adaptive_reset = bool(adaptive_reset)
         self.n_channels = 2 if synapse == "conductance" else 1
         used = {"delta": (), "dual_exponential": ("tau_syn", "tau_rise")}.get(synapse, ("tau_syn",))
         for name, v in (("tau_syn", tau_syn), ("tau_rise", tau_rise)):
@@ -275,9 +284,9 @@ class SpikingCell(nn.Module):
         z = spike((v - th) / self.scale, self.surrogate)
         if self.refractory:
             z = z * (~frozen).to(z.dtype)
-        new["V"] = reset(v, z, mode=self.reset_mode, v_th=th, v_reset=getattr(self.neuron, self.reset_to),
-                         detach=self.detach_reset)
-        zj = z.detach() if self.detach_reset else z
+        new["V"] = reset(v, z, mode=self.reset_mode, v_th=th if self.adaptive_reset else self.neuron.V_th,
+                         v_reset=getattr(self.neuron, self.reset_to), detach=self.detach_reset)
+        zj = z.detach() if self.detach_jumps else z
         for k, j in self.jumps.items():
             new[k] = new[k] + zj * self._jump(j)
         if self.refractory:
