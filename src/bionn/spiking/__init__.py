@@ -25,6 +25,7 @@ from bionn.spiking.neurons import (
     WangBuzsakiHH,
     WilsonCowan,
 )
+from bionn.spiking.nir import SpikingSequential, from_nir, to_nir  # noqa: E402 (needs trainable)
 from bionn.spiking.recording import load_recording, run_to_disk  # noqa: E402
 from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circular import)
     AMPA,
@@ -64,6 +65,7 @@ __all__ = [
     "ALIF", "SYNAPSE_KINDS", "TRAINABLE_NEURONS", "CellState", "LeakyReadout", "SpikingCell",
     "SpikingLayer", "SpikingRNN", "count_loss", "first_spike_loss", "first_spike_time",
     "membrane_loss", "spike_count",
+    "SpikingSequential", "from_nir", "to_nir",
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
     "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
     "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",
