@@ -493,8 +493,67 @@ def _register_connectome() -> None:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# spiking
+# --------------------------------------------------------------------------------------------
+def _spiking_cell_options(m: Any) -> dict[str, Any]:
+    return {**m.cell_options, **({"surrogate": m.surrogate} if m.surrogate else {})}
+
+
+def _check_spiking(m: Any, task: Task) -> None:
+    from bionn.spiking import SpikingCell
+
+    try:  # the cell's own checks (names, time constants, surrogate) before any work
+        SpikingCell(m.cell, 1, dt=task.dt, **_spiking_cell_options(m))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model.cell_options: {e}") from None
+
+
+def _spiking_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
+    n = m.n_hidden
+    params = n * (n + task.n_input + task.n_output + 2)
+    # per step: V, the synaptic current, spikes and the refractory count, with gradients
+    return (training_bytes(params, 2 * n, batch, steps), f"a spiking RNN of {n} neurons",
+            "model.n_hidden", "model.n_hidden")
+
+
+def _build_spiking(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
+    from bionn.spiking import SpikingRNN
+
+    kwargs = m.constructor_kwargs(MODEL_KINDS["spiking"])
+    circuit = kwargs.pop("connectivity", None)
+    if circuit is not None:
+        built = build_circuit(circuit, m.n_hidden, task.n_input, task.n_output).build(g)
+        kwargs["connectivity"] = built.recurrent
+        if kwargs.get("input_mask") is None and built.input_mask is not None:
+            kwargs["input_mask"] = built.input_mask
+    kwargs.pop("cell_options", None)
+    kwargs.pop("surrogate", None)
+    return SpikingRNN(task.n_input, n_output=task.n_output, dt=task.dt, generator=g,
+                      **kwargs, **_spiking_cell_options(m))
+
+
+def _register_spiking() -> None:
+    from bionn.spiking import TRAINABLE_NEURONS, SpikingRNN
+
+    register_model_kind(
+        "spiking", SpikingRNN, _build_spiking, check=_check_spiking, memory=_spiking_memory,
+        replace={"cell": (str, "LIF"), "connectivity": (CircuitConfig | None, None)},
+        choices={"cell": tuple(TRAINABLE_NEURONS), "readout": ("membrane", "linear")},
+        bounds={"n_hidden": {"gt": 0}, "e_fraction": {"gt": 0, "lt": 1},
+                "tau_out": {"gt": 0}, "input_gain": {"ge": 0}, "recurrent_gain": {"ge": 0}},
+        extra={"surrogate": (str | None, Field(None, description="fast_sigmoid, arctan, "
+                                                            "triangle, exponential, sigmoid")),
+               "cell_options": (dict[str, Any], Field(
+                   default_factory=dict,
+                   description="SpikingCell options and neuron parameters (reset, synapse, "
+                               "tau_syn, learn, tau, V_th, t_refractory, ...)"))},
+    )
+
+
 _register_ctrnn()
 _register_connectome()
+_register_spiking()
 
 
 def model_section_type(kind: str) -> type[BaseModel]:

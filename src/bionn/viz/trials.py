@@ -78,6 +78,7 @@ def plot_example_trials(
     outputs_as: str = "value",
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    activity: str = "auto",
 ) -> Figure:
     """Plot the first trials of a batch: one column per trial.
 
@@ -106,6 +107,9 @@ def plot_example_trials(
         input_names: a name per input channel (``n_input``), for the legend (or
             the rows of the input heat map); default ``"in <k>"``.
         output_names: a name per output channel (``n_output``); default ``"ch <k>"``.
+        activity: ``"rates"`` (a line per unit), ``"spikes"`` (a raster: a tick per
+            spike, E units above I units, ``max(n_units, 40)`` units), or ``"auto"``:
+            ``"spikes"`` when ``rates`` holds only 0 and 1 (a spiking network).
 
     A single trial may be given without the batch axis (``(time, channels)``).
 
@@ -126,6 +130,8 @@ def plot_example_trials(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if outputs_as not in OUTPUTS_AS:
         raise ValueError(f"outputs_as must be one of {OUTPUTS_AS}, got {outputs_as!r}")
+    if activity not in ("auto", "rates", "spikes"):
+        raise ValueError(f"activity must be 'auto', 'rates' or 'spikes', got {activity!r}")
     if dt <= 0:
         raise ValueError(f"dt must be positive (ms), got {dt}")
     x = _batch_first(inputs, "inputs")
@@ -182,11 +188,17 @@ def plot_example_trials(
         rows.append("outputs")
     if "rates" in arrays:
         rows.append("rates")
+    spikes = "rates" in arrays and (
+        activity == "spikes"
+        or (activity == "auto" and bool(np.isin(arrays["rates"], (0.0, 1.0)).all()))
+    )
     units = (
-        _sample_units(arrays["rates"].shape[2], n_units, s)
+        _sample_units(arrays["rates"].shape[2], max(n_units, 40) if spikes else n_units, s)
         if "rates" in arrays
         else np.empty(0, dtype=int)
     )
+    if spikes and s is not None:  # E above I in the raster
+        units = np.concatenate([units[s[units] < 0], units[s[units] > 0]])
 
     fig = _new_figure((0.6 + 3.4 * n_trials, 0.4 + 2.0 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), n_trials, sharex=True, sharey="row", squeeze=False)
@@ -215,6 +227,12 @@ def plot_example_trials(
                         ax.plot(t, arrays["targets"][j, :, c], ls="--", lw=1.6, color=col, zorder=3)
                     if "outputs" in arrays:
                         ax.plot(t, arrays["outputs"][j, :, c], lw=1.2, color=col)
+            elif spikes:
+                rr = arrays["rates"][j]
+                for k, u in enumerate(units):
+                    col = (E_COLOR if s[u] > 0 else I_COLOR) if s is not None else "0.2"
+                    ax.vlines(t[rr[:, u] > 0], k - 0.4, k + 0.4, color=col, lw=0.8)
+                ax.set_ylim(-0.6, len(units) - 0.4)
             else:
                 rr = arrays["rates"][j]
                 for u in units:
@@ -237,7 +255,7 @@ def plot_example_trials(
     labels = {
         "inputs": "input channel" if n_in > MAX_INPUT_LINES else "input",
         "outputs": "P(channel) (softmax)" if probability else "output",
-        "rates": "activity",
+        "rates": "neuron (spikes)" if spikes else "activity",
     }
     for r, row in enumerate(rows):
         axes[r, 0].set_ylabel(labels[row])

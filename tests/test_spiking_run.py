@@ -1,0 +1,89 @@
+"""Spiking networks in the one runner: `model.kind: spiking` in the rate-run config shape,
+its checks before any work, exact resume, credit-assignment methods, and the raster in the
+example-trials figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bionn._core.errors import ConfigError
+from bionn.experiment.cli import main
+from bionn.experiment.runner import Runner, load_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "spiking_pdm.yaml")
+TINY = ["model.n_hidden=20", "training.batch_size=8", "training.eval_trials=16",
+        "training.eval_every=2", "training.checkpoint_every=2", "training.example_trials=2"]
+
+
+def test_shipped_config_builds_a_dale_spiking_rnn():
+    from bionn.experiment.models import build_rate_model
+    from bionn.spiking import SpikingRNN
+
+    cfg = load_run_config(CONFIG, [])
+    model = build_rate_model(cfg.model, cfg.task.build(), seed=0)
+    assert isinstance(model, SpikingRNN) and model.dt == cfg.task.dt == 10.0
+    w = model.connection_weights()["recurrent"]
+    assert (w[:, :80] >= 0).all() and (w[:, 80:] <= 0).all()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.cell=Hodgkin", ["model.cell", "LIF", "ALIF"]),
+    ("model.cell_options={tau_syn: 0}", ["model.cell_options", "tau_syn"]),
+    ("model.cell_options={bogus: 1}", ["model.cell_options", "bogus"]),
+    ("model.surrogate=step", ["model.cell_options", "surrogate", "fast_sigmoid"]),
+    ("model.n_hidden=10000000", ["model.n_hidden", "GB", "--force"]),
+])
+def test_bad_spiking_configs_are_refused_before_any_work(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_run_config(CONFIG, [override])
+    for word in words:
+        assert word in str(e.value), str(e.value)
+
+
+def test_spiking_run_resumes_exactly(tmp_path):
+    full, half = tmp_path / "full", tmp_path / "half"
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=4"]), full, progress=False).fit()
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=2"]), half, progress=False).fit()
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=4"]), half, resume=True,
+           progress=False).fit()
+
+    def losses(folder: Path) -> list[float]:
+        return [json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    assert losses(full) == losses(half)
+    a = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(half / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", ["fa", "kp"])
+def test_spiking_run_with_a_credit_assignment_method(tmp_path, capsys, method):
+    out = tmp_path / method
+    assert main(["run", CONFIG, *TINY, "training.steps=2", f"model.method={method}",
+                 "--out", str(out), "--quiet"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["method"] == method and final["status"] == "finished"
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert any(k.startswith("weight_angle/") for k in record)
+
+
+def test_example_trials_of_a_spiking_run_are_a_raster(tmp_path):
+    from bionn.viz import plot_example_trials
+
+    x, y = torch.rand(2, 30, 3), torch.rand(2, 30, 3)
+    z = (torch.rand(2, 30, 50) < 0.2).float()
+    sign = torch.ones(50)
+    sign[40:] = -1
+    fig = plot_example_trials(x, y, y, z, n_trials=2, dt=10.0, sign=sign)
+    ax = fig.axes[4]  # first trial's activity row
+    assert ax.get_ylabel() == "neuron (spikes)"
+    assert len(ax.collections) == 40  # one tick collection per unit shown
+    colours = {tuple(c.get_color()[0]) for c in ax.collections}
+    assert len(colours) == 2  # E and I
+    rates = plot_example_trials(x, y, y, torch.rand(2, 30, 50), n_trials=2, dt=10.0)
+    assert rates.axes[4].get_ylabel() == "activity"
