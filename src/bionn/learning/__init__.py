@@ -1,4 +1,4 @@
-"""Credit assignment without weight transport: FA, DFA, sign symmetry, weight mirrors, KP.
+"""Credit assignment without weight transport: FA, DFA, sign symmetry, weight mirrors, KP, e-prop.
 
 ``convert(model, method)`` swaps every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` for a layer
 with the same forward pass whose backward sends errors through a feedback
@@ -29,6 +29,7 @@ from bionn.learning.convert import (
     convert,
     recurrent_feedback,
 )
+from bionn.learning.eprop import EPROP_FEEDBACK, EProp, EPropResult, eprop_gradients, eprop_rnn
 from bionn.learning.feedback import (
     BP,
     BRSF,
@@ -53,6 +54,9 @@ __all__ = [
     "BP",
     "BRSF",
     "DFA",
+    "EPROP_FEEDBACK",
+    "EProp",
+    "EPropResult",
     "FA",
     "FRSF",
     "METHODS",
@@ -68,6 +72,8 @@ __all__ = [
     "KolenPollack",
     "WeightMirror",
     "convert",
+    "eprop_gradients",
+    "eprop_rnn",
     "recurrent_feedback",
     "exact_gradients",
     "feedback_layers",
