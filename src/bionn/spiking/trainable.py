@@ -506,6 +506,8 @@ class SpikingRNN(RecurrentCore):
     """
 
     WEIGHT_NAMES = {"input": "weight_in", "recurrent": "weight_rec", "readout": "weight_out"}
+    #: biases (``BioConverter(include_bias=True)`` transforms them with the weights)
+    BIAS_NAMES = ("bias_rec", "bias_out")
 
     def __init__(self, n_input: int, n_hidden: int, n_output: int, *,
                  cell: SpikingCell | NeuronGroup | str = "LIF", dt: float = 1.0,
