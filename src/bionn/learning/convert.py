@@ -228,7 +228,8 @@ def convert(model: nn.Module, method: str, *, copy_weights: bool = True,
 
     Recurrent models of the core (any :class:`~bionn.recurrent.RecurrentModel`:
     :class:`~bionn.rate.CTRNN`, :class:`~bionn.rate.ConnectomeRNN`,
-    :class:`~bionn.rate.SpatialNetwork`, bare or inside ``model``) get one rule per
+    :class:`~bionn.rate.SpatialNetwork`, :class:`~bionn.spiking.SpikingRNN`, bare or inside
+    ``model``) get one rule per
     connection (``input``, ``recurrent``, ``readout``, ...) in ``rnn.credit_assignment``: feedback
     alignment through time, the recurrent error carried back by ``B_rec``
     instead of ``W_rec^T`` and the readout error by ``B_out`` (see

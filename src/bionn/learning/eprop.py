@@ -124,7 +124,7 @@ def eprop_rnn(n_input: int, n_hidden: int, n_output: int, *, cell: Literal["LIF"
     Example:
         >>> net = eprop_rnn(2, 10, 1, cell="ALIF", tau_a=200.0, beta=50.0)
         >>> net.cell.synapse, net.cell.reset_mode, round(float(net.cell.neuron.V_reset), 3)
-        ('delta', 'subtract', -0.513)
+        ('delta', 'subtract', -1.025)
     """
     if cell not in ("LIF", "ALIF"):
         raise ValueError(f"e-prop's model has cell 'LIF' or 'ALIF'; got {cell!r}")
