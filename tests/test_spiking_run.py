@@ -87,3 +87,44 @@ def test_example_trials_of_a_spiking_run_are_a_raster(tmp_path):
     assert len(colours) == 2  # E and I
     rates = plot_example_trials(x, y, y, torch.rand(2, 30, 50), n_trials=2, dt=10.0)
     assert rates.axes[4].get_ylabel() == "activity"
+
+
+SPIKING_CLASSIFIER = ("model.params={hidden: [16], steps: 5, V_th: 1.0, V_reset: 0.0, "
+                      "synapse: delta, t_refractory: 0.0}")
+
+
+@pytest.mark.parametrize("method", ["bp", "fa"])
+def test_classification_run_with_a_spiking_classifier(tmp_path, capsys, method):
+    out = tmp_path / method
+    assert main(["run", "data.dataset=yin_yang", "data.params={n_train: 200, n_test: 100}",
+                 "model.architecture=spiking", SPIKING_CLASSIFIER, f"model.method={method}",
+                 "training.epochs=1", "--out", str(out), "--quiet"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["architecture"] == "spiking" and 0 <= final["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("params, words", [
+    ("{encoding: morse}", ["encoding", "morse"]),
+    ("{reduce: median}", ["reduce", "median"]),
+    ("{hidden: [8, 8], recurrent: true}", ["one hidden size"]),
+])
+def test_spiking_classifier_arguments_are_checked(params, words):
+    from bionn.experiment.models import spiking_classifier
+
+    kwargs = __import__("yaml").safe_load(params)
+    with pytest.raises(ValueError) as e:
+        spiking_classifier(4, 3, **kwargs)
+    for word in words:
+        assert word in str(e.value)
+
+
+def test_spiking_classifier_encodings_and_sequence():
+    from bionn.experiment.models import spiking_classifier
+
+    x = torch.rand(5, 4)
+    for encoding in ("current", "poisson", "latency"):
+        net = spiking_classifier(4, 3, hidden=[8], steps=6, encoding=encoding)
+        assert net.encode(x).shape == (5, 6, 4) and net(x).shape == (5, 3)
+    seq = spiking_classifier(40, 10, hidden=[12], steps=2, sequence=True, recurrent=True,
+                             e_fraction=0.75)
+    assert seq.encode(torch.rand(3, 40)).shape == (3, 80, 1) and seq(torch.rand(3, 40)).shape == (3, 10)

@@ -616,5 +616,82 @@ def spatial_network_arguments() -> list[str]:
     return [k for k in inspect.signature(SpatialNetwork).parameters if k not in taken]
 
 
+class SpikingClassifier(torch.nn.Module):
+    """A spiking network that classifies a static input (or a sequence): the input is
+    presented for ``steps`` steps (``encoding``), the spiking layers respond, and a leaky
+    readout's membrane, reduced over time (``reduce``), gives the logits.
+
+    Encodings of a ``(batch, features)`` input ``x`` in [0, 1]: ``"current"`` (``x`` as a
+    constant input current at every step), ``"poisson"`` (:func:`bionn.tasks.poisson_encode`
+    at ``max_rate`` Hz), ``"latency"`` (:func:`bionn.tasks.latency_encode`: one spike, earlier
+    for larger values). With ``sequence=True`` a ``(batch, L)`` input is a signal of ``L``
+    samples in one channel, each shown for ``steps`` steps."""
+
+    def __init__(self, layers: torch.nn.ModuleList, readout: torch.nn.Module, *, steps: int,
+                 dt: float, encoding: str, max_rate: float, sequence: bool, reduce: str,
+                 recurrent: bool) -> None:
+        super().__init__()
+        self.layers, self.readout = layers, readout
+        self.steps, self.dt, self.encoding, self.max_rate = int(steps), float(dt), encoding, max_rate
+        self.sequence, self.reduce, self.recurrent = bool(sequence), reduce, bool(recurrent)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        from bionn.tasks import latency_encode, poisson_encode
+
+        if self.sequence:  # (batch, L) -> (batch, L * steps, 1)
+            return x.flatten(1).repeat_interleave(self.steps, dim=1).unsqueeze(-1)
+        x = x.flatten(1)
+        if self.encoding == "current":
+            return x.unsqueeze(1).expand(-1, self.steps, -1)
+        if self.encoding == "poisson":
+            return poisson_encode(x.clamp(0, 1), self.steps, max_rate=self.max_rate, dt=self.dt)
+        return latency_encode(x.clamp(0, 1), self.steps, dt=self.dt)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encode(x)
+        for layer in self.layers:
+            h = layer(h)[1] if self.recurrent else layer(h)
+        out = self.readout(h)
+        if self.reduce == "max":
+            return out.max(1).values
+        return out[:, -1] if self.reduce == "last" else out.mean(1)
+
+
+def spiking_classifier(in_features: int, num_classes: int, *, hidden: list[int] | None = None,
+                       steps: int = 30, dt: float = 1.0, encoding: str = "current",
+                       max_rate: float = 200.0, sequence: bool = False, recurrent: bool = False,
+                       cell: str = "LIF", readout_tau: float = 20.0, reduce: str = "max",
+                       e_fraction: float | None = None, **cell_options: Any) -> torch.nn.Module:
+    """A :class:`SpikingClassifier`: ``hidden`` sizes of :class:`bionn.spiking.SpikingLayer`
+    (or, ``recurrent=True``, one :class:`bionn.spiking.SpikingRNN` of ``hidden[0]`` neurons,
+    with Dale's law at ``e_fraction``) of ``cell`` neurons, and a
+    :class:`bionn.spiking.LeakyReadout` (``readout_tau`` ms) whose membrane, reduced over
+    time by ``reduce`` (max, mean, last), gives the logits. ``cell_options``: the cell's
+    options and neuron parameters (surrogate, reset, synapse, tau, V_th, ...)."""
+    from bionn.spiking import LeakyReadout, SpikingLayer, SpikingRNN
+
+    if encoding not in ("current", "poisson", "latency"):
+        raise ValueError(f"encoding must be current, poisson or latency; got {encoding!r}")
+    if reduce not in ("max", "mean", "last"):
+        raise ValueError(f"reduce must be max, mean or last; got {reduce!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    hidden = list(hidden or [120])
+    n_in = 1 if sequence else in_features
+    if recurrent:
+        if len(hidden) != 1:
+            raise ValueError(f"a recurrent spiking classifier has one hidden size; got {hidden}")
+        layers = [SpikingRNN(n_in, hidden[0], num_classes, cell=cell, dt=dt, readout="linear",
+                             e_fraction=e_fraction, **cell_options)]
+    else:
+        sizes = [n_in, *hidden]
+        layers = [SpikingLayer(a, b, cell, dt=dt, **cell_options) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    readout = LeakyReadout(hidden[-1], num_classes, dt=dt, tau=readout_tau)
+    return SpikingClassifier(torch.nn.ModuleList(layers), readout, steps=steps, dt=dt,
+                             encoding=encoding, max_rate=max_rate, sequence=sequence,
+                             reduce=reduce, recurrent=recurrent)
+
+
 #: recurrent architectures for classification runs, beside :data:`bionn.models.MODELS`
-RECURRENT_CLASSIFIERS: dict[str, Callable[..., torch.nn.Module]] = {"spatial_network": spatial_network}
+RECURRENT_CLASSIFIERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "spatial_network": spatial_network, "spiking": spiking_classifier}
