@@ -503,10 +503,37 @@ def _spiking_cell_options(m: Any) -> dict[str, Any]:
 def _check_spiking(m: Any, task: Task) -> None:
     from bionn.spiking import SpikingCell
 
+    # one neuron, or n_hidden where a parameter is given per neuron (e.g. ALIF's beta)
+    n = m.n_hidden if any(isinstance(v, list) for v in m.cell_options.values()) else 1
     try:  # the cell's own checks (names, time constants, surrogate) before any work
-        SpikingCell(m.cell, 1, dt=task.dt, **_spiking_cell_options(m))
+        cell = SpikingCell(m.cell, n, dt=task.dt, **_spiking_cell_options(m))
     except (TypeError, ValueError) as e:
         raise ValueError(f"model.cell_options: {e}") from None
+    if m.method == "eprop":
+        _check_eprop_cell(m, cell)
+
+
+def _check_eprop_cell(m: Any, cell: Any) -> None:
+    """Refuse, naming the field, a spiking model that e-prop cannot train (its model:
+    LIF/ALIF, delta synapse, no refractory period, reset derivative neglected, no noise)."""
+    from bionn.spiking import ALIF, LIF
+
+    problems = []
+    if type(cell.neuron) not in (LIF, ALIF):
+        problems.append(f"model.cell: {m.cell!r} (e-prop trains 'LIF' or 'ALIF')")
+    if cell.synapse != "delta":
+        problems.append(f"model.cell_options.synapse: {cell.synapse!r} (e-prop needs 'delta')")
+    if cell.refractory:
+        problems.append("model.cell_options.t_refractory: a refractory period (e-prop needs "
+                        "t_refractory: 0.0)")
+    if not cell.detach_reset:
+        problems.append("model.cell_options.detach_reset: false (e-prop neglects the reset's "
+                        "derivative)")
+    if bool((cell.neuron.noise != 0).any()):
+        problems.append("model.cell_options.noise: membrane noise (e-prop needs noise: 0)")
+    if problems:
+        raise ValueError("model.method: 'eprop' cannot train this spiking model: "
+                         + "; ".join(problems))
 
 
 def _spiking_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
@@ -521,7 +548,8 @@ def _build_spiking(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
     from bionn.spiking import SpikingRNN
 
     kwargs = m.constructor_kwargs(MODEL_KINDS["spiking"])
-    circuit = kwargs.pop("connectivity", None)
+    kwargs["cell"] = m.cell  # replaced fields: constructor_kwargs leaves them out
+    circuit = m.connectivity
     if circuit is not None:
         built = build_circuit(circuit, m.n_hidden, task.n_input, task.n_output).build(g)
         kwargs["connectivity"] = built.recurrent

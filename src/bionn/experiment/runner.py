@@ -50,7 +50,7 @@ from bionn.experiment.checkpoint import (
 )
 from bionn.experiment.config import apply_overrides, read_yaml
 from bionn.experiment.distributed import DistContext, mean_across_ranks
-from bionn.experiment.schema import build_optimizer, pick_device
+from bionn.experiment.schema import EPROP_METHOD, build_optimizer, pick_device
 
 __all__ = ["FEEDBACK_SEED_OFFSET", "JOBS", "Job", "NonFiniteError", "RunWriter", "Runner",
            "load_run_config", "make_job"]
@@ -361,15 +361,16 @@ class Runner:
             raise ConfigError(f"model: cannot be built: {e}") from None
         from bionn.learning import convert
 
-        try:  # bp too: its layers compute backprop's gradient and report the alignment
-            model, report = convert(model, method, inplace=True, **cfg.model.options,
-                                    generator=torch.Generator().manual_seed(seed + FEEDBACK_SEED_OFFSET),
-                                    **job.convert_kwargs())
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.options: cannot convert to {method!r}: {e}") from None
-        if method != "bp" and not report.layers:
-            raise ConfigError(f"model.method: {method!r} found no layer to convert in "
-                              f"{type(model).__name__}; use bp")
+        if method != EPROP_METHOD:  # e-prop: the job's rule computes the gradients, no conversion
+            try:  # bp too: its layers compute backprop's gradient and report the alignment
+                model, report = convert(model, method, inplace=True, **cfg.model.options,
+                                        generator=torch.Generator().manual_seed(seed + FEEDBACK_SEED_OFFSET),
+                                        **job.convert_kwargs())
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"model.options: cannot convert to {method!r}: {e}") from None
+            if method != "bp" and not report.layers:
+                raise ConfigError(f"model.method: {method!r} found no layer to convert in "
+                                  f"{type(model).__name__}; use bp")
         model = model.to(self.device)
         self.diversity = None
         if cfg.synaptic_diversity is not None:

@@ -42,6 +42,8 @@ from bionn._core.errors import ConfigError, number_hint
 
 __all__ = [
     "CONVERT_OPTIONS",
+    "EPROP_METHOD",
+    "EPROP_OPTIONS",
     "OPTIMIZERS",
     "CreditAssignmentFields",
     "ExperimentSection",
@@ -167,11 +169,30 @@ class ExperimentSection(Strict):
 
 CONVERT_OPTIONS = ("init", "scale", "constrain_norm", "copy_weights", "constrain_feedback")
 
+#: the method that trains a spiking network (``model.kind: spiking``) by e-prop
+#: (:class:`bionn.learning.EProp`) instead of converting it
+EPROP_METHOD = "eprop"
+#: ``model.options`` of ``method: eprop`` (arguments of :class:`bionn.learning.EProp`)
+EPROP_OPTIONS = ("feedback",)
+
 
 def _methods() -> tuple[str, ...]:
     from bionn.learning import METHODS  # lazy: bionn.learning imports bionn.rate
 
-    return tuple(METHODS)
+    return (*METHODS, EPROP_METHOD)
+
+
+def _eprop_options(v: dict[str, Any]) -> dict[str, Any]:
+    from bionn.learning import EPROP_FEEDBACK
+
+    bad = sorted(set(v) - set(EPROP_OPTIONS))
+    if bad:
+        raise ValueError(f"unknown e-prop option(s) {bad} for method 'eprop'; allowed: "
+                         f"{list(EPROP_OPTIONS)}")
+    if "feedback" in v and v["feedback"] not in EPROP_FEEDBACK:
+        raise ValueError(f"options.feedback must be one of {list(EPROP_FEEDBACK)}; "
+                         f"got {v['feedback']!r}")
+    return v
 
 
 class MirrorOptions(Strict):
@@ -188,7 +209,9 @@ class MirrorOptions(Strict):
 class CreditAssignmentFields(Strict):
     """How a model learns (part of every ``model:`` section): a :func:`bionn.learning.convert`
     method and its options, plus the :func:`bionn.learning.mirror` arguments for ``wm``
-    (called by the runner after each optimizer step)."""
+    (called by the runner after each optimizer step); or, for ``model.kind: spiking`` of a
+    rate-task run, ``method: eprop`` with ``options: {feedback: symmetric | random |
+    adaptive}`` (:class:`bionn.learning.EProp`, no conversion)."""
 
     method: str = "bp"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -203,12 +226,17 @@ class CreditAssignmentFields(Strict):
 
     @field_validator("options")
     @classmethod
-    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         from bionn.learning.feedback import INITS
 
+        if info.data.get("method") == EPROP_METHOD:
+            return _eprop_options(v)
         bad = sorted(set(v) - set(CONVERT_OPTIONS))
         if bad:
-            raise ValueError(f"unknown convert option(s) {bad}; allowed: {list(CONVERT_OPTIONS)}")
+            only = [k for k in bad if k in EPROP_OPTIONS]
+            hint = f" ({only} only with method: eprop)" if only else ""
+            raise ValueError(f"unknown convert option(s) {bad}; allowed: "
+                             f"{list(CONVERT_OPTIONS)}{hint}")
         if "init" in v and v["init"] not in INITS:
             raise ValueError(f"options.init must be one of {list(INITS)}; got {v['init']!r}")
         if "scale" in v and (isinstance(v["scale"], bool) or not isinstance(v["scale"], (int, float))
@@ -218,6 +246,17 @@ class CreditAssignmentFields(Strict):
             if key in v and not isinstance(v[key], bool):
                 raise ValueError(f"options.{key} must be true or false; got {v[key]!r}")
         return v
+
+    @model_validator(mode="after")
+    def _eprop_kind(self) -> CreditAssignmentFields:
+        if self.method == EPROP_METHOD:
+            kind = getattr(self, "kind", None)
+            if kind != "spiking":
+                what = (f"model.kind: {kind!r}" if kind is not None
+                        else "a classification run (model.architecture)")
+                raise ValueError(f"model.method: 'eprop' trains a spiking network of a rate-task "
+                                 f"run (model.kind: spiking), not {what}")
+        return self
 
 
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N (N a GPU index)"

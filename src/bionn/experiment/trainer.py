@@ -7,7 +7,11 @@ The job supplies what is particular to a recurrent model on a cognitive task:
 - the :class:`bionn.losses.RNNLoss` (masked task loss plus regularisers; under
   ``torchrun`` rescaled to the global batch; ``training.bptt`` chunks);
 - the held-out evaluation every ``eval_every`` steps, the alignment batch (training
-  batch 0), the figures (recurrent weights, example trials, accuracy by condition).
+  batch 0), the figures (recurrent weights, example trials, accuracy by condition);
+- for ``model.method: eprop`` (a ``model.kind: spiking`` network), the e-prop rule
+  (:class:`bionn.learning.EProp`, held by the job, its ``B`` in the checkpoint), which
+  puts the gradient of the run's masked task loss into ``.grad`` instead of
+  ``loss.backward()`` (L2 terms are added by autograd: they do not go through time).
 
 The model is any rate model of :data:`bionn.experiment.models.MODEL_KINDS` (through
 its protocol: ``forward(x, state=None, return_state=False)``, ``connection_weights()``),
@@ -26,7 +30,8 @@ from bionn._core.errors import ConfigError
 from bionn.experiment.config import RunConfig
 from bionn.experiment.distributed import DistContext, mean_across_ranks
 from bionn.experiment.models import build_rate_model
-from bionn.experiment.runner import Job
+from bionn.experiment.runner import FEEDBACK_SEED_OFFSET, Job
+from bionn.experiment.schema import EPROP_METHOD
 from bionn.losses import TASK_LOSSES, RNNLoss
 from bionn.tasks import Task, TrialBatch
 
@@ -151,12 +156,63 @@ class RateJob(Job):
                                     ctx.world_size)
         lc = cfg.loss
         self.loss_fn = RNNLoss(lc.task, lc.l2, lc.rate_mean, lc.rate_std, lc.rate_cv)
+        self.rule: torch.nn.Module | None = None
+        if cfg.model.method == EPROP_METHOD:
+            self._check_eprop(ctx)
         self.last_eval: dict[str, float] = {}
         self._eval_trials: tuple | None = None
         self._eval_choices: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _check_eprop(self, ctx: DistContext) -> None:
+        """Refuse what e-prop cannot do in this run (it does not backpropagate through time)."""
+        cfg = self.config
+        rates = [k for k in ("rate_mean", "rate_std", "rate_cv") if getattr(cfg.loss, k)]
+        if rates:
+            raise ConfigError(f"loss.{rates[0]}: the rate regularisers need gradients through "
+                              "time, which model.method: eprop does not compute (set them to 0 "
+                              "or train with bp); e-prop applies loss.task and loss.l2")
+        if cfg.training.bptt.mode != "full":
+            raise ConfigError(f"training.bptt.mode: {cfg.training.bptt.mode!r} does not apply to "
+                              "model.method: eprop (no backpropagation through time); use 'full'")
+        if ctx.enabled:
+            raise ConfigError("model.method: eprop is not supported under torchrun "
+                              "(data-parallel); run it in one process")
+
     def build_model(self) -> torch.nn.Module:
-        return build_model(self.config, self.task)
+        model = build_model(self.config, self.task)
+        if self.config.model.method == EPROP_METHOD:
+            self.rule = self._eprop_rule(model)
+        return model
+
+    def _eprop_rule(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The e-prop rule of ``model`` on the run's masked task loss (``B`` drawn from
+        ``experiment.seed + FEEDBACK_SEED_OFFSET``, like the feedback of ``convert``)."""
+        from bionn.learning import EProp
+
+        task_loss = TASK_LOSSES[self.loss_fn.task]
+
+        def loss(outputs: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            return task_loss(outputs, *target)  # target: (targets, mask)
+
+        g = torch.Generator().manual_seed(int(self.config.experiment.seed) + FEEDBACK_SEED_OFFSET)
+        rule = EProp(model, feedback=self.config.model.options.get("feedback", "symmetric"),
+                     loss=loss, generator=g)
+        return rule.to(self.device)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Adaptive e-prop: ``B`` joins the optimizer and, just before each step (after the
+        runner's gradient clipping), takes ``W_out``'s gradient, so that ``B`` gets exactly
+        ``W_out``'s update (and its weight decay)."""
+        if self.rule is None or self.rule.kind != "adaptive":
+            return
+        b, w_out = self.rule.feedback_weight, self.rule.model.weight_out
+        optimizer.add_param_group({"params": [b]})
+
+        def copy_grad(*_: Any) -> None:
+            if w_out.grad is not None:
+                b.grad = w_out.grad.detach().clone()
+
+        optimizer.register_step_pre_hook(copy_grad)
 
     @property
     def total_steps(self) -> int:
@@ -206,7 +262,9 @@ class RateJob(Job):
     def train_step(self, net: torch.nn.Module, model: torch.nn.Module,
                    step: int) -> dict[str, torch.Tensor]:
         batch = self.sampler.batch(step).to(self.device)
-        if self.config.training.bptt.mode == "full":
+        if self.rule is not None:
+            out, loss, terms = self._eprop_step(model, batch)
+        elif self.config.training.bptt.mode == "full":
             out, rates = net(batch.inputs)[:2]
             loss, terms = self.loss_fn(out, batch.targets, rates, batch.mask, self._weights(model))
             if self.ctx.enabled:
@@ -217,6 +275,18 @@ class RateJob(Job):
         with torch.no_grad():
             acc = self.task.accuracy(out, batch).float().mean()
         return {"loss": loss.detach(), "accuracy": acc, **{k: v.detach() for k, v in terms.items()}}
+
+    def _eprop_step(self, model: torch.nn.Module, batch: TrialBatch,
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """e-prop's gradients of the masked task loss into ``.grad`` (no backward through
+        time), plus autograd's of the L2 terms; the terms as :class:`RNNLoss` gives them."""
+        res = self.rule(batch.inputs, (batch.targets, batch.mask))
+        loss, terms = self.loss_fn(res.outputs, batch.targets, res.spikes, batch.mask,
+                                   self._weights(model))
+        l2 = [v for k, v in terms.items() if k.startswith("l2_")]
+        if l2:
+            torch.stack(l2).sum().backward()
+        return res.outputs, loss, terms
 
     def _chunked_step(self, net: torch.nn.Module, model: torch.nn.Module,
                       batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -301,7 +371,8 @@ class RateJob(Job):
         return record
 
     def align_at(self, step: int, record: dict[str, Any]) -> bool:
-        return self.config.model.method != "bp" and "eval_accuracy" in record
+        # e-prop converts no layer: the angles of convert()'s layers do not apply
+        return self.config.model.method not in ("bp", EPROP_METHOD) and "eval_accuracy" in record
 
     def alignment_batch(self):
         """Training batch 0, task loss only."""
@@ -370,7 +441,12 @@ class RateJob(Job):
         return paths
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_eval": self.last_eval}
+        state: dict[str, Any] = {"last_eval": self.last_eval}
+        if self.rule is not None:  # e-prop's B (random: fixed; adaptive: learned)
+            state["eprop"] = self.rule.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_eval = dict(state.get("last_eval", {}))
+        if self.rule is not None and "eprop" in state:
+            self.rule.load_state_dict(state["eprop"])
