@@ -579,6 +579,7 @@ class Runner:
         state = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.job.load_state_dict(state.get("job", {}))  # e.g. e-prop's adaptive feedback
         return int(state["step"])
 
     def _figures(self, model: torch.nn.Module, with_model: bool = True) -> list[Path]:
