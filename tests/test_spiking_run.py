@@ -128,3 +128,15 @@ def test_spiking_classifier_encodings_and_sequence():
     seq = spiking_classifier(40, 10, hidden=[12], steps=2, sequence=True, recurrent=True,
                              e_fraction=0.75)
     assert seq.encode(torch.rand(3, 40)).shape == (3, 80, 1) and seq(torch.rand(3, 40)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["spiking_yinyang", "spiking_mnist1d"])
+def test_shipped_spiking_classification_configs_run_briefly(name, tmp_path):
+    from bionn.experiment.classify import is_classify_config, load_classify_config
+
+    path = ROOT / "configs" / f"{name}.yaml"
+    assert is_classify_config(path)
+    cfg = load_classify_config(path, ["training.epochs=1", "training.steps=3",
+                                      "model.params.hidden=[16]"])
+    summary = Runner(cfg, tmp_path / name, progress=False).fit()
+    assert summary["status"] == "finished" and 0.0 <= summary["test_accuracy"] <= 1.0
