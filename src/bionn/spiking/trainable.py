@@ -443,8 +443,8 @@ class SpikingLayer(nn.Module):
         if state is None:
             state = self.cell.initial_state(x.shape[0], dtype=x.dtype, device=x.device)
         out = []
-        for t in range(x.shape[1]):
-            state = self.cell(state, u[:, t])
+        for u_t in u.unbind(1):  # one view per step: indexing u[:, t] costs a full-size
+            state = self.cell(state, u_t)  # gradient buffer per step in the backward pass
             out.append(state.r)
         spikes = torch.stack(out, 1)
         return (spikes, state) if return_state else spikes
