@@ -140,3 +140,17 @@ def test_shipped_spiking_classification_configs_run_briefly(name, tmp_path):
                                       "model.params.hidden=[16]"])
     summary = Runner(cfg, tmp_path / name, progress=False).fit()
     assert summary["status"] == "finished" and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_spiking_run_writes_the_firing_rate_distribution(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", CONFIG, *TINY, "training.steps=2", "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "firing_rates.png").is_file()
+    assert (out / "figures" / "example_trials.png").is_file()
+
+
+def test_rate_run_has_no_firing_rate_figure(tmp_path, capsys):
+    out = tmp_path / "rate"
+    assert main(["run", "training.steps=2", "training.eval_every=2", "training.eval_trials=16",
+                 "model.n_hidden=16", "--out", str(out), "--quiet"]) == 0
+    assert not (out / "figures" / "firing_rates.png").exists()

@@ -425,6 +425,13 @@ class RateJob(Job):
             outputs_as="probability" if self.loss_fn.task == "cross_entropy" else "value",
             input_names=_channel_names(self.task.input_names, ex.inputs.shape[-1]),
             output_names=_channel_names(self.task.output_names, out.shape[-1]))
+        if bool(torch.isin(rates, torch.tensor([0.0, 1.0])).all()):  # a spiking network
+            per_neuron = rates.mean((0, 1)) * (1000.0 / self.task.dt)  # Hz over the trials
+            groups = ({"E": per_neuron[sign > 0].numpy(), "I": per_neuron[sign < 0].numpy()}
+                      if sign is not None and bool((sign < 0).any()) else per_neuron.numpy())
+            paths.append(folder / "firing_rates.png")
+            viz.plot_rate_histogram(groups, path=paths[-1],
+                                    title=f"hidden firing rates ({len(ex)} example trials)")
         if self._eval_trials is not None:
             try:
                 viz.plot_accuracy_by_condition(*self._eval_trials,
