@@ -154,3 +154,21 @@ def test_rate_run_has_no_firing_rate_figure(tmp_path, capsys):
     assert main(["run", "training.steps=2", "training.eval_every=2", "training.eval_trials=16",
                  "model.n_hidden=16", "--out", str(out), "--quiet"]) == 0
     assert not (out / "figures" / "firing_rates.png").exists()
+
+
+def test_spiking_run_with_synaptic_diversity_resumes_exactly(tmp_path):
+    sd = ("synaptic_diversity={fuzzy_learning_rates: true, crystallization: true, "
+          "volume_dependent_lr: {base_lr: 1.0}, rejuvenation: {every: 3, replacement: small}}")
+    full, half = tmp_path / "full", tmp_path / "half"
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=4", sd]), full, progress=False).fit()
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=2", sd]), half, progress=False).fit()
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=4", sd]), half, resume=True,
+           progress=False).fit()
+    losses = [[json.loads(x)["loss"] for x in (f / "metrics.jsonl").read_text().splitlines()]
+              for f in (full, half)]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    w = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
+    plain = tmp_path / "plain"
+    Runner(load_run_config(CONFIG, [*TINY, "training.steps=4"]), plain, progress=False).fit()
+    v = torch.load(plain / "checkpoint.pt", weights_only=True)["model"]
+    assert any(not torch.equal(w[k], v[k]) for k in w if k in v)  # the transforms acted
