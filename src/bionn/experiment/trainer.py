@@ -33,6 +33,7 @@ from bionn.experiment.models import build_rate_model
 from bionn.experiment.runner import FEEDBACK_SEED_OFFSET, Job
 from bionn.experiment.schema import EPROP_METHOD
 from bionn.losses import TASK_LOSSES, RNNLoss
+from bionn.recurrent import detach_state
 from bionn.tasks import Task, TrialBatch
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -324,7 +325,7 @@ class RateJob(Job):
             terms = {k: (v * share_m if k == "task" else v * share_c if k.startswith("rate_")
                          else v) for k, v in terms.items() if i == 0 or not k.startswith("l2_")}
             torch.stack(list(terms.values())).sum().backward()
-            state = type(state)(*(t.detach() for t in state))
+            state = detach_state(state)
             outs.append(o.detach())
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + v.detach()

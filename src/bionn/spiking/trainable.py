@@ -99,11 +99,15 @@ _POSITIVE = ("beta", "R", "delta_T")
 class CellState(NamedTuple):
     """State of a :class:`SpikingCell`: spikes ``r`` ``(batch, n)`` (0/1, what the synapses
     see), the neuron's variables ``neuron`` (``{"V": (batch, n), ..., "refractory": ...}``)
-    and the synaptic state ``syn`` (a tuple of ``(batch, n)`` or, conductance, ``(batch, 2, n)``)."""
+    and the synaptic state ``syn`` (a tuple of ``(batch, n)`` or, conductance, ``(batch, 2, n)``);
+    in a :class:`SpikingRNN`'s final state also ``out``, its membrane readout at the last step
+    ``(batch, n_output)``, so that a trial continued from the state (truncated or checkpointed
+    BPTT, closed-loop use) reads out exactly as one uninterrupted run."""
 
     r: Tensor
     neuron: dict[str, Tensor]
     syn: tuple[Tensor, ...]
+    out: Tensor | None = None
 
 
 def _entry(cls: type) -> tuple[str, dict[str, str]]:
@@ -310,12 +314,13 @@ def _cell(cell: SpikingCell | NeuronGroup | str, n: int, dt: float, kwargs: dict
     return SpikingCell(cell, n if isinstance(cell, str) else None, dt=dt, **kwargs)
 
 
-def _leaky(x: Tensor, decay: Tensor) -> Tensor:
-    """``y_t = decay y_{t-1} + (1 - decay) x_t`` over dim 1 of ``x`` ``(batch, time, n)``, ``y_{-1} = 0``."""
-    y = torch.zeros_like(x[:, 0])
+def _leaky(x: Tensor, decay: Tensor, y0: Tensor | None = None) -> Tensor:
+    """``y_t = decay y_{t-1} + (1 - decay) x_t`` over dim 1 of ``x`` ``(batch, time, n)``,
+    from ``y_{-1} = y0`` (zero by default)."""
+    y = torch.zeros_like(x[:, 0]) if y0 is None else y0
     out = []
-    for t in range(x.shape[1]):
-        y = torch.lerp(x[:, t], y, decay)
+    for x_t in x.unbind(1):  # views: no full-size gradient buffer per step
+        y = torch.lerp(x_t, y, decay)
         out.append(y)
     return torch.stack(out, 1)
 
@@ -639,12 +644,25 @@ class SpikingRNN(RecurrentCore):
             op = F.linear
         return self.connect(p, "recurrent", r, p.weights["recurrent"], kernel=self._kernel(op))
 
-    def readout(self, rates: Tensor, p: Prepared) -> Tensor:
-        """The outputs from the spikes (leaky membrane or linear)."""
+    def readout(self, rates: Tensor, p: Prepared, y0: Tensor | None = None) -> Tensor:
+        """The outputs from the spikes (leaky membrane from ``y0``, or linear)."""
         y = self.connect(p, "readout", rates, p.weights["readout"], self.bias_out)
         if self.readout_mode == "linear":
             return y
-        return _leaky(y, torch.exp(-self.dt / self.tau_out))
+        return _leaky(y, torch.exp(-self.dt / self.tau_out), y0)
+
+    def run(self, x: Tensor, state: CellState | None = None, prepared: Prepared | None = None,
+            ) -> tuple[Tensor, Tensor, CellState]:
+        """The core's :meth:`~bionn.recurrent.RecurrentCore.run`; the membrane readout
+        continues from ``state.out`` and the final state carries it (``CellState.out``)."""
+        out, spikes, final = super().run(x, state, prepared)
+        y0 = None if state is None else state.out
+        if self.readout_mode == "membrane" and y0 is not None:
+            # the readout is linear in its start: y_t(y0) = y_t(0) + kappa^(t+1) y0
+            kappa = torch.exp(-self.dt / self.tau_out)
+            steps = torch.arange(1, out.shape[1] + 1, dtype=out.dtype, device=out.device)
+            out = out + kappa.pow(steps)[None, :, None] * y0[:, None, :]
+        return out, spikes, final._replace(out=out[:, -1])
 
     def initial_state(self, batch_size: int) -> CellState:
         """The cell's initial state (the neuron class's initial values, no spikes)."""
