@@ -145,8 +145,24 @@ def test_shipped_spiking_classification_configs_run_briefly(name, tmp_path):
 def test_spiking_run_writes_the_firing_rate_distribution(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", CONFIG, *TINY, "training.steps=2", "--out", str(out), "--quiet"]) == 0
-    assert (out / "figures" / "firing_rates.png").is_file()
-    assert (out / "figures" / "example_trials.png").is_file()
+    for name in ("firing_rates.png", "example_trials.png", "membrane_traces.png"):
+        assert (out / "figures" / name).is_file(), name
+
+
+def test_traces_match_the_forward_run():
+    from bionn.spiking import SpikingRNN
+
+    torch.manual_seed(0)
+    net = SpikingRNN(3, 12, 2, cell="ALIF", dt=1.0, e_fraction=0.75, t_refractory=0.0,
+                     input_gain=4.0).double()
+    x = torch.rand(2, 30, 3, dtype=torch.float64)
+    tr = net.traces(x)
+    with torch.no_grad():
+        _, spikes = net(x)
+    assert torch.equal(tr["spikes"], spikes) and spikes.sum() > 0
+    b0 = tr["threshold"][:, 0]
+    assert torch.allclose(b0, net.cell.neuron.V_th.expand_as(b0).to(b0.dtype))  # b starts at 0
+    assert (tr["threshold"][:, 1:] >= tr["threshold"][:, :1]).all()  # adaptation raises it
 
 
 def test_rate_run_has_no_firing_rate_figure(tmp_path, capsys):

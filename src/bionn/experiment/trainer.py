@@ -433,6 +433,10 @@ class RateJob(Job):
             paths.append(folder / "firing_rates.png")
             viz.plot_rate_histogram(groups, path=paths[-1],
                                     title=f"hidden firing rates ({len(ex)} example trials)")
+            if callable(getattr(model, "traces", None)):
+                paths.append(folder / "membrane_traces.png")
+                _membrane_figure(model.traces(ex.inputs[:1].to(self.device)), sign,
+                                 self.task.dt, paths[-1])
         if self._eval_trials is not None:
             try:
                 viz.plot_accuracy_by_condition(*self._eval_trials,
@@ -458,3 +462,34 @@ class RateJob(Job):
         self.last_eval = dict(state.get("last_eval", {}))
         if self.rule is not None and "eprop" in state:
             self.rule.load_state_dict(state["eprop"])
+
+
+def _membrane_figure(traces: dict[str, torch.Tensor], sign: torch.Tensor | None, dt: float,
+                     path: Path) -> None:
+    """Membrane potential (solid), threshold (dashed) and spikes (ticks) of the two most
+    active E and the two most active I neurons (four neurons without Dale's law) on the
+    first example trial."""
+    from bionn import viz
+    from bionn.viz._common import E_COLOR, I_COLOR
+
+    v, th, z = (traces[k][0].cpu() for k in ("V", "threshold", "spikes"))
+    counts = z.sum(0)
+    if sign is not None and bool((sign < 0).any()):
+        kinds = [(sign > 0, 2), (sign < 0, 2)]
+    else:
+        kinds = [(torch.ones_like(counts, dtype=torch.bool), 4)]
+    picks: list[int] = []
+    for kind, k in kinds:
+        idx = kind.nonzero().flatten()
+        picks += idx[counts[idx].argsort(descending=True)[:k]].tolist()
+    t = torch.arange(v.shape[0], dtype=v.dtype) * dt
+    fig = viz.plot_voltage_traces((t.numpy(), v.numpy()), neurons=picks, spikes=False,
+                                  title="membrane potential (solid), threshold (dashed)")
+    for ax, n in zip(fig.axes, picks, strict=False):
+        if sign is not None and ax.lines:
+            ax.lines[0].set_color(E_COLOR if sign[n] > 0 else I_COLOR)
+        ax.plot(t.numpy(), th[:, n].numpy(), ls="--", lw=0.9, color="0.3")
+        hits = t[z[:, n] > 0].numpy()
+        top = float(max(v[:, n].max(), th[:, n].max()))
+        ax.plot(hits, [top] * len(hits), "|", color="k", ms=6)
+    viz.save_figure(fig, path)

@@ -664,6 +664,30 @@ class SpikingRNN(RecurrentCore):
             out = out + kappa.pow(steps)[None, :, None] * y0[:, None, :]
         return out, spikes, final._replace(out=out[:, -1])
 
+    @torch.no_grad()
+    def traces(self, x: Tensor) -> dict[str, Tensor]:
+        """The membrane potential and the threshold of every neuron at every step of a run
+        on ``x`` ``(batch, time, n_input)``: ``{"V": (batch, time, n_hidden) mV after the
+        step's reset, "threshold": (batch, time, n_hidden) mV the step's spike threshold
+        (ALIF: V_th + beta b), "spikes": (batch, time, n_hidden)}``.
+
+        Example:
+            >>> net = SpikingRNN(2, 5, 1, cell="ALIF", t_refractory=0.0)
+            >>> tr = net.traces(torch.rand(1, 8, 2) * 40)
+            >>> tr["V"].shape, bool((tr["threshold"] >= net.cell.neuron.V_th).all())
+            (torch.Size([1, 8, 5]), True)
+        """
+        p = self.prepare()
+        state = self.initial_state(x.shape[0])
+        out: dict[str, list[Tensor]] = {"V": [], "threshold": [], "spikes": []}
+        for x_t in x.unbind(1):
+            th = self.cell.threshold(state.neuron)
+            _, z, state = self.step(state, x_t, p)
+            out["V"].append(state.neuron["V"])
+            out["threshold"].append(torch.as_tensor(th, dtype=z.dtype).expand_as(z))
+            out["spikes"].append(z)
+        return {k: torch.stack(v, 1) for k, v in out.items()}
+
     def initial_state(self, batch_size: int) -> CellState:
         """The cell's initial state (the neuron class's initial values, no spikes)."""
         return self.cell.initial_state(batch_size, dtype=self.weight_out.dtype,
