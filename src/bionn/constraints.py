@@ -37,6 +37,7 @@ __all__ = [
     "raw_parameter",
     "constrain",
     "ei_sign",
+    "resolve_sign",
     "init_weight",
     "balance_ei",
     "spectral_radius",
@@ -287,6 +288,23 @@ def ei_sign(n: int, e_fraction: float) -> Tensor:
         )
     sign = torch.ones(n)
     sign[n_e:] = -1.0
+    return sign
+
+
+def resolve_sign(n: int, sign: Tensor | None = None, e_fraction: float | None = None,
+                 ) -> Tensor | None:
+    """The ``(n,)`` cell-type signs a model is given as ``sign`` or ``e_fraction``
+    (:func:`ei_sign`), or None for neither; both at once, or a sign of another length,
+    is a ``ValueError``."""
+    if sign is not None and e_fraction is not None:
+        raise ValueError("give either sign or e_fraction, not both")
+    if e_fraction is not None:
+        return ei_sign(n, e_fraction)
+    if sign is None:
+        return None
+    sign = torch.as_tensor(sign, dtype=torch.get_default_dtype()).flatten()
+    if sign.numel() != n:
+        raise ValueError(f"sign must have one entry per neuron ({n}); got {sign.numel()}")
     return sign
 
 

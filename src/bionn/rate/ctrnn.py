@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bionn.circuits import CellTypeTable, Circuit, Connectivity
-from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, ei_sign, init_weight
+from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, init_weight, resolve_sign
 from bionn.constraints import spectral_radius as _spectral_radius
 from bionn.functional.feedback import LINEAR, feedback_apply
 from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
@@ -174,14 +174,7 @@ class CTRNN(RecurrentCore):
             readout_mask = circuit.readout_mask if readout_mask is None else readout_mask
             if sign is None and e_fraction is None:
                 sign = circuit.sign
-        if sign is not None and e_fraction is not None:
-            raise ValueError("give either sign or e_fraction, not both")
-        if e_fraction is not None:
-            sign = ei_sign(n_hidden, e_fraction)
-        if sign is not None:
-            sign = torch.as_tensor(sign, dtype=torch.get_default_dtype()).flatten()
-            if sign.numel() != n_hidden:
-                raise ValueError(f"sign must have one entry per neuron ({n_hidden}); got {sign.numel()}")
+        sign = resolve_sign(n_hidden, sign, e_fraction)
         if readout == "excitatory":
             if sign is None:
                 raise ValueError("readout='excitatory' needs cell types: give e_fraction, sign or an E/I circuit")

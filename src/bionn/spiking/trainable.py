@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from bionn.circuits import Connectivity
-from bionn.constraints import Dale, LowerBound, balance_ei, constrain, ei_sign
+from bionn.constraints import Dale, LowerBound, balance_ei, constrain, resolve_sign
 from bionn.functional.feedback import OpKernel
 from bionn.functional.surrogate import Surrogate, make_surrogate, reset, spike
 from bionn.recurrent.core import Prepared, RecurrentCore
@@ -548,14 +548,7 @@ class SpikingRNN(RecurrentCore):
             if sparse is None:
                 sparse = connectivity.is_sparse
             mask = connectivity.dense()
-        if sign is not None and e_fraction is not None:
-            raise ValueError("give either sign or e_fraction, not both")
-        if e_fraction is not None:
-            sign = ei_sign(n_hidden, e_fraction)
-        if sign is not None:
-            sign = torch.as_tensor(sign, dtype=torch.get_default_dtype()).flatten()
-            if sign.numel() != n_hidden:
-                raise ValueError(f"sign must have one entry per neuron ({n_hidden}); got {sign.numel()}")
+        sign = resolve_sign(n_hidden, sign, e_fraction)
         self.sparse = bool(sparse)
         self.register_buffer("sign", sign)
 
