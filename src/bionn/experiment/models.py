@@ -359,11 +359,19 @@ def training_bytes(n_parameters: int, n_units: int, batch: int, steps: int) -> i
     return 4 * (4 * n_parameters + 5 * batch * steps * n_units)
 
 
-def _ctrnn_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
-    n = m.n_hidden
-    params = n * (n + task.n_input + task.n_output + 2)
-    return (training_bytes(params, n, batch, steps), f"a CTRNN of {n} units", "model.n_hidden",
-            "model.n_hidden")
+def dense_rnn_memory(what: str, tensors_per_unit: int = 1) -> Callable[..., tuple[int, str, str, str]]:
+    """The memory estimate of a dense recurrent model sized by ``model.n_hidden`` (input,
+    recurrent and readout weights and biases), whose state takes ``tensors_per_unit`` times
+    a rate unit's per-step memory; ``what`` names it (``"a CTRNN of {n} units"``)."""
+    def estimate(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
+        n = m.n_hidden
+        params = n * (n + task.n_input + task.n_output + 2)
+        return (training_bytes(params, tensors_per_unit * n, batch, steps), what.format(n=n),
+                "model.n_hidden", "model.n_hidden")
+    return estimate
+
+
+_ctrnn_memory = dense_rnn_memory("a CTRNN of {n} units")
 
 
 def _shapes(n: int, n_in: int, n_out: int) -> dict[str, tuple[int, ...]]:
@@ -536,12 +544,8 @@ def _check_eprop_cell(m: Any, cell: Any) -> None:
                          + "; ".join(problems))
 
 
-def _spiking_memory(m: Any, task: Task, batch: int, steps: int) -> tuple[int, str, str, str]:
-    n = m.n_hidden
-    params = n * (n + task.n_input + task.n_output + 2)
-    # per step: V, the synaptic current, spikes and the refractory count, with gradients
-    return (training_bytes(params, 2 * n, batch, steps), f"a spiking RNN of {n} neurons",
-            "model.n_hidden", "model.n_hidden")
+# per step: V, the synaptic current, spikes and the refractory count, with gradients
+_spiking_memory = dense_rnn_memory("a spiking RNN of {n} neurons", tensors_per_unit=2)
 
 
 def _build_spiking(m: Any, task: Task, g: torch.Generator) -> torch.nn.Module:
