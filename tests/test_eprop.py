@@ -18,6 +18,7 @@ WEIGHTS = ("weight_in", "weight_rec", "weight_out", "bias_rec", "bias_out")
 def _stopped(net: SpikingRNN) -> SpikingRNN:
     """A copy whose recurrent spikes carry no gradient to other neurons (``W_rec sg(z^{t-1})``)."""
     ref = copy.deepcopy(net)
+    ref.fused = False  # the fused LIF loop has no recurrent_input to detach
     ref.recurrent_input = lambda r, p: SpikingRNN.recurrent_input(ref, r.detach(), p)
     return ref
 

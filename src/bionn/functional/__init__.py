@@ -1,6 +1,7 @@
 """Pure dynamics: step functions with explicit state."""
 
 from bionn.functional.ctrnn_scan import SCAN_ACTIVATIONS, ctrnn_scan
+from bionn.functional.lif_scan import lif_scan
 from bionn.functional.loop import scan
 from bionn.functional.rate import ACTIVATIONS, RateState, ctrnn_step, get_activation, retanh
 
@@ -11,6 +12,7 @@ __all__ = [
     "ctrnn_scan",
     "ctrnn_step",
     "get_activation",
+    "lif_scan",
     "retanh",
     "scan",
 ]

@@ -74,6 +74,11 @@ class Surrogate:
     def derivative(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def derivative_(self, x: Tensor) -> Tensor:
+        """:meth:`derivative` written into ``x`` (no temporary of ``x``'s size where the
+        formula allows; used by fused loops on whole sequences). Returns ``x``."""
+        return x.copy_(self.derivative(x))
+
     def __call__(self, x: Tensor) -> Tensor:
         return spike(x, self)
 
@@ -88,6 +93,10 @@ class FastSigmoid(Surrogate):
     def derivative(self, x: Tensor) -> Tensor:
         return (x.abs() * self.slope + 1.0).pow(-2)
 
+    def derivative_(self, x: Tensor) -> Tensor:
+        x.abs_().mul_(self.slope).add_(1.0)
+        return x.mul_(x).reciprocal_()
+
 
 @dataclass(frozen=True)
 class Arctan(Surrogate):
@@ -99,6 +108,10 @@ class Arctan(Surrogate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return (self.alpha / 2.0) / (1.0 + (x * (math.pi * self.alpha / 2.0)).pow(2))
+
+    def derivative_(self, x: Tensor) -> Tensor:
+        x.mul_(math.pi * self.alpha / 2.0)
+        return x.mul_(x).add_(1.0).reciprocal_().mul_(self.alpha / 2.0)
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,9 @@ class Triangle(Surrogate):
     def derivative(self, x: Tensor) -> Tensor:
         return (1.0 - x.abs() / self.width).clamp_min(0.0) * self.gamma
 
+    def derivative_(self, x: Tensor) -> Tensor:
+        return x.abs_().div_(-self.width).add_(1.0).clamp_min_(0.0).mul_(self.gamma)
+
 
 @dataclass(frozen=True)
 class Exponential(Surrogate):
@@ -123,6 +139,9 @@ class Exponential(Surrogate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return torch.exp(x.abs() * -self.beta) * self.alpha
+
+    def derivative_(self, x: Tensor) -> Tensor:
+        return x.abs_().mul_(-self.beta).exp_().mul_(self.alpha)
 
 
 @dataclass(frozen=True)

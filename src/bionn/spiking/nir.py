@@ -76,12 +76,7 @@ class _Neurons(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, t = x.shape[:2]
         u = x.reshape(b, t, -1)
-        state = self.cell.initial_state(b, dtype=x.dtype, device=x.device)
-        out = []
-        for k in range(t):
-            state = self.cell(state, u[:, k])
-            out.append(state.r)
-        return torch.stack(out, 1).reshape(x.shape)
+        return self.cell.scan(u)[0].reshape(x.shape)
 
 
 class _LeakyIntegrator(nn.Module):

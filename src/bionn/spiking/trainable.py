@@ -54,6 +54,7 @@ from torch.nn.utils import parametrize
 from bionn.circuits import Connectivity
 from bionn.constraints import Dale, LowerBound, balance_ei, constrain, resolve_sign
 from bionn.functional.feedback import OpKernel
+from bionn.functional.lif_scan import lif_scan
 from bionn.functional.surrogate import Surrogate, make_surrogate, reset, spike
 from bionn.recurrent.core import Prepared, RecurrentCore
 from bionn.sparse import SparseStructure, spmm
@@ -299,6 +300,53 @@ class SpikingCell(nn.Module):
                                             (old["refractory"] - 1).clamp_min(0))
         return CellState(z, new, syn)
 
+    # ------------------------------------------------------------------ sequence
+    @property
+    def fusable(self) -> bool:
+        """Whether :meth:`scan` runs the fused loop :func:`bionn.functional.lif_scan.lif_scan`:
+        the LIF class with its exact step, a delta or exponential synapse, no refractory
+        period, a detached reset and no learned parameter (the common training set-up)."""
+        nr = self.neuron
+        return (type(nr) is LIF and nr.method in ("exp_euler", "exact") and not self.refractory
+                and self.synapse in ("delta", "exponential") and self.detach_reset and not self.learn)
+
+    def scan(self, u: Tensor, state: CellState | None = None, w_rec: Tensor | None = None, *,
+             fused: bool = True) -> tuple[Tensor, CellState]:
+        """Run the cell over a sequence: ``u`` ``(batch, time, n)`` the input of each step,
+        plus ``W_rec z_{t-1}`` with a dense recurrent ``(post, pre)`` weight ``w_rec``.
+
+        Returns ``(spikes (batch, time, n), final CellState)``. A :attr:`fusable` cell runs
+        :func:`~bionn.functional.lif_scan.lif_scan` (the same spikes and gradients as the
+        step-by-step loop, in a fraction of the time); any other cell, or ``fused=False``,
+        steps :meth:`forward` (one autograd node per operation: hooks and ``detach`` reach
+        every step).
+
+        Example:
+            >>> cell = SpikingCell("LIF", 4, synapse="delta", t_refractory=0.0)
+            >>> z, s = cell.scan(torch.full((2, 30, 4), 30.0))
+            >>> z.shape, cell.fusable, bool(torch.equal(s.r, z[:, -1]))
+            (torch.Size([2, 30, 4]), True, True)
+        """
+        if state is None:
+            state = self.initial_state(u.shape[0], dtype=u.dtype, device=u.device)
+        if fused and self.fusable and u.dim() == 3:
+            nr = self.neuron
+            beta = torch.exp(-self.dt / nr.tau)
+            exp_syn = self.synapse == "exponential"
+            z, v, i = lif_scan(
+                u, state.neuron["V"], beta=beta, gain=(1.0 - beta) * nr.R, offset=(1.0 - beta) * nr.V_rest,
+                v_th=nr.V_th, v_reset=nr.V_reset, scale=self.scale, surrogate=self.surrogate,
+                reset=self.reset_mode, syn_decay=torch.exp(-self.dt / self.tau_syn) if exp_syn else None,
+                i0=state.syn[0] if exp_syn else None, w_rec=w_rec, z0=state.r if w_rec is not None else None)
+            return z, CellState(z[:, -1], {**state.neuron, "V": v}, (i,) if exp_syn else ())
+        out = []
+        for u_t in u.unbind(1):  # one view per step: indexing u[:, t] costs a full-size
+            if w_rec is not None:  # gradient buffer per step in the backward pass
+                u_t = u_t + F.linear(state.r, w_rec)
+            state = self(state, u_t)
+            out.append(state.r)
+        return torch.stack(out, 1), state
+
     def extra_repr(self) -> str:
         return (f"n={self.n}, dt={self.dt:g}, surrogate={self.surrogate}, synapse={self.synapse!r}, "
                 f"reset={self.reset_mode!r}, detach_reset={self.detach_reset}, learn={list(self.learn)}")
@@ -423,7 +471,8 @@ class SpikingLayer(nn.Module):
     decay is ``1 - dt tau_mem_inv`` where ours is ``exp(-dt tau_mem_inv)``).
 
     ``forward(x, state=None, return_state=False)``: ``x`` ``(batch, time, n_in)`` ->
-    spikes ``(batch, time, n_out)`` (and the final :class:`CellState`).
+    spikes ``(batch, time, n_out)`` (and the final :class:`CellState`). ``fused``: run the
+    cell through :meth:`SpikingCell.scan`'s fused loop when it can (default).
 
     Example:
         >>> layer = SpikingLayer(4, 3, dt=1.0, synapse="delta", t_refractory=0.0)
@@ -432,8 +481,9 @@ class SpikingLayer(nn.Module):
     """
 
     def __init__(self, n_in: int, n_out: int, cell: SpikingCell | NeuronGroup | str = "LIF", *,
-                 dt: float = 1.0, bias: bool = True, **cell_options: Any) -> None:
+                 dt: float = 1.0, bias: bool = True, fused: bool = True, **cell_options: Any) -> None:
         super().__init__()
+        self.fused = bool(fused)
         self.linear = nn.Linear(n_in, n_out, bias=bias)
         self.cell = _cell(cell, n_out, dt, cell_options)
         self.dt = float(dt)
@@ -445,13 +495,7 @@ class SpikingLayer(nn.Module):
         u = self.linear(x)
         if self.cell.n_channels == 2:
             u = torch.stack((u.clamp_min(0), (-u).clamp_min(0)), -2)
-        if state is None:
-            state = self.cell.initial_state(x.shape[0], dtype=x.dtype, device=x.device)
-        out = []
-        for u_t in u.unbind(1):  # one view per step: indexing u[:, t] costs a full-size
-            state = self.cell(state, u_t)  # gradient buffer per step in the backward pass
-            out.append(state.r)
-        spikes = torch.stack(out, 1)
+        spikes, state = self.cell.scan(u, state, fused=self.fused)
         return (spikes, state) if return_state else spikes
 
 
@@ -500,6 +544,9 @@ class SpikingRNN(RecurrentCore):
             per unit of input (divided by the synapse's gain ``1 / (1 - d)``).
         bias: a learned input bias ``b``.
         generator: for the initial weights.
+        fused: with a :attr:`SpikingCell.fusable` cell, dense recurrence and no feedback rule
+            on it, run the time loop as :func:`~bionn.functional.lif_scan.lif_scan` (one
+            autograd node, hand-written BPTT); False: the core's step-by-step loop.
         **cell_options: :class:`SpikingCell` options and neuron parameters (``surrogate``,
             ``reset``, ``detach_reset``, ``synapse``, ``tau_syn``, ``learn``, ``tau``, ``V_th``, ...).
 
@@ -520,7 +567,7 @@ class SpikingRNN(RecurrentCore):
                  sparse: bool | None = None, input_mask: Tensor | None = None,
                  readout: Literal["membrane", "linear"] = "membrane", tau_out: float = 20.0,
                  learn_tau_out: bool = False, input_gain: float = 1.0, recurrent_gain: float = 0.5,
-                 bias: bool = False, generator: torch.Generator | None = None,
+                 bias: bool = False, generator: torch.Generator | None = None, fused: bool = True,
                  **cell_options: Any) -> None:
         super().__init__()
         for name, v in (("n_input", n_input), ("n_hidden", n_hidden), ("n_output", n_output)):
@@ -529,7 +576,7 @@ class SpikingRNN(RecurrentCore):
         if readout not in ("membrane", "linear"):
             raise ValueError(f"readout must be 'membrane' or 'linear'; got {readout!r}")
         self.n_input, self.n_hidden, self.n_output = n_input, n_hidden, n_output
-        self._init_core(dt=dt, unit_shape=(n_hidden,), activation=None)
+        self._init_core(dt=dt, unit_shape=(n_hidden,), activation=None, fused=fused)
         self.cell = _cell(cell, n_hidden, self.dt, cell_options)
         self.readout_mode = readout
 
@@ -643,6 +690,14 @@ class SpikingRNN(RecurrentCore):
         if self.readout_mode == "linear":
             return y
         return _leaky(y, torch.exp(-self.dt / self.tau_out), y0)
+
+    def _sequence(self, x: Tensor, state: CellState, p: Prepared) -> tuple[Tensor, Tensor, CellState]:
+        """The core's loop, or, for a :attr:`SpikingCell.fusable` cell with dense recurrence
+        and no feedback rule on it, :meth:`SpikingCell.scan` (the fused LIF loop)."""
+        if not self.fused or self.sparse or self.RECURRENT in p.feedback or not self.cell.fusable:
+            return super()._sequence(x, state, p)
+        spikes, final = self.cell.scan(self.input_drive(x, p), state, w_rec=p.weights["recurrent"])
+        return self.readout(spikes, p), spikes, final
 
     def run(self, x: Tensor, state: CellState | None = None, prepared: Prepared | None = None,
             ) -> tuple[Tensor, Tensor, CellState]:
