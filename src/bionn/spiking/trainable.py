@@ -305,10 +305,12 @@ class SpikingCell(nn.Module):
     def fusable(self) -> bool:
         """Whether :meth:`scan` runs the fused loop :func:`bionn.functional.lif_scan.lif_scan`:
         the LIF class with its exact step, a delta or exponential synapse, no refractory
-        period, a detached reset and no learned parameter (the common training set-up)."""
+        period, a detached reset, ``R > 0`` and no learned parameter (the common training
+        set-up)."""
         nr = self.neuron
         return (type(nr) is LIF and nr.method in ("exp_euler", "exact") and not self.refractory
-                and self.synapse in ("delta", "exponential") and self.detach_reset and not self.learn)
+                and self.synapse in ("delta", "exponential") and self.detach_reset and not self.learn
+                and bool((nr.R > 0).all()))
 
     def scan(self, u: Tensor, state: CellState | None = None, w_rec: Tensor | None = None, *,
              fused: bool = True) -> tuple[Tensor, CellState]:
