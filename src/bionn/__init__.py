@@ -19,6 +19,16 @@ from bionn.rate import CTRNN, ConnectomeRNN, SpatialNetwork, block_tau
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # load_run needs the experiment layer (configs, runner): imported on first use only
+    if name == "load_run":
+        from bionn.experiment.runs import load_run
+
+        return load_run
+    raise AttributeError(f"module 'bionn' has no attribute {name!r}")
+
+
 __all__ = [
     "CTRNN",
     "CellTypeTable",
@@ -33,5 +43,6 @@ __all__ = [
     "RNNLoss",
     "RandomInput",
     "block_tau",
+    "load_run",
     "__version__",
 ]
