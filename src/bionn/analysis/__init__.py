@@ -1,0 +1,22 @@
+"""Reverse-engineering trained circuits: fixed and slow points, linearization.
+
+The analysis layer sits above the models and ``viz`` and below ``experiment``.
+"""
+
+from bionn.analysis.fixed_points import (
+    FixedPoints,
+    Linearization,
+    find_fixed_points,
+    hidden_trajectories,
+    linearize,
+    step_map,
+)
+
+__all__ = [
+    "FixedPoints",
+    "Linearization",
+    "find_fixed_points",
+    "hidden_trajectories",
+    "linearize",
+    "step_map",
+]

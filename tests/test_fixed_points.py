@@ -1,0 +1,117 @@
+"""bionn.analysis fixed points and linearization against networks with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bionn import CTRNN
+from bionn.analysis import find_fixed_points, hidden_trajectories, linearize, step_map
+
+F64 = torch.float64
+
+
+def _set(net: CTRNN, w_rec: torch.Tensor, w_in: torch.Tensor, b: torch.Tensor) -> CTRNN:
+    with torch.no_grad():
+        net.weight_rec.copy_(w_rec)
+        net.weight_in.copy_(w_in)
+        net.bias_rec.copy_(b)
+    return net
+
+
+def test_linear_network_fixed_point_and_jacobian_are_exact():
+    g = torch.Generator().manual_seed(0)
+    n, alpha = 6, 0.1
+    w = torch.randn(n, n, generator=g, dtype=F64) * 0.3
+    w_in = torch.randn(n, 2, generator=g, dtype=F64)
+    b = torch.randn(n, generator=g, dtype=F64) * 0.1
+    u = torch.tensor([0.5, -1.0], dtype=F64)
+    net = _set(CTRNN(2, n, 1, dt=10, tau=100, activation=lambda x: x), w, w_in, b)
+    w, w_in, b = (t.detach().double() for t in (net.weight_rec, net.weight_in, net.bias_rec))
+    h_true = torch.linalg.solve(torch.eye(n, dtype=F64) - w, w_in @ u + b)
+    fps = find_fixed_points(net, u, initial_states=torch.randn(16, n, generator=g) * 2)
+    assert len(fps) == 1
+    torch.testing.assert_close(fps.states[0], h_true, rtol=0, atol=1e-5)
+    j_true = (1 - alpha) * torch.eye(n, dtype=F64) + alpha * w
+    torch.testing.assert_close(fps.jacobians[0], j_true, rtol=0, atol=1e-10)
+    lam = torch.linalg.eigvals(j_true)
+    assert int(fps.n_unstable[0]) == int((lam.abs() > 1).sum())
+    mu = torch.linalg.eigvals(w)  # continuous time: (W - I) / tau, per ms
+    ct = torch.sort((mu - 1).real / 100).values
+    torch.testing.assert_close(torch.sort(fps.eigenvalues_ct[0].real).values, ct, rtol=0, atol=1e-10)
+
+
+def _root(w: float) -> float:
+    """The positive root of h = w tanh(h) (w > 1), by bisection."""
+    lo, hi = 1e-9, w
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mid < w * math.tanh(mid) else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def test_tanh_network_recovers_all_nine_fixed_points_with_their_stability():
+    # two uncoupled units h = 2 tanh(h): roots {-h*, 0, h*} each, nine points in all
+    net = _set(CTRNN(1, 2, 1, dt=10, tau=100, activation="tanh"), 2.0 * torch.eye(2),
+               torch.zeros(2, 1), torch.zeros(2))
+    g = torch.Generator().manual_seed(1)
+    fps = find_fixed_points(net, torch.zeros(1), initial_states=torch.randn(200, 2, generator=g) * 3)
+    r = _root(2.0)
+    expected = torch.tensor([[a, b] for a in (-r, 0.0, r) for b in (-r, 0.0, r)], dtype=F64)
+    assert len(fps) == 9
+    for p in expected:
+        d = (fps.states - p).abs().max(1).values
+        assert float(d.min()) < 1e-5, p
+        i = int(torch.argmin(d))
+        zeros = int((p == 0).sum())  # h = 0 is unstable (slope 2 > 1); h = +-h* stable
+        assert int(fps.n_unstable[i]) == zeros
+        assert fps.stability[i] == ("stable", "saddle", "unstable")[zeros]
+        slope = 0.9 + 0.1 * 2.0 / torch.cosh(p) ** 2  # (1 - alpha) + alpha w sech^2(h)
+        torch.testing.assert_close(torch.diagonal(fps.jacobians[i]), slope, rtol=0, atol=1e-8)
+    assert fps.counts() == {"stable": 4, "saddle": 4, "unstable": 1}
+    assert float(fps.q.max()) < 1e-16
+
+
+def test_linearize_left_and_right_eigenvectors_and_a_line_attractor():
+    # W = [[1, 0], [0, 0.5]] on identity units: mode 1 is a perfect integrator (line attractor)
+    net = _set(CTRNN(1, 2, 1, dt=10, tau=100, activation=lambda x: x),
+               torch.tensor([[1.0, 0.0], [0.0, 0.5]]), torch.zeros(2, 1), torch.zeros(2))
+    lin = linearize(net, torch.zeros(2), torch.zeros(1))
+    assert abs(complex(lin.eigenvalues_ct[0])) < 1e-12  # the integrating mode first
+    torch.testing.assert_close(lin.eigenvalues_ct[1].real, torch.tensor(-0.005, dtype=F64))
+    torch.testing.assert_close(lin.left @ lin.right, torch.eye(2, dtype=torch.complex128))
+    assert lin.slow_mode_ratio() > 1e6
+
+
+def test_starts_sampled_from_the_models_trajectories_and_the_plot():
+    torch.manual_seed(0)
+    net = CTRNN(2, 8, 1, dt=10, tau=100, activation="tanh")
+    x = torch.rand(4, 30, 2)
+    traj = hidden_trajectories(net, x)
+    _, rates = net(x)
+    torch.testing.assert_close(torch.tanh(traj), rates.to(traj))  # r = f(h) at every step
+    fps = find_fixed_points(net, torch.zeros(2), sample_from=x, n_initial=32,
+                            generator=torch.Generator().manual_seed(0))
+    assert len(fps) >= 1 and fps.trajectories.shape == (4, 30, 8)
+    F = step_map(net.double(), torch.zeros(2, dtype=F64))
+    torch.testing.assert_close(F(fps.states), fps.states, rtol=0, atol=1e-7)
+    fig = fps.plot()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(lbl.startswith("stable") for lbl in labels)
+    assert fig.axes[0].get_xlabel() == "PC 1"
+
+
+def test_bad_arguments_are_refused():
+    net = CTRNN(2, 4, 1)
+    with pytest.raises(ValueError, match="initial_states"):
+        find_fixed_points(net, torch.zeros(2))
+    with pytest.raises(ValueError, match="n_input=2"):
+        find_fixed_points(net, torch.zeros(3), initial_states=torch.zeros(2, 4))
+    from bionn.spiking import SpikingRNN
+
+    with pytest.raises(TypeError, match="not a rate model"):
+        find_fixed_points(SpikingRNN(2, 4, 1), torch.zeros(2), initial_states=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="dt"):
+        find_fixed_points(lambda h: h, initial_states=torch.zeros(2, 4))
