@@ -5,6 +5,7 @@ Units: ms and mV; weights ``(post, pre)``; state tensors ``(batch, n)``.
 
 from bionn.spiking.base import Drive, NeuronGroup, StepConstants, StepContext
 from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the models above)
+from bionn.spiking.convolutional import ConvSpikingRNN
 from bionn.spiking.network import Network, NonFiniteStateError, SimulationResult, SpikeEvents
 from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
 from bionn.spiking.neurons import (
@@ -63,7 +64,7 @@ __all__ = [
     "run_to_disk",
     "load_recording",
     "ALIF", "SYNAPSE_KINDS", "TRAINABLE_NEURONS", "CellState", "LeakyReadout", "SpikingCell",
-    "SpikingLayer", "SpikingRNN", "count_loss", "first_spike_loss", "first_spike_time",
+    "SpikingLayer", "SpikingRNN", "ConvSpikingRNN", "count_loss", "first_spike_loss", "first_spike_time",
     "membrane_loss", "spike_count",
     "SpikingSequential", "from_nir", "to_nir",
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
