@@ -115,3 +115,45 @@ def test_bad_arguments_are_refused():
         find_fixed_points(SpikingRNN(2, 4, 1), torch.zeros(2), initial_states=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="dt"):
         find_fixed_points(lambda h: h, initial_states=torch.zeros(2, 4))
+
+
+def test_three_bit_flip_flop_has_eight_memories_and_one_unstable_mode_between_neighbours():
+    from bionn.tasks import FlipFlop
+
+    torch.manual_seed(0)
+    task = FlipFlop(dt=10, duration=500)
+    net = CTRNN(3, 48, 3, dt=10, tau=10, activation="tanh", generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(800):
+        b = task.sample(32, g)
+        out, _ = net(b.inputs)
+        loss = ((out - b.targets) ** 2 * b.mask[..., None]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        test = task.sample(200, torch.Generator().manual_seed(99))
+        assert float(task.accuracy(net(test.inputs)[0], test).float().mean()) > 0.95
+    starts = task.sample(64, torch.Generator().manual_seed(5)).inputs
+    fps = find_fixed_points(net, torch.zeros(3), sample_from=starts, n_initial=256, init_noise=0.5,
+                            generator=torch.Generator().manual_seed(0))
+    stable = fps.states[[i for i, s in enumerate(fps.stability) if s == "stable"]]
+    assert stable.shape[0] == 8
+    # each stable point holds one of the 8 memories (the readout's signs)
+    w_out, b_out = (t.detach().double() for t in (net.weight_out, net.bias_out))
+    codes = ((torch.tanh(stable) @ w_out.T + b_out) > 0).long() @ torch.tensor([1, 2, 4])
+    assert sorted(codes.tolist()) == list(range(8))
+    # between two memories that differ in one bit: a saddle with exactly one unstable mode
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)
+             if bin(int(codes[i]) ^ int(codes[j])).count("1") == 1]
+    assert len(pairs) == 12
+    mids = torch.stack([(stable[i] + stable[j]) / 2 for i, j in pairs])
+    found = find_fixed_points(net, torch.zeros(3), initial_states=mids, unique_tol=1e-4)
+    saddles = [k for k, s in enumerate(found.stability) if s == "saddle"]
+    for (i, j), m in zip(pairs, mids, strict=True):
+        k = min(saddles, key=lambda k: float((found.states[k] - m).norm()))
+        assert int(found.n_unstable[k]) == 1
+        # it lies between the two memories: nearer their midpoint than either memory
+        d = found.states[k]
+        assert float((d - m).norm()) < min(float((d - stable[i]).norm()), float((d - stable[j]).norm()))

@@ -25,6 +25,7 @@ from bionn.tasks.encoders import (
     poisson_spikes,
 )
 from bionn.tasks.evidence import EvidenceAccumulation
+from bionn.tasks.flipflop import FlipFlop
 from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
@@ -65,6 +66,7 @@ __all__ = [
     "VISUAL_TASKS",
     "make_visual_dataset",
     "EvidenceAccumulation",
+    "FlipFlop",
     "poisson_spikes",
     "poisson_encode",
     "latency_encode",

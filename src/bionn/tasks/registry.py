@@ -7,6 +7,7 @@ from typing import Any
 
 from bionn.tasks.base import Task
 from bionn.tasks.evidence import EvidenceAccumulation
+from bionn.tasks.flipflop import FlipFlop
 from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
@@ -24,6 +25,7 @@ TASKS: dict[str, type[Task]] = {
     "anti_saccade": AntiSaccade,
     "neurogym": NeuroGymTask,
     "evidence_accumulation": EvidenceAccumulation,
+    "flip_flop": FlipFlop,
 }
 
 
