@@ -222,53 +222,19 @@ class FixedPoints:
         """The linearization at point ``i`` (eigenvectors included), slowest mode first."""
         return _linearization(self.states[i], self.jacobians[i], self.dt)
 
-    def plot(self, trajectories: Tensor | None = None, *, ax: Any = None, title: str | None = None):
-        """The points in the top two principal components of the trajectories (or of the
-        points), trajectories in grey, stable points filled, saddles as crosses with their
-        unstable direction, unstable points open. Returns the matplotlib figure."""
-        import matplotlib
+    def plot(self, trajectories: Tensor | None = None, path: Any = None, *, title: str | None = None):
+        """:func:`bionn.viz.plot_fixed_points` of these points (saddles with their most
+        unstable direction) among ``trajectories`` (default: those the search started from).
+        Returns the figure; saves a PNG when given ``path``."""
+        from bionn.viz import plot_fixed_points
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        traj = self.trajectories if trajectories is None else trajectories
-        ref = traj.reshape(-1, traj.shape[-1]).to(self.states) if traj is not None else self.states
-        mean = ref.mean(0)
-        _, _, v = torch.linalg.svd(ref - mean, full_matrices=False)
-        pcs = v[:2].T if v.shape[0] >= 2 else torch.eye(ref.shape[1], 2, dtype=ref.dtype)
-
-        def proj(x: Tensor) -> Tensor:
-            return (x.to(mean) - mean) @ pcs
-
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(5.5, 5))
-        else:
-            fig = ax.figure
-        if traj is not None:
-            for tr in traj[: min(len(traj), 40)]:
-                p = proj(tr)
-                ax.plot(p[:, 0], p[:, 1], color="0.75", lw=0.8, zorder=1)
-        p = proj(self.states)
-        style = {"stable": dict(marker="o", color="k", s=40),
-                 "saddle": dict(marker="x", color="tab:red", s=50),
-                 "unstable": dict(marker="o", facecolors="none", edgecolors="tab:red", s=40)}
-        for kind, st in style.items():
-            idx = [i for i, s in enumerate(self.stability) if s == kind]
-            if idx:
-                ax.scatter(p[idx, 0], p[idx, 1], label=f"{kind} ({len(idx)})", zorder=3, **st)
-        for i, s in enumerate(self.stability):  # the unstable direction through each saddle
+        dirs = torch.zeros_like(self.states)
+        for i, s in enumerate(self.stability):
             if s == "saddle":
                 lin = self.linearization(i)
-                k = int(torch.argmax(lin.eigenvalues.abs()))
-                d = lin.right[:, k].real.to(mean)
-                d = d / d.norm().clamp_min(1e-12) * 0.1 * float((ref - mean).norm(dim=1).max())
-                a, b = proj(self.states[i] - d + mean), proj(self.states[i] + d + mean)
-                ax.plot([a[0], b[0]], [a[1], b[1]], color="tab:red", lw=1, zorder=2)
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.set_title(title or f"{len(self)} fixed points")
-        ax.legend(frameon=False, fontsize=8)
-        return fig
+                dirs[i] = lin.right[:, int(torch.argmax(lin.eigenvalues.abs()))].real
+        traj = self.trajectories if trajectories is None else trajectories
+        return plot_fixed_points(self.states, self.stability, traj, dirs, path, title=title)
 
 
 # --------------------------------------------------------------------------- the search

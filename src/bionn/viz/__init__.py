@@ -9,6 +9,7 @@ Conventions: weights are ``(post, pre)``; trials are batch-first
 from ._common import save_figure
 from .circuits import plot_activity_maps, plot_cell_type_table, plot_motif, plot_time_constants
 from .connectivity import plot_weight_matrix
+from .dynamics import plot_fixed_points
 from .performance import plot_accuracy_by_condition, plot_psychometric
 from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
 from .tasks import plot_visual_examples
@@ -25,6 +26,7 @@ __all__ = [
     "plot_accuracy_by_condition",
     "plot_bump",
     "plot_example_trials",
+    "plot_fixed_points",
     "plot_psychometric",
     "plot_rate_histogram",
     "plot_raster",
