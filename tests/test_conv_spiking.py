@@ -256,6 +256,18 @@ def test_convert_fa_trains_under_dale_and_changes_the_feedback():
     assert bool((w[:, :3] >= 0).all() and (w[:, 3:] <= 0).all())
 
 
+def test_sign_constrained_feedback_on_convolution_kernels():
+    # B of the recurrent kernel takes Dale's signs of the presynaptic channel (axis 1)
+    net = _net(pool_size=2)
+    fa = convert(net, "fa", constrain_feedback=True, generator=torch.Generator().manual_seed(1)).model
+    b = recurrent_feedback(fa)["recurrent"][1]
+    assert b.shape == (4, 4, 3, 3)
+    assert bool((b[:, :3] >= 0).all() and (b[:, 3:] <= 0).all()) and float(b.abs().sum()) > 0
+    x, y = _blobs(8, torch.Generator().manual_seed(5))
+    membrane_loss(fa(x)[0], y).backward()
+    assert fa.connection_parameters()["recurrent"].grad is not None
+
+
 @pytest.mark.parametrize("method", ["usf", "kp"])
 def test_other_rules_on_conductance_synapses(method):
     """Conductance synapses split each convolution into its E and I parts (an autograd

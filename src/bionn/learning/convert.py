@@ -163,9 +163,13 @@ def _constrained_feedback(module: nn.Module, name: str, b: Tensor, w: Tensor) ->
     b = b.abs() if dale is not None else b
     if mask is not None:
         b = b * mask.mask
+    matrix = b.dim() == 2
     if dale is not None:
-        b = balance_ei(b, dale.sign) * dale.sign
-    if b.shape[0] == b.shape[1]:
+        if matrix and dale.dim in (-1, 1):
+            b = balance_ei(b, dale.sign) * dale.sign
+        else:  # a convolution kernel (out, in, kh, kw) or sparse values: the sign on Dale's axis
+            b = dale(b)
+    if matrix and b.shape[0] == b.shape[1]:
         rho_b, rho_w = spectral_radius(b), spectral_radius(w)
         if rho_b > 0 and rho_w > 0:
             b = b * (rho_w / rho_b)
