@@ -157,3 +157,39 @@ def test_three_bit_flip_flop_has_eight_memories_and_one_unstable_mode_between_ne
         # it lies between the two memories: nearer their midpoint than either memory
         d = found.states[k]
         assert float((d - m).norm()) < min(float((d - stable[i]).norm()), float((d - stable[j]).norm()))
+
+
+def test_perceptual_decision_network_integrates_on_a_line_attractor():
+    from bionn.tasks import PerceptualDecisionMaking
+
+    # weak evidence over a long stimulus: the network must integrate
+    task = PerceptualDecisionMaking(dt=20, coherences=(0.016, 0.032, 0.064, 0.128),
+                                    timing={"stimulus": 1500})
+    torch.manual_seed(0)
+    net = CTRNN(3, 64, 3, dt=20, tau=100, activation="tanh", preact_noise=0.1,
+                generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(1500):
+        b = task.sample(32, g)
+        out, _ = net(b.inputs)
+        loss = ((out - b.targets) ** 2 * b.mask[..., None]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = task.sample(500, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert float(task.accuracy(net(test.inputs)[0], test).float().mean()) > 0.75
+    u = torch.tensor([1.0, 0.5, 0.5])  # fixation on, zero-coherence stimulus
+    fps = find_fixed_points(net, u, sample_from=test.inputs[:64], n_initial=128, q_threshold=1e-3,
+                            generator=torch.Generator().manual_seed(0))
+    assert len(fps) >= 10
+    ratios = torch.tensor([fps.linearization(i).slow_mode_ratio() for i in range(len(fps))])
+    # one slow mode: the eigenvalue nearest 0 at least 10x closer than the next, nearly everywhere
+    assert float((ratios >= 10).float().mean()) >= 0.9
+    assert float(ratios.median()) >= 10
+    # ... and the slow points lie on a line: one principal component holds their spread
+    pts = fps.states - fps.states.mean(0)
+    s = torch.linalg.svdvals(pts)
+    print(f"line attractor: {len(fps)} slow points, {float((ratios >= 10).float().mean()):.3f} with ratio >= 10, median {float(ratios.median()):.1f}, PC1 {float(s[0] ** 2 / (s ** 2).sum()):.3f}")
+    assert float(s[0] ** 2 / (s ** 2).sum()) > 0.9

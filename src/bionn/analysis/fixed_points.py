@@ -125,8 +125,8 @@ def _q(F: Map, h: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- results
 @dataclass
 class Linearization:
-    """The map linearized at one state, modes sorted slowest first (by ``|Re|`` of the
-    continuous-time eigenvalue).
+    """The map linearized at one state, modes sorted slowest first (by the distance of the
+    continuous-time eigenvalue from 0, ``|lambda_ct|``).
 
     Attributes:
         state: ``(N,)``; jacobian: ``J = dF/dh`` ``(N, N)``.
@@ -154,7 +154,7 @@ class Linearization:
 def _linearization(state: Tensor, jac: Tensor, dt: float) -> Linearization:
     lam, vec = torch.linalg.eig(jac)
     ct = (lam - 1.0) / dt
-    order = torch.argsort(ct.real.abs())
+    order = torch.argsort(ct.abs())
     lam, ct, vec = lam[order], ct[order], vec[:, order]
     return Linearization(state, jac, lam, ct, vec, torch.linalg.inv(vec), dt)
 
