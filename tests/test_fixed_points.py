@@ -193,3 +193,28 @@ def test_perceptual_decision_network_integrates_on_a_line_attractor():
     s = torch.linalg.svdvals(pts)
     print(f"line attractor: {len(fps)} slow points, {float((ratios >= 10).float().mean()):.3f} with ratio >= 10, median {float(ratios.median()):.1f}, PC1 {float(s[0] ** 2 / (s ** 2).sum()):.3f}")
     assert float(s[0] ** 2 / (s ** 2).sum()) > 0.9
+
+
+def test_selection_vector_of_a_hand_built_line_attractor():
+    from bionn.analysis import selection_vectors
+
+    # W = R diag(1, 0.5, 0.2) R^-1 (non-normal): mode 0 integrates; its left eigenvector is
+    # row 0 of R^-1, which is not the line direction R[:, 0]
+    r = torch.tensor([[1.0, 0.4, 0.0], [0.3, 1.0, 0.5], [0.0, 0.2, 1.0]], dtype=F64)
+    r_inv = torch.linalg.inv(r)
+    w = r @ torch.diag(torch.tensor([1.0, 0.5, 0.2], dtype=F64)) @ r_inv
+    w_in = torch.stack([r[:, 0] * 2.0, r[:, 1]], 1)  # input 0 along the line, input 1 off it
+    net = _set(CTRNN(2, 3, 1, dt=10, tau=100, activation=lambda x: x), w, w_in, torch.zeros(3))
+    w, w_in = net.weight_rec.detach().double(), net.weight_in.detach().double()
+    sv = selection_vectors(net, torch.zeros(2), torch.zeros(2, 3))
+    line = r[:, 0] / r[:, 0].norm()
+    sel = r_inv[0] * r[:, 0].norm()
+    for k in range(2):
+        assert abs(complex(sv.eigenvalues_ct[k])) < 1e-6
+        sign = torch.sign((sv.line[k] * line).sum())
+        torch.testing.assert_close(sv.line[k] * sign, line, rtol=0, atol=1e-6)
+        torch.testing.assert_close(sv.selection[k] * sign, sel, rtol=0, atol=1e-6)
+        # dF/du = alpha W_in: input 0 moves the state along the line, input 1 hardly
+        proj = (sv.selection[k] * sign) @ (0.1 * w_in)
+        torch.testing.assert_close(sv.input_projection[k] * sign, proj, rtol=0, atol=1e-8)
+        assert float(sv.input_alignment[k, 0]) > 5 * float(sv.input_alignment[k, 1])

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FixedPoints", "Linearization", "find_fixed_points", "hidden_trajectories",
-           "linearize", "step_map"]
+__all__ = ["FixedPoints", "Linearization", "SelectionVectors", "find_fixed_points",
+           "hidden_trajectories", "linearize", "selection_vectors", "step_map"]
 
 Map = Callable[[Tensor], Tensor]
 
@@ -235,6 +235,83 @@ class FixedPoints:
                 dirs[i] = lin.right[:, int(torch.argmax(lin.eigenvalues.abs()))].real
         traj = self.trajectories if trajectories is None else trajectories
         return plot_fixed_points(self.states, self.stability, traj, dirs, path, title=title)
+
+
+@dataclass
+class SelectionVectors:
+    """The slow mode at each state and what each input does to it (Mante et al. 2013).
+
+    Attributes:
+        states: ``(K, N)``; eigenvalues_ct: ``(K,)`` the slow mode's continuous-time
+            eigenvalue (1/ms).
+        line: ``(K, N)`` the slow mode's right eigenvector (unit norm): the direction of the
+            line attractor.
+        selection: ``(K, N)`` its left eigenvector, scaled so ``selection . line = 1``: the
+            direction an input must have to move the state along the line.
+        input_projection: ``(K, n_input)`` ``selection . dF/du_j``: how far one step of unit
+            input ``j`` pushes the state along the line (the input is *selected* when large).
+        input_alignment: ``(K, n_input)`` ``|cos|`` between ``dF/du_j`` and the selection vector.
+    """
+
+    states: Tensor
+    eigenvalues_ct: Tensor
+    line: Tensor
+    selection: Tensor
+    input_projection: Tensor
+    input_alignment: Tensor
+
+
+def selection_vectors(model: nn.Module, inputs: Tensor, states: Tensor) -> SelectionVectors:
+    """At each of ``states`` ``(K, N)`` (e.g. the slow points of one context), the slowest
+    mode's line direction and selection vector, and each input's projection onto it
+    (Mante et al. 2013, Nature 503:78: in each context the relevant input is aligned with
+    the selection vector, the irrelevant one is not). ``inputs`` ``(n_input,)``: the constant
+    input of the context. The input directions are ``dF/du`` at each state (for a CTRNN
+    ``alpha W_in``). The slow mode should be real (a line attractor); for a complex pair the
+    real parts of its eigenvectors are returned.
+
+    Example:
+        >>> from bionn import CTRNN
+        >>> net = CTRNN(2, 4, 1, dt=10, tau=100, activation="tanh")
+        >>> with torch.no_grad():  # unit 0 integrates (a line attractor along it)
+        ...     _ = net.weight_rec.copy_(torch.diag(torch.tensor([1.0, 0.5, 0.2, 0.1])))
+        ...     _ = net.bias_rec.zero_()
+        >>> sv = selection_vectors(net, torch.zeros(2), torch.zeros(3, 4))
+        >>> sv.input_projection.shape, bool(torch.allclose((sv.selection * sv.line).sum(1),
+        ...                                                  torch.ones(3, dtype=torch.float64)))
+        (torch.Size([3, 2]), True)
+    """
+    net = _analysis_copy(model, torch.float64)
+    _check_rate_model(net)
+    u0 = torch.as_tensor(inputs, dtype=torch.float64).flatten()
+    h = states.detach().to(torch.float64).reshape(-1, states.shape[-1])
+    F = step_map(net, u0)
+    dt = float(net.dt)
+    jac = _jacobians(F, h)
+    from bionn.functional.rate import RateState
+
+    prepared = net.prepare()
+    lines, sels, lams, b_all = [], [], [], []
+    for k in range(h.shape[0]):
+        lin = _linearization(h[k], jac[k], dt)
+        right, left = lin.right[:, 0], lin.left[0]
+        norm = right.abs().pow(2).sum().sqrt()
+        # a real slow mode has a real eigenvector up to a phase: rotate it onto the reals
+        phase = right[int(torch.argmax(right.abs()))] / right[int(torch.argmax(right.abs()))].abs()
+        right, left = right / (phase * norm), left * (phase * norm)
+        lines.append(right.real)
+        sels.append(left.real)
+        lams.append(lin.eigenvalues_ct[0])
+
+        def G(u: Tensor, hk: Tensor = h[k : k + 1]) -> Tensor:
+            return net.step(RateState(hk, net.rate_function(hk)), u.reshape(1, -1), prepared)[2].h[0]
+
+        b_all.append(torch.autograd.functional.jacobian(G, u0))  # (N, n_input)
+    line, sel = torch.stack(lines), torch.stack(sels)
+    B = torch.stack(b_all)
+    proj = torch.einsum("kn,kni->ki", sel, B)
+    cos = proj.abs() / (sel.norm(dim=1, keepdim=True) * B.norm(dim=1)).clamp_min(1e-300)
+    return SelectionVectors(h, torch.stack(lams), line, sel, proj, cos)
 
 
 # --------------------------------------------------------------------------- the search
