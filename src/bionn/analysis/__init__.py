@@ -13,6 +13,7 @@ from bionn.analysis.fixed_points import (
     selection_vectors,
     step_map,
 )
+from bionn.analysis.similarity import linear_cka, procrustes_distance, rdm, rsa
 
 __all__ = [
     "FixedPoints",
@@ -20,7 +21,11 @@ __all__ = [
     "SelectionVectors",
     "find_fixed_points",
     "hidden_trajectories",
+    "linear_cka",
     "linearize",
+    "procrustes_distance",
+    "rdm",
+    "rsa",
     "selection_vectors",
     "step_map",
 ]
