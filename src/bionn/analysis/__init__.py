@@ -13,9 +13,29 @@ from bionn.analysis.fixed_points import (
     selection_vectors,
     step_map,
 )
+from bionn.analysis.population import (
+    ConditionPCA,
+    TargetedAxes,
+    TaskVariance,
+    UnitClusters,
+    cluster_units,
+    normalized_task_variance,
+    pca_by_condition,
+    targeted_dimensionality_reduction,
+    task_variance,
+)
 from bionn.analysis.similarity import linear_cka, procrustes_distance, rdm, rsa
 
 __all__ = [
+    "ConditionPCA",
+    "TargetedAxes",
+    "TaskVariance",
+    "UnitClusters",
+    "cluster_units",
+    "normalized_task_variance",
+    "pca_by_condition",
+    "targeted_dimensionality_reduction",
+    "task_variance",
     "FixedPoints",
     "Linearization",
     "SelectionVectors",

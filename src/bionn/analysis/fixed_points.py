@@ -411,8 +411,8 @@ def find_fixed_points(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_iters, desc="fixed points", unit="it", leave=False)
-    for _ in range(max_iters):
+        bar = tqdm(total=max_iters, desc="fixed points", unit="it", leave=False, mininterval=0.5)
+    for it in range(max_iters):
         with torch.enable_grad():
             q = _q(F, h)
             opt.zero_grad(set_to_none=True)
@@ -421,7 +421,8 @@ def find_fixed_points(
         sched.step()
         if bar is not None:
             bar.update()
-            bar.set_postfix(q_max=f"{float(q.max()):.1e}")
+            if it % 50 == 0:
+                bar.set_postfix(q_max=f"{float(q.detach().max()):.1e}", refresh=False)
         if float(q.detach().max()) < q_threshold * 1e-2:
             break
     if bar is not None:

@@ -11,6 +11,7 @@ from .circuits import plot_activity_maps, plot_cell_type_table, plot_motif, plot
 from .connectivity import plot_weight_matrix
 from .dynamics import plot_fixed_points
 from .performance import plot_accuracy_by_condition, plot_psychometric
+from .population import plot_clusters, plot_task_variance_map, plot_trajectories
 from .spiking import plot_bump, plot_raster, plot_rate_histogram, plot_voltage_traces
 from .tasks import plot_visual_examples
 from .training import load_records, plot_alignment, plot_training_curve
@@ -25,12 +26,15 @@ __all__ = [
     "plot_alignment",
     "plot_accuracy_by_condition",
     "plot_bump",
+    "plot_clusters",
     "plot_example_trials",
     "plot_fixed_points",
     "plot_psychometric",
     "plot_rate_histogram",
+    "plot_task_variance_map",
     "plot_raster",
     "plot_training_curve",
+    "plot_trajectories",
     "plot_visual_examples",
     "plot_voltage_traces",
     "plot_weight_matrix",
