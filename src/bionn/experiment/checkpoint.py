@@ -67,6 +67,7 @@ OUTPUT_MARKERS = frozenset({
     "config.yaml", "final.json", "metrics.jsonl", "checkpoint.pt",  # a run (run, compare, sweep)
     "measures.json", "spikes.npz",  # a simulation
     "comparison.csv", "comparison.md",  # a comparison
+    "analysis.json",  # an analysis (bionn analyze)
     "sweep.json", "sweep.csv", "sweep.md",  # a sweep
 })
 

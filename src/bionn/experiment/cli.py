@@ -5,6 +5,7 @@
     bionn compare CONFIG.yaml --methods bp,fa,... [--seeds 0,1] [key=value ...] [--out DIR]
                   [--resume | --overwrite]
     bionn sweep SWEEP.yaml [--out DIR] [--resume | --overwrite]
+    bionn analyze RUN_DIR [--out DIR] [--overwrite] [--trials N] [--initial K] [--seed S] [--quiet]
     bionn list tasks|networks|configs|methods|motifs|models
 
 Every command that computes takes ``--device auto|cpu|cuda|cuda:N`` (the config's
@@ -140,8 +141,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from bionn.experiment.analyze import cmd_analyze as analyze
+
+    return analyze(args)
+
+
 COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "sweep": cmd_sweep,
-            "list": cmd_list}
+            "analyze": cmd_analyze, "list": cmd_list}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.sweep import add_parser as add_sweep
 
     add_sweep(sub)
+    from bionn.experiment.analyze import add_parser as add_analyze
+
+    add_analyze(sub)
     for name in ("run", "simulate", "compare", "sweep"):
         p = sub.choices[name]
         p.add_argument("--device", help="where to compute: auto (CUDA when present, else the "
