@@ -147,7 +147,7 @@ def _frozen_noise(n: int, T: int, dt: float, amplitude: float, tau: float,
 
 def curbd(rates: Mapping[str, Any] | Any | Recording, regions: Sequence[str] | None = None, *,
           dt: float | None = None, tau: float = 10.0, g: float = 1.5, passes: int = 50,
-          method: str = "force", rls_alpha: float = 1.0, normalize: bool = True,
+          method: str = "full_force", rls_alpha: float = 1.0, normalize: bool = True,
           noise_amplitude: float = 0.0, noise_tau: float = 100.0,
           generator: torch.Generator | None = None, progress: bool = False) -> CurbdResult:
     """Fit a data-constrained network to multi-region rates and decompose the currents
