@@ -387,3 +387,18 @@ def test_curbd_array_with_labels_and_refusals():
         curbd(data, ["a"] * 5, normalize=False)
     with pytest.raises(ValueError, match=r"every region needs the same"):
         curbd({"a": torch.zeros(5, 2), "b": torch.zeros(6, 2)})
+
+
+def test_bptt_fits_a_connectome_rnn_keeping_its_signs():
+    from bionn.circuits.connectome import Connectome
+    from bionn.rate.connectome import ConnectomeRNN
+
+    c = Connectome(4, pre=torch.tensor([0, 1, 2, 3]), post=torch.tensor([1, 2, 3, 0]),
+                   weight=torch.tensor([2.0, 1.0, 3.0, 1.0]), sign=torch.tensor([1.0, 1.0, -1.0, 1.0]),
+                   types=("a", "a", "b", "b"))
+    net = ConnectomeRNN(c, 2, 1, input_neurons="all", output_neurons=[3], activation="tanh")
+    g = torch.Generator().manual_seed(0)
+    rec = Recording(0.5 * torch.rand(3, 20, 2, generator=g), dt=net.dt, inputs=torch.rand(3, 20, 2, generator=g))
+    res = fit(net, rec, [1, 3], steps=20, train_trials=2, generator=g)
+    assert res.curve[-1] < res.curve[0] and res.prediction.shape == (3, 20, 2)
+    assert bool((net.recurrent_values()[net.sign < 0] < 0).all())
