@@ -143,6 +143,9 @@ def rls_train(model: CTRNN, x: Tensor, target: Tensor, units: Tensor, h0: Tensor
     Returns the mean squared error of the target units' rates during each pass.
     """
     check_force_model(model, method, train_input)
+    if method not in ("force", "full_force"):
+        raise ValueError(f"method must be 'force' or 'full_force'; got {method!r}")
+    units = torch.as_tensor(units, dtype=torch.long).flatten()
     if not (isinstance(rls_alpha, (int, float)) and rls_alpha > 0):
         raise ValueError(f"rls_alpha must be > 0; got {rls_alpha!r}")
     if not (isinstance(learn_every, int) and learn_every >= 1):
