@@ -88,3 +88,21 @@ def test_classification_run_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["analyze", str(run), "--out", str(tmp_path / "a")]) == 2
     assert "classification run" in capsys.readouterr().err
+
+
+def test_multitask_run_gets_unit_clusters_by_task_variance(tmp_path, capsys):
+    run = tmp_path / "mt"
+    assert main(["run", "--out", str(run), "--quiet", "task.name=multitask",
+                 "task.params={tasks: [go_no_go, perceptual_decision_making, anti_saccade]}",
+                 "training.steps=150", "training.eval_trials=30", "training.eval_every=150",
+                 "model.n_hidden=32", "training.example_trials=2"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(run), "--out", str(tmp_path / "a"), "--trials", "60", "--initial", "8",
+                 "--quiet"]) == 0
+    s = _last_json(capsys)
+    assert s["pca"]["conditions"] == "task" and s["pca"]["n_conditions"] == 3
+    tv = s["task_variance"]
+    assert tv["tasks"] == ["go_no_go", "perceptual_decision_making", "anti_saccade"]
+    assert 2 <= tv["clusters"] <= tv["active_units"] - 1 and sum(tv["cluster_sizes"]) == tv["active_units"]
+    for name in ("task_variance_map.png", "unit_clusters.png"):
+        assert (tmp_path / "a" / "figures" / name).exists()

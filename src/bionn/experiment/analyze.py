@@ -41,6 +41,8 @@ SLOW_Q, FIXED_Q = 1e-3, 1e-10
 
 def _conditions(batch: Any) -> tuple[list[Any], str]:
     info = batch.info
+    if "task" in info:  # a multitask run: one trajectory per task
+        return [int(v) for v in info["task"]], "task"
     if "coherence" in info:
         return [round(float(c), 6) for c in info["coherence"]], "signed coherence"
     return [int(v) for v in batch.labels], "correct response"
@@ -128,7 +130,28 @@ def analyze_run(run_dir: str | Path, out: str | Path, *, trials: int = 200, n_in
         written.append(str(figures / "psychometric.png"))
     else:
         summary["psychometric"] = None
-    summary["task_variance"] = None  # one task: clusters need a multitask run
+    # units clustered by task variance (multitask runs; Yang et al. 2019)
+    names = getattr(task, "task_names", None)
+    summary["task_variance"] = None
+    if names:
+        from bionn.analysis import cluster_units, task_variance
+
+        batches = {n: task.sample_task(k, max(2, int(trials) // len(names)), g).to(device)
+                   for k, n in enumerate(names)}
+        tv = task_variance(model, batches)
+        try:
+            clusters = cluster_units(tv, seed=seed)
+        except ValueError as e:  # too few active units to cluster
+            summary["task_variance"] = {"clusters": None, "note": str(e)}
+        else:
+            sizes = torch.bincount(torch.as_tensor(clusters.labels)).tolist()
+            summary["task_variance"] = {
+                "tasks": list(names), "active_units": len(clusters.units), "clusters": int(clusters.k),
+                "cluster_sizes": sizes,
+                "silhouette": round(float(clusters.silhouette[clusters.k]), 4)}
+            clusters.plot_map(list(names), path=figures / "task_variance_map.png")
+            clusters.plot(list(names), path=figures / "unit_clusters.png")
+            written += [str(figures / "task_variance_map.png"), str(figures / "unit_clusters.png")]
     summary["figures"] = written
     summary["out"] = str(folder)
     atomic_write_text(folder / "analysis.json", json.dumps(summary, indent=2, default=_json) + "\n")

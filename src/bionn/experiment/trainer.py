@@ -143,6 +143,12 @@ def psychometric_data(info: dict[str, torch.Tensor], choices: torch.Tensor,
 class RateJob(Job):
     """A recurrent model trained on a task of :mod:`bionn.tasks` (see the module docstring)."""
 
+    @property
+    def curve_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Loss and accuracy, and for a multitask run the held-out accuracy of each task."""
+        names = getattr(getattr(self, "task", None), "task_names", None) or ()
+        return ("loss", "accuracy", *(f"accuracy_{n}" for n in names))
+
     def setup(self, device: torch.device, ctx: DistContext) -> None:
         super().setup(device, ctx)
         cfg, tc = self.config, self.config.training
@@ -336,6 +342,7 @@ class RateJob(Job):
         correct = total = 0
         loss_sum = 0.0
         measure_sums: dict[str, float] = {}
+        measure_counts: dict[str, int] = {}  # a measure is NaN on trials it does not apply to
         per_trial, info, choices, labels = [], [], [], []
         seed = self.config.experiment.seed
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -346,7 +353,9 @@ class RateJob(Job):
                 loss, _ = self.loss_fn(out, batch.targets, rates, batch.mask, self._weights(model))
                 ok = self.task.accuracy(out, batch)
                 for name, value in self.task.measures(out, batch).items():
-                    measure_sums[name] = measure_sums.get(name, 0.0) + float(value.sum())
+                    finite = ~torch.isnan(value)
+                    measure_sums[name] = measure_sums.get(name, 0.0) + float(value[finite].sum())
+                    measure_counts[name] = measure_counts.get(name, 0) + int(finite.sum())
                 correct += int(ok.sum())
                 loss_sum += float(loss) * len(batch)
                 total += len(batch)
@@ -360,7 +369,8 @@ class RateJob(Job):
         self._eval_choices = (None if any(c is None for c in choices)
                               else (torch.cat(choices), torch.cat(labels)))
         return self._reduce({"eval_accuracy": correct / total, "eval_loss": loss_sum / total,
-                             **{f"eval_{k}": v / total for k, v in measure_sums.items()}})
+                             **{f"eval_{k}": v / measure_counts[k] for k, v in measure_sums.items()
+                                if measure_counts[k]}})
 
     def end_step(self, model: torch.nn.Module, step: int,
                  metrics: dict[str, float]) -> dict[str, Any]:

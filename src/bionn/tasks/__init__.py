@@ -26,6 +26,7 @@ from bionn.tasks.encoders import (
 )
 from bionn.tasks.evidence import EvidenceAccumulation
 from bionn.tasks.flipflop import FlipFlop
+from bionn.tasks.multitask import MultiTask
 from bionn.tasks.motor import AntiSaccade, GoNoGo
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
@@ -67,6 +68,7 @@ __all__ = [
     "make_visual_dataset",
     "EvidenceAccumulation",
     "FlipFlop",
+    "MultiTask",
     "poisson_spikes",
     "poisson_encode",
     "latency_encode",

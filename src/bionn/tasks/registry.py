@@ -9,6 +9,7 @@ from bionn.tasks.base import Task
 from bionn.tasks.evidence import EvidenceAccumulation
 from bionn.tasks.flipflop import FlipFlop
 from bionn.tasks.motor import AntiSaccade, GoNoGo
+from bionn.tasks.multitask import MultiTask
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
 from bionn.tasks.working_memory import DelayedMatchToSample, ParametricWorkingMemory
@@ -26,6 +27,7 @@ TASKS: dict[str, type[Task]] = {
     "neurogym": NeuroGymTask,
     "evidence_accumulation": EvidenceAccumulation,
     "flip_flop": FlipFlop,
+    "multitask": MultiTask,
 }
 
 
