@@ -26,8 +26,8 @@ from bionn.tasks.encoders import (
 )
 from bionn.tasks.evidence import EvidenceAccumulation
 from bionn.tasks.flipflop import FlipFlop
-from bionn.tasks.multitask import MultiTask
 from bionn.tasks.motor import AntiSaccade, GoNoGo
+from bionn.tasks.multitask import MultiTask
 from bionn.tasks.neurogym_adapter import NeuroGymTask
 from bionn.tasks.perceptual import ContextDependentIntegration, PerceptualDecisionMaking
 from bionn.tasks.registry import TASKS, make_task
