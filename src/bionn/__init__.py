@@ -26,6 +26,10 @@ def __getattr__(name: str):
         from bionn.experiment.runs import load_run
 
         return load_run
+    if name == "fit":  # the analysis layer (fitting to recordings), on first use
+        from bionn.analysis.fitting import fit
+
+        return fit
     raise AttributeError(f"module 'bionn' has no attribute {name!r}")
 
 
@@ -43,6 +47,7 @@ __all__ = [
     "RNNLoss",
     "RandomInput",
     "block_tau",
+    "fit",
     "load_run",
     "__version__",
 ]

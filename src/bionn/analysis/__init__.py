@@ -1,8 +1,25 @@
-"""Reverse-engineering trained circuits: fixed and slow points, linearization.
+"""Reverse-engineering trained circuits and fitting them to data: fixed and slow points,
+linearization, population analyses, representational similarity, fitting to recordings.
 
 The analysis layer sits above the models and ``viz`` and below ``experiment``.
 """
 
+from bionn.analysis.fitting import (
+    CurbdResult,
+    FitResult,
+    ForceNetwork,
+    Recording,
+    co_smoothing_bits_per_spike,
+    curbd,
+    fit,
+    load_recording,
+    predict,
+    pvar,
+    r2_per_neuron,
+    region_currents,
+    rls_train,
+    save_recording,
+)
 from bionn.analysis.fixed_points import (
     FixedPoints,
     Linearization,
@@ -27,6 +44,20 @@ from bionn.analysis.population import (
 from bionn.analysis.similarity import linear_cka, procrustes_distance, rdm, rsa
 
 __all__ = [
+    "CurbdResult",
+    "FitResult",
+    "ForceNetwork",
+    "Recording",
+    "co_smoothing_bits_per_spike",
+    "curbd",
+    "fit",
+    "load_recording",
+    "predict",
+    "pvar",
+    "r2_per_neuron",
+    "region_currents",
+    "rls_train",
+    "save_recording",
     "ConditionPCA",
     "TargetedAxes",
     "TaskVariance",
