@@ -68,6 +68,7 @@ OUTPUT_MARKERS = frozenset({
     "measures.json", "spikes.npz",  # a simulation
     "comparison.csv", "comparison.md",  # a comparison
     "analysis.json",  # an analysis (bionn analyze)
+    "fit.json",  # a fit to recorded activity (bionn fit)
     "sweep.json", "sweep.csv", "sweep.md",  # a sweep
 })
 

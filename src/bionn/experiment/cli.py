@@ -6,6 +6,7 @@
                   [--resume | --overwrite]
     bionn sweep SWEEP.yaml [--out DIR] [--resume | --overwrite]
     bionn analyze RUN_DIR [--out DIR] [--overwrite] [--trials N] [--initial K] [--seed S] [--quiet]
+    bionn fit CONFIG.yaml [key=value ...] [--out DIR] [--overwrite] [--quiet]
     bionn list tasks|networks|configs|methods|motifs|models
 
 Every command that computes takes ``--device auto|cpu|cuda|cuda:N`` (the config's
@@ -147,8 +148,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return analyze(args)
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from bionn.experiment.fit import cmd_fit as fit_command
+
+    return fit_command(args)
+
+
 COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "compare": cmd_compare, "sweep": cmd_sweep,
-            "analyze": cmd_analyze, "list": cmd_list}
+            "analyze": cmd_analyze, "fit": cmd_fit, "list": cmd_list}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bionn.experiment.analyze import add_parser as add_analyze
 
     add_analyze(sub)
-    for name in ("run", "simulate", "compare", "sweep"):
+    from bionn.experiment.fit import add_parser as add_fit
+
+    add_fit(sub)
+    for name in ("run", "simulate", "compare", "sweep", "fit"):
         p = sub.choices[name]
         p.add_argument("--device", help="where to compute: auto (CUDA when present, else the "
                        "CPU), cpu, cuda or cuda:N; sets experiment.device (every trial's, for sweep)")
