@@ -103,7 +103,12 @@ class MultiTask(Task):
             own = t.input_names or tuple(f"input {j}" for j in range(t.n_input))
             names += [f"{tn}: {n}" for n in own]
         self.input_names = (*names, *(f"rule: {tn}" for tn in self.task_names))
-        self.output_names = None
+        outs = []  # a shared channel is named by every task's name for it
+        for j in range(self.n_output):
+            here = [t.output_names[j] if t.output_names else f"output {j}" for t in self.tasks
+                    if t.n_output > j]
+            outs.append(" / ".join(dict.fromkeys(here)))
+        self.output_names = tuple(outs)
         # each task's condition keys and their dtypes (to rebuild its own batch for scoring)
         probe = torch.Generator().manual_seed(0)
         self._keys = [{key: v.dtype for key, v in t.sample(1, probe).info.items()} for t in self.tasks]
