@@ -107,6 +107,11 @@ def test_classification_run_with_a_spiking_classifier(tmp_path, capsys, method):
     ("{encoding: morse}", ["encoding", "morse"]),
     ("{reduce: median}", ["reduce", "median"]),
     ("{hidden: [8, 8], recurrent: true}", ["one hidden size"]),
+    ("{encoding: population, population: 1}", ["population", "integer >= 2", "1"]),
+    ("{encoding: population, population_range: [2, -2]}", ["population_range", "lo < hi"]),
+    ("{encoding: population, population_range: [-2, 0, 2]}", ["population_range", "[lo, hi]"]),
+    ("{encoding: population, population_width: 0}", ["population_width", "> 0"]),
+    ("{encoding: poisson, sequence: true}", ["sequence", "current or population", "poisson"]),
 ])
 def test_spiking_classifier_arguments_are_checked(params, words):
     from bionn.experiment.models import spiking_classifier
@@ -128,6 +133,27 @@ def test_spiking_classifier_encodings_and_sequence():
     seq = spiking_classifier(40, 10, hidden=[12], steps=2, sequence=True, recurrent=True,
                              e_fraction=0.75)
     assert seq.encode(torch.rand(3, 40)).shape == (3, 80, 1) and seq(torch.rand(3, 40)).shape == (3, 10)
+
+
+def test_population_code_of_a_sequence():
+    from bionn.experiment.models import spiking_classifier
+
+    net = spiking_classifier(40, 10, hidden=[12], steps=3, sequence=True, recurrent=True,
+                             encoding="population", population=5, population_range=[-2.0, 2.0],
+                             population_width=0.5)
+    assert net.layers[0].n_input == 5
+    x = torch.randn(4, 40)
+    x[0, 0], x[0, 1] = 1.0, 7.0  # on the centre c_3 = 1; far above the range
+    h = net.encode(x)
+    assert h.shape == (4, 120, 5) and net(x).shape == (4, 10)
+    assert torch.equal(h[:, 0], h[:, 2]) and torch.equal(h[:, 0], h[:, 1])  # held for 3 steps
+    # I_k = exp(-(x - c_k)^2 / (2 sigma^2)), c = -2, -1, 0, 1, 2 and sigma = 0.5 * 1
+    c = torch.linspace(-2.0, 2.0, 5)
+    torch.testing.assert_close(h[:, ::3], torch.exp(-0.5 * ((x[..., None] - c) / 0.5) ** 2))
+    assert h[0, 0, 3] == 1.0 and h[0, 0].argmax() == 3 and h[0, 3].argmax() == 4
+    assert ((h > 0) & (h <= 1)).any() and (h >= 0).all() and (h <= 1).all()
+    static = spiking_classifier(4, 3, hidden=[8], steps=6, encoding="population", population=3)
+    assert static.encode(torch.rand(2, 4)).shape == (2, 6, 12) and static(torch.rand(2, 4)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("name", ["spiking_yinyang", "spiking_mnist1d"])

@@ -648,32 +648,63 @@ def spatial_network_arguments() -> list[str]:
     return [k for k in inspect.signature(SpatialNetwork).parameters if k not in taken]
 
 
+#: encodings of a :class:`SpikingClassifier`'s input
+SPIKING_ENCODINGS = ("current", "poisson", "latency", "population")
+
+
 class SpikingClassifier(torch.nn.Module):
-    """A spiking network that classifies a static input (or a sequence): the input is
+    r"""A spiking network that classifies a static input (or a sequence): the input is
     presented for ``steps`` steps (``encoding``), the spiking layers respond, and a leaky
     readout's membrane, reduced over time (``reduce``), gives the logits.
 
     Encodings of a ``(batch, features)`` input ``x`` in [0, 1]: ``"current"`` (``x`` as a
     constant input current at every step), ``"poisson"`` (:func:`bionn.tasks.poisson_encode`
     at ``max_rate`` Hz), ``"latency"`` (:func:`bionn.tasks.latency_encode`: one spike, earlier
-    for larger values). With ``sequence=True`` a ``(batch, L)`` input is a signal of ``L``
-    samples in one channel, each shown for ``steps`` steps."""
+    for larger values), ``"population"`` (:meth:`population_code`: each value as the
+    currents of ``P`` Gaussian tuning curves, constant over the ``steps``). With
+    ``sequence=True`` a ``(batch, L)`` input is a signal of ``L`` samples, each shown for
+    ``steps`` steps: as one current channel (``"current"``, ``(batch, L * steps, 1)``) or
+    through the population code (``"population"``, ``(batch, L * steps, P)``)."""
 
     def __init__(self, layers: torch.nn.ModuleList, readout: torch.nn.Module, *, steps: int,
                  dt: float, encoding: str, max_rate: float, sequence: bool, reduce: str,
-                 recurrent: bool) -> None:
+                 recurrent: bool, centres: torch.Tensor | None = None, width: float = 1.0) -> None:
         super().__init__()
         self.layers, self.readout = layers, readout
         self.steps, self.dt, self.encoding, self.max_rate = int(steps), float(dt), encoding, max_rate
         self.sequence, self.reduce, self.recurrent = bool(sequence), reduce, bool(recurrent)
+        self.register_buffer("centres", None if centres is None else torch.as_tensor(centres, dtype=torch.get_default_dtype()))
+        self.width = float(width)
+
+    def population_code(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Gaussian tuning curves (receptive fields over the value range): channel ``k`` of
+        a value ``x`` carries the current
+
+            I_k(x) = exp(-(x - c_k)^2 / (2 sigma^2))      (dimensionless, in (0, 1])
+
+        with ``P`` centres ``c_k`` spaced evenly over ``population_range`` (in the units of
+        ``x``; values outside the range drive the outermost curves) and ``sigma`` the
+        ``population_width`` times their spacing. ``x`` ``(..., F)`` gives ``(..., F * P)``
+        (feature-major: the ``P`` channels of feature 0 first)."""
+        z = (x.unsqueeze(-1) - self.centres) / self.width
+        return torch.exp(-0.5 * z * z).flatten(-2)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The input current of every step: ``(batch, steps, n_in)`` from a static
+        ``(batch, features)`` input, ``(batch, L * steps, n_in)`` from a ``(batch, L)``
+        sequence (``n_in``: ``features``, or ``1`` for a sequence, times ``P`` for the
+        population code)."""
         from bionn.tasks import latency_encode, poisson_encode
 
-        if self.sequence:  # (batch, L) -> (batch, L * steps, 1)
-            return x.flatten(1).repeat_interleave(self.steps, dim=1).unsqueeze(-1)
+        if self.sequence:  # (batch, L) -> (batch, L * steps, channels)
+            x = x.flatten(1).unsqueeze(-1)
+            if self.encoding == "population":
+                x = self.population_code(x)
+            return x.repeat_interleave(self.steps, dim=1)
         x = x.flatten(1)
-        if self.encoding == "current":
+        if self.encoding in ("current", "population"):
+            if self.encoding == "population":
+                x = self.population_code(x)
             return x.unsqueeze(1).expand(-1, self.steps, -1)
         if self.encoding == "poisson":
             return poisson_encode(x.clamp(0, 1), self.steps, max_rate=self.max_rate, dt=self.dt)
@@ -693,23 +724,47 @@ def spiking_classifier(in_features: int, num_classes: int, *, hidden: list[int] 
                        steps: int = 30, dt: float = 1.0, encoding: str = "current",
                        max_rate: float = 200.0, sequence: bool = False, recurrent: bool = False,
                        cell: str = "LIF", readout_tau: float = 20.0, reduce: str = "max",
-                       e_fraction: float | None = None, **cell_options: Any) -> torch.nn.Module:
+                       e_fraction: float | None = None, population: int = 16,
+                       population_range: list[float] | tuple[float, float] = (-3.0, 3.0),
+                       population_width: float = 1.0, **cell_options: Any) -> torch.nn.Module:
     """A :class:`SpikingClassifier`: ``hidden`` sizes of :class:`bionn.spiking.SpikingLayer`
     (or, ``recurrent=True``, one :class:`bionn.spiking.SpikingRNN` of ``hidden[0]`` neurons,
     with Dale's law at ``e_fraction``) of ``cell`` neurons, and a
     :class:`bionn.spiking.LeakyReadout` (``readout_tau`` ms) whose membrane, reduced over
     time by ``reduce`` (max, mean, last), gives the logits. ``cell_options``: the cell's
-    options and neuron parameters (surrogate, reset, synapse, tau, V_th, ...)."""
+    options and neuron parameters (surrogate, reset, synapse, tau, V_th, ...).
+
+    ``encoding="population"``: each input value ``x`` becomes ``population`` (``P >= 2``)
+    input currents ``I_k = exp(-(x - c_k)^2 / (2 sigma^2))``, the centres ``c_k`` spaced
+    evenly over ``population_range`` ``[lo, hi]`` (units of ``x``; MNIST-1D is standardised,
+    so about [-3, 3]) and ``sigma = population_width * (hi - lo) / (P - 1)``; the network
+    sees ``P`` input channels per feature (a sequence: ``(batch, L * steps, P)``)."""
     from bionn.spiking import LeakyReadout, SpikingLayer, SpikingRNN
 
-    if encoding not in ("current", "poisson", "latency"):
-        raise ValueError(f"encoding must be current, poisson or latency; got {encoding!r}")
+    if encoding not in SPIKING_ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(SPIKING_ENCODINGS)}; got {encoding!r}")
     if reduce not in ("max", "mean", "last"):
         raise ValueError(f"reduce must be max, mean or last; got {reduce!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
+    centres, width = None, 1.0
+    if encoding == "population":
+        if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+            raise ValueError(f"population (tuning curves per value) must be an integer >= 2; "
+                             f"got {population!r}")
+        if isinstance(population_range, str) or len(population_range) != 2:
+            raise ValueError(f"population_range must be [lo, hi]; got {population_range!r}")
+        lo, hi = (float(v) for v in population_range)
+        if not lo < hi:
+            raise ValueError(f"population_range must be [lo, hi] with lo < hi; got {list(population_range)}")
+        if not population_width > 0:
+            raise ValueError(f"population_width must be > 0 (times the centre spacing); got {population_width!r}")
+        centres = torch.linspace(lo, hi, population)
+        width = float(population_width) * (hi - lo) / (population - 1)
+    elif encoding != "current" and sequence:
+        raise ValueError(f"a sequence is encoded as current or population; got encoding {encoding!r}")
     hidden = list(hidden or [120])
-    n_in = 1 if sequence else in_features
+    n_in = (1 if sequence else in_features) * (population if encoding == "population" else 1)
     if recurrent:
         if len(hidden) != 1:
             raise ValueError(f"a recurrent spiking classifier has one hidden size; got {hidden}")
@@ -721,7 +776,7 @@ def spiking_classifier(in_features: int, num_classes: int, *, hidden: list[int] 
     readout = LeakyReadout(hidden[-1], num_classes, dt=dt, tau=readout_tau)
     return SpikingClassifier(torch.nn.ModuleList(layers), readout, steps=steps, dt=dt,
                              encoding=encoding, max_rate=max_rate, sequence=sequence,
-                             reduce=reduce, recurrent=recurrent)
+                             reduce=reduce, recurrent=recurrent, centres=centres, width=width)
 
 
 #: recurrent architectures for classification runs, beside :data:`bionn.models.MODELS`
