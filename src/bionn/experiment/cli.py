@@ -1,7 +1,7 @@
 """The ``bionn`` command line.
 
     bionn run [CONFIG.yaml] [key=value ...] [--out DIR] [--resume | --overwrite] [--quiet]
-    bionn simulate CONFIG.yaml|NETWORK [key=value ...] [--out DIR] [--overwrite] [--quiet]
+    bionn simulate CONFIG.yaml|NETWORK|RUN_DIR [key=value ...] [--out DIR] [--overwrite] [--quiet]
     bionn compare CONFIG.yaml --methods bp,fa,... [--seeds 0,1] [key=value ...] [--out DIR]
                   [--resume | --overwrite]
     bionn sweep SWEEP.yaml [--out DIR] [--resume | --overwrite]

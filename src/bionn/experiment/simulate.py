@@ -597,10 +597,118 @@ def shipped_config(name: str) -> Path | None:
     return next((p for p in shipped_configs() if p.stem == stem), None)
 
 
+#: the overrides ``bionn simulate RUN_DIR`` takes (a trained run has no network config)
+HANDOFF_KEYS = {"run.duration": float, "run.batch": int, "experiment.seed": int}
+
+
+def simulate_trained(run_dir: str | Path, out: str | Path, *, batch: int = 4,
+                     duration: float | None = None, seed: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """Hand the spiking network trained in ``run_dir`` to the simulator and run it.
+
+    The run's :class:`~bionn.spiking.SpikingRNN` becomes a :class:`~bionn.spiking.Network`
+    (:meth:`~bionn.spiking.SpikingRNN.to_network`, float64): its neuron class with the
+    trained parameters, its recurrent weights through the synapse, and ``batch`` trials of
+    its task as the input current (zero after the trial). The simulator runs ``duration``
+    ms (default: one trial). The trained model runs the same trials, and the spikes of the
+    two are compared step by step over the trial (``handoff.same_spikes_over_trial``).
+    Writes ``spikes.npz``, ``measures.json`` and ``figures/raster.png`` into ``out``.
+    """
+    import copy
+
+    from bionn.experiment.runs import load_run
+    from bionn.spiking import SpikingRNN
+    from bionn.spiking.measures import summarize
+    from bionn.viz.spiking import plot_raster
+
+    run = load_run(run_dir)
+    model = run.model
+    if run.kind != "task" or not isinstance(model, SpikingRNN):
+        raise ConfigError(f"{str(run_dir)!r} holds a {type(model).__name__} run; only a trained "
+                          "spiking network (model.kind: spiking) hands over to the simulator")
+    cell = model.cell
+    if cell.reset_mode != "value" or cell.synapse not in ("delta", "exponential"):
+        raise ConfigError(f"{str(run_dir)!r}: the simulator runs reset='value' with a delta or "
+                          f"exponential synapse; this network has reset={cell.reset_mode!r}, "
+                          f"synapse={cell.synapse!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    x = run.task.sample(int(batch), g).inputs.double()
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        _, trained = net(x)
+    steps, dt = x.shape[1], float(model.dt)
+    duration = steps * dt if duration is None else float(duration)
+    if duration < dt:
+        raise ConfigError(f"run.duration ({duration:g} ms) must be at least the step ({dt:g} ms)")
+    sim = net.to_network(x)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = sim.run(duration, dt=dt, batch=int(batch), progress=progress, dtype=torch.float64)
+    wall = time.perf_counter() - t0
+    simulated = result.spikes["hidden"].dense(torch.float64)
+    k = min(steps, simulated.shape[1])
+    mismatched = int((simulated[:, :k] != trained[:, :k]).sum())
+    atomic_write_bytes(folder / "spikes.npz", _npz_bytes(_spike_arrays(result)))
+    measures: dict[str, Any] = summarize(result, t_start=0.0) if result.spikes else {}
+    measures["handoff"] = {
+        "run": str(run.path), "task": run.config.task.name, "trial_steps": steps,
+        "compared_steps": k, "same_spikes_over_trial": mismatched == 0,
+        "mismatched_spikes": mismatched, "trained_spikes": int(trained[:, :k].sum())}
+    n_steps = int(round(duration / dt))
+    measures["simulation"] = {
+        "network": f"trained:{run.config.experiment.name}", "duration_ms": n_steps * dt, "dt_ms": dt,
+        "n_steps": n_steps, "batch": int(batch), "n_neurons": int(model.n_hidden),
+        "device": "cpu", "dtype": "float64", "wall_s": round(wall, 3)}
+    atomic_write_text(folder / "measures.json", json.dumps(measures, indent=2) + "\n")
+    fig = plot_raster(result, title=f"{run.config.experiment.name} in the simulator",
+                      sign={"hidden": model.sign.cpu()} if model.sign is not None else None)
+    measures["figures"] = [_save(fig, folder / "figures" / "raster.png")]
+    measures["out"] = str(folder)
+    return measures
+
+
+def _cmd_simulate_trained(args: Any) -> int:
+    """``bionn simulate RUN_DIR [run.duration=MS run.batch=N experiment.seed=S]``."""
+    from bionn.experiment.runs import load_run
+
+    values: dict[str, Any] = {}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        if key == "experiment.device":  # --device: the simulation of a trained run is on the CPU
+            continue
+        if key not in HANDOFF_KEYS:
+            raise ConfigError(f"{key!r}: a trained run takes only {sorted(HANDOFF_KEYS)} "
+                              "(its network comes from the run)")
+        try:
+            values[key] = HANDOFF_KEYS[key](value)
+        except ValueError:
+            raise ConfigError(f"{key}: {value!r} is not a {HANDOFF_KEYS[key].__name__}") from None
+    if values.get("run.batch", 4) < 1:
+        raise ConfigError(f"run.batch must be >= 1; got {values['run.batch']}")
+    if values.get("run.duration", 1.0) <= 0:
+        raise ConfigError(f"run.duration must be > 0 ms; got {values['run.duration']}")
+    run = load_run(args.config)  # a folder that is not a run is refused before any output
+    out = claim_output_folder(args.out, f"{run.config.experiment.name}-simulated",
+                              overwrite=args.overwrite, resumable=False)
+    measures = simulate_trained(args.config, out, batch=values.get("run.batch", 4),
+                                duration=values.get("run.duration"),
+                                seed=values.get("experiment.seed", 0), progress=not args.quiet)
+    h = measures["handoff"]
+    print(f"results in {out}/ (spikes.npz, measures.json, figures/): the simulator "
+          + ("reproduces" if h["same_spikes_over_trial"] else "does NOT reproduce")
+          + f" the trained network's spikes over the trial ({h['mismatched_spikes']} differ)",
+          file=sys.stderr)
+    print(json.dumps(measures))
+    return 0
+
+
 def cmd_simulate(args: Any) -> int:
     """``bionn simulate``: see the module docstring."""
     source = args.config
     overrides = list(args.overrides)
+    if Path(source).is_dir() and (Path(source) / "checkpoint.pt").exists():
+        return _cmd_simulate_trained(args)  # a trained spiking run, handed to the simulator
     path: str | None = source
     if not Path(source).exists():
         if source in _networks():
@@ -637,8 +745,10 @@ def cmd_simulate(args: Any) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``simulate`` on an argparse subparsers object."""
     p = sub.add_parser("simulate", help="run a ready spiking network (coba, cuba, cobahh, "
-                                        "ei_balanced, wang_buzsaki, cann) from a YAML config")
-    p.add_argument("config", help="YAML config file, or a network name for its published settings")
+                                        "ei_balanced, wang_buzsaki, cann) from a YAML config, or a "
+                                        "trained spiking run handed to the simulator")
+    p.add_argument("config", help="YAML config file, a network name for its published settings, "
+                                  "or the folder of a trained spiking run")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. run.duration=200")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     p.add_argument("--overwrite", action="store_true",
