@@ -72,7 +72,7 @@ def period_steps(task, batch: TrialBatch, name: str) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- registry
 def test_registry_names():
-    assert set(TASKS) == set(BUILTIN) | {"neurogym", "evidence_accumulation"}
+    assert set(TASKS) == set(BUILTIN) | {"neurogym", "evidence_accumulation", "flip_flop", "multitask"}
     assert TASKS["neurogym"] is NeuroGymTask
     for name, cls in BUILTIN.items():
         assert TASKS[name] is cls
