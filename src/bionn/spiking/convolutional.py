@@ -37,9 +37,9 @@ from torch.nn.utils import parametrize
 
 from bionn.constraints import Dale, LowerBound, balance_ei, resolve_sign
 from bionn.functional.feedback import ConvKernel, FeedbackKernel, OpKernel
-from bionn.recurrent.core import Prepared, RecurrentCore
+from bionn.recurrent.core import Prepared
 from bionn.spiking.base import NeuronGroup
-from bionn.spiking.trainable import CellState, SpikingCell, _cell, _leaky
+from bionn.spiking.trainable import SpikingCell, SpikingCore, _cell
 
 __all__ = ["ConvSpikingRNN", "POOLS"]
 
@@ -59,7 +59,7 @@ def _odd_kernel(name: str, v: Any) -> int:
     return v
 
 
-class ConvSpikingRNN(RecurrentCore):
+class ConvSpikingRNN(SpikingCore):
     r"""A recurrent spiking network on a 2-D sheet with convolutional input and recurrence
     (equations in the module docstring).
 
@@ -209,12 +209,6 @@ class ConvSpikingRNN(RecurrentCore):
         ``(C, C, k_rec, k_rec)`` (post, pre, signed), ``readout`` ``(n_output, features)``."""
         return {"input": self.weight_in, "recurrent": self.weight_rec, "readout": self.weight_out}
 
-    def time_constants_per_unit(self) -> Tensor:
-        """The membrane tau (ms) per neuron (``dt`` for a class without ``tau``)."""
-        nr = self.cell.neuron
-        tau = nr.tau if "tau" in nr.defaults else torch.tensor(self.dt)
-        return tau.expand(self.n_hidden)
-
     def _kernel(self, k: int) -> FeedbackKernel:
         """Zero-padded 'same' convolution (closed-form feedback gradients); conductance
         synapses: positive weights onto channel E, negative onto I, ``(N, 2, C, H, W)``."""
@@ -252,33 +246,8 @@ class ConvSpikingRNN(RecurrentCore):
     def readout(self, rates: Tensor, p: Prepared, y0: Tensor | None = None) -> Tensor:
         """The outputs from the spikes: ``W_out pool(z_t) + b_out``, through the leaky
         membrane (from ``y0``) or linear."""
-        y = self.connect(p, "readout", self.features(rates), p.weights["readout"], self.bias_out)
-        if self.readout_mode == "linear":
-            return y
-        return _leaky(y, torch.exp(-self.dt / self.tau_out), y0)
-
-    def run(self, x: Tensor, state: CellState | None = None, prepared: Prepared | None = None,
-            ) -> tuple[Tensor, Tensor, CellState]:
-        """The core's :meth:`~bionn.recurrent.RecurrentCore.run`; the membrane readout
-        continues from ``state.out`` and the final state carries it (``CellState.out``)."""
-        out, spikes, final = super().run(x, state, prepared)
-        y0 = None if state is None else state.out
-        if self.readout_mode == "membrane" and y0 is not None:
-            # the readout is linear in its start: y_t(y0) = y_t(0) + kappa^(t+1) y0
-            kappa = torch.exp(-self.dt / self.tau_out)
-            steps = torch.arange(1, out.shape[1] + 1, dtype=out.dtype, device=out.device)
-            out = out + kappa.pow(steps)[None, :, None] * y0[:, None, :]
-        return out, spikes, final._replace(out=out[:, -1])
-
-    def initial_state(self, batch_size: int) -> CellState:
-        """The cell's initial state (the neuron class's initial values, no spikes), flat."""
-        return self.cell.initial_state(batch_size, dtype=self.weight_out.dtype,
-                                       device=self.weight_out.device)
-
-    def cell_update(self, state: CellState, syn: Tensor, alpha: Tensor, pre_noise: Tensor | None = None,
-                    post_noise: Tensor | None = None) -> CellState:
-        """The :class:`~bionn.spiking.SpikingCell` step on the synaptic input ``syn``; spikes as ``.r``."""
-        return self.cell(state, syn)
+        return self.membrane(
+            self.connect(p, "readout", self.features(rates), p.weights["readout"], self.bias_out), y0)
 
     def extra_repr(self) -> str:
         ei = ""

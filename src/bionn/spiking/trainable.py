@@ -69,6 +69,7 @@ __all__ = [
     "CellState",
     "LeakyReadout",
     "SpikingCell",
+    "SpikingCore",
     "SpikingLayer",
     "SpikingRNN",
     "count_loss",
@@ -506,7 +507,53 @@ def _split(op: Callable[[Tensor, Tensor, Tensor | None], Tensor]) -> Callable:
     return lambda x, w, b: torch.stack((op(x, w.clamp_min(0), b), op(x, (-w).clamp_min(0), None)), -2)
 
 
-class SpikingRNN(RecurrentCore):
+class SpikingCore(RecurrentCore):
+    """What every spiking configuration of the core shares (:class:`SpikingRNN`,
+    :class:`~bionn.spiking.ConvSpikingRNN`): a :class:`SpikingCell` ``self.cell`` as the unit
+    update, its initial state, its membrane time constants, and a readout that is linear or a
+    leaky membrane (``readout_mode``, ``tau_out``) continued across calls through
+    ``CellState.out``. A subclass builds ``self.cell``, ``weight_out``, ``readout_mode`` and
+    ``tau_out`` and implements the connections."""
+
+    def time_constants_per_unit(self) -> Tensor:
+        """The membrane tau (ms) per neuron (``dt`` for a class without ``tau``)."""
+        nr = self.cell.neuron
+        tau = nr.tau if "tau" in nr.defaults else torch.tensor(self.dt)
+        return tau.expand(self.n_hidden)
+
+    def membrane(self, y: Tensor, y0: Tensor | None = None) -> Tensor:
+        """The readout of the linear drive ``y`` ``(batch, time, n_output)``: ``y`` itself
+        (``readout="linear"``) or the leaky membrane ``kappa y_{t-1} + (1 - kappa) y_t``
+        from ``y0`` (``"membrane"``, ``kappa = exp(-dt / tau_out)``)."""
+        if self.readout_mode == "linear":
+            return y
+        return _leaky(y, torch.exp(-self.dt / self.tau_out), y0)
+
+    def run(self, x: Tensor, state: CellState | None = None, prepared: Prepared | None = None,
+            ) -> tuple[Tensor, Tensor, CellState]:
+        """The core's :meth:`~bionn.recurrent.RecurrentCore.run`; the membrane readout
+        continues from ``state.out`` and the final state carries it (``CellState.out``)."""
+        out, spikes, final = super().run(x, state, prepared)
+        y0 = None if state is None else state.out
+        if self.readout_mode == "membrane" and y0 is not None:
+            # the readout is linear in its start: y_t(y0) = y_t(0) + kappa^(t+1) y0
+            kappa = torch.exp(-self.dt / self.tau_out)
+            steps = torch.arange(1, out.shape[1] + 1, dtype=out.dtype, device=out.device)
+            out = out + kappa.pow(steps)[None, :, None] * y0[:, None, :]
+        return out, spikes, final._replace(out=out[:, -1])
+
+    def initial_state(self, batch_size: int) -> CellState:
+        """The cell's initial state (the neuron class's initial values, no spikes)."""
+        return self.cell.initial_state(batch_size, dtype=self.weight_out.dtype,
+                                       device=self.weight_out.device)
+
+    def cell_update(self, state: CellState, syn: Tensor, alpha: Tensor, pre_noise: Tensor | None = None,
+                    post_noise: Tensor | None = None) -> CellState:
+        """The :class:`SpikingCell` step on the synaptic input ``syn``; spikes as ``.r``."""
+        return self.cell(state, syn)
+
+
+class SpikingRNN(SpikingCore):
     r"""A recurrent spiking network trained by surrogate gradients: a configuration of
     :class:`~bionn.recurrent.RecurrentCore` with a :class:`SpikingCell` as its cell update::
 
@@ -663,12 +710,6 @@ class SpikingRNN(RecurrentCore):
         (sparse: ``(nnz,)`` values in CSR order), ``readout`` ``(n_output, n_hidden)``."""
         return {"input": self.weight_in, "recurrent": self.weight_rec, "readout": self.weight_out}
 
-    def time_constants_per_unit(self) -> Tensor:
-        """The membrane tau (ms) per neuron (``dt`` for a class without ``tau``)."""
-        nr = self.cell.neuron
-        tau = nr.tau if "tau" in nr.defaults else torch.tensor(self.dt)
-        return tau.expand(self.n_hidden)
-
     def _kernel(self, op: Callable) -> OpKernel:
         return OpKernel(_split(op) if self.cell.n_channels == 2 else op)
 
@@ -688,10 +729,7 @@ class SpikingRNN(RecurrentCore):
 
     def readout(self, rates: Tensor, p: Prepared, y0: Tensor | None = None) -> Tensor:
         """The outputs from the spikes (leaky membrane from ``y0``, or linear)."""
-        y = self.connect(p, "readout", rates, p.weights["readout"], self.bias_out)
-        if self.readout_mode == "linear":
-            return y
-        return _leaky(y, torch.exp(-self.dt / self.tau_out), y0)
+        return self.membrane(self.connect(p, "readout", rates, p.weights["readout"], self.bias_out), y0)
 
     def _sequence(self, x: Tensor, state: CellState, p: Prepared) -> tuple[Tensor, Tensor, CellState]:
         """The core's loop, or, for a :attr:`SpikingCell.fusable` cell with dense recurrence
@@ -700,19 +738,6 @@ class SpikingRNN(RecurrentCore):
             return super()._sequence(x, state, p)
         spikes, final = self.cell.scan(self.input_drive(x, p), state, w_rec=p.weights["recurrent"])
         return self.readout(spikes, p), spikes, final
-
-    def run(self, x: Tensor, state: CellState | None = None, prepared: Prepared | None = None,
-            ) -> tuple[Tensor, Tensor, CellState]:
-        """The core's :meth:`~bionn.recurrent.RecurrentCore.run`; the membrane readout
-        continues from ``state.out`` and the final state carries it (``CellState.out``)."""
-        out, spikes, final = super().run(x, state, prepared)
-        y0 = None if state is None else state.out
-        if self.readout_mode == "membrane" and y0 is not None:
-            # the readout is linear in its start: y_t(y0) = y_t(0) + kappa^(t+1) y0
-            kappa = torch.exp(-self.dt / self.tau_out)
-            steps = torch.arange(1, out.shape[1] + 1, dtype=out.dtype, device=out.device)
-            out = out + kappa.pow(steps)[None, :, None] * y0[:, None, :]
-        return out, spikes, final._replace(out=out[:, -1])
 
     @torch.no_grad()
     def traces(self, x: Tensor) -> dict[str, Tensor]:
@@ -737,16 +762,6 @@ class SpikingRNN(RecurrentCore):
             out["threshold"].append(torch.as_tensor(th, dtype=z.dtype).expand_as(z))
             out["spikes"].append(z)
         return {k: torch.stack(v, 1) for k, v in out.items()}
-
-    def initial_state(self, batch_size: int) -> CellState:
-        """The cell's initial state (the neuron class's initial values, no spikes)."""
-        return self.cell.initial_state(batch_size, dtype=self.weight_out.dtype,
-                                       device=self.weight_out.device)
-
-    def cell_update(self, state: CellState, syn: Tensor, alpha: Tensor, pre_noise: Tensor | None = None,
-                    post_noise: Tensor | None = None) -> CellState:
-        """The :class:`SpikingCell` step on the synaptic input ``syn``; spikes as ``.r``."""
-        return self.cell(state, syn)
 
     # ------------------------------------------------------------------ hand-off
     def network_input(self, x: Tensor) -> Tensor:
