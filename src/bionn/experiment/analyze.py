@@ -53,20 +53,20 @@ def _analysis_input(inputs: torch.Tensor) -> torch.Tensor:
     return mean[int(torch.argmax(mean.norm(dim=1)))]
 
 
-def analyze_run(run_dir: str | Path, out: str | Path, *, trials: int = 200, n_initial: int = 256,
+def analyze_run(run_dir: str | Path | Any, out: str | Path, *, trials: int = 200, n_initial: int = 256,
                 seed: int = 0, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
-    """Write the analyses of the run in ``run_dir`` into ``out`` (see the module docstring)
-    and return the summary."""
+    """Write the analyses of the run in ``run_dir`` (a folder, or a run :func:`bionn.load_run`
+    already loaded) into ``out`` (see the module docstring) and return the summary."""
     from bionn import viz
     from bionn.analysis import find_fixed_points
     from bionn.analysis.fixed_points import _check_rate_model
     from bionn.analysis.population import pca_by_condition
-    from bionn.experiment.runs import load_run
+    from bionn.experiment.runs import LoadedRun, load_run
     from bionn.experiment.trainer import _choices, psychometric_data
 
-    run = load_run(run_dir, device=device)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device=device)
     if run.kind != "task":
-        raise ConfigError(f"{str(run_dir)!r} is a classification run; bionn analyze applies to runs "
+        raise ConfigError(f"{str(run.path)!r} is a classification run; bionn analyze applies to runs "
                           "on a cognitive task (rate or spiking models)")
     folder = Path(out)
     figures = folder / "figures"
@@ -170,14 +170,14 @@ def cmd_analyze(args: Any) -> int:
     from bionn.experiment.runs import load_run
 
     run_dir = Path(args.run)
-    load_run(run_dir)  # refuse a folder that is not a run before claiming an output folder
+    run = load_run(run_dir, device=args.device or "cpu")  # a folder that is not a run: refused first
     if args.trials < 2:
         raise ConfigError(f"--trials must be >= 2; got {args.trials}")
     if args.initial < 1:
         raise ConfigError(f"--initial must be >= 1; got {args.initial}")
     out = claim_output_folder(args.out or run_dir / "analysis", "analysis", overwrite=args.overwrite,
                               resumable=False)
-    summary = analyze_run(run_dir, out, trials=args.trials, n_initial=args.initial, seed=args.seed,
+    summary = analyze_run(run, out, trials=args.trials, n_initial=args.initial, seed=args.seed,
                           device=args.device or "cpu", progress=not args.quiet)
     print(f"analysis of {run_dir} in {out}/ (analysis.json, figures/)", file=sys.stderr)
     print(json.dumps(summary, default=_json))

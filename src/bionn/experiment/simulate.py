@@ -601,10 +601,11 @@ def shipped_config(name: str) -> Path | None:
 HANDOFF_KEYS = {"run.duration": float, "run.batch": int, "experiment.seed": int}
 
 
-def simulate_trained(run_dir: str | Path, out: str | Path, *, batch: int = 4,
+def simulate_trained(run_dir: str | Path | Any, out: str | Path, *, batch: int = 4,
                      duration: float | None = None, seed: int = 0,
                      progress: bool = True) -> dict[str, Any]:
-    """Hand the spiking network trained in ``run_dir`` to the simulator and run it.
+    """Hand the spiking network trained in ``run_dir`` (a folder, or a run
+    :func:`bionn.load_run` already loaded) to the simulator and run it.
 
     The run's :class:`~bionn.spiking.SpikingRNN` becomes a :class:`~bionn.spiking.Network`
     (:meth:`~bionn.spiking.SpikingRNN.to_network`, float64): its neuron class with the
@@ -616,19 +617,19 @@ def simulate_trained(run_dir: str | Path, out: str | Path, *, batch: int = 4,
     """
     import copy
 
-    from bionn.experiment.runs import load_run
+    from bionn.experiment.runs import LoadedRun, load_run
     from bionn.spiking import SpikingRNN
     from bionn.spiking.measures import summarize
     from bionn.viz.spiking import plot_raster
 
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     model = run.model
     if run.kind != "task" or not isinstance(model, SpikingRNN):
-        raise ConfigError(f"{str(run_dir)!r} holds a {type(model).__name__} run; only a trained "
+        raise ConfigError(f"{str(run.path)!r} holds a {type(model).__name__} run; only a trained "
                           "spiking network (model.kind: spiking) hands over to the simulator")
     cell = model.cell
     if cell.reset_mode != "value" or cell.synapse not in ("delta", "exponential"):
-        raise ConfigError(f"{str(run_dir)!r}: the simulator runs reset='value' with a delta or "
+        raise ConfigError(f"{str(run.path)!r}: the simulator runs reset='value' with a delta or "
                           f"exponential synapse; this network has reset={cell.reset_mode!r}, "
                           f"synapse={cell.synapse!r}")
     g = torch.Generator().manual_seed(int(seed))
@@ -691,7 +692,7 @@ def _cmd_simulate_trained(args: Any) -> int:
     run = load_run(args.config)  # a folder that is not a run is refused before any output
     out = claim_output_folder(args.out, f"{run.config.experiment.name}-simulated",
                               overwrite=args.overwrite, resumable=False)
-    measures = simulate_trained(args.config, out, batch=values.get("run.batch", 4),
+    measures = simulate_trained(run, out, batch=values.get("run.batch", 4),
                                 duration=values.get("run.duration"),
                                 seed=values.get("experiment.seed", 0), progress=not args.quiet)
     h = measures["handoff"]
