@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -42,3 +43,11 @@ def package_version(distribution: str, importable: bool = True) -> str | None:
         return version(distribution)
     except Exception:  # pragma: no cover - depends on the environment
         return "unknown"
+
+
+def all_threads() -> int:
+    """The CPU cores this process may run on (the "all threads" setting of a benchmark)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1

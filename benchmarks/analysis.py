@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import package_version  # noqa: E402
+from _harness import all_threads, package_version  # noqa: E402
 from bionn import CTRNN  # noqa: E402
 from bionn.analysis.fitting import ForceNetwork, Recording, fit  # noqa: E402
 from bionn.analysis.fixed_points import find_fixed_points  # noqa: E402
@@ -118,13 +117,6 @@ def run_force(n: int, recorded: int, steps: int, passes: int, seed: int = 0) -> 
     s = time.perf_counter() - t0
     return {"s": round(s, 3), "pvar_train": round(float(res.pvar_train), 4),
             "mse_last_pass": float(f"{res.curve[-1]:.4g}")}
-
-
-def all_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
 
 
 NOTES = {

@@ -79,7 +79,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import interleaved_medians, package_version  # noqa: E402
+from _harness import all_threads, interleaved_medians, package_version  # noqa: E402
 from bionn.spiking import SpikingLayer, SpikingRNN  # noqa: E402
 
 try:
@@ -445,13 +445,6 @@ def schedule(case: dict, quick: bool) -> tuple[int, int]:
     if case["kind"] == "ff" and case["n"] >= 2048:
         return 1, 3
     return 2, 11
-
-
-def all_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
 
 
 NOTES = {
