@@ -79,7 +79,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import all_threads, interleaved_medians, package_version  # noqa: E402
+from _harness import (  # noqa: E402
+    all_threads,
+    interleaved_medians,
+    package_version,
+    reset_hwm,
+    rss_now_mb,
+    vm_hwm_mb,
+)
 from bionn.spiking import SpikingLayer, SpikingRNN  # noqa: E402
 
 try:
@@ -324,29 +331,10 @@ def tiny(case: dict) -> dict:
 
 
 # ----------------------------------------------------------------------- memory
-def _rss_now_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _vm_hwm_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def measure_peak(case: dict, lib: str, threads: int) -> float | None:
@@ -359,11 +347,11 @@ def measure_peak(case: dict, lib: str, threads: int) -> float | None:
     fn = build(case, lib)
     del warm
     gc.collect()
-    if not _reset_hwm():  # pragma: no cover - not Linux
+    if not reset_hwm():  # pragma: no cover - not Linux
         return None
-    rss0 = _rss_now_mb()
+    rss0 = rss_now_mb()
     fn()
-    hwm = _vm_hwm_mb()
+    hwm = vm_hwm_mb()
     return None if hwm is None else max(0.0, hwm - rss0)
 
 

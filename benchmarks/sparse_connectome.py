@@ -53,6 +53,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import reset_hwm, rss_now_mb, vm_hwm_mb  # noqa: E402
+
 IMPLS = ("bionn", "torch_csr", "torch_coo", "gather_scatter")
 BATCH = 8
 
@@ -67,31 +70,10 @@ def _env(threads: int | None) -> dict:
     return env
 
 
-def _rss_now_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _vm_hwm_mb() -> float | None:
-    """Peak resident size of this process's memory map (VmHWM), or None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
-def _reset_hwm() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _mem_available_mb() -> float:
@@ -238,8 +220,8 @@ def worker(impl: str, folder: Path, threads: int | None, repeats: int) -> dict:
     make_step(impl, nt, tiny, torch.rand(int(tiny["col64"].numel())), torch.randn(BATCH, nt),
               torch.randn(BATCH, nt))()
     del tiny
-    reset = _reset_hwm()  # forget earlier peaks (import torch, warm-up)
-    rss0 = _rss_now_mb()
+    reset = reset_hwm()  # forget earlier peaks (import torch, warm-up)
+    rss0 = rss_now_mb()
 
     arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in NEEDS[impl]}
     gen = torch.Generator().manual_seed(0)
@@ -258,7 +240,7 @@ def worker(impl: str, folder: Path, threads: int | None, repeats: int) -> dict:
         t0 = time.perf_counter()
         step()
         ts.append(time.perf_counter() - t0)
-    hwm = _vm_hwm_mb()
+    hwm = vm_hwm_mb()
     peak = hwm if (reset and hwm is not None) else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     ts.sort()
     return {"ms": ts[len(ts) // 2] * 1e3, "peak_mb": peak - rss0, "repeats": reps, "check": check,
