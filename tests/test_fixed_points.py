@@ -21,6 +21,19 @@ def _set(net: CTRNN, w_rec: torch.Tensor, w_in: torch.Tensor, b: torch.Tensor) -
     return net
 
 
+def _train(net: CTRNN, task, steps: int, lr: float) -> None:
+    """Adam on the masked MSE of the task's targets, batches of 32 from a seeded stream."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        b = task.sample(32, g)
+        out, _ = net(b.inputs)
+        loss = ((out - b.targets) ** 2 * b.mask[..., None]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def test_linear_network_fixed_point_and_jacobian_are_exact():
     g = torch.Generator().manual_seed(0)
     n, alpha = 6, 0.1
@@ -123,15 +136,7 @@ def test_three_bit_flip_flop_has_eight_memories_and_one_unstable_mode_between_ne
     torch.manual_seed(0)
     task = FlipFlop(dt=10, duration=500)
     net = CTRNN(3, 48, 3, dt=10, tau=10, activation="tanh", generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(800):
-        b = task.sample(32, g)
-        out, _ = net(b.inputs)
-        loss = ((out - b.targets) ** 2 * b.mask[..., None]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _train(net, task, 800, 1e-2)
     with torch.no_grad():
         test = task.sample(200, torch.Generator().manual_seed(99))
         assert float(task.accuracy(net(test.inputs)[0], test).float().mean()) > 0.95
@@ -168,15 +173,7 @@ def test_perceptual_decision_network_integrates_on_a_line_attractor():
     torch.manual_seed(0)
     net = CTRNN(3, 64, 3, dt=20, tau=100, activation="tanh", preact_noise=0.1,
                 generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(1500):
-        b = task.sample(32, g)
-        out, _ = net(b.inputs)
-        loss = ((out - b.targets) ** 2 * b.mask[..., None]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _train(net, task, 1500, 5e-3)
     test = task.sample(500, torch.Generator().manual_seed(9))
     with torch.no_grad():
         assert float(task.accuracy(net(test.inputs)[0], test).float().mean()) > 0.75
