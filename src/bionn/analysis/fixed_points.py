@@ -453,9 +453,12 @@ def find_fixed_points(
     h, q = h[keep], q[keep]
     order = torch.argsort(q)
     h, q = h[order], q[order]
+    # greedy, best q first: a point is kept unless a kept one lies within unique_tol (max-norm);
+    # the pairwise distances are computed once, not one tensor operation per pair
+    close = (torch.cdist(h, h, p=float("inf")) <= unique_tol).tolist() if h.shape[0] else []
     chosen: list[int] = []
-    for i in range(h.shape[0]):
-        if all(float((h[i] - h[j]).abs().max()) > unique_tol for j in chosen):
+    for i, row in enumerate(close):
+        if not any(row[j] for j in chosen):
             chosen.append(i)
     h, q = h[chosen], q[chosen]
     if trajectories is not None and h.shape[0]:
