@@ -76,6 +76,14 @@ def test_shipped_config_runs(tmp_path):
     assert json.loads((out / "fit.json").read_text())["curve_length"] == 2
 
 
+def test_shipped_spiking_config_runs(tmp_path, capsys):
+    cfg = ROOT / "configs" / "fit_spiking.yaml"
+    assert cli.main(["fit", str(cfg), "fit.steps=2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (s["model_class"], s["spiking"], s["steps_per_bin"], s["n_hidden"]) == ("SpikingRNN", True, 10, 100)
+    assert s["curve_length"] == 2 and s["dt"] == 10.0 and len(s["held_out_trials"]) == 4
+
+
 def test_npz_recording_fitted_by_bptt(tmp_path, capsys):
     write_npz(tmp_path)
     cfg = write_config(tmp_path, NPZ_CONFIG)
@@ -103,6 +111,34 @@ def test_counts_fitted_with_poisson_loss(tmp_path, capsys):
     assert "bits_per_spike_train" in summary and "bits_per_spike_test" in summary
 
 
+def test_spiking_model_fitted_to_a_teachers_spike_counts(tmp_path, capsys):
+    cfg = write_config(tmp_path, """\
+experiment: {name: spk, seed: 0, device: cpu}
+data:
+  path: teacher:1
+  kind: counts
+  teacher: {n_units: 20, n_recorded: 4, trials: 6, steps: 12, max_rate: 50.0}
+model: {kind: spiking, n_hidden: 16, e_fraction: 0.75, cell_options: {t_refractory: 0.0}}
+fit: {steps: 3, lr: 0.05, steps_per_bin: 5, rate_tau: 20.0}
+""")
+    assert cli.main(["fit", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["spiking"] is True and s["model_class"] == "SpikingRNN"
+    assert (s["kind"], s["loss"], s["steps_per_bin"], s["rate_tau"]) == ("counts", "poisson", 5, 20.0)
+    assert s["curve_length"] == 3 and "bits_per_spike_test" in s
+    resolved = (tmp_path / "o" / "config.yaml").read_text()
+    assert "steps_per_bin: 5" in resolved and "max_rate: 50.0" in resolved
+    rec = teacher_recording(1, TeacherSection(n_units=20, n_recorded=4, trials=6, steps=12,
+                                              max_rate=50.0), kind="counts")
+    assert rec.kind == "counts" and torch.equal(rec.data, rec.data.round()) and rec.data.sum() > 0
+    for overrides, words in ((["fit.method=force", "data.kind=rates", "fit.steps_per_bin=1"], ["fit.method", "spiking"]),
+                             (["fit.initial_state=data"], ["fit.initial_state", "spiking"])):
+        assert cli.main(["fit", str(cfg), *overrides, "--out", str(tmp_path / "r"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), err
+        assert not (tmp_path / "r").exists()
+
+
 REFUSALS = [
     ("missing-data-file", ["data.path=absent.npz"], ["data.path", "absent.npz"]),
     ("units-out-of-range", ["fit.units=[0,1,2,3,4,99]"], ["fit.units", "99", "[0, 20)"]),
@@ -110,7 +146,9 @@ REFUSALS = [
     ("unknown-key", ["fit.stepz=3"], ["fit.stepz", "unknown key", "steps"]),
     ("n-hidden-too-small", ["model.n_hidden=4"], ["model.n_hidden", "4 units", "6 neurons"]),
     ("dt-mismatch", ["data.dt=5"], ["data.dt", "rec.npz", "10 ms"]),
-    ("spiking-model", ["model.kind=spiking"], ["model.kind", "spiking"]),
+    ("steps-per-bin-force", ["fit.method=force", "fit.steps_per_bin=2"], ["fit.steps_per_bin", "force"]),
+    ("teacher-counts-without-rate", ["data.path=teacher:0", "data.kind=counts"],
+     ["data.kind", "max_rate"]),
     ("poisson-on-rates", ["fit.loss=poisson"], ["fit.loss", "rates"]),
     ("force-on-dale-ctrnn", ["fit.method=force", "model.e_fraction=0.8"], ["fit.method", "Dale"]),
 ]

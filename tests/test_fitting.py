@@ -310,8 +310,14 @@ def test_fit_refuses_bad_arguments():
         fit(CTRNN(2, 10, 1, dt=10, tau=50), rec, steps=1)
     with pytest.raises(ValueError, match="method must be one of"):
         fit(net, rec, method="sgd")
-    with pytest.raises(ValueError, match=r"recording.dt \(10 ms\) differs from the model's dt \(5 ms\)"):
+    with pytest.raises(ValueError, match=r"model's dt \(5 ms\) must equal recording.dt \(10 ms\);"):
         fit(CTRNN(2, 20, 1, dt=5, tau=50), rec)
+    with pytest.raises(ValueError, match=r"must equal recording.dt \(10 ms\) / steps_per_bin \(3\)"):
+        fit(CTRNN(2, 20, 1, dt=5, tau=50), rec, steps_per_bin=3)
+    with pytest.raises(ValueError, match="steps_per_bin must be a positive integer"):
+        fit(net, rec, steps_per_bin=0)
+    with pytest.raises(ValueError, match="'force' .* cannot fit steps_per_bin=2"):
+        fit(CTRNN(2, 20, 1, dt=5, tau=50, activation="tanh"), rec, method="force", steps_per_bin=2)
     with pytest.raises(ValueError, match="recording.inputs has 2 channels but the model takes n_input=3"):
         fit(CTRNN(3, 20, 1, dt=10, tau=50), rec, steps=1)
     with pytest.raises(ValueError, match="loss='poisson' fits spike counts"):
@@ -330,6 +336,89 @@ def test_fit_refuses_bad_arguments():
         fit(CTRNN(2, 20, 1, dt=10, tau=50, activation="relu"), rec, method="full_force", steps=1)
     with pytest.raises(TypeError, match="recording must be a Recording"):
         fit(net, rec.data)
+
+
+# --------------------------------------------------------------------------- spiking, sub-steps
+def _spiking(n: int = 30, seed: int = 0):
+    from bionn.spiking import SpikingRNN
+
+    return SpikingRNN(2, n, 1, dt=1.0, t_refractory=0.0, bias=True, input_gain=2.0,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def test_steps_per_bin_averages_a_rate_model_over_each_bin():
+    from bionn.analysis.fitting import predict
+
+    rec, _ = _teacher_recording()
+    net = CTRNN(2, 20, 1, dt=2.5, tau=50, activation="tanh", generator=torch.Generator().manual_seed(0))
+    pred = predict(net, rec, range(15), steps_per_bin=4)
+    with torch.no_grad():
+        rates = net(rec.inputs.repeat_interleave(4, 1))[1][..., :15]
+    assert pred.shape == rec.data.shape
+    assert torch.allclose(pred, rates.reshape(16, 60, 4, 15).mean(2), atol=1e-6)
+    res = fit(net, rec, range(15), steps=40, lr=3e-2, steps_per_bin=4)
+    assert res.pvar_train > 0.5 and res.curve[-1] < 0.5 * res.curve[0]
+
+
+def test_spiking_model_is_read_as_spike_rates_per_bin():
+    from bionn.analysis.fitting import predict
+    from bionn.spiking.trainable import _leaky
+
+    rec, _ = _teacher_recording()
+    hz = Recording(25 * (1 + rec.data[..., :5]), 10.0, inputs=rec.inputs)
+    net = _spiking()
+    with torch.no_grad():
+        net.bias_rec.fill_(5.0)  # fire without input
+        spikes = net(rec.inputs.repeat_interleave(10, 1))[1][..., :5]
+    assert spikes.sum() > 0
+    counts = spikes.reshape(16, 60, 10, 5).sum(2)
+    # no filter: the spike count per 10 ms bin, in spikes/s
+    assert torch.equal(predict(net, hz, steps_per_bin=10), counts * 100.0)
+    # rate_tau: r_t = d r_{t-1} + (1 - d) 1000 z_t / dt, then the bin's mean
+    d = math.exp(-1.0 / 20.0)
+    r = torch.zeros(16, 5)
+    trace = []
+    for z in spikes.unbind(1):
+        r = d * r + (1 - d) * 1000.0 * z
+        trace.append(r)
+    want = torch.stack(trace, 1).reshape(16, 60, 10, 5).mean(2)
+    assert torch.allclose(predict(net, hz, steps_per_bin=10, rate_tau=20.0), want, rtol=1e-5, atol=1e-3)
+    assert _leaky is not None
+
+
+def test_spiking_rnn_fitted_to_rates_and_to_counts_by_surrogate_bptt():
+    rec, _ = _teacher_recording()
+    hz = 25 * (1 + rec.data[..., :5])  # 0..50 spikes/s
+    rates = Recording(hz, 10.0, inputs=rec.inputs)
+    from bionn.analysis.fitting import predict
+
+    before = pvar(predict(_spiking(), rates, steps_per_bin=10, rate_tau=50.0)[TRAIN], hz[TRAIN])
+    res = fit(_spiking(), rates, steps=60, lr=5e-2, steps_per_bin=10, rate_tau=50.0, train_trials=TRAIN)
+    assert res.curve[-1] < 0.5 * res.curve[0]
+    assert res.pvar_train > before + 1.0 and res.pvar_test is not None
+    g = torch.Generator().manual_seed(1)
+    counts = Recording(torch.poisson(hz * 0.01, generator=g), 10.0, inputs=rec.inputs, kind="counts")
+    res = fit(_spiking(), counts, loss="poisson", steps=40, lr=5e-2, steps_per_bin=10, rate_tau=50.0,
+              train_trials=TRAIN)
+    assert res.curve[-1] < res.curve[0] - 0.1
+    assert res.prediction.shape == counts.data.shape and (res.prediction >= 0).all()
+    assert "bits_per_spike_test" in res.metrics
+
+
+def test_spiking_fit_refuses_what_does_not_apply():
+    rec, _ = _teacher_recording()
+    hz = Recording(25 * (1 + rec.data[..., :5]), 10.0, inputs=rec.inputs)
+    with pytest.raises(ValueError, match="'force' .* cannot fit a spiking model"):
+        fit(_spiking(), hz, method="force", steps_per_bin=10)
+    with pytest.raises(ValueError, match="a spiking model starts from its own initial state"):
+        fit(_spiking(), hz, initial_state="data", steps_per_bin=10)
+    counts = Recording(torch.zeros(16, 60, 5), 10.0, inputs=rec.inputs, kind="counts")
+    with pytest.raises(ValueError, match="poisson_link='rate'"):
+        fit(_spiking(), counts, loss="poisson", poisson_link="softplus", steps_per_bin=10)
+    with pytest.raises(ValueError, match="rate_tau must be >= 0"):
+        fit(_spiking(), hz, steps_per_bin=10, rate_tau=-1.0)
+    with pytest.raises(ValueError, match=r"model's dt \(1 ms\) must equal recording.dt \(10 ms\)"):
+        fit(_spiking(), hz)
 
 
 # --------------------------------------------------------------------------- CURBD

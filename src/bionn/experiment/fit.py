@@ -17,16 +17,18 @@ threads) and three sections of its own::
   for NWB). ``path: teacher:<seed>`` generates the activity of a random teacher network
   instead (:func:`teacher_recording`, sized by ``data.teacher``), so a config runs with no
   file.
-* ``model``: ``kind: ctrnn`` or ``connectome`` (the ``model`` sections of ``bionn run``,
-  :data:`bionn.experiment.models.MODEL_KINDS`) or ``force`` (a
+* ``model``: ``kind: ctrnn``, ``connectome`` or ``spiking`` (the ``model`` sections of
+  ``bionn run``, :data:`bionn.experiment.models.MODEL_KINDS`) or ``force`` (a
   :class:`~bionn.analysis.fitting.ForceNetwork`). ``n_input`` comes from the recording's
-  inputs (one zero input without inputs), ``dt`` from the recording; there is no readout.
-  Spiking models are refused (the fit needs a rate model).
+  inputs (one zero input without inputs), ``dt`` from the recording (divided by
+  ``fit.steps_per_bin``); there is no readout. A spiking model's units are read as firing
+  rates in spikes/s (``fit.rate_tau``), fitted by BPTT.
 * ``fit``: which model units follow the recorded neurons (``units``, default the first
   ``n``), ``method`` (``bptt``, ``force``, ``full_force``), ``loss`` (``mse`` for rates,
   ``poisson`` for counts by default), ``steps``, ``lr``, ``train_trials`` (a fraction, a
-  count or indices; the rest are held out, drawn with ``experiment.seed``) and the RLS
-  options (``rls``).
+  count or indices; the rest are held out, drawn with ``experiment.seed``), the model steps
+  per recording bin (``steps_per_bin``), the spike filter of a spiking model (``rate_tau``,
+  ms) and the RLS options (``rls``).
 
 Everything is checked before any output folder is made (unknown keys, the data file, its
 ``dt`` against ``data.dt``, units out of range, a model too small for the recording,
@@ -76,7 +78,7 @@ __all__ = [
 ]
 
 #: ``model.kind`` values ``bionn fit`` trains
-FIT_MODEL_KINDS = ("ctrnn", "connectome", "force")
+FIT_MODEL_KINDS = ("ctrnn", "connectome", "spiking", "force")
 #: ``data.path`` of a generated teacher recording: ``teacher:<seed>``
 TEACHER = "teacher:"
 #: the recording's time step (ms) of a teacher when ``data.dt`` is not given
@@ -91,7 +93,9 @@ class TeacherSection(Strict):
     :class:`~bionn.analysis.fitting.ForceNetwork` of ``n_units`` (gain ``g``, ``tau`` ms)
     run on ``trials`` trials of ``steps`` steps, two inputs (a pulse of graded amplitude on
     the first, a sine of varied amplitude on the second), ``n_recorded`` of its units
-    (drawn at random) recorded."""
+    (drawn at random) recorded. With ``max_rate`` (spikes/s) a unit's rate ``r`` in
+    [-1, 1] is recorded as ``max_rate (1 + r) / 2`` spikes/s (for spiking models), and
+    ``data.kind: counts`` records Poisson counts of that rate per bin instead."""
 
     n_units: int = Field(40, gt=0)
     n_recorded: int = Field(15, gt=0)
@@ -99,6 +103,7 @@ class TeacherSection(Strict):
     steps: int = Field(60, ge=2)
     tau: float = Field(50.0, gt=0, description="ms")
     g: float = Field(1.2, ge=0)
+    max_rate: float | None = Field(None, gt=0, description="spikes/s: record max_rate (1 + r) / 2")
 
     @model_validator(mode="after")
     def _fits(self) -> TeacherSection:
@@ -193,6 +198,10 @@ class FitSection(Strict):
     initial_state: Literal["model", "data"] = "model"
     poisson_link: Literal["rate", "softplus"] = "rate"
     rate_scale: float = Field(1.0, gt=0)
+    steps_per_bin: int = Field(1, ge=1, description="model steps per recording bin (bptt): the "
+                                                    "model's dt is data.dt / steps_per_bin")
+    rate_tau: float = Field(0.0, ge=0, description="ms: the exponential filter of a spiking "
+                                                    "model's spikes before binning (0: none)")
     rls: RLSSection = Field(default_factory=RLSSection)
     examples: int = Field(4, ge=1, description="neurons drawn in figures/fit_examples.png")
 
@@ -240,10 +249,6 @@ def validate_fit_config(data: dict[str, Any]) -> FitConfig:
     if not isinstance(model, dict):
         raise ConfigError(f"invalid config:\n  model: must be a mapping (got {model!r})")
     kind = str(model.get("kind", "ctrnn"))
-    if kind == "spiking":
-        raise ConfigError("invalid config:\n  model.kind: 'spiking' cannot be fitted by bionn fit "
-                          "(the fit drives a rate model's units to the recorded rates; use "
-                          f"{', '.join(FIT_MODEL_KINDS)})")
     if kind not in FIT_MODEL_KINDS:
         raise ConfigError(f"invalid config:\n  model.kind: unknown model kind {kind!r} "
                           f"(allowed: {', '.join(FIT_MODEL_KINDS)})")
@@ -284,10 +289,11 @@ class Prepared:
 
 
 def teacher_recording(seed: int, teacher: TeacherSection | None = None,
-                      dt: float = TEACHER_DT) -> Any:
+                      dt: float = TEACHER_DT, kind: str = "rates") -> Any:
     """The recording of ``data.path: teacher:<seed>``: the rates of ``teacher.n_recorded``
     units (drawn at random) of a random tanh network (see :class:`TeacherSection`), with
-    its two inputs, ``kind="rates"``.
+    its two inputs: rates (in spikes/s with ``teacher.max_rate``) or, ``kind="counts"``,
+    Poisson counts per bin of ``max_rate (1 + r) / 2`` drawn with the same seed.
 
     Example:
         >>> rec = teacher_recording(0, TeacherSection(trials=4, steps=10))
@@ -308,7 +314,14 @@ def teacher_recording(seed: int, teacher: TeacherSection | None = None,
     with torch.no_grad():
         rates = net(x)[1]
     recorded = torch.randperm(t.n_units, generator=gen)[:t.n_recorded]
-    return Recording(rates[..., recorded], dt, inputs=x)
+    rates = rates[..., recorded]
+    if t.max_rate is not None:
+        rates = t.max_rate * (1.0 + rates) / 2.0
+    if kind == "counts":
+        if t.max_rate is None:
+            raise ValueError("Poisson counts need data.teacher.max_rate (spikes/s)")
+        return Recording(torch.poisson(rates * (dt / 1000.0), generator=gen), dt, inputs=x, kind="counts")
+    return Recording(rates, dt, inputs=x)
 
 
 def _data_file(cfg: FitConfig, base: Path) -> Path:
@@ -328,11 +341,15 @@ def _load(cfg: FitConfig, base: Path) -> tuple[Any, str]:
 
     d = cfg.data
     if d.is_teacher:
-        for name in ("layout", "kind", "key"):
-            if getattr(d, name) is not None and not (name == "kind" and d.kind == "rates"):
+        for name in ("layout", "key"):
+            if getattr(d, name) is not None:
                 raise ConfigError(f"data.{name}: a teacher recording (data.path: {d.path!r}) is "
-                                  f"generated as rates; leave data.{name} out")
-        rec = teacher_recording(int(d.path[len(TEACHER):]), d.teacher, d.dt or TEACHER_DT)
+                                  f"generated, not read; leave data.{name} out")
+        if d.kind == "counts" and d.teacher.max_rate is None:
+            raise ConfigError("data.kind: a teacher's spike counts (counts) are drawn at "
+                              "max_rate (1 + r) / 2 spikes/s; set data.teacher.max_rate")
+        rec = teacher_recording(int(d.path[len(TEACHER):]), d.teacher, d.dt or TEACHER_DT,
+                                d.kind or "rates")
         source = d.path
     else:
         path = _data_file(cfg, base)
@@ -431,7 +448,7 @@ def prepare_fit(cfg: FitConfig, base: str | Path = ".") -> Prepared:
     """Load the recording, build the model and check every setting against them, before
     any output; raises :class:`ConfigError` naming the field or file. ``base`` is the
     folder a relative ``data.path`` is read from (the config's folder)."""
-    from bionn.analysis.fitting.fit import _check_units, _n_hidden, _split
+    from bionn.analysis.fitting.fit import _check_units, _n_hidden, _split, is_spiking
     from bionn.analysis.fitting.force import check_force_model
 
     device = pick_device(cfg.experiment.device)
@@ -452,9 +469,12 @@ def prepare_fit(cfg: FitConfig, base: str | Path = ".") -> Prepared:
                              torch.Generator().manual_seed(int(cfg.experiment.seed)))
     except ValueError as e:
         raise ConfigError(f"fit.train_trials: {e} (the recording has {rec.n_trials} trials)") from None
-    shape = _Shape(max(1, rec.n_input), rec.dt)
+    if f.method != "bptt" and f.steps_per_bin != 1:
+        raise ConfigError(f"fit.steps_per_bin: {f.method} (recursive least squares) takes one model "
+                          "step per bin; use steps_per_bin: 1 or method: bptt")
+    shape = _Shape(max(1, rec.n_input), rec.dt / f.steps_per_bin)
     if not cfg.experiment.force:
-        _memory(cfg, shape, len(train), rec.n_time)
+        _memory(cfg, shape, len(train), rec.n_time * f.steps_per_bin)
     model = _build(cfg, shape)
     n_hidden = _n_hidden(model)
     if rec.n_neurons > n_hidden:
@@ -466,7 +486,17 @@ def prepare_fit(cfg: FitConfig, base: str | Path = ".") -> Prepared:
         units = _check_units(f.units, rec.n_neurons, n_hidden)
     except ValueError as e:
         raise ConfigError(f"fit.units: {e}") from None
-    if f.method != "bptt":
+    if is_spiking(model):
+        if f.method != "bptt":
+            raise ConfigError(f"fit.method: {f.method!r} (recursive least squares on a tanh rate "
+                              "network) cannot fit a spiking model; use method: bptt")
+        if f.initial_state != "model":
+            raise ConfigError("fit.initial_state: 'data' sets rate units' pre-activations; a "
+                              "spiking model starts from its own initial state (model)")
+        if f.poisson_link != "rate":
+            raise ConfigError("fit.poisson_link: a spiking model's rates are spikes/s >= 0; its "
+                              "expected count is the rate itself (poisson_link: rate)")
+    elif f.method != "bptt":
         try:
             check_force_model(model, f.method, f.rls.train_input)
         except (TypeError, ValueError) as e:
@@ -518,7 +548,7 @@ def run_fit(cfg: FitConfig, prep: Prepared, out: str | Path, *, progress: bool =
     """Fit ``prep.model`` to ``prep.recording`` and write the outputs into ``out`` (see the
     module docstring); returns the summary (``fit.json``)."""
     from bionn.analysis.fitting import fit as fit_recording
-    from bionn.analysis.fitting.fit import _n_hidden
+    from bionn.analysis.fitting.fit import _n_hidden, is_spiking
     from bionn.viz.fitting import plot_fit_curve, plot_fit_examples
 
     folder = Path(out)
@@ -535,15 +565,19 @@ def run_fit(cfg: FitConfig, prep: Prepared, out: str | Path, *, progress: bool =
             model, rec, prep.units, method=f.method, loss=prep.loss, steps=f.steps, lr=f.lr,
             train_trials=prep.train, progress=progress, initial_state=f.initial_state,
             grad_clip=f.grad_clip, poisson_link=f.poisson_link, rate_scale=f.rate_scale,
-            rls_alpha=f.rls.alpha, learn_every=f.rls.learn_every, train_input=f.rls.train_input)
+            rls_alpha=f.rls.alpha, learn_every=f.rls.learn_every, train_input=f.rls.train_input,
+            steps_per_bin=f.steps_per_bin, rate_tau=f.rate_tau)
     finally:
         torch.set_num_threads(threads)
     wall = time.perf_counter() - start
     pred, data = res.prediction.double(), rec.data.double()
+    spiking = is_spiking(model)
     train, test = res.train_trials, res.test_trials
     summary: dict[str, Any] = {
         "method": f.method, "loss": prep.loss, "model": cfg.model.kind,
-        "model_class": type(model).__name__, "n_hidden": _n_hidden(model),
+        "model_class": type(model).__name__.removeprefix("Parametrized"), "n_hidden": _n_hidden(model),
+        "spiking": spiking, "steps_per_bin": f.steps_per_bin,
+        "rate_tau": f.rate_tau if spiking else None,
         "data": prep.data_path, "kind": rec.kind, "dt": rec.dt, "n_neurons": rec.n_neurons,
         "n_trials": rec.n_trials, "n_time": rec.n_time, "n_input": rec.n_input,
         "train_trials": len(train), "held_out_trials": test.tolist(),
@@ -570,7 +604,8 @@ def run_fit(cfg: FitConfig, prep: Prepared, out: str | Path, *, progress: bool =
     plot_fit_examples(data, pred, figures / "fit_examples.png", dt=rec.dt,
                       neurons=list(range(min(f.examples, rec.n_neurons))), trials=shown,
                       trial_labels=[f"{k} ({'held out' if len(test) else 'train'})" for k in shown],
-                      ylabel="count per bin" if rec.kind == "counts" else "rate")
+                      ylabel="count per bin" if rec.kind == "counts"
+                      else "rate (spikes/s)" if spiking else "rate")
     written.append(str(figures / "fit_examples.png"))
     summary["figures"] = written
     summary["out"] = str(folder)

@@ -21,6 +21,18 @@ Methods:
     (``poisson_link="rate"``: non-negative activations such as relu or softplus) or
     ``softplus`` (``poisson_link="softplus"``: any activation).
 
+* Spiking models of the core (:class:`~bionn.spiking.SpikingRNN`: a state
+  :class:`~bionn.spiking.CellState`) are fitted by BPTT through their surrogate gradient.
+  A unit's activity is its firing rate in spikes/s: its spikes filtered by
+  ``r_t = d r_{t-1} + (1 - d) z_t 1000 / dt`` (``d = exp(-dt / rate_tau)``, ``dt`` the
+  model's step in ms; ``rate_tau = 0``: no filter), averaged over each bin. The recorded
+  rates must be in spikes/s; for counts the expected count per bin is
+  ``max(r, 1e-6) * bin / 1000`` (``poisson_link="rate"``).
+
+* ``steps_per_bin = k``: the model steps ``k`` times per bin of the recording (its ``dt`` is
+  the recording's divided by ``k``), each input held over its bin, and its activity is
+  averaged over each bin's ``k`` steps (BPTT only).
+
 * ``"force"`` / ``"full_force"``: recursive least squares on the recurrent weights (and, with
   ``train_input``, on the input weights and bias) of a tanh :class:`~bionn.rate.CTRNN` or
   :class:`~bionn.analysis.fitting.ForceNetwork` (see :mod:`bionn.analysis.fitting.force`);
@@ -49,7 +61,7 @@ from bionn.analysis.fitting.force import CLIP, rls_train
 from bionn.analysis.fitting.metrics import co_smoothing_bits_per_spike, pvar
 from bionn.recurrent import RateState
 
-__all__ = ["FitResult", "METHODS", "fit", "predict"]
+__all__ = ["FitResult", "METHODS", "fit", "is_spiking", "predict"]
 
 METHODS = ("bptt", "force", "full_force")
 LOSSES = ("mse", "poisson")
@@ -156,9 +168,42 @@ def _initial_h(model: nn.Module, data: Tensor, units: Tensor, mode: str) -> Tens
     return h
 
 
-def _run(model: nn.Module, x: Tensor, h0: Tensor | None) -> Tensor:
+def is_spiking(model: nn.Module) -> bool:
+    """Whether ``model`` is a spiking model of the recurrent core (its state a
+    :class:`~bionn.spiking.CellState`): its activity is spikes, not rates."""
+    from bionn.spiking import CellState
+
+    init = getattr(model, "initial_state", None)
+    return callable(init) and isinstance(init(1), CellState)
+
+
+@dataclass(frozen=True)
+class _Readout:
+    """How a model's activity becomes one value per recording bin."""
+
+    steps_per_bin: int = 1
+    spiking: bool = False
+    rate_tau: float = 0.0  # ms, spiking only
+    dt: float = 1.0  # the model's step (ms)
+
+
+def _run(model: nn.Module, x: Tensor, h0: Tensor | None, how: _Readout = _Readout()) -> Tensor:
+    """The model's activity per bin ``(batch, bins, N)`` on the per-bin inputs ``x``:
+    rates, or firing rates in spikes/s for a spiking model."""
+    k = how.steps_per_bin
+    if k > 1:
+        x = x.repeat_interleave(k, 1)
     state = None if h0 is None else RateState(h0, model.rate_function(h0))
-    return model(x, state)[1]
+    act = model(x, state)[1]
+    if how.spiking:
+        act = act * (1000.0 / how.dt)
+        if how.rate_tau > 0:
+            from bionn.spiking.trainable import _leaky
+
+            act = _leaky(act, math.exp(-how.dt / how.rate_tau))
+    if k > 1:
+        act = act.reshape(act.shape[0], -1, k, act.shape[-1]).mean(2)
+    return act
 
 
 def _to_counts(rates: Tensor, dt: float, link: str, rate_scale: float) -> Tensor:
@@ -166,22 +211,38 @@ def _to_counts(rates: Tensor, dt: float, link: str, rate_scale: float) -> Tensor
     return r * (rate_scale * dt / 1000.0)
 
 
+def _readout(model: nn.Module, recording: Recording, steps_per_bin: int, rate_tau: float) -> _Readout:
+    if not (isinstance(steps_per_bin, int) and not isinstance(steps_per_bin, bool) and steps_per_bin >= 1):
+        raise ValueError(f"steps_per_bin must be a positive integer; got {steps_per_bin!r}")
+    if not (isinstance(rate_tau, (int, float)) and not isinstance(rate_tau, bool) and rate_tau >= 0):
+        raise ValueError(f"rate_tau must be >= 0 ms; got {rate_tau!r}")
+    dt_model = float(getattr(model, "dt", recording.dt / steps_per_bin))
+    if not math.isclose(dt_model * steps_per_bin, recording.dt, rel_tol=1e-9):
+        per = "" if steps_per_bin == 1 else f" / steps_per_bin ({steps_per_bin})"
+        raise ValueError(f"the model's dt ({dt_model:g} ms) must equal recording.dt ({recording.dt:g} ms)"
+                         f"{per}; build the model with that dt or set steps_per_bin")
+    return _Readout(steps_per_bin, is_spiking(model), float(rate_tau), dt_model)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, recording: Recording, units: Any = None, *, initial_state: str = "model",
-            loss: str = "mse", poisson_link: str = "rate", rate_scale: float = 1.0) -> Tensor:
+            loss: str = "mse", poisson_link: str = "rate", rate_scale: float = 1.0,
+            steps_per_bin: int = 1, rate_tau: float = 0.0) -> Tensor:
     """The free-running model's units ``units`` on every trial of ``recording``
-    ``(trials, time, n_neurons)``: rates, or expected counts per bin with ``loss="poisson"``."""
+    ``(trials, time, n_neurons)``: rates (spikes/s for a spiking model), or expected counts
+    per bin with ``loss="poisson"``."""
     units = _check_units(units, recording.n_neurons, _n_hidden(model))
+    how = _readout(model, recording, steps_per_bin, rate_tau)
     ref = next(iter(model.parameters()))
     x = recording.input_sequence(model.n_input).to(ref)
     h0 = _initial_h(model, recording.data.to(ref), units, initial_state)
-    out = _run(model, x, h0)[..., units]
+    out = _run(model, x, h0, how)[..., units]
     return _to_counts(out, recording.dt, poisson_link, rate_scale) if loss == "poisson" else out
 
 
 def _bptt(model: nn.Module, x: Tensor, y: Tensor, units: Tensor, h0: Tensor | None, *, loss: str,
           steps: int, lr: float, grad_clip: float | None, dt: float, link: str, rate_scale: float,
-          progress: bool) -> list[float]:
+          progress: bool, how: _Readout) -> list[float]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameter for method='bptt'")
@@ -189,7 +250,7 @@ def _bptt(model: nn.Module, x: Tensor, y: Tensor, units: Tensor, h0: Tensor | No
     curve = []
     for _ in tqdm(range(steps), disable=not progress, desc="bptt"):
         opt.zero_grad(set_to_none=True)
-        pred = _run(model, x, h0)[..., units]
+        pred = _run(model, x, h0, how)[..., units]
         if loss == "mse":
             value = F.mse_loss(pred, y)
         else:
@@ -210,12 +271,13 @@ def fit(model: nn.Module, recording: Recording, units: Sequence[int] | Tensor | 
         generator: torch.Generator | None = None, progress: bool = False,
         initial_state: str = "model", grad_clip: float | None = 1.0, poisson_link: str = "rate",
         rate_scale: float = 1.0, rls_alpha: float = 1.0, learn_every: int = 1,
-        train_input: bool = True) -> FitResult:
+        train_input: bool = True, steps_per_bin: int = 1, rate_tau: float = 0.0) -> FitResult:
     """Train ``model`` so that its hidden units ``units`` reproduce ``recording``.
 
     Args:
-        model: a rate model of the recurrent core (``CTRNN``, ``ConnectomeRNN``, ...; a tanh
-            ``CTRNN``/``ForceNetwork`` for FORCE), ``dt`` equal to the recording's.
+        model: a rate or spiking model of the recurrent core (``CTRNN``, ``ConnectomeRNN``,
+            ``SpikingRNN``, ...; a tanh ``CTRNN``/``ForceNetwork`` for FORCE), ``dt`` equal
+            to the recording's divided by ``steps_per_bin``.
         recording: the :class:`~bionn.analysis.fitting.Recording` (one trial for a trial
             average: ``recording.trial_average()``).
         units: the hidden unit of each recorded neuron (default ``0..n_neurons-1``).
@@ -233,6 +295,8 @@ def fit(model: nn.Module, recording: Recording, units: Sequence[int] | Tensor | 
         poisson_link, rate_scale: the expected count of a unit's rate (``loss="poisson"``).
         rls_alpha, learn_every, train_input: RLS settings (see
             :func:`~bionn.analysis.fitting.force.rls_train`).
+        steps_per_bin: model steps per bin of the recording (BPTT).
+        rate_tau: ms, the filter of a spiking model's spikes (0: none).
 
     Example:
         >>> from bionn import CTRNN
@@ -265,10 +329,17 @@ def fit(model: nn.Module, recording: Recording, units: Sequence[int] | Tensor | 
     if not (isinstance(rate_scale, (int, float)) and rate_scale > 0):
         raise ValueError(f"rate_scale must be > 0; got {rate_scale!r}")
     n_hidden = _n_hidden(model)
-    dt_model = float(getattr(model, "dt", recording.dt))
-    if not math.isclose(dt_model, recording.dt, rel_tol=1e-9):
-        raise ValueError(f"recording.dt ({recording.dt:g} ms) differs from the model's dt ({dt_model:g} ms); "
-                         "build the model with dt=recording.dt or rebin the recording")
+    how = _readout(model, recording, steps_per_bin, rate_tau)
+    if method != "bptt" and (how.spiking or steps_per_bin != 1):
+        what = "a spiking model" if how.spiking else f"steps_per_bin={steps_per_bin}"
+        raise ValueError(f"method={method!r} (recursive least squares on a tanh rate network, one "
+                         f"step per bin) cannot fit {what}; use method='bptt'")
+    if how.spiking and initial_state != "model":
+        raise ValueError("initial_state='data' sets rate units' pre-activations; a spiking model "
+                         "starts from its own initial state (initial_state='model')")
+    if how.spiking and poisson_link != "rate":
+        raise ValueError("a spiking model's rates are spikes/s >= 0: its expected count per bin is "
+                         "the rate itself (poisson_link='rate')")
     n_input = getattr(model, "n_input", None)
     if n_input is None:
         raise TypeError(f"{type(model).__name__} has no n_input")
@@ -283,7 +354,8 @@ def fit(model: nn.Module, recording: Recording, units: Sequence[int] | Tensor | 
     if method == "bptt":
         model.train()
         curve = _bptt(model, x, y, units, h0, loss=loss, steps=steps, lr=float(lr), grad_clip=grad_clip,
-                      dt=recording.dt, link=poisson_link, rate_scale=float(rate_scale), progress=progress)
+                      dt=recording.dt, link=poisson_link, rate_scale=float(rate_scale), progress=progress,
+                      how=how)
     else:
         if h0 is None:
             h0 = model.initial_state(len(train)).h.detach()
@@ -291,7 +363,8 @@ def fit(model: nn.Module, recording: Recording, units: Sequence[int] | Tensor | 
                           learn_every=learn_every, train_input=train_input, progress=progress)
 
     pred = predict(model, recording, units, initial_state=initial_state, loss=loss,
-                   poisson_link=poisson_link, rate_scale=rate_scale).detach().cpu()
+                   poisson_link=poisson_link, rate_scale=rate_scale, steps_per_bin=steps_per_bin,
+                   rate_tau=rate_tau).detach().cpu()
     data = recording.data
     metrics: dict[str, float] = {"pvar_train": pvar(pred[train], data[train])}
     if len(test):
