@@ -423,3 +423,41 @@ def test_unconverted_weight_layers_are_named_in_a_warning():
     with pytest.warns(UserWarning, match=r"0 \(Conv3d\)"):
         fa, report = convert(net, "fa")
     assert report.names == ["2"]
+
+
+def test_weight_mirror_every_k_calls_mirrors_on_the_first_of_each_k():
+    torch.manual_seed(0)
+    net = convert(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)), "wm").model
+    ref = copy.deepcopy(net)
+    history = []
+    for call in range(7):
+        before = net[0].rule.weight_feedback.clone()
+        torch.manual_seed(100 + call)
+        mirror(net, eta=0.05, every=3)
+        history.append(not torch.equal(before, net[0].rule.weight_feedback))
+        if call % 3 == 0:  # the reference: a plain per-call mirror on the same draws
+            torch.manual_seed(100 + call)
+            mirror(ref, eta=0.05)
+    assert history == [True, False, False, True, False, False, True]
+    for i in (0, 2):
+        assert torch.equal(net[i].rule.weight_feedback, ref[i].rule.weight_feedback)
+    with pytest.raises(ValueError, match="every"):
+        mirror(net, every=0)
+
+
+def test_brsf_draws_only_for_layers_whose_backward_uses_b():
+    net = convert(mlp(), "brsf").model
+    x, t = batch()
+    state = torch.get_rng_state()
+    net[0](x)  # the input needs no gradient: B of the first layer is never used
+    assert torch.equal(torch.get_rng_state(), state)
+    mse_half(net(x), t).backward()
+    # the layers that used B drew it in the forward, in order, with the global RNG
+    torch.set_rng_state(state)
+    expected = []
+    for i in (2, 4):
+        r = torch.empty_like(net[i].weight)
+        net[i].rule._sampler.fill_(r).abs_()
+        expected.append(torch.sign(net[i].weight.detach()) * r)
+    assert torch.equal(net[2].feedback_weight, expected[0])
+    assert torch.equal(net[4].feedback_weight, expected[1])

@@ -88,7 +88,10 @@ __all__ = [
 
 def mirror(model, **kwargs) -> None:
     """Run :meth:`WeightMirror.mirror` on every ``wm`` layer of ``model`` (after ``opt.step()``),
-    converted CTRNN weights included."""
+    converted CTRNN weights included.
+
+    ``kwargs`` go to :meth:`WeightMirror.mirror`; ``every=k`` mirrors on every k-th call
+    only (the first included; each rule counts its own calls), default every call."""
     for layer in feedback_layers(model).values():
         if isinstance(layer.rule, WeightMirror):
             layer.rule.mirror(layer.weight, **kwargs)

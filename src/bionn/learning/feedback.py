@@ -15,7 +15,8 @@ back to the layer's input. With ``g = dL/dy``:
 ``bp``        ``B = W`` (plain autograd, no custom function)
 ``fa``        fixed random ``B`` (buffer)
 ``usf``       ``B = s sign(W)``, ``s`` the std of the chosen init (buffer)
-``brsf``      ``B = |R| sign(W)``, ``R`` redrawn at every *training* forward
+``brsf``      ``B = |R| sign(W)``, ``R`` redrawn for every *training* forward
+              (drawn when ``B`` is used: not for a layer whose input needs no gradient)
 ``frsf``      ``B = |B0| sign(W)``, ``B0`` fixed
 ``wm``        FA plus :meth:`WeightMirror.mirror`: ``B += eta y^T x`` with
               noise ``x`` and ``y = x W^T`` (weight mirrors, Akrout et al. 2019)
@@ -201,14 +202,28 @@ class WeightMirror(FA):
     ``match_norm`` instead rescales ``B`` to ``||W||_F``. The mirror update only
     grows ``B``; for a recurrent ``B`` its size sets how the error grows through
     time, so there ``match_norm`` keeps BPTT-through-``B`` stable.
+
+    ``every=k`` mirrors on the 1st, (k+1)-th, (2k+1)-th ... call only (the
+    others return at once): the two noise products per layer cost about as much
+    as the layer's own forward and backward pass, so a per-step mirror roughly
+    doubles the step of a small MLP. The default ``every=1`` mirrors at every call.
     """
 
     method = "wm"
+    _mirror_calls = 0  # calls of mirror() so far (the phase of ``every``)
 
     @torch.no_grad()
     def mirror(self, weight: Tensor, eta: float = 0.01, noise_amplitude: float = 0.1,
                n_samples: int = 128, growth_control: bool = False,
-               damping: float = 0.5, match_norm: bool = False) -> None:
+               damping: float = 0.5, match_norm: bool = False, every: int = 1) -> None:
+        """One mirror update of ``B`` from ``weight`` (see the class docstring);
+        with ``every=k`` only on every k-th call, starting with the first."""
+        if int(every) < 1:
+            raise ValueError(f"every must be a positive number of calls, got {every!r}")
+        calls = self._mirror_calls
+        self._mirror_calls = calls + 1
+        if calls % int(every):
+            return
         B = self.weight_feedback.view(weight.shape[0], -1)
         w = weight.detach().reshape(weight.shape[0], -1)
         x = torch.randn(n_samples, w.shape[1], device=w.device, dtype=w.dtype)
@@ -278,8 +293,11 @@ class FRSF(FeedbackRule):
 class BRSF(FRSF):
     """Batchwise random-magnitude sign-concordant feedback: ``B = |R| sign(W)``.
 
-    ``R`` is redrawn (global RNG) at every forward in training mode only; in
-    eval mode the last draw is kept.
+    ``R`` is redrawn (global RNG) for every forward in training mode only; in
+    eval mode the last draw is kept. The draw is made when ``B`` is first read
+    after that forward (by the layer when its backward needs ``B``, or by
+    :meth:`feedback` / ``feedback_weight``): a layer whose input needs no
+    gradient (the first layer of a network) never uses ``B`` and draws nothing.
     """
 
     method = "brsf"
@@ -288,14 +306,22 @@ class BRSF(FRSF):
                  generator: torch.Generator | None = None):
         super().__init__(weight, init, scale, generator)
         self._sampler = _Sampler(init, tuple(weight.shape), weight, scale)
+        self._stale = False  # a training forward ran since the last draw
 
     def prepare(self) -> None:
         if self.training and torch.is_grad_enabled():
-            self.redraw()
+            self._stale = True
 
     def redraw(self) -> None:
+        """Draw ``R`` now."""
+        self._stale = False
         with torch.no_grad():
             self._sampler.fill_(self.magnitude).abs_()
+
+    def feedback(self, weight: Tensor) -> Tensor:
+        if self._stale:
+            self.redraw()
+        return super().feedback(weight)
 
 
 class ErrorSignal:
