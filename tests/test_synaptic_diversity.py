@@ -542,3 +542,78 @@ def test_weight_splitting_matches_the_reference():
         refbad[0](x)
     with pytest.raises(ValueError, match="out_features=5"):
         BioConverter(weight_splitting={"gamma": 2, "skip_output": False}).convert(bad, inplace=True)
+
+
+# ------------------------------------------------------------------------------ fused paths
+def _per_tensor_reference(leaves, grads, factors, cfg: SynapticDiversityConfig,
+                          crystallize: bool) -> None:
+    """The gradient-side rules one tensor at a time (the formulas as first written)."""
+    c, v = cfg.crystallization, cfg.volume_dependent_lr
+    for w, g, f in zip(leaves, grads, factors, strict=True):
+        a = w.abs()
+        if crystallize:
+            ga = g.abs()
+            mask = torch.lt(ga, a * c.threshold).logical_or_(torch.gt(ga, a.mean()))
+            f.mul_(torch.where(mask, c.dampening, 1.0))
+        k = v.base_lr * math.exp(-v.stability_factor)
+        m = a.add(1.0).reciprocal_().mul_(v.stability_factor).exp_()
+        m.mul_(torch.empty_like(a).normal_(k, k * v.variability).abs_())
+        g.mul_(m.mul_(f))
+
+
+def test_fused_gradient_transforms_equal_the_per_tensor_rules():
+    net = _mlp(hidden=8)
+    bio = BioConverter(ALL, crystallization={"every": 2}).convert(net, inplace=True)
+    factors = [t.factor.clone() for t in bio.targets]
+    for step in range(3):
+        _grads(net, seed=step)
+        leaves = [p.detach().clone() for p in bio.parameters()]
+        grads = [p.grad.clone() for p in bio.parameters()]
+        torch.manual_seed(50 + step)
+        bio.apply_gradient_transforms()
+        torch.manual_seed(50 + step)
+        _per_tensor_reference(leaves, grads, factors, bio.config, crystallize=step % 2 == 0)
+        for p, g in zip(bio.parameters(), grads, strict=True):
+            assert torch.equal(p.grad, g)
+        for t, f in zip(bio.targets, factors, strict=True):
+            assert torch.equal(t.factor, f)
+        bio.after_step()
+
+
+def test_volume_noise_every_k_steps_is_drawn_once_and_kept():
+    net = _mlp()
+    bio = BioConverter(volume_dependent_lr={"noise_every": 3}).convert(net, inplace=True)
+    default = BioConverter(volume_dependent_lr=True).convert(_mlp(), inplace=True)
+    assert default.config.volume_dependent_lr.noise_every == 1
+    seen, seen_default = [], []
+    for step in range(5):
+        for b, out in ((bio, seen), (default, seen_default)):
+            for p in b.parameters():
+                p.grad = torch.ones_like(p)
+            torch.manual_seed(step)
+            b.apply_gradient_transforms()
+            out.append([p.grad.clone() for p in b.parameters()])
+            b.after_step()
+    same = [all(torch.equal(a, b) for a, b in zip(seen[i], seen[i - 1], strict=True))
+            for i in range(1, 5)]
+    assert same == [True, True, False, True]  # draws at steps 0 and 3 only
+    assert not any(all(torch.equal(a, b) for a, b in zip(seen_default[i], seen_default[i - 1],
+                                                         strict=True)) for i in range(1, 5))
+    # the draw itself is the per-step rule's: step 0 of both agree
+    for a, b in zip(seen[0], seen_default[0], strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ConfigError, match="noise_every"):
+        BioConverter(volume_dependent_lr={"noise_every": 0})
+
+
+@pytest.mark.parametrize("gamma, shape", [(2, (4, 6)), (3, (4, 6)), (2, (3, 4, 5, 5))])
+def test_weight_splitting_hook_equals_the_expanded_group_sum(gamma, shape):
+    y = torch.randn(*shape, requires_grad=True)
+    out = WeightSplitting(gamma)(None, None, y)
+    s = y.unflatten(1, (shape[1] // gamma, gamma)).sum(2, keepdim=True)
+    ref = s.expand(*s.shape[:2], gamma, *s.shape[3:]).flatten(1, 2)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn(*shape)
+    (gy,) = torch.autograd.grad(out, y, g)
+    (gref,) = torch.autograd.grad(ref, y, g)
+    torch.testing.assert_close(gy, gref, rtol=0, atol=1e-6)

@@ -21,6 +21,8 @@ gradient of each trained leaf ``w`` with gradient ``g``):
   ``v = |w| / (|w| + 1)``, ``mu = base_lr * exp(-s v)``,
   ``g <- |N(mu, (c mu)^2)| * g`` freshly drawn each step (``base_lr = 0.1``,
   ``s = 2``, ``c = 0.2``; this divides the effective learning rate by about 10).
+  ``noise_every = k`` keeps one draw of the noise for ``k`` steps (default 1: a fresh
+  draw every step); the draw is the largest cost of the transforms on a CPU.
 
 Weight side (after ``optimizer.step()``, every ``every`` steps, under ``no_grad``):
 
@@ -134,6 +136,10 @@ class VolumeLearningRateConfig(_Strict):
     base_lr: float = Field(0.1, gt=0, allow_inf_nan=False)
     stability_factor: float = Field(2.0, gt=0, allow_inf_nan=False)
     variability: float = Field(0.2, gt=0, allow_inf_nan=False, description="lr_variability")
+    noise_every: int = Field(1, ge=1, description="optimizer steps between draws of the "
+                                                  "per-synapse noise (1: a fresh draw every "
+                                                  "step, the reference's rule; k: one draw "
+                                                  "kept for k steps)")
 
 
 class RejuvenationConfig(_Strict):
@@ -346,12 +352,38 @@ class WeightSplitting:
         act = _ACT[self.activation]
         if act is not None:
             out = act(out)
-        c = out.shape[1]
-        grouped = out.unflatten(1, (c // self.gamma, self.gamma)).sum(2, keepdim=True)
-        return grouped.expand(*grouped.shape[:2], self.gamma, *grouped.shape[3:]).flatten(1, 2)
+        return _GroupShare.apply(out, self.gamma)
 
     def __repr__(self) -> str:
         return f"WeightSplitting(gamma={self.gamma}, activation={self.activation!r})"
+
+
+def _group_share(y: Tensor, gamma: int) -> Tensor:
+    """``out_i = sum_{j in group(i)} y_j`` along dim 1, groups of ``gamma`` consecutive units.
+
+    Strided adds of the ``gamma`` members and one ``index_select`` that gives each unit
+    its group's sum: a reduction over a size-``gamma`` innermost dimension, and the copy
+    of an expanded one, are several times slower on a CPU."""
+    s = y.unflatten(1, (y.shape[1] // gamma, gamma))
+    total = s.select(2, 0) + s.select(2, 1)
+    for k in range(2, gamma):
+        total.add_(s.select(2, k))
+    index = torch.arange(y.shape[1], device=y.device) // gamma
+    return total.index_select(1, index)
+
+
+class _GroupShare(torch.autograd.Function):
+    """:func:`_group_share` with its adjoint, which is the same map (the groups are
+    symmetric: ``dL/dy_j = sum_{i in group(j)} dL/dout_i``)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, gamma: int) -> Tensor:  # noqa: D102
+        ctx.gamma = gamma
+        return _group_share(y, gamma)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        return _GroupShare.apply(grad, ctx.gamma), None
 
 
 class GroupSum(nn.Module):
@@ -498,46 +530,76 @@ class SynapticDiversity:
         self.report = DiversityReport(list(config.enabled), rows)
         self.steps = 0
         self._handles: list[Any] = []
+        self._noise: dict[int, Tensor] = {}  # kept volume noise (noise_every > 1), by target
 
     def __repr__(self) -> str:
         return (f"SynapticDiversity({', '.join(self.config.enabled)}; "
                 f"{len(self.targets)} tensors, {self.steps} steps)")
 
     # ------------------------------------------------------------------ gradient side
-    def _active(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        leaves, grads, factors = [], [], []
-        for t in self.targets:
+    def _active(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]]:
+        """Leaves (detached), gradients, factors and target indices of the targets that
+        hold a gradient."""
+        leaves, grads, factors, index = [], [], [], []
+        for i, t in enumerate(self.targets):
             p = t.leaf
             if p.grad is not None:
                 leaves.append(p.detach())
                 grads.append(p.grad)
                 factors.append(t.factor)
-        return leaves, grads, factors
+                index.append(i)
+        return leaves, grads, factors, index
 
     @staticmethod
-    def _crystallize_one(a: Tensor, g: Tensor, f: Tensor, c: CrystallizationConfig) -> None:
-        ga = g.abs()
-        mask = torch.lt(ga, a * c.threshold).logical_or_(torch.gt(ga, a.mean()))
-        f.mul_(torch.where(mask, c.dampening, 1.0))
+    def _crystallize(absw: list[Tensor], grads: list[Tensor], factors: list[Tensor],
+                     c: CrystallizationConfig) -> None:
+        """``f <- f * d`` where ``|g| < theta |w|`` or ``|g| > mean|w|``, for every tensor
+        (list operations: one call per operation for all tensors)."""
+        gabs = torch._foreach_abs(grads)
+        limits = torch._foreach_mul(absw, c.threshold)
+        damp = []
+        for a, ga, lim in zip(absw, gabs, limits, strict=True):
+            mask = torch.lt(ga, lim).logical_or_(torch.gt(ga, a.mean()))
+            damp.append(torch.where(mask, c.dampening, 1.0))
+        torch._foreach_mul_(factors, damp)
 
-    @staticmethod
-    def _volume_one(a: Tensor, v: VolumeLearningRateConfig) -> Tensor:
+    def _volume(self, absw: list[Tensor], index: list[int],
+                v: VolumeLearningRateConfig) -> list[Tensor]:
+        """``|N(mu, (c mu)^2)|`` per synapse, ``mu = base_lr exp(-s |w|/(|w|+1))``, for
+        every tensor; the noise is drawn (global RNG, one tensor after the other) at
+        every step, or with ``noise_every = k`` at every k-th step and kept between."""
         # mu = base exp(-s a/(a+1)) = base exp(-s) exp(s/(a+1)); |N(mu, (c mu)^2)| = mu|N(1, c^2)|
         k = v.base_lr * math.exp(-v.stability_factor)
-        mu = a.add(1.0).reciprocal_().mul_(v.stability_factor).exp_()
-        return mu.mul_(torch.empty_like(a).normal_(k, k * v.variability).abs_())
+        mu = torch._foreach_add(absw, 1.0)
+        torch._foreach_reciprocal_(mu)
+        torch._foreach_mul_(mu, v.stability_factor)
+        torch._foreach_exp_(mu)
+        if v.noise_every == 1:
+            noise = [torch.empty_like(a).normal_(k, k * v.variability).abs_() for a in absw]
+        else:
+            redraw = self.steps % v.noise_every == 0
+            noise = []
+            for i, a in zip(index, absw, strict=True):
+                xi = self._noise.get(i)
+                if redraw or xi is None or xi.shape != a.shape or xi.device != a.device:
+                    xi = self._noise[i] = torch.empty_like(a).normal_(
+                        k, k * v.variability).abs_()
+                noise.append(xi)
+        torch._foreach_mul_(mu, noise)
+        return mu
 
     @torch.no_grad()
     def crystallize(self) -> None:
         """``f <- f * d`` where ``|g|/|w| < theta`` or ``|g| > mean|w|`` (needs gradients)."""
         c = self.config.crystallization or CrystallizationConfig()
-        for w, g, f in zip(*self._active(), strict=True):
-            self._crystallize_one(w.abs(), g, f, c)
+        leaves, grads, factors, _ = self._active()
+        if grads:
+            self._crystallize(torch._foreach_abs(leaves), grads, factors, c)
 
     @torch.no_grad()
     def fuzzy_learning_rates(self) -> None:
         """``g <- f * g`` with the stored per-synapse factors."""
-        _, grads, factors = self._active()
+        _, grads, factors, _ = self._active()
         if grads:
             torch._foreach_mul_(grads, factors)
 
@@ -545,8 +607,9 @@ class SynapticDiversity:
     def volume_dependent_lr(self) -> None:
         """``g <- |mu + c mu xi| * g``, ``mu = base_lr exp(-s |w|/(|w|+1))``."""
         v = self.config.volume_dependent_lr or VolumeLearningRateConfig()
-        for w, g, _ in zip(*self._active(), strict=True):
-            g.mul_(self._volume_one(w.abs(), v))
+        leaves, grads, _, index = self._active()
+        if grads:
+            torch._foreach_mul_(grads, self._volume(torch._foreach_abs(leaves), index, v))
 
     @torch.no_grad()
     def apply_gradient_transforms(self) -> None:
@@ -554,22 +617,25 @@ class SynapticDiversity:
         in that order, on the current gradients; call between ``backward`` and ``step``.
 
         Crystallisation sees the gradient as backprop left it; the gradient is then
-        multiplied once by ``f`` (fuzzy x crystallisation) and the volume factor."""
+        multiplied once by ``f`` (fuzzy x crystallisation) and the volume factor. Each
+        operation runs once for all tensors (``torch._foreach_*``)."""
         cfg = self.config
         crys, vol = cfg.crystallization, cfg.volume_dependent_lr
         scale = cfg.fuzzy_learning_rates is not None or crys is not None
         crys_now = crys is not None and self.steps % crys.every == 0
-        for w, g, f in zip(*self._active(), strict=True):
-            a = w.abs() if (crys_now or vol is not None) else None
-            if crys_now:
-                self._crystallize_one(a, g, f, crys)
-            if vol is not None:
-                m = self._volume_one(a, vol)
-                if scale:
-                    m.mul_(f)
-                g.mul_(m)
-            elif scale:
-                g.mul_(f)
+        leaves, grads, factors, index = self._active()
+        if not grads:
+            return
+        absw = torch._foreach_abs(leaves) if (crys_now or vol is not None) else []
+        if crys_now:
+            self._crystallize(absw, grads, factors, crys)
+        if vol is not None:
+            m = self._volume(absw, index, vol)
+            if scale:
+                torch._foreach_mul_(m, factors)
+            torch._foreach_mul_(grads, m)
+        elif scale:
+            torch._foreach_mul_(grads, factors)
 
     # ------------------------------------------------------------------ weight side
     @torch.no_grad()
