@@ -14,6 +14,11 @@ Variants, all from deep copies of the same model:
   (every step), volume-dependent learning rate, rejuvenation (every 100 steps), weight
   splitting (gamma 2, output layer skipped) and Dale's principle, attached to the
   optimizer (``loss.backward(); opt.step()`` runs everything);
+* ``bionn_noise_every``: the same with ``volume_dependent_lr: {noise_every: NOISE_EVERY}``
+  (one draw of the per-synapse noise kept for ``NOISE_EVERY`` steps instead of a fresh
+  draw every step); reported per model under ``noise_every``. Its timed call is a block
+  of ``NOISE_EVERY`` steps (one of them draws) divided by ``NOISE_EVERY``, so the draw's
+  cost is spread over the steps that use it;
 * ``reference``: ``bio_transformations.BioConverter`` (v0.0.5) with the same transforms
   (``weight_splitting_Gamma=2``, ``apply_dales_principle=True``) and its documented loop:
   ``volume_dependent_lr(); crystallize(); fuzzy_learning_rates()`` before ``step()``,
@@ -38,6 +43,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +68,7 @@ ARCHS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": (lambda: MLP(784, hidden=(256, 256), num_classes=N_CLASSES), (1, 28, 28)),
     "lenet": (lambda: lenet_mnist(num_classes=N_CLASSES), (1, 28, 28)),
 }
+NOISE_EVERY = 10
 BIONN_CONFIG = {
     "fuzzy_learning_rates": True,
     "crystallization": {"every": 1},
@@ -76,9 +83,11 @@ def plain_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[],
     return _loop(net, torch.optim.SGD(net.parameters(), lr=LR), x, y)
 
 
-def bionn_step(base: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
+def bionn_step(base: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               noise_every: int = 1) -> Callable[[], float]:
     net = copy.deepcopy(base)
-    bio = BioConverter(BIONN_CONFIG).convert(net, inplace=True)
+    config = dict(BIONN_CONFIG, volume_dependent_lr={"noise_every": noise_every})
+    bio = BioConverter(config).convert(net, inplace=True)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     bio.attach(opt)
     return _loop(net, opt, x, y)
@@ -127,24 +136,35 @@ def reference_step(base: nn.Module, x: torch.Tensor,
     return step
 
 
-def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, float | None]:
+def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
     factory, shape = ARCHS[arch]
     torch.manual_seed(0)
     base = factory()
     x = torch.randn(BATCH, *shape)
     y = torch.randint(0, N_CLASSES, (BATCH,))
-    fns = {"plain": plain_step(copy.deepcopy(base), x, y), "bionn": bionn_step(base, x, y)}
+    every = bionn_step(base, x, y, NOISE_EVERY)
+
+    def every_block() -> float:
+        for _ in range(NOISE_EVERY):
+            loss = every()
+        return loss
+
+    fns = {"plain": plain_step(copy.deepcopy(base), x, y), "bionn": bionn_step(base, x, y),
+           "bionn_noise_every": every_block}
     ref = reference_step(base, x, y)
     if ref is not None:
         fns["reference"] = ref
     med = interleaved_medians(fns, warmup, rounds)
     ms, plain, rf = med["bionn"], med["plain"], med.get("reference")
+    fast = med["bionn_noise_every"] / NOISE_EVERY  # a block of NOISE_EVERY steps per call
     return {
         "ms_per_step": round(ms, 3),
         "plain_ms_per_step": round(plain, 3),
         "reference_ms_per_step": None if rf is None else round(rf, 3),
         "ratio_vs_plain": round(ms / plain, 3),
         "ratio_vs_reference": None if rf is None else round(ms / rf, 3),
+        "noise_every": {"noise_every": NOISE_EVERY, "ms_per_step": round(fast, 3),
+                        "ratio_vs_plain": round(fast / plain, 3)},
     }
 
 
@@ -172,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
         rr = "n/a" if r["ratio_vs_reference"] is None else f"{r['ratio_vs_reference']:.2f}"
         print(f"{arch:<8}{r['ms_per_step']:>10.2f}{r['plain_ms_per_step']:>10.2f}{rf:>10}"
               f"{r['ratio_vs_plain']:>9.2f}{rr:>8}")
+        n = r["noise_every"]
+        print(f"{'  noise':<8}{n['ms_per_step']:>10.2f}{'':>10}{'':>10}{n['ratio_vs_plain']:>9.2f}"
+              f"   (volume noise drawn every {NOISE_EVERY} steps)")
     result = {
         "benchmark": "synaptic_diversity",
         **{k: models["mlp"][k] for k in ("ms_per_step", "plain_ms_per_step",

@@ -34,3 +34,6 @@ def test_quick_run_prints_json_last(capsys):
                 assert r["biotorch_ms_per_step"] is None and r["ratio_vs_biotorch"] is None
             else:
                 assert r["biotorch_ms_per_step"] > 0 and r["ratio_vs_biotorch"] > 0
+        every = result["wm_mirror_every"]
+        assert every["every"] >= 1 and every[arch]["ms_per_step"] > 0
+        assert every[arch]["ratio_vs_plain"] > 0
