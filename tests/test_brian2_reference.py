@@ -172,3 +172,45 @@ def test_hh(method, brian_method, dt, duration):
     assert_same_steps(ours, theirs, 3)
     if method == "rk4":
         assert np.allclose(theirs[:3] * dt, [2.18, 16.57, 30.73], atol=1e-6)
+
+
+@pytest.mark.parametrize("t_ref", [2.0, 0.0])
+def test_voltage_jumps_follow_brian2_refractoriness(t_ref):
+    """Three driven LIF neurons (no refractory period) send 4 mV voltage jumps to a LIF
+    with t_ref = 2 ms (or 0), arriving at many phases of its refractory period. bionn's one rule
+    (V ignores every input in the spike step's reset and in the t_ref / dt held steps after
+    it) gives the same spike steps as Brian2 with ``refractory = t_ref + dt`` (V read-only
+    while refractory, ``on_pre`` before the reset)."""
+    from bionn.circuits.connect import all_to_all
+    from bionn.spiking import Network, Projection, VoltageJump
+
+    dt, jump, duration = 0.1, 4.0, 300.0
+    drives = [140.0, 181.0, 233.0]  # jumps arrive at every phase of the refractory period
+    pre = LIF(3, t_refractory=0.0)
+    post = LIF(1, t_refractory=t_ref)
+    net = Network({"pre": pre, "post": post},
+                  [Projection("pre", "post", all_to_all(1, 3), VoltageJump(), weight=jump)],
+                  inputs={"pre": torch.tensor(drives), "post": 15.0}).double()
+    res = net.run(duration, dt=dt, progress=False)
+    ours = np.sort(res.spikes["post"].step.numpy())
+    arrivals = set(res.spikes["pre"].step.tolist())
+    held = round(t_ref / dt)
+    # the cases the rule decides: a jump in the spike step, and in the last held step
+    assert sum(int(s) in arrivals for s in ours) >= 5
+    assert sum(int(s) + held in arrivals for s in ours) >= 5
+
+    brian2.start_scope()
+    brian2.defaultclock.dt = dt * ms
+    eqs = "dv/dt = (-(v - 0) + I)/tau : 1 (unless refractory)\nI : 1"
+    ns = {"tau": 10 * ms}
+    b_pre = brian2.NeuronGroup(3, eqs, threshold="v >= 20", reset="v = -5", method="exact", namespace=ns)
+    b_pre.I = drives
+    b_post = brian2.NeuronGroup(1, eqs, threshold="v >= 20", reset="v = -5",
+                                refractory=(t_ref + dt) * ms, method="exact", namespace=ns)
+    b_post.I = 15.0
+    syn = brian2.Synapses(b_pre, b_post, on_pre=f"v_post += {jump}")
+    syn.connect()
+    mon = brian2.SpikeMonitor(b_post)
+    brian2.run(duration * ms, namespace=ns)
+    theirs = brian_steps(np.asarray(mon.t / ms), dt)
+    assert_same_steps(ours, theirs, 20, tol=0)

@@ -391,7 +391,11 @@ class Network(nn.Module):
             if q.output == "voltage":
                 jump = proj.deliver(spikes, w, ctx=pctx) * q.synapse.scalar("g_max", ctx)
                 if "refractory" in post_new:
-                    jump = jump * (post_new["refractory"] == 0)
+                    # one rule for every input: V ignores input in the held steps (refractory
+                    # count > 0 before the step) and a jump in the spike step is lost to the
+                    # reset, as Brian2's on_pre runs before its reset
+                    before = _slice(state[q.post]["refractory"], q.post_range)
+                    jump = jump * ((before + post_new["refractory"] + post_new["spike"]) == 0)
                 group_new = dict(new[q.post])
                 v = group_new["V"].clone()
                 lo, hi = q.post_range or (0, v.shape[1])

@@ -808,9 +808,10 @@ class VoltageJump(_Stateless):
     """Voltage jump: ``V_post += g_max sum_j w_ij spike_j`` (bpmodels ``get_voltage_jump``).
 
     No kinetics; the network applies the jump right after the neuron step in
-    which the (delayed) presynaptic spike arrives, skipping post neurons that
-    are refractory (bpmodels' ``post_has_refractory=True``; a post group
-    without refractoriness always receives the jump). The weight is the
+    which the (delayed) presynaptic spike arrives. A post neuron with a
+    refractory count ignores it in the steps its V is held and in the step it
+    spikes (lost to the reset, as in Brian2, whose ``on_pre`` runs before the
+    reset); a post group without refractoriness always receives the jump. The weight is the
     jump in mV (bpmodels used an implicit weight 1; brainmodels 1.0 added
     ``weight = 1``).
 
