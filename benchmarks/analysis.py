@@ -13,9 +13,11 @@ Cases:
   patterns, gain 2) plus a weak random part ``N(0, 0.3^2 / N)`` (seeded), so that the network
   has many fixed points (the pattern attractors, their mixtures, saddles, the origin) rather
   than the single origin a chaotic random network with spectral radius 1.5 gave (1 point
-  after 314 s from 1,024 starts). Search settings: ``max_iters=200`` Adam iterations (the
-  default is 2,000) and ``newton_steps=5`` (default 30), other settings the defaults: at the
-  defaults one search took about 5 minutes on the shared 2-core machine. Reported: wall
+  after 314 s from 1,024 starts). The starts lie on the network's own trajectories, as
+  Golub & Sussillo sample them: from ``h ~ N(0, 2^2)`` the network runs its zero-input
+  dynamics for a random 0..39 steps (seeded). (Starts drawn at random, off the
+  trajectories, all descend q to the origin and a second saddle: 2 points from 256 starts.)
+  Search settings: the defaults (2,000 Adam iterations, 30 Newton steps). Reported: wall
   time, ``points_found`` and the stable / saddle / unstable counts.
 * ``force_500``: ``fit(ForceNetwork(1, 500, dt=1, tau=10, g=1.5), recording, units=0..99,
   method="force", steps=5, initial_state="data")``: FORCE (RLS on the 100 target units'
@@ -24,10 +26,10 @@ Cases:
   random phases and amplitudes, seeded), scaled to peak 0.8. Reported: wall time of ``fit``
   (RLS passes + the free-running prediction) and its training pVar.
 * ``scaling``: both workloads at N = 128, 256, 512, 1024, one thread, seconds per case.
-  Fixed points: N units, the same weights recipe, but 64 initial states (not 1,024),
-  ``max_iters=200``, ``newton_steps=2``, uniformly at every N (the Jacobians and Newton
-  solves cost about K N^3: at N = 1024 with 1,024 starts one search would take far more
-  than the run's budget). FORCE: N network units, 100 recorded, 1,000 steps, 2 passes
+  Fixed points: N units, the same weights and starts recipe, the default settings, but 64
+  initial states (not 1,024) at every N (the Jacobians and Newton solves cost about
+  K N^3: at N = 1024 with 1,024 starts one search would take far more than the run's
+  budget). FORCE: N network units, 100 recorded, 1,000 steps, 2 passes
   (not 5) at every N.
 
 JSON (last stdout line): ``benchmark``; ``fixed_points_256`` and ``force_500`` with
@@ -52,13 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import all_threads, package_version  # noqa: E402
 from bionn import CTRNN  # noqa: E402
 from bionn.analysis.fitting import ForceNetwork, Recording, fit  # noqa: E402
-from bionn.analysis.fixed_points import find_fixed_points  # noqa: E402
+from bionn.analysis.fixed_points import find_fixed_points, step_map  # noqa: E402
 
 FULL = {
-    "fixed_points": {"n": 256, "starts": 1024, "max_iters": 200, "newton_steps": 5},
+    "fixed_points": {"n": 256, "starts": 1024, "max_iters": 2000, "newton_steps": 30},
     "force": {"n": 500, "recorded": 100, "steps": 1000, "passes": 5},
-    "scaling": {"sizes": [128, 256, 512, 1024], "fp_starts": 64, "fp_max_iters": 200,
-                "fp_newton_steps": 2, "force_recorded": 100, "force_steps": 1000, "force_passes": 2},
+    "scaling": {"sizes": [128, 256, 512, 1024], "fp_starts": 64, "fp_max_iters": 2000,
+                "fp_newton_steps": 30, "force_recorded": 100, "force_steps": 1000, "force_passes": 2},
 }
 QUICK = {
     "fixed_points": {"n": 16, "starts": 32, "max_iters": 20, "newton_steps": 2},
@@ -66,6 +68,7 @@ QUICK = {
     "scaling": {"sizes": [16, 32], "fp_starts": 8, "fp_max_iters": 10, "fp_newton_steps": 1,
                 "force_recorded": 10, "force_steps": 30, "force_passes": 1},
 }
+TRAJECTORY_STEPS = 40  # starts: h0 ~ N(0, INIT_STD^2) run for a random 0..39 steps
 PATTERNS = 4  # rank of the symmetric (Hopfield-like) part of the recurrent weights
 PATTERN_GAIN = 2.0
 RANDOM_GAIN = 0.3
@@ -85,10 +88,24 @@ def fixed_point_net(n: int, seed: int = 0) -> CTRNN:
     return net
 
 
+def trajectory_starts(net: CTRNN, starts: int, g: torch.Generator) -> torch.Tensor:
+    """``starts`` states on the network's zero-input trajectories: from ``h ~ N(0, 2^2)``,
+    each run for a random 0..39 steps."""
+    F = step_map(net, torch.zeros(net.n_input))
+    h = INIT_STD * torch.randn(starts, net.n_hidden, generator=g)
+    stop = torch.randint(0, TRAJECTORY_STEPS, (starts,), generator=g)
+    out = h.clone()
+    with torch.no_grad():
+        for t in range(1, TRAJECTORY_STEPS):
+            h = F(h)
+            out[stop == t] = h[stop == t]
+    return out
+
+
 def run_fixed_points(n: int, starts: int, max_iters: int, newton_steps: int, seed: int = 0) -> dict:
     """One search, timed: ``{"s", "points_found", "counts"}``."""
     net = fixed_point_net(n, seed)
-    h0 = INIT_STD * torch.randn(starts, n, generator=torch.Generator().manual_seed(seed + 1))
+    h0 = trajectory_starts(net, starts, torch.Generator().manual_seed(seed + 1))
     t0 = time.perf_counter()
     fps = find_fixed_points(net, initial_states=h0, max_iters=max_iters, newton_steps=newton_steps,
                             progress=False)
@@ -122,14 +139,14 @@ def run_force(n: int, recorded: int, steps: int, passes: int, seed: int = 0) -> 
 NOTES = {
     "dtype": "float64 (find_fixed_points and RLS compute in float64), CPU",
     "fixed_points_net": "CTRNN(3, N, 3, tanh, dt 10 ms, tau 100 ms, no bias); W_rec = (2/N) sum_k xi_k xi_k^T "
-                        "(4 random +-1 patterns) + N(0, 0.3^2/N); starts h0 ~ N(0, 2^2), seeded; input zero",
-    "fixed_points_settings": "max_iters=200 (default 2000), newton_steps=5 (default 30), other defaults; "
-                             "at the defaults one 256-unit search from 1024 starts took ~5 min here",
+                        "(4 random +-1 patterns) + N(0, 0.3^2/N); input zero; starts on the network's "
+                        "trajectories: h ~ N(0, 2^2) run for a random 0..39 steps, seeded",
+    "fixed_points_settings": "the defaults: max_iters=2000, newton_steps=30, q_threshold=1e-16",
     "force_data": "100 synthetic units, one trial of 1000 steps (dt 1 ms): sum of 3 sines, 1-6 Hz, random "
                   "phase/amplitude, peak 0.8, seeded",
     "force_fit": "ForceNetwork(1, N, dt 1, tau 10, g 1.5), fit(method='force', initial_state='data'); "
                  "time = RLS passes + the free-running prediction; pvar_train on the one trial",
-    "scaling": "one thread; fixed points: 64 starts (not 1024), max_iters=200, newton_steps=2 at every N; "
+    "scaling": "one thread; fixed points: 64 starts (not 1024), default settings, at every N; "
                "FORCE: 100 recorded units, 1000 steps, 2 passes (not 5) at every N",
     "timing": "one call per measurement (no repeats): on a shared machine expect +-20 %",
 }

@@ -429,24 +429,28 @@ def find_fixed_points(
         bar.close()
     h = h.detach()
 
-    # 2. Newton refinement, per point, only where it lowers q
+    # 2. Newton refinement, per point, only where it lowers q, only on points not yet converged
     with torch.no_grad():
         q = _q(F, h)
     eye = torch.eye(h.shape[1], dtype=h.dtype)
     for _ in range(newton_steps):
-        if float(q.max()) <= q_threshold * 1e-4:
+        active = torch.nonzero(q > min(q_threshold * 1e-4, 1e-20)).flatten()
+        if active.numel() == 0:
             break
-        jac = _jacobians(F, h)
+        ha = h[active]
+        jac = _jacobians(F, ha) - eye
         with torch.no_grad():
-            resid = F(h) - h
-            step = torch.linalg.lstsq(jac - eye, -resid.unsqueeze(-1)).solution.squeeze(-1)
-            cand = h + step
+            resid = F(ha) - ha
+            # least squares, not LU: near a line attractor J - I is nearly singular, and an
+            # exact solve would throw the point far along the attractor
+            step = torch.linalg.lstsq(jac, -resid.unsqueeze(-1)).solution.squeeze(-1)
+            cand = ha + step
             q_new = _q(F, cand)
-            better = torch.isfinite(q_new) & (q_new < q)
+            better = torch.isfinite(q_new) & (q_new < q[active])
         if not bool(better.any()):
             break
-        h = torch.where(better[:, None], cand, h)
-        q = torch.where(better, q_new, q)
+        h = h.index_copy(0, active[better], cand[better])
+        q = q.index_copy(0, active[better], q_new[better])
 
     # 3. keep, de-duplicate, remove outliers
     keep = torch.isfinite(q) & (q <= q_threshold)
