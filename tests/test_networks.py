@@ -201,7 +201,8 @@ def test_bump_position_on_the_circle():
 
 # -- registry -------------------------------------------------------------------------------------
 SMALL = {"coba": {"n": 200}, "cuba": {"n": 200}, "cobahh": {"n": 200},
-         "ei_balanced": {"n_e": 40, "n_i": 40}, "wang_buzsaki": {"n": 10}, "cann": {"n": 64}}
+         "ei_balanced": {"n_e": 40, "n_i": 40}, "wang_buzsaki": {"n": 10}, "cann": {"n": 64},
+         "brunel": {"n_e": 200, "n_i": 50, "c_e": 20, "c_i": 5}}
 
 
 def test_registry_entries_are_complete():

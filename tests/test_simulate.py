@@ -93,7 +93,7 @@ def test_cann_by_network_name_writes_bump(tmp_path, capsys, monkeypatch):
     [
         (["run.foo=1"], ["run.foo", "unknown key", "duration"]),
         (["bogus=1"], ["bogus", "unknown key", "network"]),
-        (["network.name=brunel"], ["network.name", "brunel", "coba", "wang_buzsaki"]),
+        (["network.name=vogels"], ["network.name", "vogels", "brunel", "coba", "wang_buzsaki"]),
         (["network.params.bogus=1"], ["network.params", "bogus", "n_e", "allowed"]),
         (["network.params.n_e=abc"], ["network.params.n_e", "int", "'abc'"]),
         (["network.params.p=1.5"], ["network.params", "p must be in (0, 1]"]),
@@ -200,4 +200,4 @@ def test_a_shipped_config_by_name_and_unknown_names_listed(tmp_path, capsys, mon
     capsys.readouterr()
     assert main(["simulate", "nope", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "networks: cann, coba" in err and "sim_cuba" in err and not (tmp_path / "b").exists()
+    assert "networks: brunel, cann, coba" in err and "sim_cuba" in err and not (tmp_path / "b").exists()

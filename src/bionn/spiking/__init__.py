@@ -7,7 +7,16 @@ from bionn.spiking.base import Drive, NeuronGroup, StepConstants, StepContext
 from bionn.spiking.connectome import spiking_network  # noqa: E402 (needs the models above)
 from bionn.spiking.convolutional import ConvSpikingRNN
 from bionn.spiking.network import Network, NonFiniteStateError, SimulationResult, SpikeEvents
-from bionn.spiking.networks import CANN1D, NETWORKS, coba, cobahh, cuba, ei_balanced, wang_buzsaki
+from bionn.spiking.networks import (
+    CANN1D,
+    NETWORKS,
+    brunel,
+    coba,
+    cobahh,
+    cuba,
+    ei_balanced,
+    wang_buzsaki,
+)
 from bionn.spiking.neurons import (
     ALIF,
     GIF,
@@ -43,7 +52,7 @@ from bionn.spiking.synapse_models import (  # noqa: I001 - after synapses (circu
     GapJunction,
     VoltageJump,
 )
-from bionn.spiking.synapses import Exponential, Projection, Synapse
+from bionn.spiking.synapses import Exponential, PoissonInput, Projection, Synapse
 from bionn.spiking.trainable import (  # noqa: E402 (needs the simulator above)
     SYNAPSE_KINDS,
     TRAINABLE_NEURONS,
@@ -70,7 +79,7 @@ __all__ = [
     "AMPA", "AMPAExponential", "AdExIF", "AdQuaIF", "Alpha", "CANN1D", "DualExponential", "ExpIF",
     "GABAa", "GABAaExponential", "GABAaWangBuzsaki", "GABAb", "GIF", "GapJunction", "HH",
     "HindmarshRose", "Izhikevich", "MorrisLecar", "NETWORKS", "NMDA", "PoissonGroup", "QuaIF",
-    "STP", "SYNAPSE_MODELS", "TraubHH", "VoltageJump", "WangBuzsakiHH", "WilsonCowan", "coba",
+    "STP", "SYNAPSE_MODELS", "TraubHH", "VoltageJump", "WangBuzsakiHH", "WilsonCowan", "brunel", "coba",
     "cobahh", "cuba", "ei_balanced", "wang_buzsaki",
     "Drive",
     "Exponential",
@@ -79,6 +88,7 @@ __all__ = [
     "Network",
     "NeuronGroup",
     "NonFiniteStateError",
+    "PoissonInput",
     "Projection",
     "SimulationResult",
     "SpikeEvents",

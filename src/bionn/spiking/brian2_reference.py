@@ -41,3 +41,42 @@ def brian2_coba(n: int = 4000, *, target: str = "numpy", seed: int = 1, e_fracti
     ci.connect(p=p)
     mon = b2.SpikeMonitor(group)
     return b2.Network(group, ce, ci, mon), group, mon
+
+
+def brian2_brunel(n_e: int = 4000, n_i: int = 1000, *, c_e: int = 400, c_i: int = 100, j: float = 0.1,
+                  g: float = 5.0, eta: float = 2.0, delay: float = 1.5, tau: float = 20.0,
+                  theta: float = 20.0, v_reset: float = 10.0, t_refractory: float = 2.0,
+                  dt: float = 0.1, target: str = "numpy", seed: int = 1):
+    """Brian2 version of :func:`bionn.spiking.networks.brunel`: the same equations,
+    fixed in-degrees, delays and a ``PoissonInput`` of ``c_e`` sources at
+    ``eta * nu_thr`` onto every neuron.
+
+    Brian2's ``refractory`` is ``t_refractory + dt``: bionn holds V for ``t_refractory /
+    dt`` steps *after* the spike step, Brian2 counts the spike step as the first
+    refractory one (see ``docs/spiking.md``, refractoriness). Returns ``(network,
+    excitatory, inhibitory, monitor_e, monitor_i)``; the caller runs it.
+    """
+    import brian2 as b2
+    import numpy as np
+    from brian2 import Hz, ms, mV
+
+    b2.prefs.codegen.target = target
+    b2.seed(seed)
+    b2.defaultclock.dt = dt * ms
+    ns = {"tau": tau * ms, "theta": theta * mV, "v_reset": v_reset * mV}
+    nu_ext = eta * theta / (j * c_e * tau) * 1000.0
+    group = b2.NeuronGroup(n_e + n_i, "dv/dt = -v / tau : volt (unless refractory)",
+                           threshold="v >= theta", reset="v = v_reset",
+                           refractory=(t_refractory + dt) * ms, method="exact", namespace=ns)
+    group.v = f"{v_reset}*mV + ({theta} - {v_reset})*mV*rand()"
+    exc, inh = group[:n_e], group[n_e:]
+    se = b2.Synapses(exc, group, on_pre=f"v_post += {j}*mV", delay=delay * ms)
+    si = b2.Synapses(inh, group, on_pre=f"v_post += {-g * j}*mV", delay=delay * ms)
+    rng = np.random.default_rng(seed)
+    for syn, n_pre, k in ((se, n_e, int(c_e)), (si, n_i, int(c_i))):
+        # fixed in-degree: each neuron draws k distinct presynaptic neurons
+        pre = np.concatenate([rng.choice(n_pre, size=k, replace=False) for _ in range(n_e + n_i)])
+        syn.connect(i=pre, j=np.repeat(np.arange(n_e + n_i), k))
+    drive = b2.PoissonInput(group, "v", int(c_e), nu_ext * Hz, weight=j * mV)
+    mon_e, mon_i = b2.SpikeMonitor(exc), b2.SpikeMonitor(inh)
+    return b2.Network(group, se, si, drive, mon_e, mon_i), exc, inh, mon_e, mon_i

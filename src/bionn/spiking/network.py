@@ -254,6 +254,9 @@ class Network(nn.Module):
             v = p.synapse.constants(dt)
             if v:
                 c[id(p.synapse)] = v
+            v = p.constants(dt)
+            if v is not None:
+                c[id(p)] = v
         return c
 
     def context(self, dt: float, *, t: float = 0.0,
@@ -422,7 +425,7 @@ class Network(nn.Module):
     def run(self, duration: float, *, dt: float = 0.1, batch: int = 1,
             record: Mapping[str, Sequence[str]] | None = None, record_every: int = 1,
             record_neurons: Mapping[str, Sequence[int] | Tensor] | None = None,
-            record_spikes: bool = True, state: dict | None = None,
+            record_spikes: bool | Sequence[str] = True, state: dict | None = None,
             generator: torch.Generator | None = None, seed: int | None = None,
             device=None, dtype: torch.dtype | None = None, progress: bool = True,
             t_start: float = 0.0, check_finite: bool | int = True) -> SimulationResult:
@@ -439,7 +442,9 @@ class Network(nn.Module):
             record: group name -> state variables to record (e.g. ``{"E": ["V"]}``).
             record_every: record state variables every k steps.
             record_neurons: group name -> neuron indices to record (default all).
-            record_spikes: record spikes of every spiking group as events.
+            record_spikes: record the spikes of every spiking group as events (True), of
+                none (False), or of the spiking groups named (e.g. ``["E", "I"]`` and not
+                a large input group).
             state: a state to continue from (default :meth:`initial_state`).
             generator / seed: randomness of initial values and stochastic models
                 (default: a new generator seeded with ``seed``, else 0).
@@ -481,7 +486,16 @@ class Network(nn.Module):
         idx = {g: (torch.as_tensor(list(record_neurons[g]) if not isinstance(record_neurons[g], Tensor)
                                    else record_neurons[g], dtype=torch.long)
                    if record_neurons and g in record_neurons else None) for g in record}
-        events: dict[str, list[Tensor]] = {g: [] for g, grp in self.groups.items() if grp.spiking and record_spikes}
+        if isinstance(record_spikes, bool):
+            spiking = [g for g, grp in self.groups.items() if grp.spiking and record_spikes]
+        else:
+            spiking = [record_spikes] if isinstance(record_spikes, str) else list(record_spikes)
+            for g in spiking:
+                if g not in self.groups:
+                    raise ValueError(f"record_spikes names unknown group {g!r}; groups: {list(self.groups)}")
+                if not self.groups[g].spiking:
+                    raise ValueError(f"record_spikes names group {g!r}, which does not spike")
+        events: dict[str, list[Tensor]] = {g: [] for g in spiking}
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
         ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run

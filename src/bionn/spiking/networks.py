@@ -21,7 +21,7 @@ COBA 19.2-20.3 Hz over 3 seeds (ours 20.4-23.4 Hz: a chaotic network), CUBA 5.7 
 
 Example:
     >>> sorted(NETWORKS)
-    ['cann', 'coba', 'cobahh', 'cuba', 'ei_balanced', 'wang_buzsaki']
+    ['brunel', 'cann', 'coba', 'cobahh', 'cuba', 'ei_balanced', 'wang_buzsaki']
     >>> NETWORKS["wang_buzsaki"].dt
     0.04
 """
@@ -37,16 +37,18 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from bionn.circuits.connect import all_to_all, fixed_prob
+from bionn.circuits.connect import all_to_all, fixed_in_degree, fixed_prob
 from bionn.spiking.base import Drive, NeuronGroup, State
 from bionn.spiking.network import Network
 from bionn.spiking.neurons import LIF
-from bionn.spiking.synapses import Exponential, Projection
+from bionn.spiking.synapse_models import VoltageJump
+from bionn.spiking.synapses import Exponential, PoissonInput, Projection
 
 __all__ = [
     "CANN1D",
     "NETWORKS",
     "NetworkSpec",
+    "brunel",
     "bump_position",
     "cann",
     "cann_population_coding_input",
@@ -230,6 +232,69 @@ def ei_balanced(n_e: int = 500, n_i: int = 500, p: float = 0.1, *, input_current
     ]
     return Network({"E": group(n_e), "I": group(n_i)}, projections,
                    inputs={"E": input_current, "I": input_current})
+
+
+#: Brunel (2000), Fig. 8 (N_E = 10,000, C_E = 1,000): (g, eta) -> the regime the paper shows
+BRUNEL_REGIMES = {(3.0, 2.0): "synchronous regular", (6.0, 4.0): "synchronous irregular, fast oscillation",
+                  (5.0, 2.0): "asynchronous irregular (stationary)",
+                  (4.5, 0.9): "synchronous irregular, slow oscillation"}
+
+
+def brunel(n_e: int = 4000, n_i: int = 1000, *, c_e: int = 400, c_i: int = 100, j: float = 0.1,
+           g: float = 5.0, eta: float = 2.0, delay: float = 1.5, tau: float = 20.0,
+           theta: float = 20.0, v_reset: float = 10.0, t_refractory: float = 2.0,
+           generator: torch.Generator | None = None) -> Network:
+    r"""Brunel (2000) model A: sparse E/I LIF network with delta synapses and Poisson drive.
+
+    ``n_e`` E and ``n_i`` I LIF neurons, ``tau dV/dt = -V`` (mV from rest), threshold
+    ``theta``, reset to ``v_reset``, refractory ``t_refractory`` ms (V held, every input
+    ignored: bionn's one rule). Every neuron receives exactly ``c_e`` E and ``c_i`` I
+    synapses (fixed in-degree) that make voltage jumps ``J`` (E) and ``-g J`` (I) after
+    ``delay`` ms, and ``c_e`` external Poisson sources of ``eta * nu_thr`` Hz each
+    (:class:`~bionn.spiking.PoissonInput`, jumps of ``J``), ``nu_thr = theta / (J c_e tau)``
+    the rate that brings the mean input to threshold. V(0) ~ U(v_reset, theta).
+
+    Regimes the paper shows at its size (N_E = 10,000, C_E = 1,000; Fig. 8,
+    :data:`BRUNEL_REGIMES`): g = 3, eta = 2 synchronous regular; g = 6, eta = 4
+    synchronous irregular with fast oscillations; g = 5, eta = 2 asynchronous irregular
+    (stationary); g = 4.5, eta = 0.9 synchronous irregular, slow. At the default, smaller
+    size the rates match Brian2's (``docs/spiking.md``). Groups ``E`` and ``I``; exact LIF
+    step, dt 0.1 ms.
+
+    Example:
+        >>> net = brunel(400, 100, c_e=40, c_i=10, generator=torch.Generator().manual_seed(0))
+        >>> sorted(net.groups), len(net.projections)
+        (['E', 'I'], 6)
+    """
+    for name, value in (("n_e", n_e), ("n_i", n_i), ("c_e", c_e), ("c_i", c_i)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"brunel: {name} must be a positive integer; got {value}")
+    if c_e > n_e or c_i > n_i:
+        raise ValueError(f"brunel: in-degrees c_e={c_e}, c_i={c_i} exceed the groups n_e={n_e}, n_i={n_i}")
+    for name, value in (("j", j), ("tau", tau), ("theta", theta)):
+        if not value > 0:
+            raise ValueError(f"brunel: {name} must be > 0; got {value}")
+    if g < 0 or eta < 0 or delay < 0 or t_refractory < 0:
+        raise ValueError("brunel: g, eta, delay and t_refractory must be >= 0")
+    if not v_reset < theta:
+        raise ValueError(f"brunel: v_reset ({v_reset}) must be below theta ({theta})")
+    nu_ext = eta * theta / (j * c_e * tau) * 1000.0  # Hz
+
+    def group(n: int) -> LIF:
+        return LIF(n, V_rest=0.0, V_reset=v_reset, V_th=theta, tau=tau, R=1.0,
+                   t_refractory=t_refractory, initial={"V": (v_reset, theta)})
+
+    sizes = {"E": int(n_e), "I": int(n_i)}
+    degree = {"E": int(c_e), "I": int(c_i)}
+    weight = {"E": j, "I": -g * j}
+    projections: list[Projection] = [
+        Projection(pre, post, fixed_in_degree(sizes[post], sizes[pre], degree[pre], generator=generator),
+                   VoltageJump(), weight=weight[pre], delay=delay)
+        for pre in ("E", "I") for post in ("E", "I")
+    ]
+    projections += [PoissonInput(post, sizes[post], n_sources=int(c_e), rate=nu_ext, synapse=VoltageJump(),
+                                 weight=j) for post in ("E", "I")]
+    return Network({"E": group(sizes["E"]), "I": group(sizes["I"])}, projections)
 
 
 def wang_buzsaki(n: int = 100, *, input_current: float = 1.2, g_total: float = 0.1,
@@ -563,6 +628,11 @@ NETWORKS: dict[str, NetworkSpec] = {
         duration=500.0, dt=0.1, record={"E": ("V",)}, record_neurons={"E": 5}, t_start=100.0,
         figures=("raster", "traces", "rate_histogram"),
         expected="damped ~30 ms oscillation, then asynchronous at ~34 Hz, peak ~35 Hz"),
+    "brunel": NetworkSpec(
+        brunel, "Brunel 2000 model A: 4000 E + 1000 I LIF cells, voltage jumps, Poisson drive",
+        duration=300.0, dt=0.1, record={"E": ("V",)}, record_neurons={"E": 5}, t_start=100.0,
+        figures=("raster", "traces", "rate_histogram"),
+        expected="g 5, eta 2: stationary global activity, about 59 Hz (Brian2: 59.4 Hz)"),
     "wang_buzsaki": NetworkSpec(
         wang_buzsaki, "Wang & Buzsaki 1996: 100 inhibitory HH interneurons, all-to-all GABA_A",
         duration=500.0, dt=0.04, record={"I": ("V",)}, record_neurons={"I": 5}, t_start=100.0,

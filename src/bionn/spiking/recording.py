@@ -59,7 +59,7 @@ def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk
                 dt: float = 0.1, batch: int = 1,
                 record: Mapping[str, Sequence[str]] | None = None, record_every: int = 1,
                 record_neurons: Mapping[str, Sequence[int] | Tensor] | None = None,
-                record_spikes: bool = True, state: dict | None = None,
+                record_spikes: bool | Sequence[str] = True, state: dict | None = None,
                 generator: torch.Generator | None = None, seed: int | None = None,
                 device=None, dtype: torch.dtype | None = None,
                 progress: bool = True, check_finite: bool | int = True) -> DiskRecording:

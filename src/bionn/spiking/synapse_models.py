@@ -190,6 +190,7 @@ class DualExponential(Synapse):
     """
 
     defaults: ClassVar[dict[str, float]] = {"tau_1": 1.0, "tau_2": 3.0, "g_max": 0.2}
+    linear_in_spikes: ClassVar[bool] = True
     default_output: ClassVar[str] = "current"
     default_E: ClassVar[float | None] = 0.0
 
@@ -824,6 +825,7 @@ class VoltageJump(_Stateless):
     """
 
     defaults: ClassVar[dict[str, float]] = {"g_max": 1.0}
+    linear_in_spikes: ClassVar[bool] = True
     default_output: ClassVar[str] = "voltage"
 
     outputs: ClassVar[tuple[str, ...]] = ("voltage",)

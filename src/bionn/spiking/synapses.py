@@ -54,6 +54,10 @@ class Synapse(nn.Module):
     default_E: ClassVar[float | None] = None
     #: state variables that may be +inf by design (the non-finite check allows it there)
     unbounded_above: ClassVar[tuple[str, ...]] = ()
+    #: the kinetics take the weighted sum of arriving spikes (``proj.deliver(spikes)``) and
+    #: nothing else of the presynaptic side, so k spikes at once act as k times one spike
+    #: (what :class:`PoissonInput` needs)
+    linear_in_spikes: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
@@ -131,6 +135,7 @@ class Exponential(Synapse):
     """
 
     defaults: ClassVar[dict[str, float]] = {"tau_decay": 8.0, "g_max": 0.1}
+    linear_in_spikes: ClassVar[bool] = True
 
     def initial_state(self, proj: Projection, batch: int, device, dtype) -> State:
         return {"s": torch.zeros(batch, proj.n_post, device=device, dtype=dtype)}
@@ -243,6 +248,10 @@ class Projection(nn.Module):
     def delay_steps(self, dt: float) -> int:
         return int(round(self.delay / dt))
 
+    def constants(self, dt: float) -> Any:
+        """What the projection itself reads once per run at ``dt`` (None: nothing)."""
+        return None
+
     def initial_state(self, batch: int, device, dtype, dt: float = 0.1) -> State:
         state = {f"syn.{k}": v for k, v in self.synapse.initial_state(self, batch, device, dtype).items()}
         d = self.delay_steps(dt)
@@ -330,3 +339,107 @@ def _ell(pre_idx: Tensor, post_idx: Tensor, w: Tensor, n_pre: int, n_post: int) 
     targets[pre_sorted, slot] = post_sorted
     weights[pre_sorted, slot] = w_sorted
     return targets, weights
+
+
+def _count_cdf(n_sources: int, p: float) -> Tensor:
+    """The CDF of Binomial(n_sources, p) (float64, CPU), cut where it reaches 1 - 1e-17."""
+    k = torch.arange(0, n_sources + 1, dtype=torch.float64)
+    if p <= 0.0:
+        return torch.ones(1, dtype=torch.float64)
+    if p >= 1.0:
+        cdf = torch.zeros(n_sources + 1, dtype=torch.float64)
+        cdf[-1] = 1.0
+        return cdf
+    log_pmf = (math.lgamma(n_sources + 1) - torch.lgamma(k + 1) - torch.lgamma(n_sources - k + 1)
+               + k * math.log(p) + (n_sources - k) * math.log1p(-p))
+    cdf = log_pmf.exp().cumsum(0)
+    last = min(int((cdf < 1.0 - 1e-17).sum()) + 1, n_sources + 1)
+    cdf = cdf[:last].clone()
+    cdf[-1] = 1.0  # every uniform draw falls in the table
+    return cdf
+
+
+class PoissonInput(Projection):
+    r"""External Poisson drive without source neurons (Brian2's ``PoissonInput``).
+
+    Every neuron of group ``target`` (or of ``post_range``) receives ``n_sources``
+    independent Poisson spike trains of ``rate`` Hz each. In each step the number of
+    arriving spikes per neuron and trial is drawn, ``k ~ Binomial(n_sources, rate dt /
+    1000)`` (exactly: by inverse CDF from one uniform of the step's generator), and
+    delivered through ``synapse`` like ``k`` presynaptic spikes of weight ``weight``:
+    :class:`~bionn.spiking.VoltageJump` adds ``k w`` to V (dropped while the neuron is
+    refractory, as any voltage jump), an :class:`Exponential` (current or conductance)
+    synapse increments its ``s`` by ``k w``. It replaces ``n_sources`` Poisson neurons wired
+    one-to-many to each target (the same statistics, no source state, one draw per target).
+
+    Args:
+        target: the group driven.
+        n: its number of neurons (of ``post_range`` when given).
+        n_sources: independent sources per neuron.
+        rate: Hz per source (``rate * dt / 1000 <= 1``).
+        synapse: the kinetics, e.g. ``VoltageJump()``.
+        weight: a number or ``(n,)`` values (mV for voltage jumps).
+        output, E: as :class:`Projection`.
+        post_range: ``(start, stop)`` neurons within ``target``.
+        name: default ``"poisson->{target}"``.
+
+    Example:
+        >>> from bionn.spiking import LIF, Network, VoltageJump
+        >>> drive = PoissonInput("E", 100, n_sources=400, rate=50.0, synapse=VoltageJump(), weight=0.1)
+        >>> net = Network({"E": LIF(100, V_rest=0.0, V_reset=10.0, V_th=20.0, tau=20.0,
+        ...                         t_refractory=2.0)}, [drive])
+        >>> res = net.run(200.0, dt=0.1, progress=False, seed=0)
+        >>> 0 < res.spikes["E"].count()
+        True
+    """
+
+    def __init__(self, target: str, n: int, *, n_sources: int, rate: float, synapse: Synapse,
+                 weight: float | Tensor = 1.0, output: str | None = None, E: float | None = None,
+                 post_range: tuple[int, int] | None = None, name: str | None = None) -> None:
+        from bionn.circuits.connect import one_to_one
+
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"PoissonInput: n must be a positive integer (the target's neurons); got {n!r}")
+        if not isinstance(n_sources, int) or isinstance(n_sources, bool) or n_sources <= 0:
+            raise ValueError(f"PoissonInput: n_sources must be a positive integer; got {n_sources!r}")
+        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate)
+                and rate >= 0):
+            raise ValueError(f"PoissonInput: rate must be a number of Hz >= 0; got {rate!r}")
+        super().__init__(target, target, one_to_one(n), synapse, weight=weight, output=output, E=E,
+                         pre_range=post_range, post_range=post_range,
+                         name=name or f"poisson->{target}")
+        if self.output == "gap" or not type(synapse).linear_in_spikes:
+            raise ValueError(f"projection {self.name}: a Poisson input needs kinetics driven by the "
+                             f"sum of arriving spikes (Exponential, DualExponential, Alpha, "
+                             f"VoltageJump); got {type(synapse).__name__} with output {self.output!r}")
+        self.n_sources, self.rate = int(n_sources), float(rate)
+
+    def extra_repr(self) -> str:
+        return (f"{self.name}: {self.n_sources} sources x {self.rate:g} Hz onto {self.n_post}, "
+                f"output={self.output!r}" + (f", E={self.E}" if self.E is not None else ""))
+
+    def constants(self, dt: float) -> Tensor:
+        """The count CDF at ``dt`` (read once per run)."""
+        p = self.rate * dt / 1000.0
+        if p > 1.0:
+            raise ValueError(f"projection {self.name}: rate * dt = {self.rate:g} Hz x {dt:g} ms is "
+                             "more than one spike per step per source; lower dt")
+        return _count_cdf(self.n_sources, p)
+
+    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
+                out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
+        """``k_i w_i`` for every target neuron ``i`` ``(batch, n)``: this step's counts (the
+        target's own spikes ``values`` are not read, only their batch size and device)."""
+        cdf = constants_of(self, ctx)
+        if cdf is None:
+            cdf = self.constants(ctx.dt if ctx is not None else 0.1)
+        gen = None if ctx is None else ctx.generator
+        batch, device = values.shape[0], weight.device
+        u = torch.rand(batch, self.n_post, generator=gen, dtype=torch.float64,
+                       device=gen.device if gen is not None else device).to(device)
+        k = torch.searchsorted(cdf.to(device), u, right=True)
+        w = weight[..., 0]  # one synapse per target (one-to-one)
+        value = k.to(w.dtype) * w
+        if out is None:
+            return value
+        return out.add_(value)
