@@ -363,6 +363,7 @@ class Network(nn.Module):
                 spike = new[name]["spike"]
                 b, j = spike.nonzero(as_tuple=True)
                 events[name] = (spike, b, j)
+        receptive: dict[str, Tensor] = {}  # post group -> 1 where V takes voltage jumps this step
         for q in projs:
             proj = q.proj
             ps = dict(state[q.name])
@@ -392,18 +393,26 @@ class Network(nn.Module):
             pre_new = _slice_state(new[q.pre], q.pre_range)
             post_new = _slice_state(new[q.post], q.post_range)
             if q.output == "voltage":
-                jump = proj.deliver(spikes, w, ctx=pctx) * q.synapse.scalar("g_max", ctx)
-                if "refractory" in post_new:
+                jump = proj.deliver(spikes, w, ctx=pctx)
+                gmax = q.synapse.scalar("g_max", ctx)
+                if not (isinstance(gmax, float) and gmax == 1.0):
+                    jump = jump * gmax
+                group_new = dict(new[q.post])
+                if "refractory" in group_new:
                     # one rule for every input: V ignores input in the held steps (refractory
                     # count > 0 before the step) and a jump in the spike step is lost to the
-                    # reset, as Brian2's on_pre runs before its reset
-                    before = _slice(state[q.post]["refractory"], q.post_range)
-                    jump = jump * ((before + post_new["refractory"] + post_new["spike"]) == 0)
-                group_new = dict(new[q.post])
-                v = group_new["V"].clone()
-                lo, hi = q.post_range or (0, v.shape[1])
-                v[:, lo:hi] += jump
-                group_new["V"] = v
+                    # reset, as Brian2's on_pre runs before its reset; one mask per group
+                    ok = receptive.get(q.post)
+                    if ok is None:
+                        held = state[q.post]["refractory"] + group_new["refractory"] + group_new["spike"]
+                        ok = receptive[q.post] = (held == 0).to(held.dtype)
+                    jump = jump * _slice(ok, q.post_range)
+                if q.post_range is None:
+                    group_new["V"] = group_new["V"] + jump
+                else:
+                    v = group_new["V"].clone()
+                    v[:, q.post_range[0]:q.post_range[1]] += jump
+                    group_new["V"] = v
                 new[q.post] = group_new
                 post_new = _slice_state(group_new, q.post_range)
             syn = {k: ps[pk] for k, pk in q.keys(ps)}
