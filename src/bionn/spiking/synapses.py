@@ -438,8 +438,7 @@ class PoissonInput(Projection):
         u = torch.rand(batch, self.n_post, generator=gen, dtype=torch.float64,
                        device=gen.device if gen is not None else device).to(device)
         k = torch.searchsorted(cdf.to(device), u, right=True)
-        w = weight[..., 0]  # one synapse per target (one-to-one)
-        value = k.to(w.dtype) * w
+        value = torch.mul(k, weight[..., 0])  # one synapse per target (one-to-one)
         if out is None:
             return value
         return out.add_(value)
