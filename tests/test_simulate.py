@@ -66,6 +66,16 @@ def test_tiny_config_end_to_end(tmp_path, capsys):
     assert again == load_sim_config(cfg)
 
 
+def test_spikes_recorded_for_the_groups_named(tmp_path, capsys):
+    cfg = _write(tmp_path, [*TINY, "run.record_spikes=[I]"])
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    summary = _last_json(capsys.readouterr().out)
+    with np.load(tmp_path / "o" / "spikes.npz", allow_pickle=False) as z:
+        assert z["groups"].tolist() == ["I"] and "E.step" not in z
+    assert "I" in summary and "E" not in summary and (tmp_path / "o" / "figures/raster.png").is_file()
+    assert load_sim_config(cfg).run.record_spikes == ["I"]
+
+
 def test_same_seed_same_spikes(tmp_path, capsys):
     cfg = _write(tmp_path, TINY)
     for name in ("a", "b"):
@@ -107,6 +117,7 @@ def test_cann_by_network_name_writes_bump(tmp_path, capsys, monkeypatch):
         (["run.record={X: [V]}"], ["run.record", "'X'", "groups"]),
         (["run.record={E: [W]}"], ["run.record.E", "W", "allowed", "V"]),
         (["run.record_neurons={E: [99]}"], ["run.record_neurons.E", "99", "40"]),
+        (["run.record_spikes=[X]"], ["run.record_spikes", "'X'", "groups"]),
     ],
 )
 def test_bad_configs_exit_2_naming_the_field(tmp_path, capsys, overrides, expected):

@@ -108,6 +108,8 @@ class SimRunSection(Strict):
     record: dict[str, list[str]] | None = None
     record_every: int = Field(1, ge=1, description="record state variables every k steps")
     record_neurons: dict[str, int | list[int]] | None = None
+    record_spikes: list[str] | None = Field(
+        None, description="spiking groups whose spikes are recorded (None: every spiking group)")
     record_chunk_ms: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="write spikes and traces to disk every this many ms (bounded memory; "
@@ -247,6 +249,7 @@ class Prepared(typing.NamedTuple):
     record: dict[str, list[str]]
     record_neurons: dict[str, list[int]]
     warnings: list[str]
+    record_spikes: list[str] | None = None
 
 
 def _warn(msg: str) -> None:
@@ -304,6 +307,14 @@ def prepare(cfg: SimConfig) -> Prepared:
                               f"of {n} neurons")
         if g in record:
             record_neurons[g] = idx
+    record_spikes = None if cfg.run.record_spikes is None else list(cfg.run.record_spikes)
+    for g in record_spikes or []:
+        if g not in net.groups:
+            raise ConfigError(f"run.record_spikes: unknown group {g!r} for network "
+                              f"{cfg.network.name!r}; groups: {list(net.groups)}")
+        if not net.groups[g].spiking:
+            raise ConfigError(f"run.record_spikes: group {g!r} does not spike (a rate group); "
+                              f"spiking groups: {[k for k, v in net.groups.items() if v.spiking]}")
     n_steps = int(round(duration / dt))
     if cfg.run.record_chunk_ms is not None:
         chunk_steps = cfg.run.record_chunk_ms / (dt * int(cfg.run.record_every))
@@ -317,7 +328,7 @@ def prepare(cfg: SimConfig) -> Prepared:
         warnings.append(f"run.record keeps about {size / 1024**3:.1f} GiB of traces; consider "
                         f"run.record_neurons or run.record_every")
     net = net.to(device=device, dtype=dtype)
-    return Prepared(net, generator, device, dtype, record, record_neurons, warnings)
+    return Prepared(net, generator, device, dtype, record, record_neurons, warnings, record_spikes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,6 +512,7 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
     run_kw = dict(dt=float(cfg.run.dt), batch=int(cfg.run.batch), record=prep.record,
                   record_every=int(cfg.run.record_every),
                   record_neurons=prep.record_neurons or None, generator=prep.generator,
+                  record_spikes=True if prep.record_spikes is None else prep.record_spikes,
                   device=prep.device, dtype=prep.dtype, progress=progress)
     threads = torch.get_num_threads()
     if cfg.experiment.threads is not None:
