@@ -354,3 +354,82 @@ def test_synaptic_diversity_dale_is_the_one_dale_parametrization():
         p = layer.parametrizations.weight[0]
         assert type(p) is Dale and p.dim == 1
     assert not parametrize.is_parametrized(model[0], "weight")
+
+
+# ----------------------------------------------------------------- building edges without a COO detour
+def _fixed_prob_one_draw(n_post, n_pre, p, k, generator):
+    """The rule as one draw for all rows (the reference the chunked sampler must reproduce)."""
+    import math
+
+    log1mp = math.log1p(-p)
+    rows, posts, pres = torch.arange(n_post), [], []
+    while rows.numel():
+        u = torch.rand(rows.numel(), k, generator=generator, dtype=torch.float64).clamp_min(1e-300)
+        pos = (torch.floor(torch.log(u) / log1mp).long() + 1).cumsum(1) - 1
+        done = pos[:, -1] >= n_pre
+        r, c = (pos < n_pre).logical_and(done[:, None]).nonzero(as_tuple=True)
+        posts.append(rows[r])
+        pres.append(pos[r, c])
+        rows = rows[~done]
+        k *= 2
+    return torch.cat(posts), torch.cat(pres)
+
+
+@pytest.mark.parametrize("draw, first_k", [(1 << 20, None), (64, None), (50, 3)])
+def test_fixed_prob_chunked_draw_gives_the_synapses_of_one_draw(monkeypatch, draw, first_k):
+    from bionn.circuits import connect
+
+    monkeypatch.setattr(connect, "_DRAW", draw)  # many chunks of rows
+    if first_k is not None:  # too few successes per row at first: rows are redrawn with 2k, 4k, ...
+        monkeypatch.setattr(connect, "_first_k", lambda n_pre, p: first_k)
+    n_post, n_pre, p = 300, 200, 0.1
+    k = connect._first_k(n_pre, p)
+    post, pre = _fixed_prob_one_draw(n_post, n_pre, p, k, gen(5))
+    ref = Connectivity(post=post, pre=pre, shape=(n_post, n_pre))
+    c = fixed_prob(n_post, n_pre, p, generator=gen(5))
+    assert c.edges()[0].dtype == torch.long and c.edges()[1].dtype == torch.long
+    assert torch.equal(c.edges()[0], ref.edges()[0]) and torch.equal(c.edges()[1], ref.edges()[1])
+
+
+def test_edges_copy_false_returns_the_stored_arrays():
+    c = fixed_prob(40, 30, 0.2, generator=gen(2))
+    p, q = c.edges(copy=False)
+    p2, q2 = c.edges()
+    assert p is c.edges(copy=False)[0] and torch.equal(p, p2) and p2.data_ptr() != p.data_ptr()
+    d = c.to_dense()
+    assert torch.equal(d.edges(copy=False)[1], q)
+
+
+def test_sorted_check_across_chunks_and_repeats_merged():
+    from bionn.circuits.connectivity import _strictly_sorted
+
+    n = (1 << 20) + 5
+    post = torch.arange(n)
+    assert _strictly_sorted(post, torch.zeros(n, dtype=torch.long))
+    post[1 << 20] = post[(1 << 20) - 1]  # a repeat exactly at the chunk boundary
+    assert not _strictly_sorted(post, torch.zeros(n, dtype=torch.long))
+    assert _strictly_sorted(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 0]))
+    assert not _strictly_sorted(torch.tensor([0, 0, 1]), torch.tensor([2, 1, 0]))
+    c = Connectivity(post=[1, 0, 1, 1], pre=[0, 2, 0, 1], shape=(2, 3), weight=[1.0, 2.0, 3.0, 4.0])
+    assert c.edges()[0].tolist() == [0, 1, 1] and c.weight.tolist() == [2.0, 4.0, 4.0]
+
+
+def test_out_edge_table_from_sorted_or_shuffled_edges():
+    from bionn.spiking.synapses import _ell
+
+    c = fixed_prob(70, 50, 0.15, generator=gen(3))
+    post, pre = c.edges()
+    w = torch.rand(post.numel(), generator=gen(4))
+    targets, weights = _ell(pre, post, w, 50, 70)
+    k = int(torch.bincount(pre, minlength=50).max())
+    assert targets.shape == (50, k) and targets.dtype == torch.long
+    for j in range(50):  # row j: its post neurons in increasing order, then padding (n_post, weight 0)
+        mine = (pre == j).nonzero().flatten()
+        assert targets[j, :mine.numel()].tolist() == post[mine].tolist()
+        assert torch.equal(weights[j, :mine.numel()], w[mine])
+        assert (targets[j, mine.numel():] == 70).all() and (weights[j, mine.numel():] == 0).all()
+    perm = torch.randperm(post.numel(), generator=gen(6))
+    t2, w2 = _ell(pre[perm], post[perm], w[perm], 50, 70)
+    assert torch.equal(t2, targets) and torch.equal(w2, weights)
+    t0, w0 = _ell(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), torch.empty(0), 4, 3)
+    assert t0.tolist() == [[3]] * 4 and w0.tolist() == [[0.0]] * 4

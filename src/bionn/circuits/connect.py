@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _CHUNK = 4_000_000  # elements per dense chunk in the samplers
+_DRAW = 1 << 20  # uniforms per chunk in fixed_prob (8 MB of float64)
 
 
 def from_edges(post: Tensor, pre: Tensor, n_post: int, n_pre: int, sign: Tensor | None = None, *,
@@ -95,23 +96,56 @@ def fixed_prob(
         return from_edges(torch.empty(0), torch.empty(0), n_post, n_pre, layout=layout)
     if p == 1.0:
         return all_to_all(n_post, n_pre, autapses=autapses, layout=layout)
-    mean = n_pre * p
-    k = int(mean + 8 * math.sqrt(mean * (1 - p)) + 16)
+    k = _first_k(n_pre, p)
     log1mp = math.log1p(-p)
+    # Rows are drawn in chunks of about _DRAW uniforms, in order: the generator's stream,
+    # and so the synapses, are those of one draw for all rows, at a fraction of the memory.
     rows = torch.arange(n_post)
-    posts, pres = [], []
+    done_rows, counts, pres = [], [], []
     while rows.numel():
-        u = torch.rand(rows.numel(), k, generator=generator, dtype=torch.float64).clamp_min(1e-300)
-        gaps = torch.floor(torch.log(u) / log1mp).long() + 1
-        pos = gaps.cumsum(1) - 1
-        done = pos[:, -1] >= n_pre
-        r, c = (pos < n_pre).logical_and(done[:, None]).nonzero(as_tuple=True)
-        posts.append(rows[r])
-        pres.append(pos[r, c])
-        rows = rows[~done]
+        undone = []
+        step = max(1, _DRAW // k)
+        for start in range(0, rows.numel(), step):
+            r = rows[start:start + step]
+            pos = _gap_positions(r.numel(), k, log1mp, generator)
+            done = pos[:, -1] >= n_pre
+            hit = pos < n_pre
+            hit &= done[:, None]
+            done_rows.append(r[done])
+            counts.append(hit.sum(1)[done])
+            pres.append(pos[hit].to(torch.int32 if n_pre < 2**31 else torch.long))
+            del pos, hit
+            undone.append(r[~done])
+        rows = torch.cat(undone)
         k *= 2
-    post, pre = torch.cat(posts), torch.cat(pres)
+    post = torch.repeat_interleave(torch.cat(done_rows), torch.cat(counts))
+    pre = torch.empty(post.numel(), dtype=torch.long)
+    start = 0
+    for i, c in enumerate(pres):  # into one int64 array, freeing each chunk as it is copied
+        pre[start:start + c.numel()] = c
+        start += c.numel()
+        pres[i] = None
     return from_edges(*_drop_autapses(post, pre, autapses, n_post, n_pre), n_post, n_pre, layout=layout)
+
+
+def _first_k(n_pre: int, p: float) -> int:
+    """Successes drawn per row in the first round of :func:`fixed_prob` (mean + 8 sd + 16)."""
+    mean = n_pre * p
+    return int(mean + 8 * math.sqrt(mean * (1 - p)) + 16)
+
+
+def _gap_positions(rows: int, k: int, log1mp: float, generator: torch.Generator | None) -> Tensor:
+    """``(rows, k)`` positions of the first ``k`` Bernoulli successes per row (geometric gaps).
+
+    Computes ``cumsum(floor(log(u) / log1p(-p)) + 1) - 1`` for uniforms ``u`` in place,
+    so that two ``(rows, k)`` arrays are alive at most.
+    """
+    u = torch.rand(rows, k, generator=generator, dtype=torch.float64)
+    u.clamp_min_(1e-300).log_().div_(log1mp).floor_()
+    pos = u.long()
+    del u
+    pos += 1
+    return pos.cumsum_(1).sub_(1)
 
 
 def _choose_per_row(n_rows: int, n_from: int, k: int, exclude_diag: bool, generator) -> Tensor:

@@ -34,6 +34,20 @@ def _index(t: Any, name: str) -> Tensor:
     return t.long().flatten()
 
 
+def _strictly_sorted(post: Tensor, pre: Tensor) -> bool:
+    """Whether the pairs ``(post, pre)`` increase strictly (sorted by post, then pre; no repeats).
+
+    Compares neighbours in chunks, with no ``(nnz,)`` key array.
+    """
+    step = 1 << 20
+    for s in range(0, post.numel() - 1, step):
+        e = min(post.numel(), s + step + 1)
+        p0, p1, q0, q1 = post[s:e - 1], post[s + 1:e], pre[s:e - 1], pre[s + 1:e]
+        if not bool(((p1 > p0) | ((p1 == p0) & (q1 > q0))).all()):
+            return False
+    return True
+
+
 def _labels(labels: Sequence[str] | None, n: int, name: str) -> tuple[str, ...] | None:
     if labels is None:
         return None
@@ -169,9 +183,8 @@ class Connectivity:
                                  or int(pre.min()) < 0 or int(pre.max()) >= n_pre):
                 raise ValueError(f"edge indices out of range for a ({n_post}, {n_pre}) (post, pre) matrix")
             n_given = post.numel()
-            key = post * n_pre + pre
-            if key.numel() > 1 and not bool((key[1:] > key[:-1]).all()):  # sort, merge repeats
-                key, order = torch.unique(key, sorted=True, return_inverse=True)
+            if not _strictly_sorted(post, pre):  # sort, merge repeats
+                key, order = torch.unique(post * n_pre + pre, sorted=True, return_inverse=True)
                 post, pre = key // max(n_pre, 1), key % max(n_pre, 1)
             if layout == "dense":
                 dense = torch.zeros(n_post, n_pre, dtype=dtype)
@@ -279,10 +292,16 @@ class Connectivity:
                                        is_coalesced=True, check_invariants=False)
 
     # ------------------------------------------------------------ conversions
-    def edges(self) -> tuple[Tensor, Tensor]:
-        """``(post_index, pre_index)`` of every synapse, sorted by post then pre."""
+    def edges(self, *, copy: bool = True) -> tuple[Tensor, Tensor]:
+        """``(post_index, pre_index)`` of every synapse, sorted by post then pre.
+
+        ``copy=False`` returns the sparse layout's own index arrays (read-only use: no
+        copy of 16 bytes per synapse); the dense layout always builds new ones.
+        """
         if self._mask is not None:
             return self._mask.nonzero(as_tuple=True)
+        if not copy:
+            return self._post, self._pre
         return self._post.clone(), self._pre.clone()
 
     def dense(self) -> Tensor:

@@ -197,7 +197,7 @@ class Projection(nn.Module):
         self.plasticity = plasticity
         self.pre_range, self.post_range = pre_range, post_range
         self.n_post, self.n_pre = connectivity.n_post, connectivity.n_pre
-        post_idx, pre_idx = connectivity.edges()
+        post_idx, pre_idx = connectivity.edges(copy=False)  # read only here
         if weight is None:
             weight = 1.0 if connectivity.weight is None else connectivity.weight
         w = self._edge_weights(weight, connectivity, post_idx, pre_idx)
@@ -327,17 +327,33 @@ class Projection(nn.Module):
 
 
 def _ell(pre_idx: Tensor, post_idx: Tensor, w: Tensor, n_pre: int, n_post: int) -> tuple[Tensor, Tensor]:
-    """Out-edge table: ``targets[j, k]`` is the k-th post neuron of pre j (``n_post`` = padding)."""
-    order = torch.argsort(pre_idx * n_post + post_idx)
-    pre_sorted, post_sorted, w_sorted = pre_idx[order], post_idx[order], w[order]
-    counts = torch.bincount(pre_sorted, minlength=n_pre)
-    k = int(counts.max()) if counts.numel() and pre_idx.numel() else 0
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(pre_sorted.numel()) - starts[pre_sorted]
-    targets = torch.full((n_pre, max(k, 1)), n_post, dtype=torch.long)
-    weights = torch.zeros(n_pre, max(k, 1), dtype=w.dtype)
-    targets[pre_sorted, slot] = post_sorted
-    weights[pre_sorted, slot] = w_sorted
+    """Out-edge table: ``targets[j, k]`` is the k-th post neuron of pre j (``n_post`` = padding).
+
+    Each row lists its post neurons in increasing order. Built straight from the edge
+    lists: one stable sort by pre (edges given sorted by post, as ``Connectivity.edges()``
+    gives them; otherwise a stable sort by post first), then the entries are written into
+    their slots in chunks, with no ``(nnz,)`` key, slot or sorted copies.
+    """
+    nnz = pre_idx.numel()
+    if nnz > 1 and not bool((post_idx[1:] >= post_idx[:-1]).all()):
+        by_post = torch.sort(post_idx, stable=True).indices
+        order = by_post[torch.sort(pre_idx[by_post], stable=True).indices]
+        del by_post
+    else:
+        order = torch.sort(pre_idx, stable=True).indices
+    counts = torch.bincount(pre_idx, minlength=n_pre)
+    k = max(int(counts.max()) if nnz else 0, 1)
+    shift = torch.arange(n_pre) * k - (torch.cumsum(counts, 0) - counts)  # slot of edge i: i + shift[pre]
+    targets = torch.full((n_pre, k), n_post, dtype=torch.long)
+    weights = torch.zeros(n_pre, k, dtype=w.dtype)
+    flat_t, flat_w = targets.view(-1), weights.view(-1)
+    step = 1 << 20
+    for s in range(0, nnz, step):
+        o = order[s:s + step]
+        slot = shift[pre_idx[o]]
+        slot += torch.arange(s, s + o.numel())
+        flat_t[slot] = post_idx[o]
+        flat_w[slot] = w[o]
     return targets, weights
 
 
