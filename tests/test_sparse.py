@@ -104,3 +104,32 @@ def test_empty_rows_and_no_grad_inputs():
     assert y.tolist() == [[0.0, 0.0, 0.0, 2.0, 0.0]]
     y.sum().backward()
     assert v.grad.tolist() == [1.0]
+
+
+def test_value_grad_and_transpose_write_into_a_given_buffer():
+    s, v, dense, g = _random(50, 60, 0.2, dtype=torch.float32)
+    gg, x = torch.randn(4, 50, generator=g), torch.randn(4, 60, generator=g)
+    for method in ("sampled", "chunked"):
+        buf = torch.full((s.nnz,), float("nan"))
+        out = value_grad(s, gg, x, method=method, values=v, out=buf)
+        assert out.data_ptr() == buf.data_ptr()
+        torch.testing.assert_close(out, value_grad(s, gg, x, method=method), atol=0, rtol=0)
+    buf = torch.empty(s.nnz)
+    assert torch.equal(s.csr_t(v, out=buf).to_dense(), dense.t()) and torch.equal(buf, v[s.t_perm.long()])
+
+
+@pytest.mark.parametrize("need", ["both", "values", "x"])
+def test_backward_shares_one_buffer_and_matches_dense(need):
+    """The transpose's values and then the value gradient share one (nnz,) buffer."""
+    s, v, dense, g = _random(40, 30, 0.3, dtype=torch.float64)
+    x = torch.randn(5, 30, generator=g, dtype=torch.float64)
+    gy = torch.randn(5, 40, generator=g, dtype=torch.float64)
+    vv, xx = v.clone().requires_grad_(need != "x"), x.clone().requires_grad_(need != "values")
+    spmm(vv, s, xx).backward(gy)
+    dd = dense.clone().requires_grad_(True)
+    xd = x.clone().requires_grad_(True)
+    (xd @ dd.t()).backward(gy)
+    if need != "x":
+        torch.testing.assert_close(vv.grad, dd.grad[s.row.long(), s.col.long()])
+    if need != "values":
+        torch.testing.assert_close(xx.grad, xd.grad)

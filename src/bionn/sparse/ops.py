@@ -22,7 +22,7 @@ _CHUNK = 1 << 16
 
 
 def value_grad(structure: SparseStructure, g: Tensor, x: Tensor, *, method: str = "auto",
-               values: Tensor | None = None) -> Tensor:
+               values: Tensor | None = None, out: Tensor | None = None) -> Tensor:
     """``d_k = sum_b g[b, post_k] x[b, pre_k]`` for every stored entry ``k`` (CSR order).
 
     Args:
@@ -30,6 +30,8 @@ def value_grad(structure: SparseStructure, g: Tensor, x: Tensor, *, method: str 
         g: ``(batch, n_post)``; x: ``(batch, n_pre)``.
         method: ``"sampled"`` (``torch.sparse.sampled_addmm``), ``"chunked"`` (gathers
             in chunks of 65,536 entries) or ``"auto"`` (sampled, chunked where unsupported).
+        values: the matrix values (their storage carries the pattern for ``sampled_addmm``).
+        out: an ``(nnz,)`` contiguous buffer of ``g``'s dtype to write into (else a new one).
 
     Example:
         >>> import torch
@@ -41,7 +43,7 @@ def value_grad(structure: SparseStructure, g: Tensor, x: Tensor, *, method: str 
         try:
             carrier = values if values is not None and values.dtype == g.dtype else \
                 torch.zeros(structure.nnz, dtype=g.dtype, device=g.device)
-            out = torch.empty(structure.nnz, dtype=g.dtype, device=g.device)
+            out = torch.empty(structure.nnz, dtype=g.dtype, device=g.device) if out is None else out
             # out= writes straight into `out` with the structure's own (int32) indices
             torch.sparse.sampled_addmm(structure.csr(carrier.detach()), g.t(), x, beta=0.0,
                                        out=structure.csr(out))
@@ -53,7 +55,7 @@ def value_grad(structure: SparseStructure, g: Tensor, x: Tensor, *, method: str 
         raise ValueError(f"method must be 'auto', 'sampled' or 'chunked'; got {method!r}")
     gt, xt = g.t().contiguous(), x.t().contiguous()
     row = structure.row
-    out = torch.empty(structure.nnz, dtype=g.dtype, device=g.device)
+    out = torch.empty(structure.nnz, dtype=g.dtype, device=g.device) if out is None else out
     for s in range(0, structure.nnz, _CHUNK):
         e = min(structure.nnz, s + _CHUNK)
         prod = gt.index_select(0, row[s:e]) * xt.index_select(0, structure.col[s:e])
@@ -73,11 +75,14 @@ class _SpMM(torch.autograd.Function):
         values, x = ctx.saved_tensors
         s: SparseStructure = ctx.structure
         g = g.contiguous()
-        d_values = d_x = None
+        d_values = d_x = buf = None
         if ctx.needs_input_grad[2]:
-            d_x = torch.sparse.mm(s.csr_t(values), g.t()).t().contiguous()
+            # values in transpose order go to a buffer that then receives the value gradient:
+            # one (nnz,) allocation per backward, not two
+            buf = torch.empty(values.numel(), dtype=values.dtype, device=values.device)
+            d_x = torch.sparse.mm(s.csr_t(values, out=buf), g.t()).t().contiguous()
         if ctx.needs_input_grad[0]:
-            d_values = value_grad(s, g, x, values=values)
+            d_values = value_grad(s, g, x, values=values, out=buf if g.dtype == values.dtype else None)
         return d_values, None, d_x
 
 

@@ -112,11 +112,16 @@ class SparseStructure:
             warnings.simplefilter("ignore")
             return torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
 
-    def csr_t(self, values: Tensor) -> Tensor:
-        """A ``torch.sparse_csr_tensor`` of the transpose ``W^T`` (``values`` in CSR order of ``W``)."""
+    def csr_t(self, values: Tensor, *, out: Tensor | None = None) -> Tensor:
+        """A ``torch.sparse_csr_tensor`` of the transpose ``W^T`` (``values`` in CSR order of ``W``).
+
+        ``out``: an ``(nnz,)`` buffer that receives the values in transpose order (else a new one).
+        """
+        t_values = torch.index_select(values, 0, self.t_perm, out=out) if out is not None else \
+            values.index_select(0, self.t_perm)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.sparse_csr_tensor(self.t_crow, self.t_col, values.index_select(0, self.t_perm),
+            return torch.sparse_csr_tensor(self.t_crow, self.t_col, t_values,
                                            (self.shape[1], self.shape[0]), check_invariants=False)
 
     def to_dense(self, values: Tensor) -> Tensor:
