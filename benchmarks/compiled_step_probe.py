@@ -13,9 +13,15 @@ once the element work dominates (40,000 neurons), where this scalar loop (one ``
 neuron and step) competes with PyTorch's vectorised kernels. A generated path for every
 model (one definition of the equations) would need vectorised code to win at scale.
 
-Cases: ``coba_4k`` (2,000 steps) and ``coba_40k`` (1,000 steps), dt 0.1 ms. JSON (last
-line): per case ``torch_us_per_step``, ``cpp_us_per_step``, ``speedup``, ``spikes``,
-``identical``; ``compile_s``; ``threads``; ``torch``. ``--quick``: 400 neurons, 200 steps.
+Cases: ``coba_4k`` (2,000 steps) and ``coba_40k`` (1,000 steps), dt 0.1 ms. A second route,
+PyTorch's own compiler: ``inductor`` times the step's element-wise part (conductance sum,
+exact LIF step with refractoriness, synaptic decay; no delivery) eager and under
+``torch.compile`` (default mode) at 4,000 and 40,000 neurons, float64.
+
+JSON (last line): per case ``torch_us_per_step``, ``cpp_us_per_step``, ``speedup``,
+``spikes``, ``identical``; ``inductor`` (per size ``eager_us``, ``compiled_us``,
+``first_call_s``, ``identical``); ``compile_s``; ``threads``; ``torch``. ``--quick``: 400
+neurons, 200 steps, no Inductor case.
 Run: ``python benchmarks/compiled_step_probe.py`` (needs a C++ compiler).
 """
 
@@ -107,6 +113,38 @@ def case(mod: object, n: int, steps: int) -> dict:
             "spikes": int(cs.shape[0]), "identical": bool(same)}
 
 
+def elementwise_step(V: torch.Tensor, ref: torch.Tensor, ge: torch.Tensor, gi: torch.Tensor):
+    """The COBA step without delivery, as bionn's torch path computes it."""
+    from bionn.functional.spiking import lif_exact_step
+
+    v, r, s = lif_exact_step(V, ref, 20.0 + gi * -80.0, ge + gi, v_rest=-60.0, v_reset=-60.0,
+                             v_th=-50.0, r=1.0, tau=20.0, refractory_steps=50, dt=0.1)
+    return v, r, s, ge * math.exp(-0.1 / 5.0), gi * math.exp(-0.1 / 10.0)
+
+
+def inductor_case(n: int, calls: int = 300) -> dict:
+    compiled = torch.compile(elementwise_step, dynamic=False)
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(1, n, generator=g, dtype=torch.float64) * 5 - 55,
+            torch.zeros(1, n, dtype=torch.float64), torch.rand(1, n, generator=g, dtype=torch.float64),
+            torch.rand(1, n, generator=g, dtype=torch.float64))
+    t = time.perf_counter()
+    out_c = compiled(*args)
+    first = time.perf_counter() - t
+    same = all(torch.equal(a, b) for a, b in zip(out_c, elementwise_step(*args), strict=True))
+
+    def per_call(f) -> float:
+        for _ in range(20):
+            f(*args)
+        t = time.perf_counter()
+        for _ in range(calls):
+            f(*args)
+        return round((time.perf_counter() - t) / calls * 1e6, 1)
+
+    return {"eager_us": per_call(elementwise_step), "compiled_us": per_call(compiled),
+            "first_call_s": round(first, 1), "identical": bool(same)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400 neurons, 200 steps (smoke run)")
@@ -120,6 +158,8 @@ def main() -> None:
         r = result[name]
         print(f"{name}: torch {r['torch_us_per_step']} us/step, C++ loop {r['cpp_us_per_step']} us/step, "
               f"identical spikes: {r['identical']}", file=sys.stderr)
+    if not args.quick:
+        result["inductor"] = {str(n): inductor_case(n) for n in (4000, 40000)}
     result.update(compile_s=round(compile_s, 1), threads=1, torch=torch.__version__, quick=bool(args.quick))
     print(json.dumps(result))
 
