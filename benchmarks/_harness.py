@@ -79,3 +79,32 @@ def reset_hwm() -> bool:
         return True
     except OSError:
         return False
+
+
+#: the environment of a single-threaded benchmark worker process
+SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "OPENBLAS_NUM_THREADS": "1"}
+
+
+def spawn_worker(script: str, args: list[str], env: dict | None = None) -> dict | None:
+    """Run ``python script --worker *args`` in a fresh single-threaded process; its last
+    stdout line parsed as JSON, or None (the error's tail on stderr) when it fails."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, script, "--worker", *args], env=env or SINGLE_THREAD_ENV,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"worker {args} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def have_module(name: str) -> bool:
+    """Whether an optional peer (``brian2``, ...) imports here."""
+    try:
+        __import__(name)
+    except Exception:  # pragma: no cover - optional
+        return False
+    return True

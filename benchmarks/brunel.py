@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import have_module, spawn_worker  # noqa: E402
+
 T_START = 100.0  # ms skipped by the rates
 
 
@@ -98,20 +99,7 @@ def brian2_worker(g: float, eta: float, duration: float, target: str, seed: int)
 
 
 def spawn(args: list[str]) -> dict | None:
-    proc = subprocess.run([sys.executable, __file__, "--worker", *args], env=ENV,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"worker {args} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def have_brian2() -> bool:
-    try:
-        import brian2  # noqa: F401
-    except Exception:  # pragma: no cover - optional
-        return False
-    return True
+    return spawn_worker(__file__, args)
 
 
 def _r(x: float | None, k: int = 3) -> float | None:
@@ -133,7 +121,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     duration = 30.0 if args.quick else 300.0
-    brian = have_brian2()
+    brian = have_module("brian2")
     if not brian:
         print("Brian2 is not installed (pip install brian2): its columns are null", file=sys.stderr)
     seed = str(args.seed)

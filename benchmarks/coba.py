@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
+from pathlib import Path
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import have_module, spawn_worker  # noqa: E402
 
 
 def bionn_worker(n: int, duration: float, batch: int, seed: int) -> dict:
@@ -68,20 +68,7 @@ def brian2_worker(n: int, duration: float, target: str, seed: int) -> dict:
 
 
 def spawn(args: list[str]) -> dict | None:
-    proc = subprocess.run([sys.executable, __file__, "--worker", *args], env=ENV,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"worker {args} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def have_brian2() -> bool:
-    try:
-        import brian2  # noqa: F401
-    except Exception:  # pragma: no cover - optional
-        return False
-    return True
+    return spawn_worker(__file__, args)
 
 
 def compare(n: int, duration: float, seed: int, brian: bool) -> dict:
@@ -117,7 +104,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     scale = 0.2 if args.quick else 1.0
-    brian = have_brian2()
+    brian = have_module("brian2")
     if not brian:
         print("Brian2 is not installed (pip install brian2): its columns are null", file=sys.stderr)
     summary: dict = {}

@@ -362,7 +362,6 @@ def test_steps_per_bin_averages_a_rate_model_over_each_bin():
 
 def test_spiking_model_is_read_as_spike_rates_per_bin():
     from bionn.analysis.fitting import predict
-    from bionn.spiking.trainable import _leaky
 
     rec, _ = _teacher_recording()
     hz = Recording(25 * (1 + rec.data[..., :5]), 10.0, inputs=rec.inputs)
@@ -383,7 +382,6 @@ def test_spiking_model_is_read_as_spike_rates_per_bin():
         trace.append(r)
     want = torch.stack(trace, 1).reshape(16, 60, 10, 5).mean(2)
     assert torch.allclose(predict(net, hz, steps_per_bin=10, rate_tau=20.0), want, rtol=1e-5, atol=1e-3)
-    assert _leaky is not None
 
 
 def test_spiking_rnn_fitted_to_rates_and_to_counts_by_surrogate_bptt():
