@@ -35,7 +35,11 @@ skipped with a reason where ``1.5 x 4 N^2`` bytes exceed 60% of the available
 memory, and reported as ``null``.
 
 Single-thread figures (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``) are
-top-level; all-thread figures under ``"threads_all"``. The last stdout line is
+top-level; all-thread figures under ``"threads_all"``. ``"passes"``: bionn's step taken
+apart at each size (one thread, median of 9, ns per synapse): the forward ``W x``, the
+gather of the values into transpose order, ``dx = W^T dy``, the value gradient, and a
+control with the same matrix's neurons renumbered at random (forward and value gradient),
+which separates cache effects of the wiring's locality from the growth in synapses. The last stdout line is
 one JSON object. ``--quick``: a small optic lobe (lattice radius 2, 1,203
 neurons; radius 7 for the larger size), workers in-process and no memory figures (a smoke test).
 Run: ``python benchmarks/sparse_connectome.py``.
@@ -247,16 +251,58 @@ def worker(impl: str, folder: Path, threads: int | None, repeats: int) -> dict:
             "threads": torch.get_num_threads(), "peak_from": "VmHWM" if reset else "ru_maxrss"}
 
 
+def passes_worker(folder: Path, repeats: int = 9) -> dict:
+    """bionn's step pass by pass, ns per synapse (see the module docstring)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from bionn.sparse import SparseStructure
+    from bionn.sparse.ops import value_grad
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    meta = json.loads((folder / "meta.json").read_text())
+    n, nnz = meta["n"], meta["nnz"]
+    a = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in NEEDS["bionn"]}
+    s = SparseStructure((n, n), *(a[k] for k in ("crow32", "col32", "t_crow32", "t_col32", "t_perm32")))
+    g = torch.Generator().manual_seed(0)
+    v, x, gy = torch.rand(nnz, generator=g), torch.randn(BATCH, n, generator=g), torch.randn(BATCH, n, generator=g)
+    buf = torch.empty(nnz)
+    perm = torch.randperm(n, generator=g)
+    shuffled, _ = SparseStructure.from_edges(perm[s.row.long()], perm[s.col.long()], (n, n))
+    parts = {
+        "forward": lambda: torch.sparse.mm(s.csr(v), x.t()),
+        "transpose_values": lambda: torch.index_select(v, 0, s.t_perm, out=buf),
+        "dx": lambda: torch.sparse.mm(s.csr_t(v, out=buf), gy.t()),
+        "value_grad": lambda: value_grad(s, gy, x, values=v, out=buf),
+        "forward_shuffled": lambda: torch.sparse.mm(shuffled.csr(v), x.t()),
+        "value_grad_shuffled": lambda: value_grad(shuffled, gy, x, values=v, out=buf),
+    }
+    out: dict = {"nnz": nnz}
+    for name, f in parts.items():
+        f()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        out[f"{name}_ns_per_synapse"] = round(sorted(ts)[len(ts) // 2] * 1e9 / nnz, 2)
+    return out
+
+
 def spawn(impl: str, folder: Path, threads: int | None, repeats: int, in_process: bool = False) -> dict | None:
     if in_process:  # --quick: no subprocess, no memory figure
         import torch
 
         old = torch.get_num_threads()
         try:
-            r = worker(impl, folder, threads, repeats)
+            r = passes_worker(folder, repeats) if impl == "passes" else worker(impl, folder, threads, repeats)
         finally:
             torch.set_num_threads(old)
-        r["peak_mb"] = float("nan")
+        if impl != "passes":
+            r["peak_mb"] = float("nan")
         return r
     args = [sys.executable, __file__, "--worker", impl, str(folder), str(threads or 0), str(repeats)]
     proc = subprocess.run(args, env=_env(threads), capture_output=True, text=True)
@@ -312,7 +358,10 @@ def main() -> None:
     a = p.parse_args()
     if a.worker:
         impl, folder, threads, repeats = a.worker
-        print(json.dumps(worker(impl, Path(folder), int(threads) or None, int(repeats))))
+        if impl == "passes":
+            print(json.dumps(passes_worker(Path(folder), int(repeats))))
+        else:
+            print(json.dumps(worker(impl, Path(folder), int(threads) or None, int(repeats))))
         return
     n, post, pre, source = optic_lobe_edges(a.quick)
     repeats = 2 if a.quick else a.repeats
@@ -328,9 +377,11 @@ def main() -> None:
         del post10, pre10
         result: dict = {}
         all_threads: dict = {}
+        passes: dict = {}
         for name in ("optic_lobe", "optic_lobe_x10"):
             result[name] = run_size(name, tmp / name, 1, repeats, a.quick)
             all_threads[name] = run_size(name, tmp / name, None, repeats, a.quick)
+            passes[name] = spawn("passes", tmp / name, 1, 3 if a.quick else 9, a.quick)
     for res in (result, all_threads):
         for r in res.values():
             times = {k: r[f"{k}_ms"] for k in IMPLS if r.get(f"{k}_ms") is not None}
@@ -340,6 +391,7 @@ def main() -> None:
         result["bionn_time_ratio_x10"] = round(b10 / b1, 2)
         result["nnz_ratio_x10"] = round(result["optic_lobe_x10"]["nnz"] / result["optic_lobe"]["nnz"], 2)
     result["threads_all"] = all_threads
+    result["passes"] = passes
     result["source"] = source
     result["batch"] = BATCH
     result["cpu_count"] = os.cpu_count()

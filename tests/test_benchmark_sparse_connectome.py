@@ -19,3 +19,6 @@ def test_quick_run_prints_json():
             assert part[size]["bionn_ms"] > 0 and part[size]["agree"]
     # ten copies (synthetic) or the template on a ~10x wider eye (flyvis)
     assert 8 <= res["optic_lobe_x10"]["nnz"] / res["optic_lobe"]["nnz"] <= 12
+    for size in ("optic_lobe", "optic_lobe_x10"):  # the step pass by pass
+        assert res["passes"][size]["nnz"] == res[size]["nnz"]
+        assert res["passes"][size]["forward_ns_per_synapse"] > 0
