@@ -126,6 +126,9 @@ class NonFiniteStateError(FloatingPointError):
                                    self.per_neuron)
 
 
+#: the simulation backends of :meth:`Network.run`
+BACKENDS = ("torch", "cpp", "auto")
+
 #: steps between two checks of :meth:`Network.run` for non-finite state (``check_finite=True``)
 FINITE_CHECK_EVERY = 100
 
@@ -437,7 +440,8 @@ class Network(nn.Module):
             record_spikes: bool | Sequence[str] = True, state: dict | None = None,
             generator: torch.Generator | None = None, seed: int | None = None,
             device=None, dtype: torch.dtype | None = None, progress: bool = True,
-            t_start: float = 0.0, check_finite: bool | int = True) -> SimulationResult:
+            t_start: float = 0.0, check_finite: bool | int = True,
+            backend: str = "torch") -> SimulationResult:
         """Simulate ``duration`` ms: :meth:`step_events` in a loop, with recording.
 
         The loop steps with ``self.context(dt, t=t_start, generator=generator)``
@@ -467,7 +471,14 @@ class Network(nn.Module):
                 at the end, with one reduction; when a test fails, the steps since the last
                 good one are stepped again one by one (same generator state) to name the
                 first step, variable and neuron. ``False`` or ``0``: no test.
+            backend: ``"torch"`` (default) steps with PyTorch operations; ``"cpp"`` runs the
+                step compiled to one C++ loop (:mod:`bionn.spiking.compiled`: the same spikes
+                and state, several times faster on the CPU; compiled on first use and cached),
+                and refuses with the reason what it does not cover; ``"auto"``: ``"cpp"``
+                where it applies and a compiler is present, else ``"torch"``.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}; got {backend!r}")
         self.check(dt)
         every = FINITE_CHECK_EVERY if check_finite is True else int(check_finite)
         if every < 0:
@@ -508,6 +519,10 @@ class Network(nn.Module):
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
         ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run
+        plan = self._compiled(backend, state, dt, batch, record, spiking)
+        if plan is not None:
+            return self._loop_compiled(plan, state, ctx, n_steps, batch, events, duration,
+                                       progress, every)
         return self._loop(state, ctx, n_steps, batch, record, record_every, idx, events, traces,
                           times, duration, progress, every)
 
@@ -559,6 +574,79 @@ class Network(nn.Module):
         return result
 
 
+    def _compiled(self, backend: str, state: dict, dt: float, batch: int, record: dict,
+                  spiking: list[str]):
+        """The compiled step for this run (None: the torch path), per ``backend``."""
+        if backend == "torch":
+            return None
+        from bionn.spiking import compiled
+
+        try:
+            if record:
+                raise compiled.Unsupported("recording state variables (record=...); spikes only")
+            ref = state[next(iter(self.groups))]["V" if "V" in state[next(iter(self.groups))] else
+                                                  next(iter(state[next(iter(self.groups))]))]
+            if ref.device.type != "cpu":
+                raise compiled.Unsupported(f"device {ref.device}: the compiled step runs on the CPU")
+            return compiled.compile_network(self, dt=dt, batch=batch, dtype=ref.dtype,
+                                            record_spikes=spiking, state=state)
+        except (compiled.Unsupported, RuntimeError) as e:
+            if backend == "cpp":
+                raise ValueError(f"backend='cpp' cannot run this network: {e}") from e
+            return None
+
+    def _loop_compiled(self, plan, state, ctx: StepContext, n_steps, batch, events, duration,
+                       progress, every: int) -> SimulationResult:
+        """:meth:`_loop` on the compiled step: same events, state and checks."""
+        from bionn.spiking.compiled import CompiledLoop
+
+        state = {o: dict(s) for o, s in state.items()}
+        for s in state.values():
+            for k, v in s.items():
+                if isinstance(v, Tensor):
+                    s[k] = v.clone()  # the loop writes in place; the caller's state stays as it was
+        bar = _progress(duration, progress)
+        t_start, dt = ctx.t, ctx.dt
+        keys = _float_keys(state, self) if every else []
+        if every:
+            bad = _nonfinite(state, keys)
+            if bad:
+                raise _nonfinite_error(self, state, bad, None, t_start)
+        chunk = min(every or n_steps, max(1, n_steps // 200) if bar is not None else n_steps)
+        loop = CompiledLoop(plan, state)
+        names = [g for g, _ in plan.recorded_groups]
+        rows: list[Tensor] = []
+        done = 0
+        good = (0, _snapshot(state), None)
+        while done < n_steps:
+            k = min(chunk, n_steps - done)
+            if every:
+                k = min(k, every - done % every)
+            rows.extend(loop.run(k, done))
+            done += k
+            if every and (done % every == 0 or done == n_steps):
+                if _nonfinite(state, keys):
+                    if bar is not None:
+                        bar.close()
+                    raise self._locate(good, done, keys, StepContext(t_start, dt, ctx.generator,
+                                                                     ctx.constants))
+                good = (done, _snapshot(state), None)
+            if bar is not None:
+                bar.n = round(done * dt, 6)
+                bar.refresh()
+        if bar is not None:
+            bar.close()
+        ev = torch.cat(rows) if rows else torch.zeros(0, 4, dtype=torch.long)
+        result = SimulationResult(dt=dt, duration=n_steps * dt, state=state)
+        for gi, g in enumerate(names):
+            if g not in events:
+                continue
+            e = ev[ev[:, 0] == gi][:, 1:]
+            result.spikes[g] = SpikeEvents(e[:, 0], e[:, 1], e[:, 2], self.groups[g].n, n_steps,
+                                           batch, dt)
+        result.trace_times = torch.zeros(0, dtype=torch.float64)
+        return result
+
     def _locate(self, good: tuple, stop: int, keys: list, ctx: StepContext) -> NonFiniteStateError:
         """Step again from the last good check to find the first non-finite step."""
         first, state, gen_state = good
@@ -573,6 +661,11 @@ class Network(nn.Module):
                 return _nonfinite_error(self, state, bad, i, ctx.t + (i + 1) * ctx.dt)
         # not reproduced (a non-deterministic step): name the check that failed
         return _nonfinite_error(self, state, keys, stop - 1, ctx.t + stop * ctx.dt)
+
+
+def _snapshot(state: dict[str, State]) -> dict[str, State]:
+    return {o: {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in s.items()}
+            for o, s in state.items()}
 
 
 def _float_keys(state: dict[str, State], net: Network) -> list[tuple[str, str, bool]]:

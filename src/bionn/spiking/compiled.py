@@ -1,0 +1,984 @@
+"""The compiled spiking step: :meth:`Network.run(backend="cpp") <bionn.spiking.Network.run>`.
+
+One definition of every model: the C++ loop is generated from the same classes the torch
+path runs. The network's step (synaptic drive, each group's ``forward``, each synapse's
+``update`` and ``value``, voltage jumps with the refractory rule) is traced once with
+PyTorch's ``make_fx`` into a graph of ATen operations, the projections' event-driven
+delivery kept as one opaque operation. The graph is turned into C++:
+
+* element-wise operations fused into one loop per index space (``batch x neurons``), in the
+  graph's order and rounding (``-ffp-contract=off``; ``torch.lerp`` and ``add(alpha=)`` with
+  the fused multiply-add PyTorch's kernels use);
+* ``exp`` through the very vector routine ``torch.exp`` calls on this machine (MKL's
+  ``vdExp``/``vsExp`` in PyTorch's library, checked bit for bit before use);
+* delivery as PyTorch does it: arriving spikes in (trial, neuron) order, each neuron's
+  out-edges in table order, added one by one;
+* delays as a ring of spike rows, recording of spikes as events, the time loop itself.
+
+The result is the torch path's spikes and state, step for step (tests compare them on LIF,
+AdEx and Izhikevich groups with exponential, alpha and conductance synapses, voltage jumps,
+delays and a batch). What the trace cannot express (random draws such as noise or Poisson
+sources, gap junctions, plasticity, graded synapses, time-dependent inputs, other
+transcendental functions, recording of state variables, CUDA tensors) is refused with the
+reason; ``backend="auto"`` then runs the torch path.
+
+The library is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``)
+into a cache folder (``$BIONN_CACHE_DIR``, else ``~/.cache/bionn``), named by a hash of its
+source: a later run of the same network (same sizes and parameter values) loads it without
+compiling. :func:`compile_network` builds it and reports the compile time.
+
+Example:
+    >>> import torch
+    >>> from bionn.spiking.networks import coba
+    >>> net = coba(400, generator=torch.Generator().manual_seed(0))
+    >>> a = net.run(20.0, progress=False, seed=1)
+    >>> b = net.run(20.0, progress=False, seed=1, backend="auto")
+    >>> bool(torch.equal(a.spikes["P"].neuron, b.spikes["P"].neuron))
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bionn.spiking.base import Drive, StepContext
+
+#: bump when the generated code's conventions change (old cached libraries are not reused)
+CODEGEN_VERSION = 1
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
+         "-std=c++17")
+
+
+class Unsupported(ValueError):
+    """The network (or run) uses something the compiled step does not cover; the message says what."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the opaque delivery operation
+# ---------------------------------------------------------------------------------------------
+@torch.library.custom_op("bionn::deliver_events", mutates_args=())
+def _deliver_events(spikes: Tensor, base: Tensor, projection: int) -> Tensor:
+    """``base`` plus, for every spike of ``spikes`` (bool, ``(batch, n_pre)``), the weights of
+    the projection's out-edges added at their targets. Only traced, never computed: the
+    value returned here only gives the trace a tensor of the right shape."""
+    return base.clone()
+
+
+class _TracedProjection:
+    """A projection whose ``deliver`` records :func:`_deliver_events` (for the trace)."""
+
+    def __init__(self, proj, index: int) -> None:
+        self._proj, self._index = proj, index
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._proj, name)
+
+    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
+                out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
+        if not event_driven or values.dtype != torch.bool:
+            raise Unsupported(f"projection {self._proj.name}: graded (not event-driven) delivery")
+        if weight is not self._proj.weight:
+            raise Unsupported(f"projection {self._proj.name}: weights other than its own table")
+        if out is None:
+            out = torch.zeros(values.shape[0], self._proj.n_post, dtype=weight.dtype)
+        return torch.ops.bionn.deliver_events(values, out, self._index)
+
+
+# ---------------------------------------------------------------------------------------------
+# the traced step
+# ---------------------------------------------------------------------------------------------
+def _check_network(net, record: dict, device, dtype) -> None:
+    from bionn.spiking.synapses import PoissonInput
+
+    if record:
+        raise Unsupported("recording state variables (record=...): only spikes are recorded")
+    if device is not None and torch.device(device).type != "cpu":
+        raise Unsupported(f"device {device}: the compiled step runs on the CPU")
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise Unsupported(f"dtype {dtype}: float32 or float64 only")
+    for name, g in net.groups.items():
+        if not g.spiking:
+            raise Unsupported(f"group {name!r} ({type(g).__name__}) does not spike")
+    for p in net.projections:
+        if isinstance(p, PoissonInput):
+            raise Unsupported(f"projection {p.name}: Poisson input (random draws)")
+        if p.plasticity is not None:
+            raise Unsupported(f"projection {p.name}: plasticity")
+        if p.output == "gap":
+            raise Unsupported(f"projection {p.name}: gap junctions")
+        if p.pre_range is None and not net.groups[p.pre].spiking:
+            raise Unsupported(f"projection {p.name}: presynaptic group does not spike")
+    for name, spec in net.inputs.items():
+        if callable(spec):
+            raise Unsupported(f"input to {name!r} is a function of time")
+
+
+def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arriving: dict,
+               values: list[Tensor]) -> tuple[Tensor, ...]:
+    """The network's step (:meth:`Network.step_events`) as a function of tensors, for tracing.
+
+    Same operations in the same order; deliveries go through :func:`_deliver_events` and
+    delayed spikes arrive as inputs (``arriving``: projection name -> position in ``values``).
+    """
+    from bionn.spiking.network import _add, _slice, _slice_state
+
+    state: dict[str, dict[str, Tensor]] = {}
+    for (owner, var), v in zip(keys, values, strict=False):
+        state.setdefault(owner, {})[var] = v
+    groups, projs = layout
+    for owner in [g[0] for g in groups] + [q.name for q in projs]:
+        state.setdefault(owner, {})  # stateless synapses (voltage jumps) have no variables
+    ctx = StepContext(0.0, dt, None, consts)
+    current: dict[str, Tensor | float] = {}
+    conductance: dict[str, Tensor | float] = {}
+    for name, _, _ in groups:
+        current[name] = net._external(name, 0.0, state[name]) if name in net.inputs else 0.0
+        conductance[name] = 0.0
+    traced = {q.name: _TracedProjection(q.proj, i) for i, q in enumerate(projs)}
+    for q in projs:
+        if q.output == "voltage":
+            continue
+        ps = state[q.name]
+        pre, post = state[q.pre], state[q.post]
+        gmax = q.synapse.scalar("g_max", ctx)
+        syn = {k: ps[pk] for k, pk in q.keys(ps)}
+        g = q.synapse.value(syn, traced[q.name], _slice_state(pre, q.pre_range),
+                            _slice_state(post, q.post_range), q.weight, ctx)
+        if gmax != 1.0:
+            g = g * gmax
+        if q.output == "conductance":
+            factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
+            if not isinstance(factor, float):
+                raise Unsupported(f"projection {q.name}: a voltage-dependent conductance factor")
+            if q.E != 0.0:
+                _add(current, q.post, q.post_range, g * q.E, post)
+            _add(conductance, q.post, q.post_range, g, post)
+        else:
+            _add(current, q.post, q.post_range, g, post)
+    new: dict[str, dict[str, Tensor]] = {}
+    for name, grp, _ in groups:
+        new[name] = grp(state[name], Drive(current[name], conductance[name]), dt, ctx)
+    receptive: dict[str, Tensor] = {}
+    for q in projs:
+        ps = dict(state[q.name])
+        if q.name in arriving:
+            spikes = values[arriving[q.name]]
+        else:
+            spikes = new[q.pre]["spike"]
+            if q.pre_range is not None:
+                spikes = spikes[:, q.pre_range[0]:q.pre_range[1]]
+        pre_new = _slice_state(new[q.pre], q.pre_range)
+        post_new = _slice_state(new[q.post], q.post_range)
+        proj = traced[q.name]
+        if q.output == "voltage":
+            jump = proj.deliver(spikes, q.weight, ctx=ctx)
+            gmax = q.synapse.scalar("g_max", ctx)
+            if not (isinstance(gmax, float) and gmax == 1.0):
+                jump = jump * gmax
+            group_new = dict(new[q.post])
+            if "refractory" in group_new:
+                ok = receptive.get(q.post)
+                if ok is None:
+                    held = state[q.post]["refractory"] + group_new["refractory"] + group_new["spike"]
+                    ok = receptive[q.post] = (held == 0).to(held.dtype)
+                jump = jump * _slice(ok, q.post_range)
+            if q.post_range is None:
+                group_new["V"] = group_new["V"] + jump
+            else:
+                v = group_new["V"].clone()
+                v[:, q.post_range[0]:q.post_range[1]] += jump
+                group_new["V"] = v
+            new[q.post] = group_new
+            post_new = _slice_state(group_new, q.post_range)
+        syn = {k: ps[pk] for k, pk in q.keys(ps)}
+        syn = q.synapse.update(syn, proj, spikes, dt, pre_new, post_new, q.weight, ctx)
+        for k, v in syn.items():
+            ps["syn." + k] = v
+        new[q.name] = ps
+    out = []
+    for owner, var in keys:
+        if var not in new[owner]:
+            raise Unsupported(f"{owner}: the step drops state variable {var!r}")
+        out.append(new[owner][var])
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# code generation
+# ---------------------------------------------------------------------------------------------
+_CTYPE = {torch.float64: "double", torch.float32: "float", torch.bool: "uint8_t",
+          torch.int32: "int32_t", torch.int64: "int64_t", torch.uint8: "uint8_t"}
+_aten = torch.ops.aten
+_VIEWLIKE = {_aten.clone.default, _aten.alias.default, _aten.alias_copy.default,
+             _aten.lift_fresh_copy.default, _aten.detach.default, _aten.expand.default,
+             _aten.expand_copy.default}
+_CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "==", "ne": "!="}
+
+
+def _lit(value: Any, ctype: str) -> str:
+    """A C++ literal of exactly ``value`` in type ``ctype``."""
+    if ctype in ("double", "float"):
+        x = float(value)
+        if math.isnan(x):
+            return f"std::numeric_limits<{ctype}>::quiet_NaN()"
+        if math.isinf(x):
+            return ("" if x > 0 else "-") + f"std::numeric_limits<{ctype}>::infinity()"
+        if ctype == "float":
+            x = float(torch.tensor(x, dtype=torch.float32))
+            return f"{x.hex()}f"
+        return f"{x.hex()}"
+    if ctype == "uint8_t" and isinstance(value, bool):
+        return "1" if value else "0"
+    return f"({ctype}){int(value)}"
+
+
+@dataclass
+class _Buf:
+    """A materialized value: ``ptr[b * row + off + i]``."""
+
+    ptr: str
+    row: str
+    off: str = "0"
+    ctype: str = "double"
+
+    def at(self, b: str, i: str) -> str:
+        off = "" if self.off == "0" else f" + {self.off}"
+        return f"{self.ptr}[{b} * {self.row}{off} + {i}]"
+
+
+@dataclass
+class CompiledStep:
+    """A network's step compiled for one run setting (sizes, dt, dtype, recorded groups).
+
+    Attributes:
+        keys: the state tensors the loop reads and writes, as ``(owner, variable)``.
+        compile_s: seconds spent compiling (0 when the library came from the cache).
+        trace_s: seconds spent tracing and generating the source.
+        cached: whether the library came from the cache folder.
+        path: the shared library.
+    """
+
+    keys: list[tuple[str, str]]
+    delayed: list[tuple[str, str, int, int, int, int]]  # (proj, pre group, lo, n_pre, d, n_grp)
+    recorded: list[tuple[int, int]]  # (state index of the spike tensor, n) per recorded group
+    recorded_groups: list[tuple[str, int]]
+    constants: list[Tensor]
+    batch: int
+    dtype: torch.dtype
+    dt: float
+    source: str
+    path: Path
+    compile_s: float = 0.0
+    trace_s: float = 0.0
+    cached: bool = False
+    _lib: Any = field(default=None, repr=False)
+    _fn: Any = field(default=None, repr=False)
+
+
+class _Gen:
+    """Turns the traced graph into the C++ step."""
+
+    def __init__(self, gm: torch.fx.GraphModule, n_keys: int, batch: int, keys, arriving,
+                 projs, rings) -> None:
+        self.gm, self.batch, self.keys = gm, batch, keys
+        self.n_keys = n_keys
+        self.arriving = arriving  # placeholder position -> ring expression
+        self.projs = projs
+        self.rings = rings
+        self.constants: list[Tensor] = []
+        self.consts: dict[torch.fx.Node, Any] = {}  # folded: Tensor (or python scalar)
+        self.bufs: dict[torch.fx.Node, _Buf] = {}
+        self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
+        self.lines: list[str] = []
+        self.uses_exp: set[str] = set()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def meta(self, n: torch.fx.Node) -> Any:
+        return n.meta.get("val")
+
+    def ctype(self, n) -> str:
+        if isinstance(n, torch.fx.Node):
+            if n in self.consts and not isinstance(self.consts[n], Tensor):
+                v = self.consts[n]
+                return "double" if isinstance(v, float) else ("uint8_t" if isinstance(v, bool) else "int64_t")
+            dt = self.meta(n).dtype
+        else:
+            dt = n
+        if dt not in _CTYPE:
+            raise Unsupported(f"dtype {dt} in the step")
+        return _CTYPE[dt]
+
+    def width(self, n: torch.fx.Node) -> int:
+        shape = tuple(self.meta(n).shape)
+        if len(shape) != 2 or shape[0] != self.batch:
+            raise Unsupported(f"a value of shape {shape} in the step (expected ({self.batch}, n))")
+        return int(shape[1])
+
+    def add_const(self, t: Tensor) -> _Buf:
+        """A constant tensor broadcast over ``(batch, n)``: read as ``c[b * row + i]``."""
+        t = t.detach().contiguous()
+        if t.dim() == 1:
+            row = "0"
+        elif t.dim() == 2 and t.shape[0] == 1:
+            row, t = "0", t.reshape(-1)
+        elif t.dim() == 2 and t.shape[0] == self.batch:
+            row = str(t.shape[1])
+        else:
+            raise Unsupported(f"a constant of shape {tuple(t.shape)}")
+        k = len(self.constants)
+        self.constants.append(t)
+        ctype = _CTYPE.get(t.dtype)
+        if ctype is None:
+            raise Unsupported(f"a constant of dtype {t.dtype}")
+        return _Buf(f"K{k}", row, "0", ctype)
+
+    def read(self, a: Any, local: dict, b: str = "b", i: str = "i") -> tuple[str, str]:
+        """``(expression, ctype)`` of argument ``a`` at ``(b, i)``."""
+        if isinstance(a, torch.fx.Node):
+            if a in local:
+                return local[a]
+            if a in self.consts:
+                v = self.consts[a]
+                if isinstance(v, Tensor):
+                    if v.dim() == 0 or v.numel() == 1 and v.dim() <= 2 and all(s == 1 for s in v.shape):
+                        ct = _CTYPE[v.dtype]
+                        return _lit(v.reshape(()).item(), ct), ct
+                    buf = self.add_const(v)
+                    self.consts[a] = buf
+                    return buf.at(b, i), buf.ctype
+                if isinstance(v, _Buf):
+                    return v.at(b, i), v.ctype
+                ct = self.ctype(a)
+                return _lit(v, ct), ct
+            buf = self.bufs.get(a)
+            if buf is None:
+                raise Unsupported(f"internal: {a.name} read before it was written")
+            return buf.at(b, i), buf.ctype
+        if isinstance(a, bool):
+            return ("1" if a else "0"), "uint8_t"
+        if isinstance(a, int):
+            return _lit(a, "int64_t"), "int64_t"
+        if isinstance(a, float):
+            return _lit(a, "double"), "double"
+        raise Unsupported(f"argument {a!r} in the step")
+
+    # -- constant folding -----------------------------------------------------------------------
+    def fold(self) -> None:
+        placeholders_dep: set[torch.fx.Node] = set()
+        for n in self.gm.graph.nodes:
+            if n.op == "placeholder":
+                placeholders_dep.add(n)
+            elif n.op == "get_attr":
+                self.consts[n] = getattr(self.gm, n.target)
+            elif n.op == "call_function":
+                if torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()):
+                    raise Unsupported(f"random draws ({n.target}) in the step")
+                if any(d in placeholders_dep for d in n.all_input_nodes):
+                    placeholders_dep.add(n)
+                    continue
+                args = torch.fx.node.map_arg(n.args, lambda x: self.consts[x])
+                kwargs = torch.fx.node.map_arg(n.kwargs, lambda x: self.consts[x])
+                self.consts[n] = n.target(*args, **kwargs)
+
+    # -- the step ----------------------------------------------------------------------------
+    def generate(self) -> tuple[str, list]:
+        g = self.gm.graph
+        nodes = [n for n in g.nodes]
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        output = next(n for n in nodes if n.op == "output")
+        outs = list(output.args[0])
+        self.fold()
+        # placeholders: state (cur pointers) and arriving delayed spikes (ring slots)
+        for pos, n in enumerate(placeholders):
+            if pos < self.n_keys:
+                self.bufs[n] = _Buf(f"cur{pos}", str(self.width(n)), "0", self.ctype(n))
+            else:
+                self.bufs[n] = self.arriving[pos]
+        out_of: dict[torch.fx.Node, list[int]] = {}
+        for k, o in enumerate(outs):
+            out_of.setdefault(o, []).append(k)
+        users = {n: [u for u in n.users if u.op != "output"] for n in nodes}
+        work = [n for n in nodes if n.op == "call_function" and n not in self.consts]
+        # which nodes need a buffer: read by another kernel, a barrier or the output
+        kernel_of: dict[torch.fx.Node, int] = {}
+        kernels: list[list[torch.fx.Node]] = []
+        cur_k, cur_w = None, None
+        for n in work:
+            t = n.target
+            if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
+                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default):
+                cur_k = None
+                kernel_of[n] = -1
+                continue
+            w = self.width(n)
+            if cur_k is None or w != cur_w:
+                kernels.append([])
+                cur_k, cur_w = len(kernels) - 1, w
+            kernels[cur_k].append(n)
+            kernel_of[n] = cur_k
+        need: set[torch.fx.Node] = set(out_of)
+        for n in work:
+            for a in n.all_input_nodes:
+                if a in self.consts or a.op == "placeholder":
+                    continue
+                if kernel_of.get(a) != kernel_of.get(n) or kernel_of.get(n) == -1:
+                    need.add(a)
+        # destinations: outputs write into the next-state buffers
+        dest: dict[torch.fx.Node, str] = {}
+        for o, ks in out_of.items():
+            if isinstance(o, torch.fx.Node) and o.op == "call_function" and o not in self.consts:
+                dest[o] = f"nxt{ks[0]}"
+        inplace: set[torch.fx.Node] = set()
+        for n in work:
+            if n.target == torch.ops.bionn.deliver_events.default:
+                base = n.args[1]
+                if (base in kernel_of and kernel_of[base] >= 0 and len(users[base]) == 1
+                        and base not in out_of):
+                    inplace.add(n)
+                    if n in dest:
+                        dest[base] = dest.pop(n)
+                        dest[n] = dest[base]
+        for n in [m for m in nodes if m in need or m in dest]:  # graph order: a stable source
+            if n in self.consts or n.op == "placeholder" or n in self.bufs:
+                continue
+            if n.target in (_aten.slice.Tensor, _aten.slice_copy.Tensor):
+                continue
+            if n in inplace:
+                continue
+            ct = self.ctype(n)
+            width = self.width(n)
+            if n in dest:
+                self.bufs[n] = _Buf(dest[n], str(width), "0", ct)
+            else:
+                name = f"t{len(self.temps)}"
+                self.temps.append((name, ct, self.batch * width))
+                self.bufs[n] = _Buf(name, str(width), "0", ct)
+        # emit in order
+        emitted_kernels: set[int] = set()
+        for n in work:
+            k = kernel_of[n]
+            if k == -1:
+                self.barrier(n, inplace)
+            elif k not in emitted_kernels:
+                emitted_kernels.add(k)
+                self.kernel(kernels[k], need, dest)
+        # outputs that are not computed here: placeholders and constants
+        extra = []
+        for k, o in enumerate(outs):
+            if not isinstance(o, torch.fx.Node):
+                raise Unsupported("a state variable set to a Python number")
+            if o in dest and dest[o] == f"nxt{k}":
+                continue
+            if o.op == "placeholder" and placeholders.index(o) == k:
+                extra.append(("same", k, None))
+                continue
+            extra.append(("copy", k, o))
+        return "\n".join(self.lines), extra
+
+    def expr(self, n: torch.fx.Node, local: dict) -> tuple[str, str]:
+        t = n.target
+        out_ct = self.ctype(n)
+        name = t.overloadpacket.__name__ if hasattr(t, "overloadpacket") else str(t)
+
+        def arg(a, ct=out_ct):
+            e, act = self.read(a, local)
+            return e if act == ct else f"({ct})({e})"
+
+        def sample(v: Any) -> Any:
+            if not isinstance(v, torch.fx.Node):
+                return v
+            c = self.consts.get(v)
+            if isinstance(c, Tensor):
+                return torch.empty(() if c.dim() == 0 else (1,), dtype=c.dtype)
+            if c is not None and not isinstance(c, _Buf):
+                return c
+            return torch.empty((1,), dtype=self.meta(v).dtype)
+
+        def compute_ct(a: Any, b: Any) -> str:
+            """The dtype the op computes in (PyTorch's type promotion of its operands)."""
+            return _CTYPE[torch.result_type(sample(a), sample(b))]
+
+        if t in _VIEWLIKE:
+            return arg(n.args[0]), out_ct
+        if t in (_aten._to_copy.default, _aten.copy.default):
+            src = n.args[0] if t == _aten._to_copy.default else n.args[1]
+            e, act = self.read(src, local)
+            if out_ct == "uint8_t" and act != "uint8_t":
+                return f"(uint8_t)(({e}) != 0)", out_ct
+            return (e if act == out_ct else f"({out_ct})({e})"), out_ct
+        if name in ("add", "sub") and len(n.args) >= 2:
+            ct = out_ct
+            a, b = arg(n.args[0], ct), arg(n.args[1], ct)
+            alpha = n.kwargs.get("alpha", 1)
+            if name == "sub":
+                alpha = -alpha
+            if alpha == 1:
+                return f"({a} + {b})", ct
+            if alpha == -1:
+                return f"({a} - {b})", ct
+            return f"std::fma({b}, {_lit(alpha, ct)}, {a})", ct
+        if name == "rsub":
+            alpha = n.kwargs.get("alpha", 1)
+            if alpha != 1:
+                raise Unsupported("rsub with alpha")
+            return f"({arg(n.args[1])} - {arg(n.args[0])})", out_ct
+        if name == "mul":
+            return f"({arg(n.args[0])} * {arg(n.args[1])})", out_ct
+        if name == "div" and "rounding_mode" not in n.kwargs:
+            return f"({arg(n.args[0])} / {arg(n.args[1])})", out_ct
+        if name == "neg":
+            return f"(-{arg(n.args[0])})", out_ct
+        if name == "reciprocal":
+            return f"({_lit(1.0, out_ct)} / {arg(n.args[0])})", out_ct
+        if name == "abs":
+            return f"std::abs({arg(n.args[0])})", out_ct
+        if name == "sqrt":
+            return f"std::sqrt({arg(n.args[0])})", out_ct
+        if name == "pow" and len(n.args) == 2 and n.args[1] == 2:
+            x = arg(n.args[0])
+            return f"({x} * {x})", out_ct
+        if name == "round" and not n.kwargs.get("decimals"):
+            return f"std::nearbyint({arg(n.args[0])})", out_ct
+        if name in ("clamp", "clamp_min", "clamp_max"):
+            x = arg(n.args[0])
+            lo = n.args[1] if name != "clamp_max" else None
+            hi = (n.args[2] if len(n.args) > 2 else n.kwargs.get("max")) if name == "clamp" else (
+                n.args[1] if name == "clamp_max" else None)
+            if name == "clamp" and len(n.args) < 2:
+                lo = n.kwargs.get("min")
+            e = x
+            if lo is not None:
+                e = f"bionn_max({e}, {arg(lo)})"
+            if hi is not None:
+                e = f"bionn_min({e}, {arg(hi)})"
+            return e, out_ct
+        if name in ("maximum", "minimum"):
+            return f"bionn_{name[:3]}({arg(n.args[0])}, {arg(n.args[1])})", out_ct
+        if name in _CMP:
+            ct = compute_ct(n.args[0], n.args[1])
+            return f"(uint8_t)({arg(n.args[0], ct)} {_CMP[name]} {arg(n.args[1], ct)})", "uint8_t"
+        if name == "where":
+            c, _ = self.read(n.args[0], local)
+            return f"(({c}) ? {arg(n.args[1])} : {arg(n.args[2])})", out_ct
+        if name == "masked_fill":
+            c, _ = self.read(n.args[1], local)
+            return f"(({c}) ? {arg(n.args[2])} : {arg(n.args[0])})", out_ct
+        if name in ("logical_not", "bitwise_not") and out_ct == "uint8_t":
+            c, _ = self.read(n.args[0], local)
+            return f"(uint8_t)!({c})", "uint8_t"
+        if name in ("logical_and", "bitwise_and") and out_ct == "uint8_t":
+            return f"(uint8_t)(({self.read(n.args[0], local)[0]}) && ({self.read(n.args[1], local)[0]}))", "uint8_t"
+        if name in ("logical_or", "bitwise_or") and out_ct == "uint8_t":
+            return f"(uint8_t)(({self.read(n.args[0], local)[0]}) || ({self.read(n.args[1], local)[0]}))", "uint8_t"
+        if name == "lerp":
+            a, b, w = arg(n.args[0]), arg(n.args[1]), arg(n.args[2])
+            return f"bionn_lerp({a}, {b}, {w})", out_ct
+        if name in ("full_like", "zeros_like", "ones_like", "fill"):
+            v = {"zeros_like": 0.0, "ones_like": 1.0}.get(name, n.args[1] if len(n.args) > 1 else 0)
+            return _lit(v, out_ct), out_ct
+        if name == "slice_scatter":
+            base = arg(n.args[0])
+            dim = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim", 0)
+            start = n.args[3] if len(n.args) > 3 else n.kwargs.get("start")
+            end = n.args[4] if len(n.args) > 4 else n.kwargs.get("end")
+            step = n.args[5] if len(n.args) > 5 else n.kwargs.get("step", 1)
+            if dim != 1 or step != 1:
+                raise Unsupported("a slice other than a neuron range")
+            width = self.width(n)
+            start, end = int(start or 0), min(int(end if end is not None else width), width)
+            src, sct = self.read(n.args[1], local, "b", f"(i - {start})")
+            if sct != out_ct:
+                src = f"({out_ct})({src})"
+            return f"((i >= {start} && i < {end}) ? {src} : {base})", out_ct
+        raise Unsupported(f"operation {t} in the step")
+
+    def kernel(self, nodes: list[torch.fx.Node], need: set, dest: dict) -> None:
+        width = self.width(nodes[0])
+        body: list[str] = []
+        local: dict = {}
+        for n in nodes:
+            if n.target == _aten.slice_scatter.default:
+                src = n.args[1]
+                if src not in self.bufs and src not in self.consts:
+                    raise Unsupported("internal: slice_scatter source not materialized")
+            e, ct = self.expr(n, local)
+            var = f"v_{n.name}"
+            body.append(f"      const {ct} {var} = {e};")
+            local[n] = (var, ct)
+            if n in self.bufs:
+                buf = self.bufs[n]
+                body.append(f"      {buf.at('b', 'i')} = {var};")
+        self.lines.append(f"    for (int64_t b = 0; b < {self.batch}; ++b) {{\n"
+                          f"     #pragma GCC ivdep\n"
+                          f"     for (int64_t i = 0; i < {width}; ++i) {{")
+        self.lines.extend(body)
+        self.lines.append("    }}")
+
+    def barrier(self, n: torch.fx.Node, inplace: set) -> None:
+        t = n.target
+        if t in (_aten.slice.Tensor, _aten.slice_copy.Tensor):
+            src = n.args[0]
+            dim, start = n.args[1], n.args[2] if len(n.args) > 2 else 0
+            step = n.args[4] if len(n.args) > 4 else 1
+            if dim != 1 or step != 1:
+                raise Unsupported("a slice other than a neuron range")
+            if src in self.consts:
+                v = self.consts[src]
+                self.consts[n] = v[:, n.args[2]:n.args[3]] if isinstance(v, Tensor) else v
+                return
+            base = self.bufs.get(src)
+            if base is None:
+                raise Unsupported("internal: slice of an unmaterialized value")
+            off = str(start) if base.off == "0" else f"({base.off} + {start})"
+            self.bufs[n] = _Buf(base.ptr, base.row, off, base.ctype)
+            return
+        if t == _aten.exp.default:
+            x = n.args[0]
+            ct = self.ctype(n)
+            src = self.bufs.get(x)
+            width = self.width(n)
+            if src is None or src.off != "0" or src.row != str(width):
+                raise Unsupported("internal: exp of a non-contiguous value")
+            dst = self.bufs[n]
+            fn = "vexp_d" if ct == "double" else "vexp_f"
+            self.uses_exp.add(ct)
+            self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
+            return
+        if t == torch.ops.bionn.deliver_events.default:
+            spikes, base, q = n.args
+            proj = self.projs[q]
+            sp = self.bufs.get(spikes)
+            if sp is None:
+                raise Unsupported("internal: spikes of a delivery not materialized")
+            if base in self.consts:
+                bv = self.consts[base]
+                if not (isinstance(bv, Tensor) and bool((bv == 0).all())):
+                    raise Unsupported("a delivery onto a non-zero constant")
+                base_buf = None
+            else:
+                base_buf = self.bufs[base]
+            if n in inplace:
+                self.bufs[n] = base_buf
+                dst = base_buf
+            else:
+                dst = self.bufs[n]
+            ct = dst.ctype
+            n_post = self.width(n)
+            kw = self.add_const(proj.weight.reshape(-1))
+            kt = self.add_const(proj._targets0.reshape(-1))
+            n_pre, kk = proj.weight.shape
+            lines = []
+            if n not in inplace:
+                if base_buf is None:
+                    lines.append(f"    std::memset({dst.ptr}, 0, sizeof({ct}) * {self.batch * n_post});")
+                else:
+                    lines.append(f"    for (int64_t b = 0; b < {self.batch}; ++b) for (int64_t i = 0; i < {n_post}; ++i) "
+                                 f"{dst.at('b', 'i')} = {base_buf.at('b', 'i')};")
+            lines.append(
+                f"    for (int64_t b = 0; b < {self.batch}; ++b) {{\n"
+                f"      {ct}* o = {dst.ptr} + b * {n_post};\n"
+                f"      for (int64_t j = 0; j < {n_pre}; ++j) {{\n"
+                f"        if (!{sp.at('b', 'j')}) continue;\n"
+                f"        const {kw.ctype}* w = {kw.ptr} + j * {kk};\n"
+                f"        const {kt.ctype}* t = {kt.ptr} + j * {kk};\n"
+                f"        for (int64_t k = 0; k < {kk}; ++k) o[t[k]] += ({ct})w[k];\n"
+                f"      }}\n    }}")
+            self.lines.extend(lines)
+            return
+        raise Unsupported(f"operation {t} in the step")
+
+
+_PRELUDE = r"""
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <limits>
+#include <vector>
+#include <algorithm>
+typedef void (*vexp_d_t)(int, const double*, double*);
+typedef void (*vexp_f_t)(int, const float*, float*);
+template <typename T> static inline T bionn_max(T a, T b) { return (a != a) ? a : (a < b ? b : a); }
+template <typename T> static inline T bionn_min(T a, T b) { return (a != a) ? a : (a > b ? b : a); }
+template <typename T> static inline T bionn_lerp(T a, T b, T w) {
+  return std::abs(w) < T(0.5) ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
+}
+"""
+
+
+def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch) -> str:
+    n_keys = len(keys)
+    lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
+             "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
+             "int64_t* n_ev, void* exp_d, void* exp_f) {",
+             "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
+             "  (void)vexp_d; (void)vexp_f;"]
+    for k, t in enumerate(gen.constants):
+        lines.append(f"  const {_CTYPE[t.dtype]}* K{k} = (const {_CTYPE[t.dtype]}*)C[{k}];")
+    for name, ct, numel in gen.temps:
+        lines.append(f"  std::vector<{ct}> {name}_v({numel}); {ct}* {name} = {name}_v.data();")
+    swapped = [k for k in range(n_keys) if not any(e[0] == "same" and e[1] == k for e in extra)]
+    for k, (_, ct) in enumerate(keys):
+        lines.append(f"  {ct}* cur{k} = ({ct}*)S[{k}]; {ct}* nxt{k} = ({ct}*)S2[{k}];")
+    for r in range(len(delayed)):
+        lines.append(f"  uint8_t* ring{r} = (uint8_t*)R[{r}]; int64_t head{r} = heads[{r}];")
+    lines.append("  int64_t done = 0, ne = *n_ev;")
+    per_step = sum(batch * n for _, n in recorded) * 4
+    lines.append("  for (int64_t s = 0; s < steps; ++s) {")
+    lines.append(f"    if (ne + {per_step} > ev_cap) break;")
+    lines.append(body)
+    for kind, k, o in extra:
+        if kind == "copy":
+            src = gen.bufs.get(o) if o.op != "get_attr" else None
+            if src is None and o in gen.consts:
+                raise Unsupported("a state variable set to a constant")
+            w = gen.widths[k]
+            lines.append(f"    for (int64_t b = 0; b < {batch}; ++b) for (int64_t i = 0; i < {w}; ++i) "
+                         f"nxt{k}[b * {w} + i] = {src.at('b', 'i')};")
+    # record spikes
+    for g, (k, n) in enumerate(recorded):
+        lines.append(f"    for (int64_t b = 0; b < {batch}; ++b) for (int64_t i = 0; i < {n}; ++i) "
+                     f"if (nxt{k}[b * {n} + i]) {{ ev[ne] = {g}; ev[ne + 1] = b; ev[ne + 2] = step0 + s; "
+                     f"ev[ne + 3] = i; ne += 4; }}")
+    # push this step's spikes into the rings
+    for r, (_, _, lo, n_pre, d, n_grp) in enumerate(delayed):
+        k = gen.ring_spike_key[r]
+        lines.append(f"    for (int64_t b = 0; b < {batch}; ++b) std::memcpy(ring{r} + b * {d * n_pre} + head{r} * {n_pre}, "
+                     f"nxt{k} + b * {n_grp} + {lo}, {n_pre});")
+        lines.append(f"    head{r} = (head{r} + 1) % {d};")
+    for k in swapped:
+        lines.append(f"    std::swap(cur{k}, nxt{k});")
+    lines.append("    ++done;\n  }")
+    # the state ends in S (the caller's tensors)
+    for k in swapped:
+        ct = keys[k][1]
+        lines.append(f"  if (cur{k} != ({ct}*)S[{k}]) std::memcpy(S[{k}], cur{k}, sizeof({ct}) * {gen.widths[k] * batch});")
+    for r, (_, _, _, n_pre, d, _) in enumerate(delayed):
+        lines.append(f"  for (int64_t b = 0; b < {batch}; ++b) std::rotate(ring{r} + b * {d * n_pre}, "
+                     f"ring{r} + b * {d * n_pre} + head{r} * {n_pre}, ring{r} + (b + 1) * {d * n_pre});")
+        lines.append(f"  heads[{r}] = 0;")
+    lines.append("  *n_ev = ne;\n  return done;\n}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# building: trace, generate, compile (cached)
+# ---------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where compiled steps are kept: ``$BIONN_CACHE_DIR``, else ``~/.cache/bionn``."""
+    root = os.environ.get("BIONN_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "bionn"
+
+
+def compiler() -> str | None:
+    """The C++ compiler used (``$CXX``, else ``c++``/``g++``/``clang++``), or None."""
+    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+_EXP: dict[torch.dtype, int | None] = {}
+
+
+def _vector_exp(dtype: torch.dtype) -> int | None:
+    """The address of the routine ``torch.exp`` uses for ``dtype`` on this machine (MKL's
+    ``vdExp``/``vsExp`` in PyTorch's library), checked bit for bit; None when not found."""
+    if dtype in _EXP:
+        return _EXP[dtype]
+    addr = None
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" /
+                              ("libtorch_cpu.so" if sys.platform != "darwin" else "libtorch_cpu.dylib")))
+        fn = getattr(lib, "vdExp" if dtype == torch.float64 else "vsExp")
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        x = torch.linspace(-30.0, 30.0, 4099, dtype=dtype) + torch.rand(4099, dtype=dtype,
+                                                                       generator=torch.Generator().manual_seed(0))
+        out = torch.empty_like(x)
+        fn(x.numel(), x.data_ptr(), out.data_ptr())
+        if torch.equal(out, torch.exp(x)):
+            addr = ctypes.cast(fn, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        addr = None
+    _EXP[dtype] = addr
+    return addr
+
+
+def _fingerprint(net, dt, batch, dtype, recorded) -> tuple:
+    parts: list[Any] = [id(net), dt, batch, dtype, tuple(recorded), tuple(sorted(net.inputs))]
+    for t in list(net.buffers()) + list(net.parameters()):
+        parts.append((t.data_ptr(), t._version, tuple(t.shape)))
+    for m in net.modules():
+        parts.append((type(m).__name__, getattr(m, "method", None), getattr(m, "order", None)))
+    for v in net.inputs.values():
+        parts.append((v.data_ptr(), v._version) if isinstance(v, Tensor) else v)
+    return tuple(parts)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype | None = None,
+                    record_spikes: list[str] | None = None, state: dict | None = None) -> CompiledStep:
+    """Trace ``net``'s step, generate its C++ loop and build it (or load it from the cache).
+
+    Raises :class:`Unsupported` (a ``ValueError``) naming what the compiled step does not
+    cover, and ``RuntimeError`` when no C++ compiler is found or compilation fails.
+    The result is kept for the network while its parameters and structure are unchanged.
+    """
+    dtype = dtype or torch.get_default_dtype()
+    recorded = list(record_spikes if record_spikes is not None else
+                    [g for g, grp in net.groups.items() if grp.spiking])
+    key = _fingerprint(net, float(dt), int(batch), dtype, recorded)
+    cached = _PLANS.get(net)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    _check_network(net, {}, None, dtype)
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++); use backend='torch'")
+    t0 = time.perf_counter()
+    if state is None:
+        state = net.initial_state(batch, dt=dt, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    consts = net.constants(dt)
+    layout = consts[id(net)]
+    keys: list[tuple[str, str]] = []
+    for owner, s in state.items():
+        for var, v in s.items():
+            if var == "delay_buffer":
+                continue
+            if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[0] != batch:
+                raise Unsupported(f"state {owner}.{var} of shape {tuple(getattr(v, 'shape', ()))}")
+            keys.append((owner, var))
+    delayed_projs = [q for q in layout[1] if "delay_buffer" in state[q.name]]
+    arriving = {q.name: len(keys) + r for r, q in enumerate(delayed_projs)}
+    values = [state[o][v] for o, v in keys] + [state[q.name]["delay_buffer"][:, 0].contiguous()
+                                                for q in delayed_projs]
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def step(*xs):
+        return _core_step(net, layout, consts, float(dt), keys, arriving, list(xs))
+
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            gm = make_fx(torch.func.functionalize(step, remove="mutations_and_views"),
+                         tracing_mode="real")(*[v.clone() for v in values])
+    except Unsupported:
+        raise
+    except Exception as e:  # a model the trace cannot follow
+        raise Unsupported(f"the step could not be traced ({type(e).__name__}: {e})") from e
+    gm.graph.eliminate_dead_code()
+    ring_exprs = {}
+    delayed = []
+    for r, q in enumerate(delayed_projs):
+        d = q.proj.delay_steps(dt)
+        n_pre = q.proj.n_pre
+        lo = q.pre_range[0] if q.pre_range is not None else 0
+        ring_exprs[len(keys) + r] = _Buf(f"ring{r}", str(d * n_pre), f"head{r} * {n_pre}", "uint8_t")
+        delayed.append((q.name, q.pre, lo, n_pre, d, net.groups[q.pre].n))
+    key_types = [(f"{o}.{v}", _CTYPE[state[o][v].dtype]) for o, v in keys]
+    gen = _Gen(gm, len(keys), batch, key_types, ring_exprs, [q.proj for q in layout[1]], delayed)
+    gen.widths = [int(state[o][v].shape[1]) for o, v in keys]
+    gen.ring_spike_key = [keys.index((pre, "spike")) for _, pre, *_ in delayed]
+    body, extra = gen.generate()
+    for ct in gen.uses_exp:
+        if _vector_exp(torch.float64 if ct == "double" else torch.float32) is None:
+            raise Unsupported("exp: PyTorch's vector exp routine was not found in its library")
+    rec = [(keys.index((g, "spike")), net.groups[g].n) for g in recorded]
+    source = _source(gen, body, extra, key_types, rec, delayed, batch)
+    trace_s = time.perf_counter() - t0
+    digest = hashlib.sha256("\n".join([source, cxx, " ".join(FLAGS), str(CODEGEN_VERSION),
+                                       torch.__version__]).encode()).hexdigest()[:24]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{digest}.so"
+    compile_s, was_cached = 0.0, path.exists()
+    if not was_cached:
+        t1 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "step.cpp"
+            src.write_text(source)
+            out = Path(tmp) / "step.so"
+            proc = subprocess.run([cxx, *FLAGS, str(src), "-o", str(out)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"compiling the step failed ({cxx}):\n{proc.stderr[-2000:]}")
+            os.replace(out, path)  # atomic: a concurrent run sees the old or the new library
+        compile_s = time.perf_counter() - t1
+    lib = ctypes.CDLL(str(path))
+    fn = lib.bionn_step_loop
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int64,
+                                                                   ctypes.c_void_p, ctypes.c_void_p,
+                                                                   ctypes.c_void_p]
+    plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
+                        compile_s, trace_s, was_cached, lib, fn)
+    _PLANS[net] = (key, plan)
+    return plan
+
+
+def _ptrs(ts: list[Tensor]):
+    arr = (ctypes.c_void_p * max(1, len(ts)))()
+    for i, t in enumerate(ts):
+        arr[i] = t.data_ptr()
+    return arr
+
+
+class CompiledLoop:
+    """Runs a :class:`CompiledStep` on a state dict, in place, chunk by chunk."""
+
+    def __init__(self, plan: CompiledStep, state: dict) -> None:
+        self.plan = plan
+        self.state = state
+        for o, v in plan.keys:
+            t = state[o][v]
+            if not t.is_contiguous() or t.dtype != _dtype_of(plan, o, v, t):
+                state[o][v] = t.contiguous()
+        for name, *_ in plan.delayed:
+            state[name]["delay_buffer"] = state[name]["delay_buffer"].contiguous()
+        self.scratch = [torch.empty_like(state[o][v]) for o, v in plan.keys]
+        self.heads = (ctypes.c_int64 * max(1, len(plan.delayed)))()
+        self.events = torch.empty(0, dtype=torch.int64)
+        self.n_ev = ctypes.c_int64(0)
+        self.exp_d = _vector_exp(torch.float64) or 0
+        self.exp_f = _vector_exp(torch.float32) or 0
+
+    def run(self, steps: int, step0: int) -> list[Tensor]:
+        """Advance ``steps`` steps; returns the spike events as ``(group, trial, step, neuron)`` rows."""
+        plan, state = self.plan, self.state
+        cur = [state[o][v] for o, v in plan.keys]
+        rings = [state[name]["delay_buffer"] for name, *_ in plan.delayed]
+        S, S2, C, R = _ptrs(cur), _ptrs(self.scratch), _ptrs(plan.constants), _ptrs(rings)
+        per_step = sum(plan.batch * n for _, n in plan.recorded) * 4
+        out: list[Tensor] = []
+        done = 0
+        while done < steps:
+            cap = max(per_step, min(per_step * (steps - done), max(4096, per_step * 8)))
+            if self.events.numel() < cap:
+                self.events = torch.empty(cap, dtype=torch.int64)
+            self.n_ev.value = 0
+            k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
+                         cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f)
+            if self.n_ev.value:
+                out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
+            done += k
+            if k == 0 and per_step > cap:  # cannot happen: cap >= per_step
+                raise RuntimeError("internal: event buffer too small")
+        return out
+
+
+def _dtype_of(plan, o, v, t):
+    return t.dtype

@@ -1,0 +1,153 @@
+"""The compiled spiking step (``Network.run(backend="cpp")``) against the torch path.
+
+Every case runs both backends from the same seed and asserts the same spike events and a
+bitwise-equal final state (both follow PyTorch's operations and rounding).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bionn.circuits.connect import fixed_prob, one_to_one
+from bionn.spiking import (
+    LIF,
+    AdExIF,
+    Alpha,
+    DualExponential,
+    Exponential,
+    Izhikevich,
+    Network,
+    NonFiniteStateError,
+    Projection,
+    VoltageJump,
+)
+from bionn.spiking import compiled
+from bionn.spiking.networks import coba
+
+pytestmark = pytest.mark.skipif(compiled.compiler() is None, reason="no C++ compiler")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIONN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _same(a, b, require=None):
+    for g, ev in a.spikes.items():
+        other = b.spikes[g]
+        if require is None or g in require:
+            assert ev.count() > 0, f"{g}: no spikes; the case tests nothing"
+        for f in ("trial", "step", "neuron"):
+            assert torch.equal(getattr(ev, f), getattr(other, f)), (g, f)
+    assert set(a.spikes) == set(b.spikes)
+    for owner, s in a.state.items():
+        for k, v in s.items():
+            assert torch.equal(v, b.state[owner][k]), f"{owner}.{k}"
+
+
+def _both(net, duration, **kw):
+    a = net.run(duration, progress=False, backend="torch", **kw)
+    b = net.run(duration, progress=False, backend="cpp", **kw)
+    _same(a, b)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_coba_identical_to_torch(dtype):
+    net = coba(500, generator=torch.Generator().manual_seed(0))
+    a, _ = _both(net, 60.0, batch=2, seed=3, dtype=dtype)
+    assert a.spikes["P"].trial.unique().numel() == 2
+
+
+def _mixed(gen):
+    """LIF (per-neuron tau: the generic path), AdEx and Izhikevich groups; exponential,
+    alpha and dual-exponential synapses as current and conductance; voltage jumps with
+    delays; neuron ranges on both sides."""
+    lif = LIF(60, V_rest=-65.0, V_reset=-70.0, V_th=-50.0, tau=torch.linspace(10, 30, 60),
+              t_refractory=2.0, initial={"V": (-70.0, -50.0)})
+    adex = AdExIF(40, V_rest=-70.0, V_reset=-58.0, V_th=-30.0, V_T=-50.0, delta_T=2.0, a=2.0,
+                  b=60.0, R=0.5, tau=20.0, tau_w=100.0, t_refractory=1.0,
+                  initial={"V": (-70.0, -55.0)})
+    izh = Izhikevich(30, preset="FS", initial={"V": (-70.0, -60.0)})
+    projs = [
+        Projection("L", "A", fixed_prob(40, 60, 0.2, generator=gen), Exponential(tau_decay=5.0, g_max=1.0),
+                   weight=0.4, output="conductance", E=0.0, delay=1.0),
+        Projection("A", "L", fixed_prob(60, 40, 0.2, generator=gen), Alpha(tau_decay=2.0, g_max=1.0),
+                   weight=30.0, delay=0.5),
+        Projection("A", "Z", fixed_prob(30, 40, 0.3, generator=gen), DualExponential(g_max=1.0),
+                   weight=0.3, output="conductance", E=-80.0),
+        Projection("Z", "L", fixed_prob(30, 30, 0.3, generator=gen), VoltageJump(), weight=-2.0,
+                   post_range=(30, 60), delay=0.3),
+        Projection("L", "Z", one_to_one(20), VoltageJump(), weight=3.0, pre_range=(0, 20),
+                   post_range=(10, 30)),
+    ]
+    inputs = {"L": torch.linspace(14.0, 22.0, 60), "A": 600.0, "Z": 6.0}
+    return Network({"L": lif, "A": adex, "Z": izh}, projs, inputs=inputs)
+
+
+def test_lif_adex_izhikevich_synapses_delays_batch_identical():
+    net = _mixed(torch.Generator().manual_seed(1))
+    a, _ = _both(net, 150.0, batch=3, seed=5, dtype=torch.float64)
+    for g in ("L", "A", "Z"):
+        assert a.spikes[g].count() > 20, g
+
+
+def test_recorded_groups_and_continued_state():
+    net = _mixed(torch.Generator().manual_seed(2))
+    a1 = net.run(40.0, progress=False, seed=1, record_spikes=["A"], backend="torch")
+    b1 = net.run(40.0, progress=False, seed=1, record_spikes=["A"], backend="cpp")
+    assert set(b1.spikes) == {"A"}
+    _same(a1, b1)
+    a2 = net.run(30.0, progress=False, state=a1.state, t_start=40.0, backend="torch")
+    b2 = net.run(30.0, progress=False, state=b1.state, t_start=40.0, backend="cpp")
+    _same(a2, b2, require=("L",))
+    assert torch.equal(a1.state["L"]["V"], b1.state["L"]["V"])  # the given state is not written
+
+
+def test_compile_cached_and_reported(tmp_path):
+    net = coba(200, generator=torch.Generator().manual_seed(0))
+    p1 = compiled.compile_network(net, dt=0.1, batch=1)
+    assert not p1.cached and p1.compile_s > 0 and p1.path.exists()
+    assert compiled.compile_network(net, dt=0.1, batch=1) is p1  # kept for the unchanged network
+    compiled._PLANS.clear()
+    p2 = compiled.compile_network(net, dt=0.1, batch=1)
+    assert p2.cached and p2.compile_s == 0.0 and p2.path == p1.path
+    with torch.no_grad():
+        net.projections[0].weight.mul_(1.5)  # a changed parameter: a new step
+    p3 = compiled.compile_network(net, dt=0.1, batch=1)
+    assert p3 is not p2
+
+
+def test_unsupported_refused_by_name_and_auto_falls_back():
+    noisy = Network({"E": LIF(20, noise=1.0)}, inputs={"E": 25.0})
+    with pytest.raises(ValueError, match="backend='cpp'.*random"):
+        noisy.run(5.0, progress=False, backend="cpp")
+    a = noisy.run(5.0, progress=False, seed=0)
+    b = noisy.run(5.0, progress=False, seed=0, backend="auto")
+    assert torch.equal(a.state["E"]["V"], b.state["E"]["V"])
+    net = coba(100, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="record"):
+        net.run(5.0, progress=False, record={"P": ["V"]}, backend="cpp")
+    timed = Network({"E": LIF(5)}, inputs={"E": lambda t: 25.0})
+    with pytest.raises(ValueError, match="function of time"):
+        timed.run(5.0, progress=False, backend="cpp")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        net.run(5.0, progress=False, backend="numba")
+
+
+def test_nonfinite_state_named_at_the_same_step():
+    def blowup():
+        g = torch.Generator().manual_seed(0)
+        izh = Izhikevich(10, initial={"V": (-70.0, -60.0)})
+        proj = Projection("Z", "Z", fixed_prob(10, 10, 0.5, generator=g), Exponential(tau_decay=5.0, g_max=1.0),
+                          weight=1e38)
+        return Network({"Z": izh}, [proj], inputs={"Z": 10.0})
+
+    errs = []
+    for backend in ("torch", "cpp"):
+        with pytest.raises(NonFiniteStateError) as e:
+            blowup().run(100.0, progress=False, backend=backend, dtype=torch.float32)
+        errs.append(e.value)
+    assert (errs[0].variable, errs[0].step, errs[0].index) == (errs[1].variable, errs[1].step,
+                                                               errs[1].index)
