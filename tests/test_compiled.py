@@ -21,8 +21,8 @@ from bionn.spiking import (
     NonFiniteStateError,
     Projection,
     VoltageJump,
+    compiled,
 )
-from bionn.spiking import compiled
 from bionn.spiking.networks import coba
 
 pytestmark = pytest.mark.skipif(compiled.compiler() is None, reason="no C++ compiler")
@@ -151,3 +151,14 @@ def test_nonfinite_state_named_at_the_same_step():
         errs.append(e.value)
     assert (errs[0].variable, errs[0].step, errs[0].index) == (errs[1].variable, errs[1].step,
                                                                errs[1].index)
+
+
+def test_tracing_leaves_the_torch_path_working():
+    from bionn.functional import spiking as functional_spiking
+
+    functional_spiking._CONSTANTS.clear()  # the trace is the first to make the LIF's constants
+    net = coba(300, generator=torch.Generator().manual_seed(4))
+    compiled.compile_network(net, dt=0.1, batch=1)
+    a = net.run(10.0, progress=False, seed=2)  # would fail on a traced constant left in the cache
+    b = net.run(10.0, progress=False, seed=2, backend="cpp")
+    _same(a, b)

@@ -212,3 +212,24 @@ def test_a_shipped_config_by_name_and_unknown_names_listed(tmp_path, capsys, mon
     assert main(["simulate", "nope", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "networks: brunel, cann, coba" in err and "sim_cuba" in err and not (tmp_path / "b").exists()
+
+
+def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch):
+    from bionn.spiking import compiled
+
+    if compiled.compiler() is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("BIONN_CACHE_DIR", str(tmp_path / "cache"))
+    base = [*TINY, "run.record={}"]
+    for name, backend in (("t", "torch"), ("c", "cpp")):
+        cfg = _write(tmp_path, [*base, f"run.backend={backend}"])
+        assert main(["simulate", str(cfg), "--out", str(tmp_path / name), "--quiet"]) == 0
+    capsys.readouterr()
+    with np.load(tmp_path / "t/spikes.npz") as a, np.load(tmp_path / "c/spikes.npz") as b:
+        assert len(a["E.step"]) > 0
+        for k in ("E.step", "E.neuron", "I.step", "I.neuron"):
+            assert np.array_equal(a[k], b[k]), k
+    # state recording is refused before anything is written
+    cfg = _write(tmp_path, [*TINY, "run.backend=cpp"])
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "run.backend" in capsys.readouterr().err and not (tmp_path / "r").exists()

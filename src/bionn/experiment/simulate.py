@@ -110,6 +110,10 @@ class SimRunSection(Strict):
     record_neurons: dict[str, int | list[int]] | None = None
     record_spikes: list[str] | None = Field(
         None, description="spiking groups whose spikes are recorded (None: every spiking group)")
+    backend: Literal["torch", "cpp", "auto"] = Field(
+        "torch", description="torch: PyTorch operations per step; cpp: the step compiled to "
+                             "one C++ loop (same spikes; refused before the run where it does "
+                             "not apply); auto: cpp where it applies")
     record_chunk_ms: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="write spikes and traces to disk every this many ms (bounded memory; "
@@ -328,6 +332,18 @@ def prepare(cfg: SimConfig) -> Prepared:
         warnings.append(f"run.record keeps about {size / 1024**3:.1f} GiB of traces; consider "
                         f"run.record_neurons or run.record_every")
     net = net.to(device=device, dtype=dtype)
+    if cfg.run.backend == "cpp":
+        from bionn.spiking import compiled
+
+        if record:
+            raise ConfigError("run.backend: 'cpp' records spikes only; drop run.record or use "
+                              "backend 'torch' or 'auto'")
+        try:
+            compiled.compile_network(net, dt=dt, batch=int(cfg.run.batch), dtype=dtype,
+                                     record_spikes=record_spikes)
+        except (compiled.Unsupported, RuntimeError) as e:
+            raise ConfigError(f"run.backend: 'cpp' cannot run network {cfg.network.name!r}: {e}; "
+                              "allowed here: 'torch' or 'auto'") from e
     return Prepared(net, generator, device, dtype, record, record_neurons, warnings, record_spikes)
 
 
@@ -513,7 +529,8 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
                   record_every=int(cfg.run.record_every),
                   record_neurons=prep.record_neurons or None, generator=prep.generator,
                   record_spikes=True if prep.record_spikes is None else prep.record_spikes,
-                  device=prep.device, dtype=prep.dtype, progress=progress)
+                  device=prep.device, dtype=prep.dtype, progress=progress,
+                  backend=cfg.run.backend)
     threads = torch.get_num_threads()
     if cfg.experiment.threads is not None:
         torch.set_num_threads(int(cfg.experiment.threads))

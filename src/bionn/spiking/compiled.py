@@ -59,7 +59,7 @@ from torch import Tensor
 from bionn.spiking.base import Drive, StepContext
 
 #: bump when the generated code's conventions change (old cached libraries are not reused)
-CODEGEN_VERSION = 1
+CODEGEN_VERSION = 2
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
          "-std=c++17")
 
@@ -109,6 +109,9 @@ def _check_network(net, record: dict, device, dtype) -> None:
         raise Unsupported("recording state variables (record=...): only spikes are recorded")
     if device is not None and torch.device(device).type != "cpu":
         raise Unsupported(f"device {device}: the compiled step runs on the CPU")
+    for t in net.buffers():
+        if t.device.type != "cpu":
+            raise Unsupported(f"device {t.device}: the compiled step runs on the CPU")
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise Unsupported(f"dtype {dtype}: float32 or float64 only")
     for name, g in net.groups.items():
@@ -519,7 +522,9 @@ class _Gen:
             src = n.args[0] if t == _aten._to_copy.default else n.args[1]
             e, act = self.read(src, local)
             if out_ct == "uint8_t" and act != "uint8_t":
-                return f"(uint8_t)(({e}) != 0)", out_ct
+                return f"(({e}) != 0 ? (uint8_t)1 : (uint8_t)0)", out_ct
+            if act == "uint8_t" and out_ct != "uint8_t":  # a select vectorizes; a cast may not
+                return f"(({e}) ? ({out_ct})1 : ({out_ct})0)", out_ct
             return (e if act == out_ct else f"({out_ct})({e})"), out_ct
         if name in ("add", "sub") and len(n.args) >= 2:
             ct = out_ct
@@ -571,7 +576,7 @@ class _Gen:
             return f"bionn_{name[:3]}({arg(n.args[0])}, {arg(n.args[1])})", out_ct
         if name in _CMP:
             ct = compute_ct(n.args[0], n.args[1])
-            return f"(uint8_t)({arg(n.args[0], ct)} {_CMP[name]} {arg(n.args[1], ct)})", "uint8_t"
+            return f"(({arg(n.args[0], ct)} {_CMP[name]} {arg(n.args[1], ct)}) ? (uint8_t)1 : (uint8_t)0)", "uint8_t"
         if name == "where":
             c, _ = self.read(n.args[0], local)
             return f"(({c}) ? {arg(n.args[1])} : {arg(n.args[2])})", out_ct
@@ -715,7 +720,8 @@ typedef void (*vexp_f_t)(int, const float*, float*);
 template <typename T> static inline T bionn_max(T a, T b) { return (a != a) ? a : (a < b ? b : a); }
 template <typename T> static inline T bionn_min(T a, T b) { return (a != a) ? a : (a > b ? b : a); }
 template <typename T> static inline T bionn_lerp(T a, T b, T w) {
-  return std::abs(w) < T(0.5) ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
+  const bool small = std::abs(w) < T(0.5);  // PyTorch's lerp: one fused multiply-add
+  return std::fma(small ? w : w - T(1), b - a, small ? a : b);
 }
 """
 
@@ -728,12 +734,12 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch) -> str:
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
     for k, t in enumerate(gen.constants):
-        lines.append(f"  const {_CTYPE[t.dtype]}* K{k} = (const {_CTYPE[t.dtype]}*)C[{k}];")
+        lines.append(f"  const {_CTYPE[t.dtype]}* __restrict K{k} = (const {_CTYPE[t.dtype]}*)C[{k}];")
     for name, ct, numel in gen.temps:
-        lines.append(f"  std::vector<{ct}> {name}_v({numel}); {ct}* {name} = {name}_v.data();")
+        lines.append(f"  std::vector<{ct}> {name}_v({numel}); {ct}* __restrict {name} = {name}_v.data();")
     swapped = [k for k in range(n_keys) if not any(e[0] == "same" and e[1] == k for e in extra)]
     for k, (_, ct) in enumerate(keys):
-        lines.append(f"  {ct}* cur{k} = ({ct}*)S[{k}]; {ct}* nxt{k} = ({ct}*)S2[{k}];")
+        lines.append(f"  {ct}* __restrict cur{k} = ({ct}*)S[{k}]; {ct}* __restrict nxt{k} = ({ct}*)S2[{k}];")
     for r in range(len(delayed)):
         lines.append(f"  uint8_t* ring{r} = (uint8_t*)R[{r}]; int64_t head{r} = heads[{r}];")
     lines.append("  int64_t done = 0, ne = *n_ev;")
@@ -873,7 +879,10 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     def step(*xs):
         return _core_step(net, layout, consts, float(dt), keys, arriving, list(xs))
 
-    try:
+    from bionn.functional import spiking as functional_spiking
+
+    saved = dict(functional_spiking._CONSTANTS)  # a constant made while tracing is a traced
+    try:                                         # tensor: it must not stay in the cache
         with torch.inference_mode(False), torch.no_grad():
             gm = make_fx(torch.func.functionalize(step, remove="mutations_and_views"),
                          tracing_mode="real")(*[v.clone() for v in values])
@@ -881,6 +890,9 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
         raise
     except Exception as e:  # a model the trace cannot follow
         raise Unsupported(f"the step could not be traced ({type(e).__name__}: {e})") from e
+    finally:
+        functional_spiking._CONSTANTS.clear()
+        functional_spiking._CONSTANTS.update(saved)
     gm.graph.eliminate_dead_code()
     ring_exprs = {}
     delayed = []

@@ -62,7 +62,8 @@ def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk
                 record_spikes: bool | Sequence[str] = True, state: dict | None = None,
                 generator: torch.Generator | None = None, seed: int | None = None,
                 device=None, dtype: torch.dtype | None = None,
-                progress: bool = True, check_finite: bool | int = True) -> DiskRecording:
+                progress: bool = True, check_finite: bool | int = True,
+                backend: str = "torch") -> DiskRecording:
     """Simulate ``duration`` ms in chunks of ``chunk_ms``, writing each chunk's records.
 
     Arguments are those of :meth:`Network.run` plus ``out_dir`` and ``chunk_ms`` (a
@@ -98,7 +99,7 @@ def run_to_disk(network: Network, duration: float, out_dir: str | Path, *, chunk
                               record_every=record_every, record_neurons=record_neurons,
                               record_spikes=record_spikes, state=state, generator=generator,
                               device=device, dtype=dtype, progress=False, t_start=done * dt,
-                              check_finite=check_finite)
+                              check_finite=check_finite, backend=backend)
         except NonFiniteStateError as e:
             bar.close()
             raise e.shifted(done) from None
