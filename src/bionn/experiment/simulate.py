@@ -341,7 +341,7 @@ def prepare(cfg: SimConfig) -> Prepared:
         try:
             compiled.compile_network(net, dt=dt, batch=int(cfg.run.batch), dtype=dtype,
                                      record_spikes=record_spikes)
-        except (compiled.Unsupported, RuntimeError) as e:
+        except (compiled.Unsupported, RuntimeError, OSError) as e:
             raise ConfigError(f"run.backend: 'cpp' cannot run network {cfg.network.name!r}: {e}; "
                               "allowed here: 'torch' or 'auto'") from e
     return Prepared(net, generator, device, dtype, record, record_neurons, warnings, record_spikes)

@@ -590,7 +590,7 @@ class Network(nn.Module):
                 raise compiled.Unsupported(f"device {ref.device}: the compiled step runs on the CPU")
             return compiled.compile_network(self, dt=dt, batch=batch, dtype=ref.dtype,
                                             record_spikes=spiking, state=state)
-        except (compiled.Unsupported, RuntimeError) as e:
+        except (compiled.Unsupported, RuntimeError, OSError) as e:  # OSError: cache not writable
             if backend == "cpp":
                 raise ValueError(f"backend='cpp' cannot run this network: {e}") from e
             return None
