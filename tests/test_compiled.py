@@ -162,3 +162,18 @@ def test_tracing_leaves_the_torch_path_working():
     a = net.run(10.0, progress=False, seed=2)  # would fail on a traced constant left in the cache
     b = net.run(10.0, progress=False, seed=2, backend="cpp")
     _same(a, b)
+
+
+def test_brunel_poisson_input_identical_and_generator_in_step():
+    from bionn.spiking.networks import brunel
+
+    net = brunel(n_e=800, n_i=200, c_e=80, c_i=20, g=5.0, eta=2.0,
+                 generator=torch.Generator().manual_seed(0))
+    ga, gb = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    a = net.run(40.0, progress=False, batch=2, generator=ga, backend="torch")
+    b = net.run(40.0, progress=False, batch=2, generator=gb, backend="cpp")
+    _same(a, b)
+    assert torch.equal(ga.get_state(), gb.get_state())  # the same draws, so a run can continue
+    c = net.run(20.0, progress=False, state=a.state, generator=ga, backend="torch")
+    d = net.run(20.0, progress=False, state=b.state, generator=gb, backend="cpp")
+    _same(c, d)

@@ -17,8 +17,10 @@ delivery kept as one opaque operation. The graph is turned into C++:
 
 The result is the torch path's spikes and state, step for step (tests compare them on LIF,
 AdEx and Izhikevich groups with exponential, alpha and conductance synapses, voltage jumps,
-delays and a batch). What the trace cannot express (random draws such as noise or Poisson
-sources, gap junctions, plasticity, graded synapses, time-dependent inputs, other
+delays, Poisson inputs and a batch). A :class:`~bionn.spiking.PoissonInput`'s counts are
+drawn from the run's generator as on the torch path (a chunk's uniforms in one call: the same
+stream). What the trace cannot express (random draws inside a model such as noise or
+Poisson neurons, gap junctions, plasticity, graded synapses, time-dependent inputs, other
 transcendental functions, recording of state variables, CUDA tensors) is refused with the
 reason; ``backend="auto"`` then runs the torch path.
 
@@ -79,6 +81,14 @@ def _deliver_events(spikes: Tensor, base: Tensor, projection: int) -> Tensor:
     return base.clone()
 
 
+@torch.library.custom_op("bionn::poisson_counts", mutates_args=())
+def _poisson_counts(like: Tensor, projection: int) -> Tensor:
+    """The step's arriving counts of a projection that draws them (:class:`PoissonInput`), shaped
+    like ``like``. Only traced: the loop draws them from the run's generator as the torch
+    path does (the uniforms of a chunk of steps in one call: the same stream)."""
+    return torch.zeros(like.shape, dtype=torch.int64)
+
+
 class _TracedProjection:
     """A projection whose ``deliver`` records :func:`_deliver_events` (for the trace)."""
 
@@ -88,8 +98,14 @@ class _TracedProjection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._proj, name)
 
+    def counts(self, batch: int, ctx: StepContext | None, device) -> Tensor:
+        like = torch.zeros(batch, self._proj.n_post)
+        return torch.ops.bionn.poisson_counts(like, self._index)
+
     def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
                 out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
+        if callable(getattr(type(self._proj), "counts", None)):  # draws its arriving counts
+            return type(self._proj).deliver(self, values, weight, event_driven, out, ctx)
         if not event_driven or values.dtype != torch.bool:
             raise Unsupported(f"projection {self._proj.name}: graded (not event-driven) delivery")
         if weight is not self._proj.weight:
@@ -103,8 +119,6 @@ class _TracedProjection:
 # the traced step
 # ---------------------------------------------------------------------------------------------
 def _check_network(net, record: dict, device, dtype) -> None:
-    from bionn.spiking.synapses import PoissonInput
-
     if record:
         raise Unsupported("recording state variables (record=...): only spikes are recorded")
     if device is not None and torch.device(device).type != "cpu":
@@ -118,8 +132,6 @@ def _check_network(net, record: dict, device, dtype) -> None:
         if not g.spiking:
             raise Unsupported(f"group {name!r} ({type(g).__name__}) does not spike")
     for p in net.projections:
-        if isinstance(p, PoissonInput):
-            raise Unsupported(f"projection {p.name}: Poisson input (random draws)")
         if p.plasticity is not None:
             raise Unsupported(f"projection {p.name}: plasticity")
         if p.output == "gap":
@@ -291,6 +303,7 @@ class CompiledStep:
     cached: bool = False
     _lib: Any = field(default=None, repr=False)
     _fn: Any = field(default=None, repr=False)
+    draws_per_step: int = 0  # uniforms per step (Poisson inputs)
 
 
 class _Gen:
@@ -309,6 +322,8 @@ class _Gen:
         self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
         self.lines: list[str] = []
         self.uses_exp: set[str] = set()
+        self.draws = 0  # uniforms drawn per step (Poisson inputs), in the torch path's order
+        self.dt = 0.1
 
     # -- helpers ------------------------------------------------------------------------------
     def meta(self, n: torch.fx.Node) -> Any:
@@ -391,7 +406,8 @@ class _Gen:
             elif n.op == "call_function":
                 if torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()):
                     raise Unsupported(f"random draws ({n.target}) in the step")
-                if any(d in placeholders_dep for d in n.all_input_nodes):
+                if any(d in placeholders_dep for d in n.all_input_nodes) or \
+                        n.target == torch.ops.bionn.poisson_counts.default:
                     placeholders_dep.add(n)
                     continue
                 args = torch.fx.node.map_arg(n.args, lambda x: self.consts[x])
@@ -424,7 +440,8 @@ class _Gen:
         for n in work:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
-                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default):
+                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
+                          torch.ops.bionn.poisson_counts.default):
                 cur_k = None
                 kernel_of[n] = -1
                 continue
@@ -664,6 +681,21 @@ class _Gen:
             self.uses_exp.add(ct)
             self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
             return
+        if t == torch.ops.bionn.poisson_counts.default:
+            proj = self.projs[n.args[1]]
+            cdf = proj.constants(self.dt).to(torch.float64)
+            kc = self.add_const(cdf)
+            dst = self.bufs[n]
+            width = self.width(n)
+            off = self.draws
+            self.draws += self.batch * width
+            self.lines.append(
+                f"    for (int64_t b = 0; b < {self.batch}; ++b) for (int64_t i = 0; i < {width}; ++i) {{\n"
+                f"      const double x = U[s * ndraw + {off} + b * {width} + i];\n"
+                f"      int64_t k = 0;\n"
+                f"      while (k < {cdf.numel() - 1} && {kc.ptr}[k] <= x) ++k;  // searchsorted, right\n"
+                f"      {dst.at('b', 'i')} = ({dst.ctype})k;\n    }}")
+            return
         if t == torch.ops.bionn.deliver_events.default:
             spikes, base, q = n.args
             proj = self.projs[q]
@@ -730,7 +762,8 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch) -> str:
     n_keys = len(keys)
     lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
-             "int64_t* n_ev, void* exp_d, void* exp_f) {",
+             "int64_t* n_ev, void* exp_d, void* exp_f, const double* U, int64_t ndraw) {",
+             "  (void)U; (void)ndraw;",
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
     for k, t in enumerate(gen.constants):
@@ -828,8 +861,10 @@ def _fingerprint(net, dt, batch, dtype, recorded) -> tuple:
     parts: list[Any] = [id(net), dt, batch, dtype, tuple(recorded), tuple(sorted(net.inputs))]
     for t in list(net.buffers()) + list(net.parameters()):
         parts.append((t.data_ptr(), t._version, tuple(t.shape)))
-    for m in net.modules():
-        parts.append((type(m).__name__, getattr(m, "method", None), getattr(m, "order", None)))
+    for m in net.modules():  # and every plain attribute (method, order, a Poisson rate, ...)
+        parts.append((type(m).__name__, tuple(sorted(
+            (k, v) for k, v in vars(m).items()
+            if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, type(None)))))))
     for v in net.inputs.values():
         parts.append((v.data_ptr(), v._version) if isinstance(v, Tensor) else v)
     return tuple(parts)
@@ -904,6 +939,7 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
         delayed.append((q.name, q.pre, lo, n_pre, d, net.groups[q.pre].n))
     key_types = [(f"{o}.{v}", _CTYPE[state[o][v].dtype]) for o, v in keys]
     gen = _Gen(gm, len(keys), batch, key_types, ring_exprs, [q.proj for q in layout[1]], delayed)
+    gen.dt = float(dt)
     gen.widths = [int(state[o][v].shape[1]) for o, v in keys]
     gen.ring_spike_key = [keys.index((pre, "spike")) for _, pre, *_ in delayed]
     body, extra = gen.generate()
@@ -933,11 +969,11 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     lib = ctypes.CDLL(str(path))
     fn = lib.bionn_step_loop
     fn.restype = ctypes.c_int64
-    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int64,
-                                                                   ctypes.c_void_p, ctypes.c_void_p,
-                                                                   ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+        ctypes.c_void_p, ctypes.c_int64]
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
-                        compile_s, trace_s, was_cached, lib, fn)
+                        compile_s, trace_s, was_cached, lib, fn, gen.draws)
     _PLANS[net] = (key, plan)
     return plan
 
@@ -952,8 +988,10 @@ def _ptrs(ts: list[Tensor]):
 class CompiledLoop:
     """Runs a :class:`CompiledStep` on a state dict, in place, chunk by chunk."""
 
-    def __init__(self, plan: CompiledStep, state: dict) -> None:
+    def __init__(self, plan: CompiledStep, state: dict,
+                 generator: torch.Generator | None = None) -> None:
         self.plan = plan
+        self.generator = generator
         self.state = state
         for o, v in plan.keys:
             t = state[o][v]
@@ -977,13 +1015,19 @@ class CompiledLoop:
         per_step = sum(plan.batch * n for _, n in plan.recorded) * 4
         out: list[Tensor] = []
         done = 0
+        ndraw = plan.draws_per_step
+        # the uniforms of all these steps in one draw: the same numbers, in the same order, as
+        # the torch path's one draw per Poisson input and step
+        u = (torch.rand(steps * ndraw, generator=self.generator, dtype=torch.float64)
+             if ndraw else torch.zeros(1, dtype=torch.float64))
         while done < steps:
             cap = max(per_step, min(per_step * (steps - done), max(4096, per_step * 8)))
             if self.events.numel() < cap:
                 self.events = torch.empty(cap, dtype=torch.int64)
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
-                         cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f)
+                         cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
+                         u.data_ptr() + 8 * done * ndraw, ndraw)
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k

@@ -613,11 +613,12 @@ class Network(nn.Module):
             if bad:
                 raise _nonfinite_error(self, state, bad, None, t_start)
         chunk = min(every or n_steps, max(1, n_steps // 200) if bar is not None else n_steps)
-        loop = CompiledLoop(plan, state)
+        gen = ctx.generator
+        loop = CompiledLoop(plan, state, gen)
         names = [g for g, _ in plan.recorded_groups]
         rows: list[Tensor] = []
         done = 0
-        good = (0, _snapshot(state), None)
+        good = (0, _snapshot(state), gen.get_state() if gen is not None else None)
         while done < n_steps:
             k = min(chunk, n_steps - done)
             if every:
@@ -630,7 +631,7 @@ class Network(nn.Module):
                         bar.close()
                     raise self._locate(good, done, keys, StepContext(t_start, dt, ctx.generator,
                                                                      ctx.constants))
-                good = (done, _snapshot(state), None)
+                good = (done, _snapshot(state), gen.get_state() if gen is not None else None)
             if bar is not None:
                 bar.n = round(done * dt, 6)
                 bar.refresh()

@@ -446,18 +446,22 @@ class PoissonInput(Projection):
                              "more than one spike per step per source; lower dt")
         return _count_cdf(self.n_sources, p)
 
-    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
-                out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
-        """``k_i w_i`` for every target neuron ``i`` ``(batch, n)``: this step's counts (the
-        target's own spikes ``values`` are not read, only their batch size and device)."""
+    def counts(self, batch: int, ctx: StepContext | None, device) -> Tensor:
+        """This step's arriving spike counts ``(batch, n)`` (int64): one uniform per target
+        neuron and trial from the step's generator (float64), through the count CDF."""
         cdf = constants_of(self, ctx)
         if cdf is None:
             cdf = self.constants(ctx.dt if ctx is not None else 0.1)
         gen = None if ctx is None else ctx.generator
-        batch, device = values.shape[0], weight.device
         u = torch.rand(batch, self.n_post, generator=gen, dtype=torch.float64,
                        device=gen.device if gen is not None else device).to(device)
-        k = torch.searchsorted(cdf.to(device), u, right=True)
+        return torch.searchsorted(cdf.to(device), u, right=True)
+
+    def deliver(self, values: Tensor, weight: Tensor, event_driven: bool = True,
+                out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
+        """``k_i w_i`` for every target neuron ``i`` ``(batch, n)``: this step's counts (the
+        target's own spikes ``values`` are not read, only their batch size and device)."""
+        k = self.counts(values.shape[0], ctx, weight.device)
         value = torch.mul(k, weight[..., 0])  # one synapse per target (one-to-one)
         if out is None:
             return value
