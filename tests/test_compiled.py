@@ -127,8 +127,12 @@ def test_unsupported_refused_by_name_and_auto_falls_back():
     b = noisy.run(5.0, progress=False, seed=0, backend="auto")
     assert torch.equal(a.state["E"]["V"], b.state["E"]["V"])
     net = coba(100, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="record"):
-        net.run(5.0, progress=False, record={"P": ["V"]}, backend="cpp")
+    with pytest.raises(ValueError, match="gap"):
+        from bionn.spiking import GapJunction
+
+        gap = Network({"E": LIF(4)}, [Projection("E", "E", one_to_one(4), GapJunction(),
+                                                 output="gap")], inputs={"E": 25.0})
+        gap.run(5.0, progress=False, backend="cpp")
     timed = Network({"E": LIF(5)}, inputs={"E": lambda t: 25.0})
     with pytest.raises(ValueError, match="function of time"):
         timed.run(5.0, progress=False, backend="cpp")
@@ -177,3 +181,18 @@ def test_brunel_poisson_input_identical_and_generator_in_step():
     c = net.run(20.0, progress=False, state=a.state, generator=ga, backend="torch")
     d = net.run(20.0, progress=False, state=b.state, generator=gb, backend="cpp")
     _same(c, d)
+
+
+def test_state_variables_recorded_as_on_the_torch_path():
+    net = _mixed(torch.Generator().manual_seed(3))
+    kw = dict(seed=2, batch=2, record={"L": ["V", "refractory"], "A": ["w", "V"], "Z": ["spike"]},
+              record_every=3, record_neurons={"A": [0, 5, 7]}, progress=False)
+    a = net.run(31.0, backend="torch", **kw)
+    b = net.run(31.0, backend="cpp", **kw)
+    _same(a, b, require=("L",))
+    assert a.traces.keys() == b.traces.keys()
+    for k, x in a.traces.items():
+        assert x.shape == b.traces[k].shape and torch.equal(x, b.traces[k]), k
+    assert a.traces["A.w"].shape == (2, 103, 3)
+    assert torch.equal(a.trace_times, b.trace_times)
+    assert all(torch.equal(a.recorded_neurons[g], b.recorded_neurons[g]) for g in a.recorded_neurons)

@@ -220,7 +220,7 @@ def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch
     if compiled.compiler() is None:
         pytest.skip("no C++ compiler")
     monkeypatch.setenv("BIONN_CACHE_DIR", str(tmp_path / "cache"))
-    base = [*TINY, "run.record={}"]
+    base = [*TINY, "run.record_every=3"]
     for name, backend in (("t", "torch"), ("c", "cpp")):
         cfg = _write(tmp_path, [*base, f"run.backend={backend}"])
         assert main(["simulate", str(cfg), "--out", str(tmp_path / name), "--quiet"]) == 0
@@ -229,7 +229,11 @@ def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch
         assert len(a["E.step"]) > 0
         for k in ("E.step", "E.neuron", "I.step", "I.neuron"):
             assert np.array_equal(a[k], b[k]), k
-    # state recording is refused before anything is written
-    cfg = _write(tmp_path, [*TINY, "run.backend=cpp"])
+    with np.load(tmp_path / "t/traces.npz") as a, np.load(tmp_path / "c/traces.npz") as b:
+        assert a["E.V"].shape[1] > 0 and np.array_equal(a["E.V"], b["E.V"])
+        assert np.array_equal(a["time_ms"], b["time_ms"])
+    # a network the compiled step does not cover is refused before anything is written
+    cfg = _write(tmp_path, [*TINY, "run.backend=cpp", "network.name=wang_buzsaki",
+                            "network.params={n: 10}"])
     assert main(["simulate", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "run.backend" in capsys.readouterr().err and not (tmp_path / "r").exists()

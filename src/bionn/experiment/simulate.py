@@ -335,12 +335,12 @@ def prepare(cfg: SimConfig) -> Prepared:
     if cfg.run.backend == "cpp":
         from bionn.spiking import compiled
 
-        if record:
-            raise ConfigError("run.backend: 'cpp' records spikes only; drop run.record or use "
-                              "backend 'torch' or 'auto'")
         try:
-            compiled.compile_network(net, dt=dt, batch=int(cfg.run.batch), dtype=dtype,
-                                     record_spikes=record_spikes)
+            compiled.compile_network(
+                net, dt=dt, batch=int(cfg.run.batch), dtype=dtype, record_spikes=record_spikes,
+                record=record, record_every=int(cfg.run.record_every),
+                record_neurons={g: (torch.as_tensor(record_neurons[g]) if g in record_neurons
+                                    else None) for g in record})
         except (compiled.Unsupported, RuntimeError, OSError) as e:
             raise ConfigError(f"run.backend: 'cpp' cannot run network {cfg.network.name!r}: {e}; "
                               "allowed here: 'torch' or 'auto'") from e

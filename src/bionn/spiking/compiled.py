@@ -13,7 +13,8 @@ delivery kept as one opaque operation. The graph is turned into C++:
   ``vdExp``/``vsExp`` in PyTorch's library, checked bit for bit before use);
 * delivery as PyTorch does it: arriving spikes in (trial, neuron) order, each neuron's
   out-edges in table order, added one by one;
-* delays as a ring of spike rows, recording of spikes as events, the time loop itself.
+* delays as a ring of spike rows, recording of spikes as events and of state variables
+  (``record``, ``record_every``, ``record_neurons``), the time loop itself.
 
 The result is the torch path's spikes and state, step for step (tests compare them on LIF,
 AdEx and Izhikevich groups with exponential, alpha and conductance synapses, voltage jumps,
@@ -21,7 +22,7 @@ delays, Poisson inputs and a batch). A :class:`~bionn.spiking.PoissonInput`'s co
 drawn from the run's generator as on the torch path (a chunk's uniforms in one call: the same
 stream). What the trace cannot express (random draws inside a model such as noise or
 Poisson neurons, gap junctions, plasticity, graded synapses, time-dependent inputs, other
-transcendental functions, recording of state variables, CUDA tensors) is refused with the
+transcendental functions, CUDA tensors) is refused with the
 reason; ``backend="auto"`` then runs the torch path.
 
 The library is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``)
@@ -118,9 +119,7 @@ class _TracedProjection:
 # ---------------------------------------------------------------------------------------------
 # the traced step
 # ---------------------------------------------------------------------------------------------
-def _check_network(net, record: dict, device, dtype) -> None:
-    if record:
-        raise Unsupported("recording state variables (record=...): only spikes are recorded")
+def _check_network(net, device, dtype) -> None:
     if device is not None and torch.device(device).type != "cpu":
         raise Unsupported(f"device {device}: the compiled step runs on the CPU")
     for t in net.buffers():
@@ -304,6 +303,8 @@ class CompiledStep:
     _lib: Any = field(default=None, repr=False)
     _fn: Any = field(default=None, repr=False)
     draws_per_step: int = 0  # uniforms per step (Poisson inputs)
+    traces: list[tuple[str, int, torch.dtype]] = field(default_factory=list)  # ("g.v", n, dtype)
+    record_every: int = 1
 
 
 class _Gen:
@@ -758,12 +759,13 @@ template <typename T> static inline T bionn_lerp(T a, T b, T w) {
 """
 
 
-def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch) -> str:
+def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces, every) -> str:
     n_keys = len(keys)
     lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
-             "int64_t* n_ev, void* exp_d, void* exp_f, const double* U, int64_t ndraw) {",
-             "  (void)U; (void)ndraw;",
+             "int64_t* n_ev, void* exp_d, void* exp_f, const double* U, int64_t ndraw, "
+             "void** Tr) {",
+             "  (void)U; (void)ndraw; (void)Tr; int64_t rec = 0; (void)rec;",
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
     for k, t in enumerate(gen.constants):
@@ -793,6 +795,16 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch) -> str:
         lines.append(f"    for (int64_t b = 0; b < {batch}; ++b) for (int64_t i = 0; i < {n}; ++i) "
                      f"if (nxt{k}[b * {n} + i]) {{ ev[ne] = {g}; ev[ne + 1] = b; ev[ne + 2] = step0 + s; "
                      f"ev[ne + 3] = i; ne += 4; }}")
+    # record state variables after the step (the torch path's (i + 1) % record_every == 0)
+    if traces:
+        lines.append(f"    if ((step0 + s + 1) % {every} == 0) {{")
+        for j, (k, sel, n_sel, width, ct) in enumerate(traces):
+            src = f"nxt{k}" if k in swapped else f"cur{k}"
+            pick = f"{sel}[m]" if sel is not None else "m"
+            lines.append(f"      {{ {ct}* o = ({ct}*)Tr[{j}] + rec * {batch * n_sel};\n"
+                         f"        for (int64_t b = 0; b < {batch}; ++b) for (int64_t m = 0; m < {n_sel}; ++m) "
+                         f"o[b * {n_sel} + m] = {src}[b * {width} + {pick}]; }}")
+        lines.append("      ++rec;\n    }")
     # push this step's spikes into the rings
     for r, (_, _, lo, n_pre, d, n_grp) in enumerate(delayed):
         k = gen.ring_spike_key[r]
@@ -857,8 +869,8 @@ def _vector_exp(dtype: torch.dtype) -> int | None:
     return addr
 
 
-def _fingerprint(net, dt, batch, dtype, recorded) -> tuple:
-    parts: list[Any] = [id(net), dt, batch, dtype, tuple(recorded), tuple(sorted(net.inputs))]
+def _fingerprint(net, dt, batch, dtype, recorded, record) -> tuple:
+    parts: list[Any] = [id(net), dt, batch, dtype, tuple(recorded), tuple(sorted(net.inputs)), record]
     for t in list(net.buffers()) + list(net.parameters()):
         parts.append((t.data_ptr(), t._version, tuple(t.shape)))
     for m in net.modules():  # and every plain attribute (method, order, a Poisson rate, ...)
@@ -874,8 +886,14 @@ _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype | None = None,
-                    record_spikes: list[str] | None = None, state: dict | None = None) -> CompiledStep:
+                    record_spikes: list[str] | None = None, state: dict | None = None,
+                    record: dict[str, list[str]] | None = None, record_every: int = 1,
+                    record_neurons: dict[str, Tensor | None] | None = None) -> CompiledStep:
     """Trace ``net``'s step, generate its C++ loop and build it (or load it from the cache).
+
+    ``record_spikes``, ``record``, ``record_every`` and ``record_neurons`` are those of
+    :meth:`Network.run <bionn.spiking.Network.run>` (``record_neurons``: group -> long
+    indices or None for all).
 
     Raises :class:`Unsupported` (a ``ValueError``) naming what the compiled step does not
     cover, and ``RuntimeError`` when no C++ compiler is found or compilation fails.
@@ -884,11 +902,17 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     dtype = dtype or torch.get_default_dtype()
     recorded = list(record_spikes if record_spikes is not None else
                     [g for g, grp in net.groups.items() if grp.spiking])
-    key = _fingerprint(net, float(dt), int(batch), dtype, recorded)
+    record = {g: list(vs) for g, vs in (record or {}).items()}
+    sel = {g: (None if (record_neurons or {}).get(g) is None
+               else torch.as_tensor(record_neurons[g], dtype=torch.long).reshape(-1))
+           for g in record}
+    rec_key = (tuple((g, tuple(vs)) for g, vs in record.items()), int(record_every),
+               tuple((g, None if s is None else tuple(s.tolist())) for g, s in sel.items()))
+    key = _fingerprint(net, float(dt), int(batch), dtype, recorded, rec_key)
     cached = _PLANS.get(net)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _check_network(net, {}, None, dtype)
+    _check_network(net, None, dtype)
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++); use backend='torch'")
@@ -947,7 +971,21 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
         if _vector_exp(torch.float64 if ct == "double" else torch.float32) is None:
             raise Unsupported("exp: PyTorch's vector exp routine was not found in its library")
     rec = [(keys.index((g, "spike")), net.groups[g].n) for g in recorded]
-    source = _source(gen, body, extra, key_types, rec, delayed, batch)
+    traces, trace_meta = [], []
+    for g, vs in record.items():
+        for v in vs:
+            if (g, v) not in keys:
+                raise Unsupported(f"record[{g!r}]: {v!r} is not a state variable the step keeps")
+            k = keys.index((g, v))
+            width = gen.widths[k]
+            s = sel[g]
+            if s is not None and (s.numel() == 0 or int(s.min()) < 0 or int(s.max()) >= width):
+                raise Unsupported(f"record_neurons[{g!r}]: indices outside 0..{width - 1}")
+            buf = None if s is None else gen.add_const(s.to(torch.int64)).ptr
+            n_sel = width if s is None else int(s.numel())
+            traces.append((k, buf, n_sel, width, key_types[k][1]))
+            trace_meta.append((f"{g}.{v}", n_sel, state[g][v].dtype))
+    source = _source(gen, body, extra, key_types, rec, delayed, batch, traces, int(record_every))
     trace_s = time.perf_counter() - t0
     digest = hashlib.sha256("\n".join([source, cxx, " ".join(FLAGS), str(CODEGEN_VERSION),
                                        torch.__version__]).encode()).hexdigest()[:24]
@@ -971,9 +1009,10 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_int64]
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
-                        compile_s, trace_s, was_cached, lib, fn, gen.draws)
+                        compile_s, trace_s, was_cached, lib, fn, gen.draws, trace_meta,
+                        int(record_every))
     _PLANS[net] = (key, plan)
     return plan
 
@@ -1006,8 +1045,10 @@ class CompiledLoop:
         self.exp_d = _vector_exp(torch.float64) or 0
         self.exp_f = _vector_exp(torch.float32) or 0
 
-    def run(self, steps: int, step0: int) -> list[Tensor]:
-        """Advance ``steps`` steps; returns the spike events as ``(group, trial, step, neuron)`` rows."""
+    def run(self, steps: int, step0: int) -> tuple[list[Tensor], list[Tensor]]:
+        """Advance ``steps`` steps (the run's steps ``step0 ..``). Returns the spike events as
+        ``(group, trial, step, neuron)`` rows and, per recorded variable, its samples
+        ``(n_records, batch, n_recorded)``."""
         plan, state = self.plan, self.state
         cur = [state[o][v] for o, v in plan.keys]
         rings = [state[name]["delay_buffer"] for name, *_ in plan.delayed]
@@ -1020,20 +1061,27 @@ class CompiledLoop:
         # the torch path's one draw per Poisson input and step
         u = (torch.rand(steps * ndraw, generator=self.generator, dtype=torch.float64)
              if ndraw else torch.zeros(1, dtype=torch.float64))
+        every = plan.record_every
+        n_rec = (step0 + steps) // every - step0 // every
+        samples = [torch.empty(n_rec, plan.batch, n, dtype=dt) for _, n, dt in plan.traces]
         while done < steps:
+            r0 = (step0 + done) // every - step0 // every
+            Tr = (ctypes.c_void_p * max(1, len(samples)))()
+            for j, x in enumerate(samples):
+                Tr[j] = x.data_ptr() + r0 * x.stride(0) * x.element_size() if x.numel() else 0
             cap = max(per_step, min(per_step * (steps - done), max(4096, per_step * 8)))
             if self.events.numel() < cap:
                 self.events = torch.empty(cap, dtype=torch.int64)
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
                          cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
-                         u.data_ptr() + 8 * done * ndraw, ndraw)
+                         u.data_ptr() + 8 * done * ndraw, ndraw, Tr)
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k
             if k == 0 and per_step > cap:  # cannot happen: cap >= per_step
                 raise RuntimeError("internal: event buffer too small")
-        return out
+        return out, samples
 
 
 def _dtype_of(plan, o, v, t):

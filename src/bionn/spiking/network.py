@@ -519,10 +519,10 @@ class Network(nn.Module):
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
         ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run
-        plan = self._compiled(backend, state, dt, batch, record, spiking)
+        plan = self._compiled(backend, state, dt, batch, spiking, record, record_every, idx)
         if plan is not None:
             return self._loop_compiled(plan, state, ctx, n_steps, batch, events, duration,
-                                       progress, every)
+                                       progress, every, record, idx)
         return self._loop(state, ctx, n_steps, batch, record, record_every, idx, events, traces,
                           times, duration, progress, every)
 
@@ -574,29 +574,28 @@ class Network(nn.Module):
         return result
 
 
-    def _compiled(self, backend: str, state: dict, dt: float, batch: int, record: dict,
-                  spiking: list[str]):
+    def _compiled(self, backend: str, state: dict, dt: float, batch: int, spiking: list[str],
+                  record: dict, record_every: int, idx: dict):
         """The compiled step for this run (None: the torch path), per ``backend``."""
         if backend == "torch":
             return None
         from bionn.spiking import compiled
 
         try:
-            if record:
-                raise compiled.Unsupported("recording state variables (record=...); spikes only")
             ref = state[next(iter(self.groups))]["V" if "V" in state[next(iter(self.groups))] else
                                                   next(iter(state[next(iter(self.groups))]))]
             if ref.device.type != "cpu":
                 raise compiled.Unsupported(f"device {ref.device}: the compiled step runs on the CPU")
             return compiled.compile_network(self, dt=dt, batch=batch, dtype=ref.dtype,
-                                            record_spikes=spiking, state=state)
+                                            record_spikes=spiking, state=state, record=record,
+                                            record_every=int(record_every), record_neurons=idx)
         except (compiled.Unsupported, RuntimeError, OSError) as e:  # OSError: cache not writable
             if backend == "cpp":
                 raise ValueError(f"backend='cpp' cannot run this network: {e}") from e
             return None
 
     def _loop_compiled(self, plan, state, ctx: StepContext, n_steps, batch, events, duration,
-                       progress, every: int) -> SimulationResult:
+                       progress, every: int, record: dict, idx: dict) -> SimulationResult:
         """:meth:`_loop` on the compiled step: same events, state and checks."""
         from bionn.spiking.compiled import CompiledLoop
 
@@ -617,13 +616,17 @@ class Network(nn.Module):
         loop = CompiledLoop(plan, state, gen)
         names = [g for g, _ in plan.recorded_groups]
         rows: list[Tensor] = []
+        samples: list[list[Tensor]] = [[] for _ in plan.traces]
         done = 0
         good = (0, _snapshot(state), gen.get_state() if gen is not None else None)
         while done < n_steps:
             k = min(chunk, n_steps - done)
             if every:
                 k = min(k, every - done % every)
-            rows.extend(loop.run(k, done))
+            ev_rows, got = loop.run(k, done)
+            rows.extend(ev_rows)
+            for j, x in enumerate(got):
+                samples[j].append(x)
             done += k
             if every and (done % every == 0 or done == n_steps):
                 if _nonfinite(state, keys):
@@ -645,7 +648,16 @@ class Network(nn.Module):
             e = ev[ev[:, 0] == gi][:, 1:]
             result.spikes[g] = SpikeEvents(e[:, 0], e[:, 1], e[:, 2], self.groups[g].n, n_steps,
                                            batch, dt)
-        result.trace_times = torch.zeros(0, dtype=torch.float64)
+        for j, (name, n_sel, dtype) in enumerate(plan.traces):
+            x = torch.cat(samples[j]) if samples[j] else torch.zeros(0, batch, n_sel, dtype=dtype)
+            result.traces[name] = (x.permute(1, 0, 2).contiguous() if x.shape[0]
+                                   else torch.zeros(batch, 0, 0))
+        every_rec = plan.record_every
+        result.trace_times = torch.tensor(
+            [t_start + (i + 1) * dt for i in range(n_steps) if (i + 1) % every_rec == 0]
+            if plan.traces else [], dtype=torch.float64)
+        for g in record:
+            result.recorded_neurons[g] = idx[g] if idx[g] is not None else torch.arange(self.groups[g].n)
         return result
 
     def _locate(self, good: tuple, stop: int, keys: list, ctx: StepContext) -> NonFiniteStateError:
