@@ -119,8 +119,30 @@ def test_compile_cached_and_reported(tmp_path):
     assert p3 is not p2
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_neuron_noise_with_poisson_input_identical(dtype):
+    from bionn.spiking import PoissonInput
+
+    g = torch.Generator().manual_seed(0)
+    net = Network(
+        {"E": LIF(50, noise=2.0, V_rest=0.0, V_reset=10.0, V_th=20.0, tau=20.0, t_refractory=2.0),
+         "Z": Izhikevich(20, noise=1.0)},
+        [PoissonInput("E", 50, n_sources=100, rate=20.0, synapse=VoltageJump(), weight=0.5),
+         Projection("E", "Z", fixed_prob(20, 50, 0.3, generator=g), Exponential(g_max=1.0),
+                    weight=3.0)],
+        inputs={"Z": 5.0})
+    ga, gb = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a = net.run(30.0, progress=False, batch=2, generator=ga, dtype=dtype, backend="torch")
+    b = net.run(30.0, progress=False, batch=2, generator=gb, dtype=dtype, backend="cpp")
+    _same(a, b)
+    assert torch.equal(ga.get_state(), gb.get_state())
+
+
 def test_unsupported_refused_by_name_and_auto_falls_back():
-    noisy = Network({"E": LIF(20, noise=1.0)}, inputs={"E": 25.0})
+    from bionn.spiking import PoissonGroup
+
+    noisy = Network({"S": PoissonGroup(20, rate=50.0), "E": LIF(5)},
+                    [Projection("S", "E", fixed_prob(5, 20, 0.5), Exponential(), weight=1.0)])
     with pytest.raises(ValueError, match="backend='cpp'.*random"):
         noisy.run(5.0, progress=False, backend="cpp")
     a = noisy.run(5.0, progress=False, seed=0)

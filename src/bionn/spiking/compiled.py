@@ -18,10 +18,10 @@ delivery kept as one opaque operation. The graph is turned into C++:
 
 The result is the torch path's spikes and state, step for step (tests compare them on LIF,
 AdEx and Izhikevich groups with exponential, alpha and conductance synapses, voltage jumps,
-delays, Poisson inputs and a batch). A :class:`~bionn.spiking.PoissonInput`'s counts are
-drawn from the run's generator as on the torch path (a chunk's uniforms in one call: the same
-stream). What the trace cannot express (random draws inside a model such as noise or
-Poisson neurons, gap junctions, plasticity, graded synapses, time-dependent inputs, other
+delays, Poisson inputs, neuron noise and a batch). Random numbers (a
+:class:`~bionn.spiking.PoissonInput`'s uniforms, neuron noise) are drawn from the run's
+generator as on the torch path, in the same order, before the loop runs a chunk of steps.
+What the trace cannot express (other random draws such as Poisson neurons, gap junctions, plasticity, graded synapses, time-dependent inputs, other
 transcendental functions, CUDA tensors) is refused with the
 reason; ``backend="auto"`` then runs the torch path.
 
@@ -241,6 +241,7 @@ _aten = torch.ops.aten
 _VIEWLIKE = {_aten.clone.default, _aten.alias.default, _aten.alias_copy.default,
              _aten.lift_fresh_copy.default, _aten.detach.default, _aten.expand.default,
              _aten.expand_copy.default}
+_DRAWS = (_aten.randn.default, _aten.randn_like.default)
 _CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "==", "ne": "!="}
 
 
@@ -302,7 +303,7 @@ class CompiledStep:
     cached: bool = False
     _lib: Any = field(default=None, repr=False)
     _fn: Any = field(default=None, repr=False)
-    draws_per_step: int = 0  # uniforms per step (Poisson inputs)
+    draws: list[tuple[str, int, torch.dtype]] = field(default_factory=list)  # per step, in order
     traces: list[tuple[str, int, torch.dtype]] = field(default_factory=list)  # ("g.v", n, dtype)
     record_every: int = 1
 
@@ -323,7 +324,8 @@ class _Gen:
         self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
         self.lines: list[str] = []
         self.uses_exp: set[str] = set()
-        self.draws = 0  # uniforms drawn per step (Poisson inputs), in the torch path's order
+        # random draws of a step in the torch path's order: (kind, numel, dtype)
+        self.draws: list[tuple[str, int, torch.dtype]] = []
         self.dt = 0.1
 
     # -- helpers ------------------------------------------------------------------------------
@@ -405,6 +407,11 @@ class _Gen:
             elif n.op == "get_attr":
                 self.consts[n] = getattr(self.gm, n.target)
             elif n.op == "call_function":
+                if n.target in _DRAWS:
+                    if n.target == _aten.randn.default and n.kwargs.get("generator") is not None:
+                        raise Unsupported("a draw from a generator other than the run's")
+                    placeholders_dep.add(n)
+                    continue
                 if torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()):
                     raise Unsupported(f"random draws ({n.target}) in the step")
                 if any(d in placeholders_dep for d in n.all_input_nodes) or \
@@ -442,7 +449,7 @@ class _Gen:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
                     t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
-                          torch.ops.bionn.poisson_counts.default):
+                          torch.ops.bionn.poisson_counts.default) or t in _DRAWS:
                 cur_k = None
                 kernel_of[n] = -1
                 continue
@@ -682,17 +689,23 @@ class _Gen:
             self.uses_exp.add(ct)
             self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
             return
+        if t in _DRAWS:  # a standard normal draw per element (neuron noise)
+            j = len(self.draws)
+            ct = self.ctype(n)
+            self.draws.append(("normal", self.batch * self.width(n), self.meta(n).dtype))
+            self.bufs[n] = _Buf(f"((const {ct}*)D[{j}])", str(self.width(n)), f"s * Dstride[{j}]", ct)
+            return
         if t == torch.ops.bionn.poisson_counts.default:
             proj = self.projs[n.args[1]]
             cdf = proj.constants(self.dt).to(torch.float64)
             kc = self.add_const(cdf)
             dst = self.bufs[n]
             width = self.width(n)
-            off = self.draws
-            self.draws += self.batch * width
+            j = len(self.draws)
+            self.draws.append(("uniform", self.batch * width, torch.float64))
             self.lines.append(
                 f"    for (int64_t b = 0; b < {self.batch}; ++b) for (int64_t i = 0; i < {width}; ++i) {{\n"
-                f"      const double x = U[s * ndraw + {off} + b * {width} + i];\n"
+                f"      const double x = ((const double*)D[{j}])[s * Dstride[{j}] + b * {width} + i];\n"
                 f"      int64_t k = 0;\n"
                 f"      while (k < {cdf.numel() - 1} && {kc.ptr}[k] <= x) ++k;  // searchsorted, right\n"
                 f"      {dst.at('b', 'i')} = ({dst.ctype})k;\n    }}")
@@ -763,9 +776,9 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces,
     n_keys = len(keys)
     lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
-             "int64_t* n_ev, void* exp_d, void* exp_f, const double* U, int64_t ndraw, "
+             "int64_t* n_ev, void* exp_d, void* exp_f, void** D, const int64_t* Dstride, "
              "void** Tr) {",
-             "  (void)U; (void)ndraw; (void)Tr; int64_t rec = 0; (void)rec;",
+             "  (void)D; (void)Dstride; (void)Tr; int64_t rec = 0; (void)rec;",
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
     for k, t in enumerate(gen.constants):
@@ -1009,9 +1022,9 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
-                        compile_s, trace_s, was_cached, lib, fn, gen.draws, trace_meta,
+                        compile_s, trace_s, was_cached, lib, fn, list(gen.draws), trace_meta,
                         int(record_every))
     _PLANS[net] = (key, plan)
     return plan
@@ -1056,11 +1069,7 @@ class CompiledLoop:
         per_step = sum(plan.batch * n for _, n in plan.recorded) * 4
         out: list[Tensor] = []
         done = 0
-        ndraw = plan.draws_per_step
-        # the uniforms of all these steps in one draw: the same numbers, in the same order, as
-        # the torch path's one draw per Poisson input and step
-        u = (torch.rand(steps * ndraw, generator=self.generator, dtype=torch.float64)
-             if ndraw else torch.zeros(1, dtype=torch.float64))
+        _, Dstride, keep = self._draw(steps)
         every = plan.record_every
         n_rec = (step0 + steps) // every - step0 // every
         samples = [torch.empty(n_rec, plan.batch, n, dtype=dt) for _, n, dt in plan.traces]
@@ -1075,13 +1084,50 @@ class CompiledLoop:
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
                          cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
-                         u.data_ptr() + 8 * done * ndraw, ndraw, Tr)
+                         _offset(Dstride, keep, done), Dstride, Tr)
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k
             if k == 0 and per_step > cap:  # cannot happen: cap >= per_step
                 raise RuntimeError("internal: event buffer too small")
         return out, samples
+
+
+    def _draw(self, steps: int):
+        """The random numbers of ``steps`` steps, drawn as the torch path draws them: per step,
+        each draw of the graph in order. Only uniforms (Poisson inputs): all in one call, the
+        same stream. Returns the pointer array, per-draw step strides and the tensors."""
+        draws, gen = self.plan.draws, self.generator
+        n = len(draws)
+        stride = (ctypes.c_int64 * max(1, n))()
+        if n == 0:
+            return (ctypes.c_void_p * 1)(), stride, []
+        if all(k == "uniform" and dt == torch.float64 for k, _, dt in draws):
+            per = sum(m for _, m, _ in draws)
+            u = torch.rand(steps * per, generator=gen, dtype=torch.float64)
+            offs, keep = 0, []
+            for j, (_, m, _) in enumerate(draws):
+                stride[j] = per
+                keep.append(u[offs:])
+                offs += m
+            return None, stride, keep
+        bufs = [torch.empty(steps, m, dtype=dt) for _, m, dt in draws]
+        shapes = [(self.plan.batch, m // self.plan.batch) for _, m, _ in draws]
+        for s in range(steps):
+            for j, (kind, _, dt) in enumerate(draws):
+                fn = torch.randn if kind == "normal" else torch.rand
+                fn(shapes[j], generator=gen, dtype=dt, out=bufs[j][s].view(shapes[j]))
+        for j, (_, m, _) in enumerate(draws):
+            stride[j] = m
+        return None, stride, bufs
+
+
+def _offset(stride, keep: list[Tensor], done: int):
+    """Pointers to the draws of step ``done`` on (the loop indexes ``s * stride`` from there)."""
+    arr = (ctypes.c_void_p * max(1, len(keep)))()
+    for j, t in enumerate(keep):
+        arr[j] = t.data_ptr() + done * stride[j] * t.element_size()
+    return arr
 
 
 def _dtype_of(plan, o, v, t):

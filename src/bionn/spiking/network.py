@@ -582,8 +582,10 @@ class Network(nn.Module):
         from bionn.spiking import compiled
 
         try:
-            ref = state[next(iter(self.groups))]["V" if "V" in state[next(iter(self.groups))] else
-                                                  next(iter(state[next(iter(self.groups))]))]
+            ref = next((v for g in self.groups for v in state[g].values()
+                        if isinstance(v, Tensor) and v.is_floating_point()), None)
+            if ref is None:
+                raise compiled.Unsupported("no floating-point state variable")
             if ref.device.type != "cpu":
                 raise compiled.Unsupported(f"device {ref.device}: the compiled step runs on the CPU")
             return compiled.compile_network(self, dt=dt, batch=batch, dtype=ref.dtype,
