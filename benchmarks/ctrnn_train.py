@@ -11,7 +11,10 @@ dt = 20 ms, tau = 100 ms, 100 time steps, batch 64, on ONE CPU thread.
 * ``nn4n``: NN4N 1.1.1's ``CTRNN`` (time-first), Dale's law through ``ei_masks``;
   null if NN4N is not installed.
 * ``floor``: only the matrix products such a step cannot avoid, as plain
-  ``torch.mm`` calls on same-shaped tensors (no autograd).
+  ``torch.mm`` calls on same-shaped tensors (no autograd): input projection, T recurrent
+  products forward and T backward, readout, the readout's gradient onto the rates, and the
+  three weight gradients. (Until 2026-12-07 the readout's gradient onto the rates was
+  missing; it adds about 0.6 ms at N = 256.)
 
 All variants are timed in interleaved rounds (one step of each per round,
 after warm-up) and the median is reported. The last stdout line is one JSON
@@ -131,6 +134,7 @@ def floor_step(n_hidden: int, seed: int = 0) -> Callable[[], None]:
         for _ in range(STEPS):
             mm(r, w)  # recurrence
         mm(rates, w_out)  # readout
+        mm(g_out, w_out.T)  # readout gradient onto the rates (dL/dr_t from the outputs)
         for _ in range(STEPS):
             mm(r, w)  # state gradient through the recurrence
         mm(rates.T, grads)  # recurrent weight gradient

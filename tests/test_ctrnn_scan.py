@@ -163,3 +163,42 @@ def test_ctrnn_module_gradients_match_plain_loop(act, learn_tau):
     ref_grads = torch.autograd.grad(F.mse_loss(ref_out, target), params)
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("use_rates", [False, True], ids=["outputs_only", "outputs_and_rates"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_readout_gradients_equal_loop(use_rates, bias):
+    drive, w_t, leak, h0, r0, noise = make_inputs(4, 7, 6, torch.float64, True, seed=5)
+    g = torch.Generator().manual_seed(6)
+    w_out = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b_out = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
+    params = (drive, w_t, leak, h0, r0, w_out) + ((b_out,) if bias else ())
+
+    def loss(rates, h, out):
+        value = out.sin().sum() + h.square().sum()
+        return value + (rates.cos().sum() if use_rates else 0.0)
+
+    rates, h, out = ctrnn_scan(drive, w_t, leak, h0, r0, "tanh", noise, (w_out, b_out))
+    ref_rates, ref_h = reference_scan(drive, w_t, leak, h0, r0, "tanh", noise)
+    ref_out = torch.nn.functional.linear(ref_rates, w_out, b_out)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(loss(rates, h, out), params)
+    ref = torch.autograd.grad(loss(ref_rates, ref_h, ref_out), params)
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_few_inputs_matches_linear():
+    from bionn.functional.ctrnn_scan import linear_few_inputs
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(4, 6, 3, generator=g, dtype=torch.float64).transpose(0, 1)  # strided input
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
+    y, ref = linear_few_inputs(x, w, b), torch.nn.functional.linear(x, w, b)
+    torch.testing.assert_close(y, ref)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(y, (w, b), gy)
+    want = torch.autograd.grad(ref, (w, b), gy)
+    for a, c in zip(got, want, strict=True):
+        torch.testing.assert_close(a, c)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["SCAN_ACTIVATIONS", "ctrnn_scan"]
+__all__ = ["SCAN_ACTIVATIONS", "ctrnn_scan", "linear_few_inputs"]
 
 #: Activations whose derivative :func:`ctrnn_scan` implements.
 SCAN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "retanh")
@@ -104,9 +104,46 @@ def _shifted_dot_sum(prev: Tensor, cur: Tensor, first: Tensor) -> Tensor:
     return out
 
 
+class _LinearFewInputs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):  # noqa: D102
+        ctx.save_for_backward(x, w)
+        ctx.has_b = b is not None
+        return torch.nn.functional.linear(x, w, b)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # noqa: D102
+        x, w = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        grad_x = (g @ w) if ctx.needs_input_grad[0] else None
+        # (in, rows) x (rows, out), then transposed: the orientation the BLAS runs fast
+        # when in_features is small (the (out, rows) x (rows, in) product is several
+        # times slower for in = 3)
+        grad_w = (x.reshape(-1, x.shape[-1]).T @ g2).T if ctx.needs_input_grad[1] else None
+        grad_b = g2.sum(0) if ctx.has_b and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear_few_inputs(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.linear(x, w, b)`` whose weight gradient is computed as ``(x^T g)^T``.
+
+    The same values and gradients as ``F.linear`` (up to rounding); faster backward for a
+    projection from a few inputs onto many units over a long ``(batch * time)``, such as a
+    CTRNN's input weights. ``x``: ``(..., in)``, ``w``: ``(out, in)``, ``b``: ``(out,)``.
+
+    Example:
+        >>> x, w = torch.randn(4, 5, 3), torch.randn(8, 3, requires_grad=True)
+        >>> linear_few_inputs(x, w).sum().backward()
+        >>> torch.allclose(w.grad, torch.ones(20, 8).T @ x.reshape(20, 3))
+        True
+    """
+    return _LinearFewInputs.apply(x, w, b)
+
+
 class _CTRNNScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive, w_t, leak, h0, r0, post_noise, act):  # noqa: D102
+    def forward(ctx, drive, w_t, leak, h0, r0, post_noise, act, w_out, b_out):  # noqa: D102
         B, T, N = drive.shape
         has_post = post_noise is not None
         # All h_t are kept only when the backward reads them: for the leak gradient, for
@@ -114,16 +151,19 @@ class _CTRNNScan(torch.autograd.Function):
         # Otherwise h lives in two (B, N) buffers and the derivative is taken from r_t.
         keep_h = ctx.needs_input_grad[2] or has_post or act in ("softplus", "retanh")
         ctx.set_materialize_grads(False)
-        R = drive.new_empty(B, T, N)
+        # Time-major buffers (T, B, N): each step's (B, N) slice is one contiguous block, so
+        # the per-step kernels touch a few pages instead of B rows T * N apart; the rates
+        # are returned as their (B, T, N) view.
+        R = drive.new_empty(T, B, N)
         if keep_h:
-            H = drive.new_empty(B, T, N)
+            H = drive.new_empty(T, B, N)
             h_bufs = None
         else:
             H = None
             h_bufs = (drive.new_empty(B, N), drive.new_empty(B, N))
         # Per-step views made in one call each (cheaper than T Python-level slices).
-        d_steps, r_steps = drive.unbind(1), R.unbind(1)
-        h_steps = H.unbind(1) if H is not None else None
+        d_steps, r_steps = drive.unbind(1), R.unbind(0)
+        h_steps = H.unbind(0) if H is not None else None
         p_steps = post_noise.unbind(1) if has_post else None
         h_prev, r_prev = h0, r0.expand(B, N)
         for t in range(T):
@@ -137,15 +177,23 @@ class _CTRNNScan(torch.autograd.Function):
             h_prev, r_prev = h, r
         ctx.act, ctx.has_post = act, has_post
         ctx.h0_shape, ctx.r0_shape = h0.shape, r0.shape
-        ctx.save_for_backward(H, R, w_t, leak, h0, r0)
-        return R, h_prev.clone()
+        ctx.save_for_backward(H, R, w_t, leak, h0, r0, w_out)
+        if w_out is None:
+            out = drive.new_empty(0)
+        else:  # the linear readout (one product after the loop)
+            flat = R.view(T * B, N)
+            out = (torch.addmm(b_out, flat, w_out.T) if b_out is not None
+                   else flat @ w_out.T).view(T, B, -1).transpose(0, 1)
+        return R.transpose(0, 1), h_prev.clone(), out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_rates, grad_h_last):  # noqa: D102
-        H, R, w_t, leak, h0, r0 = ctx.saved_tensors
+    def backward(ctx, grad_rates, grad_h_last, grad_out):  # noqa: D102
+        H, R, w_t, leak, h0, r0, w_out = ctx.saved_tensors
+        if w_out is None:
+            grad_out = None
         act = ctx.act
-        B, T, N = R.shape
+        T, B, N = R.shape  # time-major (see forward)
         h0, r0 = h0.expand(B, N), r0.expand(B, N)
         needs = ctx.needs_input_grad
         w_back = w_t.T  # g_h @ Wt^T is the gradient w.r.t. r_{t-1}
@@ -154,18 +202,39 @@ class _CTRNNScan(torch.autograd.Function):
         # G (dL/dh_t == dL/dd_t) starts as dL/dr_t (one vectorised copy) and is then
         # completed in place, step by step, from the last step back:
         # G_t = f'(h_t) * (dL/dr_t + G_{t+1} @ Wt^T) + leak * G_{t+1}.
+        # With a fused readout, dL/dr_t also gets grad_out_t @ W_out, one small product per
+        # step (the (B*T, n_out) x (n_out, N) product in one piece is slow for small n_out).
         G = torch.empty_like(R)
-        if grad_rates is None:
+        if grad_rates is not None:
+            G.copy_(grad_rates.transpose(0, 1))
+        elif grad_out is None:
             G.zero_()
-        else:
-            G.copy_(grad_rates)
-        g_steps, r_steps = G.unbind(1), R.unbind(1)
+        o_steps = grad_out.unbind(1) if grad_out is not None else None
+        g_steps, r_steps = G.unbind(0), R.unbind(0)
         # Without H (see forward), relu's mask is read from r_t = relu(h_t): r > 0 iff h > 0.
-        h_steps = r_steps if H is None else H.unbind(1)
+        h_steps = r_steps if H is None else H.unbind(0)
         has_post = ctx.has_post
         g_next = None
+        # a few outputs: their rank-1 terms element-wise (a BLAS product with an inner size
+        # of 1-4 runs far below its peak); more: one product
+        few = o_steps is not None and w_out.shape[0] <= 4
+        if few:
+            w_rows = [w_out[k] for k in range(w_out.shape[0])]
+            o_cols = [grad_out[:, :, k:k + 1].unbind(1) for k in range(w_out.shape[0])]
         for t in range(T - 1, -1, -1):
             g = g_steps[t]
+            if few:
+                k0 = 0
+                if grad_rates is None:
+                    torch.mul(o_cols[0][t], w_rows[0], out=g)
+                    k0 = 1
+                for k in range(k0, len(w_rows)):
+                    g.addcmul_(o_cols[k][t], w_rows[k])
+            elif o_steps is not None:
+                if grad_rates is None:
+                    torch.mm(o_steps[t], w_out, out=g)
+                else:
+                    g.addmm_(o_steps[t], w_out)
             if g_next is not None:
                 g.addmm_(g_next, w_back)
             h = h_steps[t]
@@ -180,15 +249,29 @@ class _CTRNNScan(torch.autograd.Function):
                 g.addcmul_(leak, g_next)
             g_next = g
 
-        g0 = G[:, 0]
-        grad_drive = G if needs[0] else None
-        grad_w = _shifted_outer_sum(R, G, r0) if needs[1] else None
+        g0 = G[0]
+        grad_drive = G.transpose(0, 1) if needs[0] else None
+        Rf, Gf = R.view(T * B, N), G.view(T * B, N)
+        grad_w = None
+        if needs[1]:  # sum_{t,b} r_{t-1,b}^T g_{t,b}: rows B apart in time-major order
+            grad_w = Rf[:-B].T @ Gf[B:] if T > 1 else torch.zeros_like(w_t)
+            grad_w.addmm_(r0.T, g0)
         grad_leak = None
         if needs[2]:
-            grad_leak = _shifted_dot_sum(H, G, h0).sum_to_size(leak.shape)
+            Hf = H.view(T * B, N)
+            grad_leak = ((Hf[:-B] * Gf[B:]).sum(0) + (h0 * g0).sum(0)).sum_to_size(leak.shape)
         grad_h0 = (leak * g0).sum_to_size(ctx.h0_shape) if needs[3] else None
         grad_r0 = (g0 @ w_back).sum_to_size(ctx.r0_shape) if needs[4] else None
-        return grad_drive, grad_w, grad_leak, grad_h0, grad_r0, None, None
+        grad_w_out = grad_b_out = None
+        if grad_out is not None:
+            n_out = w_out.shape[0]
+            go = grad_out.transpose(0, 1).reshape(T * B, n_out)
+            if needs[7]:
+                grad_w_out = go.T @ Rf
+            if needs[8]:
+                grad_b_out = go.sum(0)
+        return (grad_drive, grad_w, grad_leak, grad_h0, grad_r0, None, None, grad_w_out,
+                grad_b_out)
 
 
 def ctrnn_scan(
@@ -199,7 +282,8 @@ def ctrnn_scan(
     r0: Tensor,
     activation_name: str,
     post_noise: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+    readout: tuple[Tensor, Tensor | None] | None = None,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """Run the CTRNN recursion over time with a fused forward and a manual BPTT backward.
 
     ``h_t = leak * h_{t-1} + drive_t + r_{t-1} @ w_scaled_t``,
@@ -216,9 +300,14 @@ def ctrnn_scan(
         activation_name: one of :data:`SCAN_ACTIVATIONS`.
         post_noise: optional ``(batch, time, N)`` noise added to the rates; it
             receives no gradient.
+        readout: optional ``(W_out (n_out, N), b_out (n_out,) or None)``: the linear
+            readout ``rates @ W_out^T + b_out`` computed with the scan, whose backward then
+            adds ``dL/dout_t @ W_out`` step by step instead of taking ``dL/drates`` from a
+            separate ``(B*T, n_out) x (n_out, N)`` product (slow for a few outputs).
 
     Returns:
-        ``(rates (batch, time, N), h_T (batch, N))``; the final rate is ``rates[:, -1]``.
+        ``(rates (batch, time, N), h_T (batch, N))``, and ``outputs (batch, time, n_out)``
+        third with ``readout``; the final rate is ``rates[:, -1]``.
 
     Gradients flow to ``drive``, ``w_scaled_t``, ``leak``, ``h0`` and ``r0``
     (first-order only: the backward is not itself differentiable).
@@ -251,4 +340,9 @@ def ctrnn_scan(
         leak = drive.new_tensor(leak)
     if post_noise is not None:
         post_noise = post_noise.detach()
-    return _CTRNNScan.apply(drive, w_scaled_t, leak, h0, r0, post_noise, activation_name)
+    w_out, b_out = readout if readout is not None else (None, None)
+    if w_out is not None and (w_out.dim() != 2 or w_out.shape[1] != N):
+        raise ValueError(f"readout weight must be (n_out, {N}); got {tuple(w_out.shape)}")
+    rates, h, out = _CTRNNScan.apply(drive, w_scaled_t, leak, h0, r0, post_noise,
+                                     activation_name, w_out, b_out)
+    return (rates, h) if readout is None else (rates, h, out)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bionn.circuits import CellTypeTable, Circuit, Connectivity
 from bionn.constraints import WEIGHT_INITS, balance_ei, constrain, init_weight, resolve_sign
 from bionn.constraints import spectral_radius as _spectral_radius
+from bionn.functional.ctrnn_scan import linear_few_inputs
 from bionn.functional.feedback import LINEAR, feedback_apply
 from bionn.recurrent.core import Prepared, RecurrentCore, TimeConstants
 from bionn.recurrent.core import tau_groups as _tau_groups
@@ -262,7 +263,11 @@ class CTRNN(RecurrentCore):
         w = a[:, None] * p.weights["input"]
         b = None if self.bias_rec is None else a * self.bias_rec
         if "input" not in p.feedback:
-            return F.linear(x, w, b)
+            if not self.fused:
+                return F.linear(x, w, b)
+            # time-major (a (batch, time, N) view of (time, batch, N) memory): the fused
+            # scan then reads each step's drive as one contiguous block
+            return linear_few_inputs(x.transpose(0, 1), w, b).transpose(0, 1)
         return feedback_apply(LINEAR, x, w, b, self.credit_assignment["input"],
                               feedback=p.feedback["input"] * a.detach()[:, None])
 
@@ -274,6 +279,11 @@ class CTRNN(RecurrentCore):
 
     def readout(self, rates: Tensor, p: Prepared) -> Tensor:
         return self.connect(p, "readout", rates, p.weights["readout"], self.bias_out)
+
+    def linear_readout(self, p: Prepared) -> tuple[Tensor, Tensor | None] | None:
+        if "readout" in p.feedback or type(self).readout is not CTRNN.readout:
+            return None
+        return p.weights["readout"], self.bias_out
 
     @classmethod
     def from_cell_types(cls, table: CellTypeTable, n_input: int, n_output: int,

@@ -354,10 +354,12 @@ class RecurrentCore(nn.Module):
 
     def _noise(self, like: Tensor, alpha: Tensor) -> tuple[Tensor | None, Tensor | None]:
         pre = post = None
+        # drawn in (batch, time, ...) order whatever the memory layout of ``like``
         if self.preact_noise > 0:
-            pre = torch.randn_like(like) * ((2 * alpha).sqrt() * self.preact_noise)
+            pre = torch.randn(like.shape, dtype=like.dtype, device=like.device) * (
+                (2 * alpha).sqrt() * self.preact_noise)
         if self.postact_noise > 0:
-            post = torch.randn_like(like) * self.postact_noise
+            post = torch.randn(like.shape, dtype=like.dtype, device=like.device) * self.postact_noise
         return pre, post
 
     def check_input(self, x: Tensor) -> None:
@@ -403,6 +405,10 @@ class RecurrentCore(nn.Module):
             pre, post = self._noise(d, alpha)
             if pre is not None:
                 d = d + pre
+            readout = self.linear_readout(p)
+            if readout is not None and self.fused and self.activation_name in SCAN_ACTIVATIONS:
+                rates, state, out = self._dense_loop(d, post, state, dense, alpha, readout)
+                return out, rates, state
             rates, state = self._dense_loop(d, post, state, dense, alpha)
         else:
             drive = self.input_drive(x, p)
@@ -420,12 +426,21 @@ class RecurrentCore(nn.Module):
         input weights instead (one pass less over ``(batch, time, N)``)."""
         return p.alpha * self.input_drive(x, p)
 
+    def linear_readout(self, p: Prepared) -> tuple[Tensor, Tensor | None] | None:
+        """``(W_out, b_out)`` when the readout is ``F.linear`` on the rates with no feedback
+        rule (the fused scan then computes it and its gradient step by step); else None."""
+        return None
+
     def _dense_loop(self, d: Tensor, post: Tensor | None, state: RateState, dense: Tensor,
-                    alpha: Tensor) -> tuple[Tensor, RateState]:
+                    alpha: Tensor, readout: tuple[Tensor, Tensor | None] | None = None):
         w_scaled_t = (alpha[:, None] * dense).T  # (pre, post)
         leak = 1.0 - alpha
         if self.fused and self.activation_name in SCAN_ACTIVATIONS:
-            rates, h = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post)
+            got = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post,
+                             readout)
+            rates, h = got[0], got[1]
+            if readout is not None:
+                return rates, RateState(h, rates[:, -1]), got[2]
             return rates, RateState(h, rates[:, -1])
         act = self.rate_function
 
