@@ -43,13 +43,8 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -59,12 +54,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bionn._core import native
 from bionn.spiking.base import Drive, StepContext
 
 #: bump when the generated code's conventions change (old cached libraries are not reused)
 CODEGEN_VERSION = 2
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
-         "-std=c++17")
+compiler, cache_dir = native.compiler, native.cache_dir  # where the library is built and kept
 
 
 class Unsupported(ValueError):
@@ -842,20 +837,6 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces,
 # ---------------------------------------------------------------------------------------------
 # building: trace, generate, compile (cached)
 # ---------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """Where compiled steps are kept: ``$BIONN_CACHE_DIR``, else ``~/.cache/bionn``."""
-    root = os.environ.get("BIONN_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "bionn"
-
-
-def compiler() -> str | None:
-    """The C++ compiler used (``$CXX``, else ``c++``/``g++``/``clang++``), or None."""
-    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if cand and shutil.which(cand):
-            return shutil.which(cand)
-    return None
-
-
 _EXP: dict[torch.dtype, int | None] = {}
 
 
@@ -1000,24 +981,8 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
             trace_meta.append((f"{g}.{v}", n_sel, state[g][v].dtype))
     source = _source(gen, body, extra, key_types, rec, delayed, batch, traces, int(record_every))
     trace_s = time.perf_counter() - t0
-    digest = hashlib.sha256("\n".join([source, cxx, " ".join(FLAGS), str(CODEGEN_VERSION),
-                                       torch.__version__]).encode()).hexdigest()[:24]
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{digest}.so"
-    compile_s, was_cached = 0.0, path.exists()
-    if not was_cached:
-        t1 = time.perf_counter()
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            src = Path(tmp) / "step.cpp"
-            src.write_text(source)
-            out = Path(tmp) / "step.so"
-            proc = subprocess.run([cxx, *FLAGS, str(src), "-o", str(out)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"compiling the step failed ({cxx}):\n{proc.stderr[-2000:]}")
-            os.replace(out, path)  # atomic: a concurrent run sees the old or the new library
-        compile_s = time.perf_counter() - t1
-    lib = ctypes.CDLL(str(path))
+    built = native.build(source, "step", f"{CODEGEN_VERSION} {torch.__version__}")
+    lib, path, compile_s, was_cached = built.lib, built.path, built.compile_s, built.cached
     fn = lib.bionn_step_loop
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [

@@ -1,0 +1,83 @@
+"""Generated C++ built on first use: the compiler, the cache folder and the build.
+
+The compiled spiking step (:mod:`bionn.spiking.compiled`) and the compiled CTRNN scan
+(:mod:`bionn.functional.ctrnn_scan`) generate plain C++ (no PyTorch headers), build it
+with the system's C++ compiler into a shared library named by a hash of its source, and
+load it with ``ctypes``. A later process with the same source loads the library without
+compiling. The library is written atomically, so two processes building the same source
+at once both end with a complete file.
+
+Standard library only (it is imported by the lowest layers that use it); PyTorch's own
+library is located by the callers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: compiler flags: no floating-point contraction (the generated code keeps PyTorch's rounding)
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
+         "-std=c++17")
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$BIONN_CACHE_DIR``, else ``~/.cache/bionn``."""
+    root = os.environ.get("BIONN_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "bionn"
+
+
+def compiler() -> str | None:
+    """The C++ compiler used (``$CXX``, else ``c++``/``g++``/``clang++``), or None."""
+    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+@dataclass
+class Built:
+    """A built (or cached) library: ``lib`` (``ctypes.CDLL``), ``path``, ``compile_s``
+    (0 when it came from the cache) and ``cached``."""
+
+    lib: ctypes.CDLL
+    path: Path
+    compile_s: float
+    cached: bool
+
+
+def build(source: str, prefix: str, key: str = "") -> Built:
+    """Compile ``source`` into ``cache_dir() / f"{prefix}_{hash}.so"`` unless it is there.
+
+    ``key`` joins the hash (e.g. the PyTorch version the code relies on). Raises
+    ``RuntimeError`` when no compiler is found or the compilation fails, ``OSError`` when
+    the cache folder cannot be written.
+    """
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
+    digest = hashlib.sha256("\n".join([source, cxx, " ".join(FLAGS), key]).encode()).hexdigest()
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_{digest[:24]}.so"
+    compile_s, cached = 0.0, path.exists()
+    if not cached:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "source.cpp"
+            src.write_text(source)
+            out = Path(tmp) / "library.so"
+            proc = subprocess.run([cxx, *FLAGS, str(src), "-o", str(out)], capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"compiling {prefix} failed ({cxx}):\n{proc.stderr[-2000:]}")
+            os.replace(out, path)  # atomic: a concurrent build sees the old or the new file
+        compile_s = time.perf_counter() - t0
+    return Built(ctypes.CDLL(str(path)), path, compile_s, cached)
