@@ -218,3 +218,16 @@ def test_state_variables_recorded_as_on_the_torch_path():
     assert a.traces["A.w"].shape == (2, 103, 3)
     assert torch.equal(a.trace_times, b.trace_times)
     assert all(torch.equal(a.recorded_neurons[g], b.recorded_neurons[g]) for g in a.recorded_neurons)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_exponential_euler_expm1_identical(dtype):
+    """Exponential Euler's phi1 needs expm1: PyTorch's own vector routine, lane by lane."""
+    g = torch.Generator().manual_seed(0)
+    adex = AdExIF(37, method="exp_euler", V_rest=-70.0, V_reset=-58.0, V_th=-30.0, V_T=-50.0,
+                  delta_T=2.0, a=2.0, b=60.0, R=0.5, tau=20.0, tau_w=100.0, t_refractory=1.0,
+                  initial={"V": (-70.0, -55.0)})
+    net = Network({"A": adex}, [Projection("A", "A", fixed_prob(37, 37, 0.2, generator=g),
+                                           Exponential(tau_decay=5.0, g_max=1.0), weight=20.0)],
+                  inputs={"A": 600.0})
+    _both(net, 80.0, batch=2, seed=1, dtype=dtype)

@@ -10,7 +10,8 @@ delivery kept as one opaque operation. The graph is turned into C++:
   graph's order and rounding (``-ffp-contract=off``; ``torch.lerp`` and ``add(alpha=)`` with
   the fused multiply-add PyTorch's kernels use);
 * ``exp`` through the very vector routine ``torch.exp`` calls on this machine (MKL's
-  ``vdExp``/``vsExp`` in PyTorch's library, checked bit for bit before use);
+  ``vdExp``/``vsExp`` in PyTorch's library) and ``expm1`` through PyTorch's Sleef routine,
+  each checked bit for bit before use;
 * delivery as PyTorch does it: arriving spikes in (trial, neuron) order, each neuron's
   out-edges in table order, added one by one;
 * delays as a ring of spike rows, recording of spikes as events and of state variables
@@ -319,6 +320,7 @@ class _Gen:
         self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
         self.lines: list[str] = []
         self.uses_exp: set[str] = set()
+        self.uses_expm1: set[tuple[str, int]] = set()
         # random draws of a step in the torch path's order: (kind, numel, dtype)
         self.draws: list[tuple[str, int, torch.dtype]] = []
         self.dt = 0.1
@@ -443,7 +445,8 @@ class _Gen:
         for n in work:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
-                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
+                    t in (_aten.exp.default, _aten.expm1.default,
+                          torch.ops.bionn.deliver_events.default,
                           torch.ops.bionn.poisson_counts.default) or t in _DRAWS:
                 cur_k = None
                 kernel_of[n] = -1
@@ -684,6 +687,22 @@ class _Gen:
             self.uses_exp.add(ct)
             self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
             return
+        if t == _aten.expm1.default:  # PyTorch's own vector routine (Sleef), lane by lane
+            x = n.args[0]
+            ct = self.ctype(n)
+            src = self.bufs.get(x)
+            width = self.width(n)
+            if src is None or src.off != "0" or src.row != str(width):
+                raise Unsupported("internal: expm1 of a non-contiguous value")
+            dtype = torch.float64 if ct == "double" else torch.float32
+            lanes = _vector_expm1(dtype)
+            if lanes is None:
+                raise Unsupported("expm1: PyTorch's vector expm1 routine was not found in its library")
+            self.uses_expm1.add((ct, lanes[1]))
+            slot = 0 if ct == "double" else 1
+            self.lines.append(f"    bionn_vmap<{ct}, {lanes[1]}>(F[{slot}], {src.ptr}, {self.bufs[n].ptr}, "
+                              f"{self.batch * width});")
+            return
         if t in _DRAWS:  # a standard normal draw per element (neuron noise)
             j = len(self.draws)
             ct = self.ctype(n)
@@ -760,6 +779,15 @@ typedef void (*vexp_d_t)(int, const double*, double*);
 typedef void (*vexp_f_t)(int, const float*, float*);
 template <typename T> static inline T bionn_max(T a, T b) { return (a != a) ? a : (a < b ? b : a); }
 template <typename T> static inline T bionn_min(T a, T b) { return (a != a) ? a : (a > b ? b : a); }
+// a vector routine f applied lane by lane, the last vector zero-padded (PyTorch's vec::map)
+template <typename T, int W> static void bionn_vmap(void* f, const T* x, T* y, int64_t n) {
+  typedef T vec __attribute__((vector_size(W * sizeof(T))));
+  typedef vec (*fn_t)(vec);
+  fn_t fn = (fn_t)f;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) { vec a; std::memcpy(&a, x + i, sizeof(vec)); vec r = fn(a); std::memcpy(y + i, &r, sizeof(vec)); }
+  if (i < n) { vec a = {}; std::memcpy(&a, x + i, (n - i) * sizeof(T)); vec r = fn(a); std::memcpy(y + i, &r, (n - i) * sizeof(T)); }
+}
 template <typename T> static inline T bionn_lerp(T a, T b, T w) {
   const bool small = std::abs(w) < T(0.5);  // PyTorch's lerp: one fused multiply-add
   return std::fma(small ? w : w - T(1), b - a, small ? a : b);
@@ -772,8 +800,8 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces,
     lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
              "int64_t* n_ev, void* exp_d, void* exp_f, void** D, const int64_t* Dstride, "
-             "void** Tr) {",
-             "  (void)D; (void)Dstride; (void)Tr; int64_t rec = 0; (void)rec;",
+             "void** Tr, void** F) {",
+             "  (void)D; (void)Dstride; (void)Tr; (void)F; int64_t rec = 0; (void)rec;",
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
     for k, t in enumerate(gen.constants):
@@ -861,6 +889,57 @@ def _vector_exp(dtype: torch.dtype) -> int | None:
         addr = None
     _EXP[dtype] = addr
     return addr
+
+
+_EXPM1: dict[torch.dtype, tuple[int, int] | None] = {}
+_VMAP_CHECK = r"""
+#include <cstdint>
+#include <cstring>
+template <typename T, int W> static void vmap(void* f, const T* x, T* y, int64_t n) {
+  typedef T vec __attribute__((vector_size(W * sizeof(T))));
+  typedef vec (*fn_t)(vec);
+  fn_t fn = (fn_t)f;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) { vec a; std::memcpy(&a, x + i, sizeof(vec)); vec r = fn(a); std::memcpy(y + i, &r, sizeof(vec)); }
+  if (i < n) { vec a = {}; std::memcpy(&a, x + i, (n - i) * sizeof(T)); vec r = fn(a); std::memcpy(y + i, &r, (n - i) * sizeof(T)); }
+}
+extern "C" void map_d8(void* f, const double* x, double* y, int64_t n) { vmap<double, 8>(f, x, y, n); }
+extern "C" void map_d4(void* f, const double* x, double* y, int64_t n) { vmap<double, 4>(f, x, y, n); }
+extern "C" void map_f16(void* f, const float* x, float* y, int64_t n) { vmap<float, 16>(f, x, y, n); }
+extern "C" void map_f8(void* f, const float* x, float* y, int64_t n) { vmap<float, 8>(f, x, y, n); }
+"""
+
+
+def _vector_expm1(dtype: torch.dtype) -> tuple[int, int] | None:
+    """``(address, lanes)`` of the Sleef routine that gives ``torch.expm1``'s bits for
+    ``dtype`` on this machine (PyTorch's library exports it), or None. Checked once, on
+    random values and lengths that are not multiples of the vector width."""
+    if dtype in _EXPM1:
+        return _EXPM1[dtype]
+    found = None
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        check = native.build(_VMAP_CHECK, "vmap_check").lib
+        wide = torch.backends.cpu.get_cpu_capability() == "AVX512"
+        cands = ([("d8", 8)] if wide else []) + [("d4", 4)] if dtype == torch.float64 else \
+            ([("f16", 16)] if wide else []) + [("f8", 8)]
+        g = torch.Generator().manual_seed(0)
+        for tag, lanes in cands:
+            fn = ctypes.cast(getattr(lib, f"Sleef_expm1{tag}_u10"), ctypes.c_void_p).value
+            ok = True
+            for n in (4099, 19, 5):
+                x = torch.randn(n, generator=g, dtype=dtype) * 4
+                y = torch.empty_like(x)
+                getattr(check, f"map_{tag}")(ctypes.c_void_p(fn), ctypes.c_void_p(x.data_ptr()),
+                                             ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
+                ok = ok and torch.equal(y, torch.expm1(x))
+            if ok:
+                found = (fn, lanes)
+                break
+    except (OSError, AttributeError, RuntimeError):
+        found = None
+    _EXPM1[dtype] = found
+    return found
 
 
 def _fingerprint(net, dt, batch, dtype, recorded, record) -> tuple:
@@ -987,7 +1066,7 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
                         compile_s, trace_s, was_cached, lib, fn, list(gen.draws), trace_meta,
                         int(record_every))
@@ -1022,6 +1101,8 @@ class CompiledLoop:
         self.n_ev = ctypes.c_int64(0)
         self.exp_d = _vector_exp(torch.float64) or 0
         self.exp_f = _vector_exp(torch.float32) or 0
+        self.F = (ctypes.c_void_p * 2)(*[(_vector_expm1(dt) or (0, 0))[0]
+                                         for dt in (torch.float64, torch.float32)])
 
     def run(self, steps: int, step0: int) -> tuple[list[Tensor], list[Tensor]]:
         """Advance ``steps`` steps (the run's steps ``step0 ..``). Returns the spike events as
@@ -1049,7 +1130,7 @@ class CompiledLoop:
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
                          cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
-                         _offset(Dstride, keep, done), Dstride, Tr)
+                         _offset(Dstride, keep, done), Dstride, Tr, self.F)
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k
