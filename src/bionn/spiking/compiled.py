@@ -1089,10 +1089,9 @@ class CompiledLoop:
         self.plan = plan
         self.generator = generator
         self.state = state
-        for o, v in plan.keys:
-            t = state[o][v]
-            if not t.is_contiguous() or t.dtype != _dtype_of(plan, o, v, t):
-                state[o][v] = t.contiguous()
+        for o, v in plan.keys:  # the loop writes the state tensors in place, row by row
+            if not state[o][v].is_contiguous():
+                state[o][v] = state[o][v].contiguous()
         for name, *_ in plan.delayed:
             state[name]["delay_buffer"] = state[name]["delay_buffer"].contiguous()
         self.scratch = [torch.empty_like(state[o][v]) for o, v in plan.keys]
@@ -1175,6 +1174,3 @@ def _offset(stride, keep: list[Tensor], done: int):
         arr[j] = t.data_ptr() + done * stride[j] * t.element_size()
     return arr
 
-
-def _dtype_of(plan, o, v, t):
-    return t.dtype
