@@ -231,3 +231,21 @@ def test_exponential_euler_expm1_identical(dtype):
                                            Exponential(tau_decay=5.0, g_max=1.0), weight=20.0)],
                   inputs={"A": 600.0})
     _both(net, 80.0, batch=2, seed=1, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cobahh_identical(dtype):
+    """Hodgkin-Huxley cells: exp, expm1, sigmoid and pow(n, 4), each PyTorch's own routine."""
+    from bionn.spiking.networks import cobahh
+
+    net = cobahh(400, generator=torch.Generator().manual_seed(0))
+    _both(net, 30.0, batch=2, seed=2, dtype=dtype)
+
+
+def test_cobahh_beyond_one_parallel_chunk_identical():
+    """More than 32768 values per operation: PyTorch splits its loops by thread, and the
+    compiled loop follows (the scalar tails of sigmoid and pow sit at the chunk ends)."""
+    from bionn.spiking.networks import cobahh
+
+    net = cobahh(17000, generator=torch.Generator().manual_seed(0))
+    _both(net, 4.0, batch=2, seed=2, dtype=torch.float64)

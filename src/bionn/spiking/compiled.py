@@ -10,8 +10,9 @@ delivery kept as one opaque operation. The graph is turned into C++:
   graph's order and rounding (``-ffp-contract=off``; ``torch.lerp`` and ``add(alpha=)`` with
   the fused multiply-add PyTorch's kernels use);
 * ``exp`` through the very vector routine ``torch.exp`` calls on this machine (MKL's
-  ``vdExp``/``vsExp`` in PyTorch's library) and ``expm1`` through PyTorch's Sleef routine,
-  each checked bit for bit before use;
+  ``vdExp``/``vsExp`` in PyTorch's library); ``expm1``, ``sigmoid`` and ``pow`` through the
+  Sleef routines PyTorch's library exports, in PyTorch's loop shapes (scalar tails per
+  thread chunk included); each checked bit for bit before use;
 * delivery as PyTorch does it: arriving spikes in (trial, neuron) order, each neuron's
   out-edges in table order, added one by one;
 * delays as a ring of spike rows, recording of spikes as events and of state variables
@@ -238,6 +239,16 @@ _VIEWLIKE = {_aten.clone.default, _aten.alias.default, _aten.alias_copy.default,
              _aten.lift_fresh_copy.default, _aten.detach.default, _aten.expand.default,
              _aten.expand_copy.default}
 _DRAWS = (_aten.randn.default, _aten.randn_like.default)
+_SLEEF_OPS = {_aten.expm1.default: "expm1", _aten.sigmoid.default: "sigmoid",
+              _aten.pow.Tensor_Scalar: "pow"}
+
+
+def _pow_inline(n: torch.fx.Node) -> bool:
+    """``pow(x, e)`` with an exponent PyTorch computes exactly without ``pow``."""
+    if n.target != _aten.pow.Tensor_Scalar:
+        return False
+    e = n.args[1]
+    return isinstance(e, (int, float)) and float(e) in (0.0, 1.0, 2.0, 3.0, -2.0, 0.5, -0.5, -1.0)
 _CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "==", "ne": "!="}
 
 
@@ -320,7 +331,7 @@ class _Gen:
         self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
         self.lines: list[str] = []
         self.uses_exp: set[str] = set()
-        self.uses_expm1: set[tuple[str, int]] = set()
+        self.vec_ops: set[tuple[str, torch.dtype]] = set()
         # random draws of a step in the torch path's order: (kind, numel, dtype)
         self.draws: list[tuple[str, int, torch.dtype]] = []
         self.dt = 0.1
@@ -445,9 +456,9 @@ class _Gen:
         for n in work:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
-                    t in (_aten.exp.default, _aten.expm1.default,
-                          torch.ops.bionn.deliver_events.default,
-                          torch.ops.bionn.poisson_counts.default) or t in _DRAWS:
+                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
+                          torch.ops.bionn.poisson_counts.default) or t in _DRAWS or \
+                    (t in _SLEEF_OPS and not _pow_inline(n)):
                 cur_k = None
                 kernel_of[n] = -1
                 continue
@@ -577,9 +588,12 @@ class _Gen:
             return f"std::abs({arg(n.args[0])})", out_ct
         if name == "sqrt":
             return f"std::sqrt({arg(n.args[0])})", out_ct
-        if name == "pow" and len(n.args) == 2 and n.args[1] == 2:
-            x = arg(n.args[0])
-            return f"({x} * {x})", out_ct
+        if name == "pow" and _pow_inline(n):  # PyTorch's exact special cases
+            x, e = arg(n.args[0]), float(n.args[1])
+            one = _lit(1.0, out_ct)
+            return {0.0: one, 1.0: x, 2.0: f"({x} * {x})", 3.0: f"({x} * {x} * {x})",
+                    -2.0: f"({one} / ({x} * {x}))", 0.5: f"std::sqrt({x})",
+                    -0.5: f"({one} / std::sqrt({x}))", -1.0: f"({one} / {x})"}[e], out_ct
         if name == "round" and not n.kwargs.get("decimals"):
             return f"std::nearbyint({arg(n.args[0])})", out_ct
         if name in ("clamp", "clamp_min", "clamp_max"):
@@ -687,21 +701,29 @@ class _Gen:
             self.uses_exp.add(ct)
             self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
             return
-        if t == _aten.expm1.default:  # PyTorch's own vector routine (Sleef), lane by lane
+        if t in _SLEEF_OPS:  # PyTorch's own vector routines (Sleef), in its loops
+            op = _SLEEF_OPS[t]
             x = n.args[0]
             ct = self.ctype(n)
             src = self.bufs.get(x)
             width = self.width(n)
             if src is None or src.off != "0" or src.row != str(width):
-                raise Unsupported("internal: expm1 of a non-contiguous value")
+                raise Unsupported(f"internal: {op} of a non-contiguous value")
             dtype = torch.float64 if ct == "double" else torch.float32
-            lanes = _vector_expm1(dtype)
-            if lanes is None:
-                raise Unsupported("expm1: PyTorch's vector expm1 routine was not found in its library")
-            self.uses_expm1.add((ct, lanes[1]))
-            slot = 0 if ct == "double" else 1
-            self.lines.append(f"    bionn_vmap<{ct}, {lanes[1]}>(F[{slot}], {src.ptr}, {self.bufs[n].ptr}, "
-                              f"{self.batch * width});")
+            found = _vector_routine(op, dtype)
+            if found is None:
+                raise Unsupported(f"{op}: no routine in PyTorch's library gives torch.{op}'s bits here")
+            slot = 2 * list(_VEC_OPS).index(op) + (0 if ct == "double" else 1)
+            self.vec_ops.add((op, dtype))
+            size, dst = self.batch * width, self.bufs[n].ptr
+            if op == "expm1":
+                call = f"bionn_vmap<{ct}, {found[1]}>(F[{slot}], {src.ptr}, {dst}, {size})"
+            elif op == "sigmoid":
+                call = f"bionn_sigmoid<{ct}, {found[1]}>(F[{slot}], {src.ptr}, {dst}, {size}, threads)"
+            else:
+                call = (f"bionn_pow<{ct}, {found[1]}>(F[{slot}], {_lit(n.args[1], ct)}, {src.ptr}, "
+                        f"{dst}, {size}, threads)")
+            self.lines.append(f"    {call};")
             return
         if t in _DRAWS:  # a standard normal draw per element (neuron noise)
             j = len(self.draws)
@@ -779,15 +801,6 @@ typedef void (*vexp_d_t)(int, const double*, double*);
 typedef void (*vexp_f_t)(int, const float*, float*);
 template <typename T> static inline T bionn_max(T a, T b) { return (a != a) ? a : (a < b ? b : a); }
 template <typename T> static inline T bionn_min(T a, T b) { return (a != a) ? a : (a > b ? b : a); }
-// a vector routine f applied lane by lane, the last vector zero-padded (PyTorch's vec::map)
-template <typename T, int W> static void bionn_vmap(void* f, const T* x, T* y, int64_t n) {
-  typedef T vec __attribute__((vector_size(W * sizeof(T))));
-  typedef vec (*fn_t)(vec);
-  fn_t fn = (fn_t)f;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) { vec a; std::memcpy(&a, x + i, sizeof(vec)); vec r = fn(a); std::memcpy(y + i, &r, sizeof(vec)); }
-  if (i < n) { vec a = {}; std::memcpy(&a, x + i, (n - i) * sizeof(T)); vec r = fn(a); std::memcpy(y + i, &r, (n - i) * sizeof(T)); }
-}
 template <typename T> static inline T bionn_lerp(T a, T b, T w) {
   const bool small = std::abs(w) < T(0.5);  // PyTorch's lerp: one fused multiply-add
   return std::fma(small ? w : w - T(1), b - a, small ? a : b);
@@ -797,10 +810,11 @@ template <typename T> static inline T bionn_lerp(T a, T b, T w) {
 
 def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces, every) -> str:
     n_keys = len(keys)
-    lines = [_PRELUDE, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
+    lines = [_PRELUDE + _VEC_KERNELS, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
              "int64_t* n_ev, void* exp_d, void* exp_f, void** D, const int64_t* Dstride, "
-             "void** Tr, void** F) {",
+             "void** Tr, void** F, int64_t threads) {",
+             "  (void)threads;",
              "  (void)D; (void)Dstride; (void)Tr; (void)F; int64_t rec = 0; (void)rec;",
              "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
              "  (void)vexp_d; (void)vexp_f;"]
@@ -891,54 +905,125 @@ def _vector_exp(dtype: torch.dtype) -> int | None:
     return addr
 
 
-_EXPM1: dict[torch.dtype, tuple[int, int] | None] = {}
-_VMAP_CHECK = r"""
-#include <cstdint>
-#include <cstring>
-template <typename T, int W> static void vmap(void* f, const T* x, T* y, int64_t n) {
-  typedef T vec __attribute__((vector_size(W * sizeof(T))));
+#: C++ of PyTorch's CPU loops around a Sleef vector routine: ``vec::map`` (every lane
+#: vectorised, the last vector zero-padded: ``expm1``) and ``cpu_kernel_vec`` (blocks of two
+#: vectors per ``parallel_for`` chunk of 32768 elements or more, then a scalar tail:
+#: ``sigmoid``, ``pow``); used by the generated step and by the check that picks them
+_VEC_KERNELS = r"""
+template <typename T, int W> struct bionn_v { typedef T type __attribute__((vector_size(W * sizeof(T)))); };
+template <typename T, int W> static void bionn_vmap(void* f, const T* x, T* y, int64_t n) {
+  typedef typename bionn_v<T, W>::type vec;
   typedef vec (*fn_t)(vec);
   fn_t fn = (fn_t)f;
   int64_t i = 0;
   for (; i + W <= n; i += W) { vec a; std::memcpy(&a, x + i, sizeof(vec)); vec r = fn(a); std::memcpy(y + i, &r, sizeof(vec)); }
   if (i < n) { vec a = {}; std::memcpy(&a, x + i, (n - i) * sizeof(T)); vec r = fn(a); std::memcpy(y + i, &r, (n - i) * sizeof(T)); }
 }
-extern "C" void map_d8(void* f, const double* x, double* y, int64_t n) { vmap<double, 8>(f, x, y, n); }
-extern "C" void map_d4(void* f, const double* x, double* y, int64_t n) { vmap<double, 4>(f, x, y, n); }
-extern "C" void map_f16(void* f, const float* x, float* y, int64_t n) { vmap<float, 16>(f, x, y, n); }
-extern "C" void map_f8(void* f, const float* x, float* y, int64_t n) { vmap<float, 8>(f, x, y, n); }
+static inline int64_t bionn_chunk(int64_t n, int64_t threads) {
+  const int64_t grain = 32768;  // at::internal::GRAIN_SIZE
+  if (n <= grain || threads <= 1) return n;
+  int64_t nt = (n + grain - 1) / grain;
+  if (nt > threads) nt = threads;
+  return (n + nt - 1) / nt;
+}
+// sigmoid: vectors 1 / (1 + exp(0 - x)) with the vector exp, the tail 1 / (1 + std::exp(-x))
+template <typename T, int W> static void bionn_sigmoid(void* fexp, const T* x, T* y, int64_t n, int64_t threads) {
+  typedef typename bionn_v<T, W>::type vec;
+  typedef vec (*fn_t)(vec);
+  fn_t vexp = (fn_t)fexp;
+  const int64_t chunk = bionn_chunk(n, threads);
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
+    int64_t i = c0;
+    for (; i + 2 * W <= c1; i += 2 * W)
+      for (int h = 0; h < 2; ++h) {
+        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
+        vec z = {}; a = z - a; a = vexp(a); a = a + T(1); a = T(1) / a;
+        std::memcpy(y + i + h * W, &a, sizeof(vec));
+      }
+    for (; i < c1; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
+  }
+}
+// pow(x, e) for a scalar e: vectors with the vector pow, the tail std::pow
+template <typename T, int W> static void bionn_pow(void* fpow, T e, const T* x, T* y, int64_t n, int64_t threads) {
+  typedef typename bionn_v<T, W>::type vec;
+  typedef vec (*fn_t)(vec, vec);
+  fn_t vpow = (fn_t)fpow;
+  vec ev; for (int k = 0; k < W; ++k) ev[k] = e;
+  const int64_t chunk = bionn_chunk(n, threads);
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
+    int64_t i = c0;
+    for (; i + 2 * W <= c1; i += 2 * W)
+      for (int h = 0; h < 2; ++h) {
+        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
+        a = vpow(a, ev);
+        std::memcpy(y + i + h * W, &a, sizeof(vec));
+      }
+    for (; i < c1; ++i) y[i] = std::pow(x[i], e);
+  }
+}
 """
+_VEC_CHECK = "#include <cstdint>\n#include <cstring>\n#include <cmath>\n" + _VEC_KERNELS + r"""
+#define CHECKS(T, W, S) \
+extern "C" void map_##S(void* f, const T* x, T* y, int64_t n) { bionn_vmap<T, W>(f, x, y, n); } \
+extern "C" void sigmoid_##S(void* f, const T* x, T* y, int64_t n, int64_t t) { bionn_sigmoid<T, W>(f, x, y, n, t); } \
+extern "C" void pow_##S(void* f, double e, const T* x, T* y, int64_t n, int64_t t) { bionn_pow<T, W>(f, (T)e, x, y, n, t); }
+CHECKS(double, 8, d8)
+CHECKS(double, 4, d4)
+CHECKS(float, 16, f16)
+CHECKS(float, 8, f8)
+"""
+#: op -> (Sleef routine stem, what it is checked against)
+_VEC_OPS = {"expm1": "expm1", "sigmoid": "exp", "pow": "pow"}
+_VEC_FOUND: dict[tuple[str, torch.dtype], tuple[int, int] | None] = {}
 
 
-def _vector_expm1(dtype: torch.dtype) -> tuple[int, int] | None:
-    """``(address, lanes)`` of the Sleef routine that gives ``torch.expm1``'s bits for
-    ``dtype`` on this machine (PyTorch's library exports it), or None. Checked once, on
-    random values and lengths that are not multiples of the vector width."""
-    if dtype in _EXPM1:
-        return _EXPM1[dtype]
+def _vector_routine(op: str, dtype: torch.dtype) -> tuple[int, int] | None:
+    """``(address, lanes)`` of the Sleef routine in PyTorch's library with which the loops of
+    :data:`_VEC_KERNELS` give ``torch.<op>``'s bits for ``dtype`` on this machine, or None.
+    Checked once per process on random values, on lengths that are not multiples of the
+    vector width and on one longer than a ``parallel_for`` chunk (at the current number of
+    threads, which the loop is then given).
+    """
+    key = (op, dtype)
+    if key in _VEC_FOUND:
+        return _VEC_FOUND[key]
     found = None
     try:
         lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        check = native.build(_VMAP_CHECK, "vmap_check").lib
+        check = native.build(_VEC_CHECK, "vec_check").lib
         wide = torch.backends.cpu.get_cpu_capability() == "AVX512"
-        cands = ([("d8", 8)] if wide else []) + [("d4", 4)] if dtype == torch.float64 else \
-            ([("f16", 16)] if wide else []) + [("f8", 8)]
+        cands = (([("d8", 8)] if wide else []) + [("d4", 4)] if dtype == torch.float64 else
+                 ([("f16", 16)] if wide else []) + [("f8", 8)])
         g = torch.Generator().manual_seed(0)
+        threads = torch.get_num_threads()
         for tag, lanes in cands:
-            fn = ctypes.cast(getattr(lib, f"Sleef_expm1{tag}_u10"), ctypes.c_void_p).value
+            fn = ctypes.cast(getattr(lib, f"Sleef_{_VEC_OPS[op]}{tag}_u10"), ctypes.c_void_p).value
             ok = True
-            for n in (4099, 19, 5):
+            for n in (4099, 19, 5, 70001):
                 x = torch.randn(n, generator=g, dtype=dtype) * 4
                 y = torch.empty_like(x)
-                getattr(check, f"map_{tag}")(ctypes.c_void_p(fn), ctypes.c_void_p(x.data_ptr()),
-                                             ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
-                ok = ok and torch.equal(y, torch.expm1(x))
+                args = (ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
+                if op == "expm1":
+                    getattr(check, f"map_{tag}")(ctypes.c_void_p(fn), *args)
+                    ok = ok and torch.equal(y, torch.expm1(x))
+                elif op == "sigmoid":
+                    getattr(check, f"sigmoid_{tag}")(ctypes.c_void_p(fn), *args, ctypes.c_int64(threads))
+                    ok = ok and torch.equal(y, torch.sigmoid(x))
+                else:
+                    x = x.abs() + 0.1
+                    args = (ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
+                    for e in (4.0, 2.5):
+                        getattr(check, f"pow_{tag}")(ctypes.c_void_p(fn), ctypes.c_double(e), *args,
+                                                     ctypes.c_int64(threads))
+                        ok = ok and torch.equal(y, torch.pow(x, e))
             if ok:
                 found = (fn, lanes)
                 break
     except (OSError, AttributeError, RuntimeError):
         found = None
-    _EXPM1[dtype] = found
+    _VEC_FOUND[key] = found
     return found
 
 
@@ -1066,7 +1151,7 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
                         compile_s, trace_s, was_cached, lib, fn, list(gen.draws), trace_meta,
                         int(record_every))
@@ -1100,8 +1185,9 @@ class CompiledLoop:
         self.n_ev = ctypes.c_int64(0)
         self.exp_d = _vector_exp(torch.float64) or 0
         self.exp_f = _vector_exp(torch.float32) or 0
-        self.F = (ctypes.c_void_p * 2)(*[(_vector_expm1(dt) or (0, 0))[0]
-                                         for dt in (torch.float64, torch.float32)])
+        self.F = (ctypes.c_void_p * (2 * len(_VEC_OPS)))(*[
+            (_vector_routine(op, dt) or (0, 0))[0] for op in _VEC_OPS
+            for dt in (torch.float64, torch.float32)])
 
     def run(self, steps: int, step0: int) -> tuple[list[Tensor], list[Tensor]]:
         """Advance ``steps`` steps (the run's steps ``step0 ..``). Returns the spike events as
@@ -1129,7 +1215,8 @@ class CompiledLoop:
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
                          cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
-                         _offset(Dstride, keep, done), Dstride, Tr, self.F)
+                         _offset(Dstride, keep, done), Dstride, Tr, self.F,
+                         torch.get_num_threads())
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k
