@@ -149,12 +149,12 @@ def test_unsupported_refused_by_name_and_auto_falls_back():
     b = noisy.run(5.0, progress=False, seed=0, backend="auto")
     assert torch.equal(a.state["E"]["V"], b.state["E"]["V"])
     net = coba(100, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="gap"):
-        from bionn.spiking import GapJunction
+    with pytest.raises(ValueError, match="plasticity"):
+        from bionn.plasticity import STDP
 
-        gap = Network({"E": LIF(4)}, [Projection("E", "E", one_to_one(4), GapJunction(),
-                                                 output="gap")], inputs={"E": 25.0})
-        gap.run(5.0, progress=False, backend="cpp")
+        plastic = Network({"E": LIF(4)}, [Projection("E", "E", one_to_one(4), Exponential(),
+                                                     plasticity=STDP())], inputs={"E": 25.0})
+        plastic.run(5.0, progress=False, backend="cpp")
     timed = Network({"E": LIF(5)}, inputs={"E": lambda t: 25.0})
     with pytest.raises(ValueError, match="function of time"):
         timed.run(5.0, progress=False, backend="cpp")
@@ -249,3 +249,36 @@ def test_cobahh_beyond_one_parallel_chunk_identical():
 
     net = cobahh(17000, generator=torch.Generator().manual_seed(0))
     _both(net, 4.0, batch=2, seed=2, dtype=torch.float64)
+
+
+def test_gap_junctions_and_graded_synapses_identical():
+    """Graded delivery (every synapse, w_ij v_j): gap junctions and Wang-Buzsaki's GABA_A."""
+    from bionn.spiking import GapJunction
+    from bionn.spiking.networks import wang_buzsaki
+
+    _both(wang_buzsaki(40), 40.0, batch=2, seed=1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    lif = LIF(30, V_rest=-65.0, V_reset=-70.0, V_th=-50.0, tau=20.0, t_refractory=2.0,
+              initial={"V": (-70.0, -50.0)})
+    net = Network({"E": lif}, [
+        Projection("E", "E", fixed_prob(30, 30, 0.2, generator=g), GapJunction(g_max=0.5),
+                   weight=0.3, name="gap"),
+        Projection("E", "E", fixed_prob(30, 30, 0.1, generator=g), Exponential(g_max=1.0),
+                   weight=2.0)], inputs={"E": torch.linspace(14.0, 20.0, 30)})
+    _both(net, 60.0, batch=2, seed=1, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("bionn.spiking.synapse_models",
+                                                   fromlist=["SYNAPSE_MODELS"]).SYNAPSE_MODELS))
+def test_every_synapse_model_identical(name):
+    from bionn.spiking.synapse_models import SYNAPSE_MODELS
+
+    g = torch.Generator().manual_seed(0)
+    syn = SYNAPSE_MODELS[name]()
+    kw = {"E": 0.0} if syn.default_output == "conductance" and syn.default_E is None else {}
+    lif = LIF(30, V_rest=-65.0, V_reset=-70.0, V_th=-50.0, tau=20.0, t_refractory=2.0,
+              initial={"V": (-70.0, -50.0)})
+    net = Network({"E": lif}, [Projection("E", "E", fixed_prob(30, 30, 0.2, generator=g), syn,
+                                          weight=2.0, **kw)],
+                  inputs={"E": torch.linspace(14.0, 22.0, 30)})
+    _both(net, 40.0, batch=2, seed=1, dtype=torch.float64)

@@ -233,7 +233,7 @@ def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch
         assert a["E.V"].shape[1] > 0 and np.array_equal(a["E.V"], b["E.V"])
         assert np.array_equal(a["time_ms"], b["time_ms"])
     # a network the compiled step does not cover is refused before anything is written
-    cfg = _write(tmp_path, [*TINY, "run.backend=cpp", "network.name=wang_buzsaki",
-                            "network.params={n: 10}"])
+    cfg = _write(tmp_path, [*TINY, "run.backend=cpp", "network.name=cann",
+                            "network.params={n: 32}"])
     assert main(["simulate", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "run.backend" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -229,3 +229,20 @@ def test_group_draws_from_the_context_generator():
     a = lif(ls, Drive(), DT, ctx)["V"]
     ctx = StepContext(0.0, DT, torch.Generator().manual_seed(8))
     assert torch.equal(a, lif(ls, Drive(), DT, ctx)["V"])
+
+
+def test_lif_conductance_input_with_a_per_neuron_current():
+    """A (n,) input current with conductance synapses whose E is 0 (no current of their
+    own) broadcasts to (batch, n); it used to fail in an in-place division."""
+    import torch
+
+    from bionn.circuits.connect import fixed_prob
+    from bionn.spiking import LIF, Exponential, Network, Projection
+
+    g = torch.Generator().manual_seed(0)
+    net = Network({"E": LIF(10, V_rest=-65.0, V_reset=-70.0, V_th=-50.0, tau=20.0)},
+                  [Projection("E", "E", fixed_prob(10, 10, 0.3, generator=g),
+                              Exponential(g_max=1.0), weight=2.0, output="conductance", E=0.0)],
+                  inputs={"E": torch.linspace(14.0, 22.0, 10)})
+    res = net.run(50.0, batch=2, progress=False, seed=1)
+    assert res.state["E"]["V"].shape == (2, 10) and res.spikes["E"].count() > 0

@@ -58,7 +58,10 @@ def lif_exact_step(v: Tensor, refractory: Tensor, current: Tensor | float, condu
         if isinstance(current, float):
             v_inf = (r * current + v_rest) / leak
         else:
-            v_inf = torch.add(current * r if r != 1.0 else current, v_rest).div_(leak)
+            v_inf = torch.add(current * r if r != 1.0 else current, v_rest)
+            # in place only where the shapes agree: a (n,) current with a (batch, n)
+            # conductance broadcasts to (batch, n)
+            v_inf = v_inf.div_(leak) if v_inf.shape == leak.shape else v_inf / leak
         new = torch.lerp(v_inf, v, leak.mul_(-dt / tau).exp_())
     # Float arithmetic throughout: bool tensors and masked writes cost several
     # times more per element on CPU than a fused float op.

@@ -23,7 +23,8 @@ AdEx and Izhikevich groups with exponential, alpha and conductance synapses, vol
 delays, Poisson inputs, neuron noise and a batch). Random numbers (a
 :class:`~bionn.spiking.PoissonInput`'s uniforms, neuron noise) are drawn from the run's
 generator as on the torch path, in the same order, before the loop runs a chunk of steps.
-What the trace cannot express (other random draws such as Poisson neurons, gap junctions, plasticity, graded synapses, time-dependent inputs, other
+What the trace cannot express (other random draws such as Poisson neurons, plasticity,
+rate groups, time-dependent inputs, other
 transcendental functions, CUDA tensors) is refused with the
 reason; ``backend="auto"`` then runs the torch path.
 
@@ -79,6 +80,13 @@ def _deliver_events(spikes: Tensor, base: Tensor, projection: int) -> Tensor:
     return base.clone()
 
 
+@torch.library.custom_op("bionn::deliver_graded", mutates_args=())
+def _deliver_graded(values: Tensor, base: Tensor, projection: int) -> Tensor:
+    """``base`` plus ``sum_j w_ij values_j`` over every synapse (graded delivery: gap
+    junctions, transmitter from the presynaptic voltage). Only traced, never computed."""
+    return base.clone()
+
+
 @torch.library.custom_op("bionn::poisson_counts", mutates_args=())
 def _poisson_counts(like: Tensor, projection: int) -> Tensor:
     """The step's arriving counts of a projection that draws them (:class:`PoissonInput`), shaped
@@ -104,13 +112,16 @@ class _TracedProjection:
                 out: Tensor | None = None, ctx: StepContext | None = None) -> Tensor:
         if callable(getattr(type(self._proj), "counts", None)):  # draws its arriving counts
             return type(self._proj).deliver(self, values, weight, event_driven, out, ctx)
-        if not event_driven or values.dtype != torch.bool:
-            raise Unsupported(f"projection {self._proj.name}: graded (not event-driven) delivery")
         if weight is not self._proj.weight:
             raise Unsupported(f"projection {self._proj.name}: weights other than its own table")
-        if out is None:
-            out = torch.zeros(values.shape[0], self._proj.n_post, dtype=weight.dtype)
-        return torch.ops.bionn.deliver_events(values, out, self._index)
+        if event_driven and values.dtype == torch.bool:
+            if out is None:
+                out = torch.zeros(values.shape[0], self._proj.n_post, dtype=weight.dtype)
+            return torch.ops.bionn.deliver_events(values, out, self._index)
+        if out is None:  # as Projection.deliver: values in the weights' type, sums promoted
+            out = torch.zeros(values.shape[0], self._proj.n_post,
+                              dtype=torch.promote_types(weight.dtype, values.dtype))
+        return torch.ops.bionn.deliver_graded(values, out, self._index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,8 +141,6 @@ def _check_network(net, device, dtype) -> None:
     for p in net.projections:
         if p.plasticity is not None:
             raise Unsupported(f"projection {p.name}: plasticity")
-        if p.output == "gap":
-            raise Unsupported(f"projection {p.name}: gap junctions")
         if p.pre_range is None and not net.groups[p.pre].spiking:
             raise Unsupported(f"projection {p.name}: presynaptic group does not spike")
     for name, spec in net.inputs.items():
@@ -167,6 +176,13 @@ def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arri
         ps = state[q.name]
         pre, post = state[q.pre], state[q.post]
         gmax = q.synapse.scalar("g_max", ctx)
+        if q.output == "gap":
+            v_pre = _slice(pre["V"], q.pre_range)
+            i_val = traced[q.name].deliver(v_pre, q.weight, event_driven=False)
+            g_val = traced[q.name].deliver(torch.ones_like(v_pre), q.weight, event_driven=False)
+            _add(current, q.post, q.post_range, i_val * gmax, post)
+            _add(conductance, q.post, q.post_range, g_val * gmax, post)
+            continue
         syn = {k: ps[pk] for k, pk in q.keys(ps)}
         g = q.synapse.value(syn, traced[q.name], _slice_state(pre, q.pre_range),
                             _slice_state(post, q.post_range), q.weight, ctx)
@@ -175,7 +191,7 @@ def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arri
         if q.output == "conductance":
             factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
             if not isinstance(factor, float):
-                raise Unsupported(f"projection {q.name}: a voltage-dependent conductance factor")
+                g = g * factor
             if q.E != 0.0:
                 _add(current, q.post, q.post_range, g * q.E, post)
             _add(conductance, q.post, q.post_range, g, post)
@@ -457,6 +473,7 @@ class _Gen:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
                     t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
+                          torch.ops.bionn.deliver_graded.default,
                           torch.ops.bionn.poisson_counts.default) or t in _DRAWS or \
                     (t in _SLEEF_OPS and not _pow_inline(n)):
                 cur_k = None
@@ -482,7 +499,8 @@ class _Gen:
                 dest[o] = f"nxt{ks[0]}"
         inplace: set[torch.fx.Node] = set()
         for n in work:
-            if n.target == torch.ops.bionn.deliver_events.default:
+            if n.target in (torch.ops.bionn.deliver_events.default,
+                            torch.ops.bionn.deliver_graded.default):
                 base = n.args[1]
                 if (base in kernel_of and kernel_of[base] >= 0 and len(users[base]) == 1
                         and base not in out_of):
@@ -746,10 +764,15 @@ class _Gen:
                 f"      while (k < {cdf.numel() - 1} && {kc.ptr}[k] <= x) ++k;  // searchsorted, right\n"
                 f"      {dst.at('b', 'i')} = ({dst.ctype})k;\n    }}")
             return
-        if t == torch.ops.bionn.deliver_events.default:
+        if t in (torch.ops.bionn.deliver_events.default, torch.ops.bionn.deliver_graded.default):
+            graded = t == torch.ops.bionn.deliver_graded.default
             spikes, base, q = n.args
             proj = self.projs[q]
             sp = self.bufs.get(spikes)
+            if sp is None and spikes in self.consts:
+                v = self.consts[spikes]
+                sp = v if isinstance(v, _Buf) else self.add_const(
+                    v.expand(self.batch, -1) if v.dim() == 1 else v)
             if sp is None:
                 raise Unsupported("internal: spikes of a delivery not materialized")
             if base in self.consts:
@@ -776,14 +799,17 @@ class _Gen:
                 else:
                     lines.append(f"    for (int64_t b = 0; b < {self.batch}; ++b) for (int64_t i = 0; i < {n_post}; ++i) "
                                  f"{dst.at('b', 'i')} = {base_buf.at('b', 'i')};")
+            # graded: every synapse, w_ij v_j in the weights' type, as index_add_ adds them
+            test = "" if graded else f"        if (!{sp.at('b', 'j')}) continue;\n"
+            term = f"({ct})(w[k] * vj)" if graded else f"({ct})w[k]"
             lines.append(
                 f"    for (int64_t b = 0; b < {self.batch}; ++b) {{\n"
                 f"      {ct}* o = {dst.ptr} + b * {n_post};\n"
                 f"      for (int64_t j = 0; j < {n_pre}; ++j) {{\n"
-                f"        if (!{sp.at('b', 'j')}) continue;\n"
+                + test + (f"        const {kw.ctype} vj = {sp.at('b', 'j')};\n" if graded else "") +
                 f"        const {kw.ctype}* w = {kw.ptr} + j * {kk};\n"
                 f"        const {kt.ctype}* t = {kt.ptr} + j * {kk};\n"
-                f"        for (int64_t k = 0; k < {kk}; ++k) o[t[k]] += ({ct})w[k];\n"
+                f"        for (int64_t k = 0; k < {kk}; ++k) o[t[k]] += {term};\n"
                 f"      }}\n    }}")
             self.lines.extend(lines)
             return
