@@ -282,3 +282,33 @@ def test_every_synapse_model_identical(name):
                                           weight=2.0, **kw)],
                   inputs={"E": torch.linspace(14.0, 22.0, 30)})
     _both(net, 40.0, batch=2, seed=1, dtype=torch.float64)
+
+
+def _neuron_cases():
+    from bionn.spiking import NEURONS
+
+    cases = []
+    for name, cls in sorted(NEURONS.items()):
+        if not cls.spiking or name == "PoissonGroup":
+            continue
+        others = [m for m in cls.methods if m != cls.default_method]
+        for method in [cls.default_method] + others[-1:]:  # the default and one more
+            cases.append((name, method))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "method"), _neuron_cases())
+def test_every_spiking_neuron_model_identical(name, method):
+    """Every spiking neuron model (its default integrator and one more), with a synapse."""
+    from bionn.spiking import NEURONS
+
+    cls = NEURONS[name]
+    g = torch.Generator().manual_seed(0)
+    net = Network({"E": cls(20, method=method)},
+                  [Projection("E", "E", fixed_prob(20, 20, 0.2, generator=g), Exponential(g_max=1.0),
+                              weight=1.0)],
+                  inputs={"E": torch.linspace(5.0, 30.0, 20)})
+    dt, duration = (0.01, 5.0) if "HH" in name and method != "exp_euler" else (0.1, 20.0)
+    a = net.run(duration, dt=dt, progress=False, seed=1, dtype=torch.float64, backend="torch")
+    b = net.run(duration, dt=dt, progress=False, seed=1, dtype=torch.float64, backend="cpp")
+    _same(a, b, require=())

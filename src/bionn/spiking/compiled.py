@@ -256,7 +256,9 @@ _VIEWLIKE = {_aten.clone.default, _aten.alias.default, _aten.alias_copy.default,
              _aten.expand_copy.default}
 _DRAWS = (_aten.randn.default, _aten.randn_like.default)
 _SLEEF_OPS = {_aten.expm1.default: "expm1", _aten.sigmoid.default: "sigmoid",
-              _aten.pow.Tensor_Scalar: "pow"}
+              _aten.pow.Tensor_Scalar: "pow", _aten.tanh.default: "tanh",
+              _aten.cosh.default: "cosh", _aten.sinh.default: "sinh", _aten.log.default: "log",
+              _aten.sin.default: "sin", _aten.cos.default: "cos"}
 
 
 def _pow_inline(n: torch.fx.Node) -> bool:
@@ -734,7 +736,13 @@ class _Gen:
             slot = 2 * list(_VEC_OPS).index(op) + (0 if ct == "double" else 1)
             self.vec_ops.add((op, dtype))
             size, dst = self.batch * width, self.bufs[n].ptr
-            if op == "expm1":
+            if op in _VML:
+                call = (f"((void (*)(int, const {ct}*, {ct}*))F[{slot}])((int){size}, {src.ptr}, "
+                        f"{dst})")
+            elif op in _KVEC1:
+                call = (f"bionn_kvec1<{ct}, {found[1]}, {_KVEC1.index(op)}>(F[{slot}], {src.ptr}, "
+                        f"{dst}, {size}, threads)")
+            elif op in _MAPPED:
                 call = f"bionn_vmap<{ct}, {found[1]}>(F[{slot}], {src.ptr}, {dst}, {size})"
             elif op == "sigmoid":
                 call = f"bionn_sigmoid<{ct}, {found[1]}>(F[{slot}], {src.ptr}, {dst}, {size}, threads)"
@@ -970,6 +978,24 @@ template <typename T, int W> static void bionn_sigmoid(void* fexp, const T* x, T
     for (; i < c1; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
   }
 }
+// cosh (K 0), sinh (K 1): vectors with the vector routine, the tail std::cosh / std::sinh
+template <typename T, int W, int K> static void bionn_kvec1(void* f, const T* x, T* y, int64_t n, int64_t threads) {
+  typedef typename bionn_v<T, W>::type vec;
+  typedef vec (*fn_t)(vec);
+  fn_t fn = (fn_t)f;
+  const int64_t chunk = bionn_chunk(n, threads);
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
+    int64_t i = c0;
+    for (; i + 2 * W <= c1; i += 2 * W)
+      for (int h = 0; h < 2; ++h) {
+        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
+        a = fn(a);
+        std::memcpy(y + i + h * W, &a, sizeof(vec));
+      }
+    for (; i < c1; ++i) y[i] = K == 0 ? std::cosh(x[i]) : std::sinh(x[i]);
+  }
+}
 // pow(x, e) for a scalar e: vectors with the vector pow, the tail std::pow
 template <typename T, int W> static void bionn_pow(void* fpow, T e, const T* x, T* y, int64_t n, int64_t threads) {
   typedef typename bionn_v<T, W>::type vec;
@@ -994,6 +1020,8 @@ _VEC_CHECK = "#include <cstdint>\n#include <cstring>\n#include <cmath>\n" + _VEC
 #define CHECKS(T, W, S) \
 extern "C" void map_##S(void* f, const T* x, T* y, int64_t n) { bionn_vmap<T, W>(f, x, y, n); } \
 extern "C" void sigmoid_##S(void* f, const T* x, T* y, int64_t n, int64_t t) { bionn_sigmoid<T, W>(f, x, y, n, t); } \
+extern "C" void cosh_##S(void* f, const T* x, T* y, int64_t n, int64_t t) { bionn_kvec1<T, W, 0>(f, x, y, n, t); } \
+extern "C" void sinh_##S(void* f, const T* x, T* y, int64_t n, int64_t t) { bionn_kvec1<T, W, 1>(f, x, y, n, t); } \
 extern "C" void pow_##S(void* f, double e, const T* x, T* y, int64_t n, int64_t t) { bionn_pow<T, W>(f, (T)e, x, y, n, t); }
 CHECKS(double, 8, d8)
 CHECKS(double, 4, d4)
@@ -1001,7 +1029,14 @@ CHECKS(float, 16, f16)
 CHECKS(float, 8, f8)
 """
 #: op -> (Sleef routine stem, what it is checked against)
-_VEC_OPS = {"expm1": "expm1", "sigmoid": "exp", "pow": "pow"}
+_VEC_OPS = {"expm1": "expm1", "sigmoid": "exp", "pow": "pow", "cosh": "cosh", "sinh": "sinh",
+            "tanh": "Tanh", "log": "Ln", "sin": "Sin", "cos": "Cos"}
+#: the ops PyTorch runs as vec::map over a Sleef routine (every lane vectorised)
+_MAPPED = ("expm1",)
+#: the ops PyTorch runs as cpu_kernel_vec around a one-argument Sleef routine (scalar tails)
+_KVEC1 = ("cosh", "sinh")
+#: the ops PyTorch hands to MKL's vector math (an array routine, like exp)
+_VML = ("tanh", "log", "sin", "cos")
 _VEC_FOUND: dict[tuple[str, torch.dtype], tuple[int, int] | None] = {}
 
 
@@ -1016,6 +1051,25 @@ def _vector_routine(op: str, dtype: torch.dtype) -> tuple[int, int] | None:
     if key in _VEC_FOUND:
         return _VEC_FOUND[key]
     found = None
+    if op in _VML:  # MKL's array routine, like exp
+        try:
+            lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+            fn = getattr(lib, ("vd" if dtype == torch.float64 else "vs") + _VEC_OPS[op])
+            fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+            g = torch.Generator().manual_seed(0)
+            ok = True
+            for n in (4099, 19):
+                x = torch.randn(n, generator=g, dtype=dtype) * 4
+                if op == "log":
+                    x = x.abs() + 1e-3
+                y = torch.empty_like(x)
+                fn(n, x.data_ptr(), y.data_ptr())
+                ok = ok and torch.equal(y, getattr(torch, op)(x))
+            found = (ctypes.cast(fn, ctypes.c_void_p).value, 0) if ok else None
+        except (OSError, AttributeError):
+            found = None
+        _VEC_FOUND[key] = found
+        return found
     try:
         lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
         check = native.build(_VEC_CHECK, "vec_check").lib
@@ -1031,12 +1085,12 @@ def _vector_routine(op: str, dtype: torch.dtype) -> tuple[int, int] | None:
                 x = torch.randn(n, generator=g, dtype=dtype) * 4
                 y = torch.empty_like(x)
                 args = (ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
-                if op == "expm1":
+                if op in _MAPPED:
                     getattr(check, f"map_{tag}")(ctypes.c_void_p(fn), *args)
-                    ok = ok and torch.equal(y, torch.expm1(x))
-                elif op == "sigmoid":
-                    getattr(check, f"sigmoid_{tag}")(ctypes.c_void_p(fn), *args, ctypes.c_int64(threads))
-                    ok = ok and torch.equal(y, torch.sigmoid(x))
+                    ok = ok and torch.equal(y, getattr(torch, op)(x))
+                elif op in ("sigmoid",) + _KVEC1:
+                    getattr(check, f"{op}_{tag}")(ctypes.c_void_p(fn), *args, ctypes.c_int64(threads))
+                    ok = ok and torch.equal(y, getattr(torch, op)(x))
                 else:
                     x = x.abs() + 0.1
                     args = (ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n))
