@@ -56,8 +56,9 @@ def _both(net, duration, **kw):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_coba_identical_to_torch(dtype):
     net = coba(500, generator=torch.Generator().manual_seed(0))
-    a, _ = _both(net, 60.0, batch=2, seed=3, dtype=dtype)
+    a, b = _both(net, 60.0, batch=2, seed=3, dtype=dtype)
     assert a.spikes["P"].trial.unique().numel() == 2
+    assert (a.backend, b.backend, b.backend_reason) == ("torch", "cpp", None)
 
 
 def _mixed(gen):
@@ -148,6 +149,8 @@ def test_unsupported_refused_by_name_and_auto_falls_back():
     a = noisy.run(5.0, progress=False, seed=0)
     b = noisy.run(5.0, progress=False, seed=0, backend="auto")
     assert torch.equal(a.state["E"]["V"], b.state["E"]["V"])
+    assert (a.backend, a.backend_reason) == ("torch", None)
+    assert b.backend == "torch" and "random" in b.backend_reason  # auto says why
     net = coba(100, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="plasticity"):
         from bionn.plasticity import STDP

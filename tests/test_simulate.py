@@ -229,6 +229,9 @@ def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch
         assert len(a["E.step"]) > 0
         for k in ("E.step", "E.neuron", "I.step", "I.neuron"):
             assert np.array_equal(a[k], b[k]), k
+    for name, backend in (("t", "torch"), ("c", "cpp")):
+        measures = json.loads((tmp_path / name / "measures.json").read_text())
+        assert measures["simulation"]["backend"] == backend
     with np.load(tmp_path / "t/traces.npz") as a, np.load(tmp_path / "c/traces.npz") as b:
         assert a["E.V"].shape[1] > 0 and np.array_equal(a["E.V"], b["E.V"])
         assert np.array_equal(a["time_ms"], b["time_ms"])

@@ -562,7 +562,10 @@ def simulate(cfg: SimConfig, out: str | Path, *, progress: bool = True,
         "dt_ms": float(cfg.run.dt), "n_steps": n_steps, "batch": int(cfg.run.batch),
         "n_neurons": int(sum(g.n for g in prep.network.groups.values())),
         "device": str(prep.device), "dtype": cfg.dtype, "wall_s": round(wall, 3),
+        "backend": getattr(result, "backend", "torch"),
     }
+    if getattr(result, "backend_reason", None):  # auto ran the torch path: say why
+        measures["simulation"]["backend_reason"] = result.backend_reason
     atomic_write_text(folder / "measures.json", json.dumps(measures, indent=2) + "\n")
     measures["figures"] = _figures(cfg, prep, result, folder / "figures", t_start)
     measures["out"] = str(folder)

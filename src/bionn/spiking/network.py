@@ -144,6 +144,8 @@ class SimulationResult:
         trace_times: ms of each recorded sample (after the step).
         recorded_neurons: group name -> indices of the neurons in the traces.
         state: the final network state.
+        backend: the loop that ran: ``"torch"`` or ``"cpp"`` (see ``Network.run``).
+        backend_reason: why ``backend="auto"`` ran the torch path (``None`` otherwise).
     """
 
     dt: float
@@ -153,6 +155,8 @@ class SimulationResult:
     trace_times: Tensor | None = None
     recorded_neurons: dict[str, Tensor] = field(default_factory=dict)
     state: dict | None = None
+    backend: str = "torch"
+    backend_reason: str | None = None
 
 
 class Network(nn.Module):
@@ -519,12 +523,16 @@ class Network(nn.Module):
         traces: dict[str, list[Tensor]] = {f"{g}.{v}": [] for g, vs in record.items() for v in vs}
         times: list[float] = []
         ctx = self.context(dt, t=float(t_start), generator=generator)  # parameters read once per run
-        plan = self._compiled(backend, state, dt, batch, spiking, record, record_every, idx)
+        plan, why = self._compiled(backend, state, dt, batch, spiking, record, record_every, idx)
         if plan is not None:
-            return self._loop_compiled(plan, state, ctx, n_steps, batch, events, duration,
-                                       progress, every, record, idx)
-        return self._loop(state, ctx, n_steps, batch, record, record_every, idx, events, traces,
-                          times, duration, progress, every)
+            result = self._loop_compiled(plan, state, ctx, n_steps, batch, events, duration,
+                                         progress, every, record, idx)
+            result.backend = "cpp"
+            return result
+        result = self._loop(state, ctx, n_steps, batch, record, record_every, idx, events,
+                            traces, times, duration, progress, every)
+        result.backend_reason = why
+        return result
 
     def _loop(self, state, ctx: StepContext, n_steps, batch, record, record_every, idx, events,
               traces, times, duration, progress, every: int = 0) -> SimulationResult:
@@ -576,9 +584,9 @@ class Network(nn.Module):
 
     def _compiled(self, backend: str, state: dict, dt: float, batch: int, spiking: list[str],
                   record: dict, record_every: int, idx: dict):
-        """The compiled step for this run (None: the torch path), per ``backend``."""
+        """``(compiled step or None, why not)`` for this run, per ``backend``."""
         if backend == "torch":
-            return None
+            return None, None
         from bionn.spiking import compiled
 
         try:
@@ -590,11 +598,12 @@ class Network(nn.Module):
                 raise compiled.Unsupported(f"device {ref.device}: the compiled step runs on the CPU")
             return compiled.compile_network(self, dt=dt, batch=batch, dtype=ref.dtype,
                                             record_spikes=spiking, state=state, record=record,
-                                            record_every=int(record_every), record_neurons=idx)
+                                            record_every=int(record_every),
+                                            record_neurons=idx), None
         except (compiled.Unsupported, RuntimeError, OSError) as e:  # OSError: cache not writable
             if backend == "cpp":
                 raise ValueError(f"backend='cpp' cannot run this network: {e}") from e
-            return None
+            return None, str(e)
 
     def _loop_compiled(self, plan, state, ctx: StepContext, n_steps, batch, events, duration,
                        progress, every: int, record: dict, idx: dict) -> SimulationResult:
