@@ -315,3 +315,21 @@ def test_every_spiking_neuron_model_identical(name, method):
     a = net.run(duration, dt=dt, progress=False, seed=1, dtype=torch.float64, backend="torch")
     b = net.run(duration, dt=dt, progress=False, seed=1, dtype=torch.float64, backend="cpp")
     _same(a, b, require=())
+
+
+def test_run_to_disk_chunks_identical(tmp_path):
+    """Chunked runs to disk continue the state and the generator as the torch path does."""
+    from bionn.spiking import load_recording, run_to_disk
+    from bionn.spiking.networks import brunel
+
+    net = brunel(n_e=400, n_i=100, c_e=40, c_i=10, generator=torch.Generator().manual_seed(0))
+    got = []
+    for backend in ("torch", "cpp"):
+        run_to_disk(net, 60.0, tmp_path / backend, chunk_ms=20.0, record={"E": ["V"]},
+                    record_neurons={"E": [0, 3]}, seed=4, backend=backend, progress=False)
+        got.append(load_recording(tmp_path / backend))
+    a, b = got
+    assert a.spikes["E"].count() > 0
+    assert torch.equal(a.spikes["E"].step, b.spikes["E"].step)
+    assert torch.equal(a.spikes["E"].neuron, b.spikes["E"].neuron)
+    assert torch.equal(a.traces["E.V"], b.traces["E.V"])
