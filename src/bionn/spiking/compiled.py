@@ -155,7 +155,7 @@ def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arri
     Same operations in the same order; deliveries go through :func:`_deliver_events` and
     delayed spikes arrive as inputs (``arriving``: projection name -> position in ``values``).
     """
-    from bionn.spiking.network import _add, _slice, _slice_state
+    from bionn.spiking.network import _slice_state, add_synaptic_input, apply_voltage_jump
 
     state: dict[str, dict[str, Tensor]] = {}
     for (owner, var), v in zip(keys, values, strict=False):
@@ -171,32 +171,8 @@ def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arri
         conductance[name] = 0.0
     traced = {q.name: _TracedProjection(q.proj, i) for i, q in enumerate(projs)}
     for q in projs:
-        if q.output == "voltage":
-            continue
-        ps = state[q.name]
-        pre, post = state[q.pre], state[q.post]
-        gmax = q.synapse.scalar("g_max", ctx)
-        if q.output == "gap":
-            v_pre = _slice(pre["V"], q.pre_range)
-            i_val = traced[q.name].deliver(v_pre, q.weight, event_driven=False)
-            g_val = traced[q.name].deliver(torch.ones_like(v_pre), q.weight, event_driven=False)
-            _add(current, q.post, q.post_range, i_val * gmax, post)
-            _add(conductance, q.post, q.post_range, g_val * gmax, post)
-            continue
-        syn = {k: ps[pk] for k, pk in q.keys(ps)}
-        g = q.synapse.value(syn, traced[q.name], _slice_state(pre, q.pre_range),
-                            _slice_state(post, q.post_range), q.weight, ctx)
-        if gmax != 1.0:
-            g = g * gmax
-        if q.output == "conductance":
-            factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
-            if not isinstance(factor, float):
-                g = g * factor
-            if q.E != 0.0:
-                _add(current, q.post, q.post_range, g * q.E, post)
-            _add(conductance, q.post, q.post_range, g, post)
-        else:
-            _add(current, q.post, q.post_range, g, post)
+        if q.output != "voltage":
+            add_synaptic_input(q, traced[q.name], q.weight, state, ctx, current, conductance)
     new: dict[str, dict[str, Tensor]] = {}
     for name, grp, _ in groups:
         new[name] = grp(state[name], Drive(current[name], conductance[name]), dt, ctx)
@@ -213,25 +189,8 @@ def _core_step(net, layout, consts, dt: float, keys: list[tuple[str, str]], arri
         post_new = _slice_state(new[q.post], q.post_range)
         proj = traced[q.name]
         if q.output == "voltage":
-            jump = proj.deliver(spikes, q.weight, ctx=ctx)
-            gmax = q.synapse.scalar("g_max", ctx)
-            if not (isinstance(gmax, float) and gmax == 1.0):
-                jump = jump * gmax
-            group_new = dict(new[q.post])
-            if "refractory" in group_new:
-                ok = receptive.get(q.post)
-                if ok is None:
-                    held = state[q.post]["refractory"] + group_new["refractory"] + group_new["spike"]
-                    ok = receptive[q.post] = (held == 0).to(held.dtype)
-                jump = jump * _slice(ok, q.post_range)
-            if q.post_range is None:
-                group_new["V"] = group_new["V"] + jump
-            else:
-                v = group_new["V"].clone()
-                v[:, q.post_range[0]:q.post_range[1]] += jump
-                group_new["V"] = v
-            new[q.post] = group_new
-            post_new = _slice_state(group_new, q.post_range)
+            post_new = apply_voltage_jump(q, proj.deliver(spikes, q.weight, ctx=ctx), state, new,
+                                          receptive, ctx)
         syn = {k: ps[pk] for k, pk in q.keys(ps)}
         syn = q.synapse.update(syn, proj, spikes, dt, pre_new, post_new, q.weight, ctx)
         for k, v in syn.items():

@@ -335,33 +335,9 @@ class Network(nn.Module):
             current[name] = ext
             conductance[name] = 0.0
         for q in projs:
-            if q.output == "voltage":
-                continue
-            ps = state[q.name]
-            pre, post = state[q.pre], state[q.post]
-            w = ps["w"] if q.plastic else q.weight
-            gmax = q.synapse.scalar("g_max", ctx)
-            if q.output == "gap":
-                v_pre = _slice(pre["V"], q.pre_range)
-                i_val = q.proj.deliver(v_pre, w, event_driven=False)
-                g_val = q.proj.deliver(torch.ones_like(v_pre), w, event_driven=False)
-                _add(current, q.post, q.post_range, i_val * gmax, post)
-                _add(conductance, q.post, q.post_range, g_val * gmax, post)
-                continue
-            syn = {k: ps[pk] for k, pk in q.keys(ps)}
-            g = q.synapse.value(syn, q.proj, _slice_state(pre, q.pre_range),
-                                _slice_state(post, q.post_range), w, ctx)
-            if gmax != 1.0:
-                g = g * gmax
-            if q.output == "conductance":
-                factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
-                if not isinstance(factor, float):
-                    g = g * factor
-                if q.E != 0.0:
-                    _add(current, q.post, q.post_range, g * q.E, post)
-                _add(conductance, q.post, q.post_range, g, post)
-            else:
-                _add(current, q.post, q.post_range, g, post)
+            if q.output != "voltage":
+                w = state[q.name]["w"] if q.plastic else q.weight
+                add_synaptic_input(q, q.proj, w, state, ctx, current, conductance)
         new: dict[str, State] = {}
         events: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for name, grp, spiking in groups:
@@ -400,28 +376,8 @@ class Network(nn.Module):
             pre_new = _slice_state(new[q.pre], q.pre_range)
             post_new = _slice_state(new[q.post], q.post_range)
             if q.output == "voltage":
-                jump = proj.deliver(spikes, w, ctx=pctx)
-                gmax = q.synapse.scalar("g_max", ctx)
-                if not (isinstance(gmax, float) and gmax == 1.0):
-                    jump = jump * gmax
-                group_new = dict(new[q.post])
-                if "refractory" in group_new:
-                    # one rule for every input: V ignores input in the held steps (refractory
-                    # count > 0 before the step) and a jump in the spike step is lost to the
-                    # reset, as Brian2's on_pre runs before its reset; one mask per group
-                    ok = receptive.get(q.post)
-                    if ok is None:
-                        held = state[q.post]["refractory"] + group_new["refractory"] + group_new["spike"]
-                        ok = receptive[q.post] = (held == 0).to(held.dtype)
-                    jump = jump * _slice(ok, q.post_range)
-                if q.post_range is None:
-                    group_new["V"] = group_new["V"] + jump
-                else:
-                    v = group_new["V"].clone()
-                    v[:, q.post_range[0]:q.post_range[1]] += jump
-                    group_new["V"] = v
-                new[q.post] = group_new
-                post_new = _slice_state(group_new, q.post_range)
+                post_new = apply_voltage_jump(q, proj.deliver(spikes, w, ctx=pctx), state, new,
+                                              receptive, ctx)
             syn = {k: ps[pk] for k, pk in q.keys(ps)}
             syn = q.synapse.update(syn, proj, spikes, dt, pre_new, post_new, w, pctx)
             for k, v in syn.items():
@@ -685,6 +641,67 @@ class Network(nn.Module):
                 return _nonfinite_error(self, state, bad, i, ctx.t + (i + 1) * ctx.dt)
         # not reproduced (a non-deterministic step): name the check that failed
         return _nonfinite_error(self, state, keys, stop - 1, ctx.t + stop * ctx.dt)
+
+
+def add_synaptic_input(q: _ProjPlan, proj, w: Tensor, state: dict[str, State], ctx: StepContext,
+                       current: dict, conductance: dict) -> None:
+    """Add projection ``q``'s synaptic current and conductance onto its post group (the
+    drive phase of a step); ``proj`` delivers (the projection, or the compiled step's traced
+    stand-in)."""
+    pre, post = state[q.pre], state[q.post]
+    gmax = q.synapse.scalar("g_max", ctx)
+    if q.output == "gap":
+        v_pre = _slice(pre["V"], q.pre_range)
+        i_val = proj.deliver(v_pre, w, event_driven=False)
+        g_val = proj.deliver(torch.ones_like(v_pre), w, event_driven=False)
+        _add(current, q.post, q.post_range, i_val * gmax, post)
+        _add(conductance, q.post, q.post_range, g_val * gmax, post)
+        return
+    ps = state[q.name]
+    syn = {k: ps[pk] for k, pk in q.keys(ps)}
+    g = q.synapse.value(syn, proj, _slice_state(pre, q.pre_range),
+                        _slice_state(post, q.post_range), w, ctx)
+    if gmax != 1.0:
+        g = g * gmax
+    if q.output == "conductance":
+        factor = q.synapse.post_factor(_slice_state(post, q.post_range), ctx)
+        if not isinstance(factor, float):
+            g = g * factor
+        if q.E != 0.0:
+            _add(current, q.post, q.post_range, g * q.E, post)
+        _add(conductance, q.post, q.post_range, g, post)
+    else:
+        _add(current, q.post, q.post_range, g, post)
+
+
+def apply_voltage_jump(q: _ProjPlan, jump: Tensor, state: dict[str, State],
+                       new: dict[str, State], receptive: dict[str, Tensor],
+                       ctx: StepContext) -> State:
+    """Add a voltage projection's delivered ``jump`` to its post group's V in ``new``;
+    returns the post group's new state (sliced to the projection's range).
+
+    One rule for every input: V ignores input in the held steps (refractory count > 0
+    before the step), and a jump in the spike step is lost to the reset, as Brian2's
+    ``on_pre`` runs before its reset; ``receptive`` keeps one mask per group and step.
+    """
+    gmax = q.synapse.scalar("g_max", ctx)
+    if not (isinstance(gmax, float) and gmax == 1.0):
+        jump = jump * gmax
+    group_new = dict(new[q.post])
+    if "refractory" in group_new:
+        ok = receptive.get(q.post)
+        if ok is None:
+            held = state[q.post]["refractory"] + group_new["refractory"] + group_new["spike"]
+            ok = receptive[q.post] = (held == 0).to(held.dtype)
+        jump = jump * _slice(ok, q.post_range)
+    if q.post_range is None:
+        group_new["V"] = group_new["V"] + jump
+    else:
+        v = group_new["V"].clone()
+        v[:, q.post_range[0]:q.post_range[1]] += jump
+        group_new["V"] = v
+    new[q.post] = group_new
+    return _slice_state(group_new, q.post_range)
 
 
 def _snapshot(state: dict[str, State]) -> dict[str, State]:
