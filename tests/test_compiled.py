@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bionn._core import native
 from bionn.circuits.connect import fixed_prob, one_to_one
 from bionn.spiking import (
     LIF,
@@ -25,7 +26,7 @@ from bionn.spiking import (
 )
 from bionn.spiking.networks import coba
 
-pytestmark = pytest.mark.skipif(compiled.compiler() is None, reason="no C++ compiler")
+pytestmark = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler")
 
 
 @pytest.fixture(autouse=True)

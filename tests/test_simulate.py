@@ -215,9 +215,9 @@ def test_a_shipped_config_by_name_and_unknown_names_listed(tmp_path, capsys, mon
 
 
 def test_compiled_backend_same_spikes_and_refusals(tmp_path, capsys, monkeypatch):
-    from bionn.spiking import compiled
+    from bionn._core import native
 
-    if compiled.compiler() is None:
+    if native.compiler() is None:
         pytest.skip("no C++ compiler")
     monkeypatch.setenv("BIONN_CACHE_DIR", str(tmp_path / "cache"))
     base = [*TINY, "run.record_every=3"]

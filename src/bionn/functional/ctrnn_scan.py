@@ -93,17 +93,6 @@ def _shifted_outer_sum(prev: Tensor, cur: Tensor, first: Tensor) -> Tensor:
     return out
 
 
-def _shifted_dot_sum(prev: Tensor, cur: Tensor, first: Tensor) -> Tensor:
-    """``sum_{b,t} prev_{b,t-1} * cur_{b,t}`` element-wise (``(N,)``); ``prev_{b,-1} = first_b``."""
-    B, T, N = cur.shape
-    pf, cf = prev.reshape(B * T, N), cur.reshape(B * T, N)
-    out = (pf[:-1] * cf[1:]).sum(0)
-    if B > 1:
-        out -= (prev[:-1, -1] * cur[1:, 0]).sum(0)
-    out += (first * cur[:, 0]).sum(0)
-    return out
-
-
 class _LinearFewInputs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b):  # noqa: D102

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -62,7 +61,6 @@ from bionn.spiking.base import Drive, StepContext
 
 #: bump when the generated code's conventions change (old cached libraries are not reused)
 CODEGEN_VERSION = 2
-compiler, cache_dir = native.compiler, native.cache_dir  # where the library is built and kept
 
 
 class Unsupported(ValueError):
@@ -127,9 +125,7 @@ class _TracedProjection:
 # ---------------------------------------------------------------------------------------------
 # the traced step
 # ---------------------------------------------------------------------------------------------
-def _check_network(net, device, dtype) -> None:
-    if device is not None and torch.device(device).type != "cpu":
-        raise Unsupported(f"device {device}: the compiled step runs on the CPU")
+def _check_network(net, dtype) -> None:
     for t in net.buffers():
         if t.device.type != "cpu":
             raise Unsupported(f"device {t.device}: the compiled step runs on the CPU")
@@ -214,7 +210,7 @@ _VIEWLIKE = {_aten.clone.default, _aten.alias.default, _aten.alias_copy.default,
              _aten.lift_fresh_copy.default, _aten.detach.default, _aten.expand.default,
              _aten.expand_copy.default}
 _DRAWS = (_aten.randn.default, _aten.randn_like.default)
-_SLEEF_OPS = {_aten.expm1.default: "expm1", _aten.sigmoid.default: "sigmoid",
+_VECTOR_OPS = {_aten.exp.default: "exp", _aten.expm1.default: "expm1", _aten.sigmoid.default: "sigmoid",
               _aten.pow.Tensor_Scalar: "pow", _aten.tanh.default: "tanh",
               _aten.cosh.default: "cosh", _aten.sinh.default: "sinh", _aten.log.default: "log",
               _aten.sin.default: "sin", _aten.cos.default: "cos"}
@@ -290,6 +286,7 @@ class CompiledStep:
     draws: list[tuple[str, int, torch.dtype]] = field(default_factory=list)  # per step, in order
     traces: list[tuple[str, int, torch.dtype]] = field(default_factory=list)  # ("g.v", n, dtype)
     record_every: int = 1
+    vec_ops: set[tuple[str, torch.dtype]] = field(default_factory=set)  # routines it calls
 
 
 class _Gen:
@@ -307,7 +304,6 @@ class _Gen:
         self.bufs: dict[torch.fx.Node, _Buf] = {}
         self.temps: list[tuple[str, str, int]] = []  # (name, ctype, numel)
         self.lines: list[str] = []
-        self.uses_exp: set[str] = set()
         self.vec_ops: set[tuple[str, torch.dtype]] = set()
         # random draws of a step in the torch path's order: (kind, numel, dtype)
         self.draws: list[tuple[str, int, torch.dtype]] = []
@@ -433,10 +429,10 @@ class _Gen:
         for n in work:
             t = n.target
             if t == _aten.slice.Tensor or t == _aten.slice_copy.Tensor or \
-                    t in (_aten.exp.default, torch.ops.bionn.deliver_events.default,
+                    t in (torch.ops.bionn.deliver_events.default,
                           torch.ops.bionn.deliver_graded.default,
                           torch.ops.bionn.poisson_counts.default) or t in _DRAWS or \
-                    (t in _SLEEF_OPS and not _pow_inline(n)):
+                    (t in _VECTOR_OPS and not _pow_inline(n)):
                 cur_k = None
                 kernel_of[n] = -1
                 continue
@@ -668,20 +664,8 @@ class _Gen:
             off = str(start) if base.off == "0" else f"({base.off} + {start})"
             self.bufs[n] = _Buf(base.ptr, base.row, off, base.ctype)
             return
-        if t == _aten.exp.default:
-            x = n.args[0]
-            ct = self.ctype(n)
-            src = self.bufs.get(x)
-            width = self.width(n)
-            if src is None or src.off != "0" or src.row != str(width):
-                raise Unsupported("internal: exp of a non-contiguous value")
-            dst = self.bufs[n]
-            fn = "vexp_d" if ct == "double" else "vexp_f"
-            self.uses_exp.add(ct)
-            self.lines.append(f"    {fn}((int){self.batch * width}, {src.ptr}, {dst.ptr});")
-            return
-        if t in _SLEEF_OPS:  # PyTorch's own vector routines (Sleef), in its loops
-            op = _SLEEF_OPS[t]
+        if t in _VECTOR_OPS:  # PyTorch's own vector routines (MKL, Sleef), in its loops
+            op = _VECTOR_OPS[t]
             x = n.args[0]
             ct = self.ctype(n)
             src = self.bufs.get(x)
@@ -790,8 +774,6 @@ _PRELUDE = r"""
 #include <limits>
 #include <vector>
 #include <algorithm>
-typedef void (*vexp_d_t)(int, const double*, double*);
-typedef void (*vexp_f_t)(int, const float*, float*);
 template <typename T> static inline T bionn_max(T a, T b) { return (a != a) ? a : (a < b ? b : a); }
 template <typename T> static inline T bionn_min(T a, T b) { return (a != a) ? a : (a > b ? b : a); }
 template <typename T> static inline T bionn_lerp(T a, T b, T w) {
@@ -805,12 +787,11 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces,
     n_keys = len(keys)
     lines = [_PRELUDE + _VEC_KERNELS, 'extern "C" int64_t bionn_step_loop(void** S, void** S2, void** C, void** R, '
              "int64_t* heads, int64_t steps, int64_t step0, int64_t* ev, int64_t ev_cap, "
-             "int64_t* n_ev, void* exp_d, void* exp_f, void** D, const int64_t* Dstride, "
+             "int64_t* n_ev, void** D, const int64_t* Dstride, "
              "void** Tr, void** F, int64_t threads) {",
              "  (void)threads;",
              "  (void)D; (void)Dstride; (void)Tr; (void)F; int64_t rec = 0; (void)rec;",
-             "  vexp_d_t vexp_d = (vexp_d_t)exp_d; vexp_f_t vexp_f = (vexp_f_t)exp_f;",
-             "  (void)vexp_d; (void)vexp_f;"]
+             ]
     for k, t in enumerate(gen.constants):
         lines.append(f"  const {_CTYPE[t.dtype]}* __restrict K{k} = (const {_CTYPE[t.dtype]}*)C[{k}];")
     for name, ct, numel in gen.temps:
@@ -872,32 +853,6 @@ def _source(gen: _Gen, body: str, extra, keys, recorded, delayed, batch, traces,
 # ---------------------------------------------------------------------------------------------
 # building: trace, generate, compile (cached)
 # ---------------------------------------------------------------------------------------------
-_EXP: dict[torch.dtype, int | None] = {}
-
-
-def _vector_exp(dtype: torch.dtype) -> int | None:
-    """The address of the routine ``torch.exp`` uses for ``dtype`` on this machine (MKL's
-    ``vdExp``/``vsExp`` in PyTorch's library), checked bit for bit; None when not found."""
-    if dtype in _EXP:
-        return _EXP[dtype]
-    addr = None
-    try:
-        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" /
-                              ("libtorch_cpu.so" if sys.platform != "darwin" else "libtorch_cpu.dylib")))
-        fn = getattr(lib, "vdExp" if dtype == torch.float64 else "vsExp")
-        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        x = torch.linspace(-30.0, 30.0, 4099, dtype=dtype) + torch.rand(4099, dtype=dtype,
-                                                                       generator=torch.Generator().manual_seed(0))
-        out = torch.empty_like(x)
-        fn(x.numel(), x.data_ptr(), out.data_ptr())
-        if torch.equal(out, torch.exp(x)):
-            addr = ctypes.cast(fn, ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        addr = None
-    _EXP[dtype] = addr
-    return addr
-
-
 #: C++ of PyTorch's CPU loops around a Sleef vector routine: ``vec::map`` (every lane
 #: vectorised, the last vector zero-padded: ``expm1``) and ``cpu_kernel_vec`` (blocks of two
 #: vectors per ``parallel_for`` chunk of 32768 elements or more, then a scalar tail:
@@ -919,60 +874,58 @@ static inline int64_t bionn_chunk(int64_t n, int64_t threads) {
   if (nt > threads) nt = threads;
   return (n + nt - 1) / nt;
 }
+// PyTorch's cpu_kernel_vec: per parallel_for chunk, blocks of two vectors through op.lanes,
+// the rest of the chunk through op.scalar
+template <typename T, int W, typename Op> static void bionn_kvec(const Op& op, const T* x, T* y, int64_t n, int64_t threads) {
+  typedef typename bionn_v<T, W>::type vec;
+  const int64_t chunk = bionn_chunk(n, threads);
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
+    int64_t i = c0;
+    for (; i + 2 * W <= c1; i += 2 * W)
+      for (int h = 0; h < 2; ++h) {
+        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
+        a = op.lanes(a);
+        std::memcpy(y + i + h * W, &a, sizeof(vec));
+      }
+    for (; i < c1; ++i) y[i] = op.scalar(x[i]);
+  }
+}
 // sigmoid: vectors 1 / (1 + exp(0 - x)) with the vector exp, the tail 1 / (1 + std::exp(-x))
-template <typename T, int W> static void bionn_sigmoid(void* fexp, const T* x, T* y, int64_t n, int64_t threads) {
+template <typename T, int W> struct bionn_sigmoid_op {
   typedef typename bionn_v<T, W>::type vec;
-  typedef vec (*fn_t)(vec);
-  fn_t vexp = (fn_t)fexp;
-  const int64_t chunk = bionn_chunk(n, threads);
-  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
-    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
-    int64_t i = c0;
-    for (; i + 2 * W <= c1; i += 2 * W)
-      for (int h = 0; h < 2; ++h) {
-        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
-        vec z = {}; a = z - a; a = vexp(a); a = a + T(1); a = T(1) / a;
-        std::memcpy(y + i + h * W, &a, sizeof(vec));
-      }
-    for (; i < c1; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
-  }
-}
+  vec (*vexp)(vec);
+  vec lanes(vec a) const { vec z = {}; a = z - a; a = vexp(a); a = a + T(1); return T(1) / a; }
+  T scalar(T x) const { return T(1) / (T(1) + std::exp(-x)); }
+};
 // cosh (K 0), sinh (K 1): vectors with the vector routine, the tail std::cosh / std::sinh
-template <typename T, int W, int K> static void bionn_kvec1(void* f, const T* x, T* y, int64_t n, int64_t threads) {
+template <typename T, int W, int K> struct bionn_unary_op {
   typedef typename bionn_v<T, W>::type vec;
-  typedef vec (*fn_t)(vec);
-  fn_t fn = (fn_t)f;
-  const int64_t chunk = bionn_chunk(n, threads);
-  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
-    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
-    int64_t i = c0;
-    for (; i + 2 * W <= c1; i += 2 * W)
-      for (int h = 0; h < 2; ++h) {
-        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
-        a = fn(a);
-        std::memcpy(y + i + h * W, &a, sizeof(vec));
-      }
-    for (; i < c1; ++i) y[i] = K == 0 ? std::cosh(x[i]) : std::sinh(x[i]);
-  }
-}
+  vec (*fn)(vec);
+  vec lanes(vec a) const { return fn(a); }
+  T scalar(T x) const { return K == 0 ? std::cosh(x) : std::sinh(x); }
+};
 // pow(x, e) for a scalar e: vectors with the vector pow, the tail std::pow
-template <typename T, int W> static void bionn_pow(void* fpow, T e, const T* x, T* y, int64_t n, int64_t threads) {
+template <typename T, int W> struct bionn_pow_op {
   typedef typename bionn_v<T, W>::type vec;
-  typedef vec (*fn_t)(vec, vec);
-  fn_t vpow = (fn_t)fpow;
-  vec ev; for (int k = 0; k < W; ++k) ev[k] = e;
-  const int64_t chunk = bionn_chunk(n, threads);
-  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
-    const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
-    int64_t i = c0;
-    for (; i + 2 * W <= c1; i += 2 * W)
-      for (int h = 0; h < 2; ++h) {
-        vec a; std::memcpy(&a, x + i + h * W, sizeof(vec));
-        a = vpow(a, ev);
-        std::memcpy(y + i + h * W, &a, sizeof(vec));
-      }
-    for (; i < c1; ++i) y[i] = std::pow(x[i], e);
-  }
+  vec (*fn)(vec, vec);
+  vec ev;
+  T e;
+  vec lanes(vec a) const { return fn(a, ev); }
+  T scalar(T x) const { return std::pow(x, e); }
+};
+template <typename T, int W> static void bionn_sigmoid(void* f, const T* x, T* y, int64_t n, int64_t threads) {
+  bionn_sigmoid_op<T, W> op; op.vexp = (decltype(op.vexp))f;
+  bionn_kvec<T, W>(op, x, y, n, threads);
+}
+template <typename T, int W, int K> static void bionn_kvec1(void* f, const T* x, T* y, int64_t n, int64_t threads) {
+  bionn_unary_op<T, W, K> op; op.fn = (decltype(op.fn))f;
+  bionn_kvec<T, W>(op, x, y, n, threads);
+}
+template <typename T, int W> static void bionn_pow(void* f, T e, const T* x, T* y, int64_t n, int64_t threads) {
+  bionn_pow_op<T, W> op; op.fn = (decltype(op.fn))f; op.e = e;
+  for (int k = 0; k < W; ++k) op.ev[k] = e;
+  bionn_kvec<T, W>(op, x, y, n, threads);
 }
 """
 _VEC_CHECK = "#include <cstdint>\n#include <cstring>\n#include <cmath>\n" + _VEC_KERNELS + r"""
@@ -988,14 +941,14 @@ CHECKS(float, 16, f16)
 CHECKS(float, 8, f8)
 """
 #: op -> (Sleef routine stem, what it is checked against)
-_VEC_OPS = {"expm1": "expm1", "sigmoid": "exp", "pow": "pow", "cosh": "cosh", "sinh": "sinh",
+_VEC_OPS = {"exp": "Exp", "expm1": "expm1", "sigmoid": "exp", "pow": "pow", "cosh": "cosh", "sinh": "sinh",
             "tanh": "Tanh", "log": "Ln", "sin": "Sin", "cos": "Cos"}
 #: the ops PyTorch runs as vec::map over a Sleef routine (every lane vectorised)
 _MAPPED = ("expm1",)
 #: the ops PyTorch runs as cpu_kernel_vec around a one-argument Sleef routine (scalar tails)
 _KVEC1 = ("cosh", "sinh")
 #: the ops PyTorch hands to MKL's vector math (an array routine, like exp)
-_VML = ("tanh", "log", "sin", "cos")
+_VML = ("exp", "tanh", "log", "sin", "cos")
 _VEC_FOUND: dict[tuple[str, torch.dtype], tuple[int, int] | None] = {}
 
 
@@ -1109,9 +1062,8 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     cached = _PLANS.get(net)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _check_network(net, None, dtype)
-    cxx = compiler()
-    if cxx is None:
+    _check_network(net, dtype)
+    if native.compiler() is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++); use backend='torch'")
     t0 = time.perf_counter()
     if state is None:
@@ -1164,9 +1116,6 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     gen.widths = [int(state[o][v].shape[1]) for o, v in keys]
     gen.ring_spike_key = [keys.index((pre, "spike")) for _, pre, *_ in delayed]
     body, extra = gen.generate()
-    for ct in gen.uses_exp:
-        if _vector_exp(torch.float64 if ct == "double" else torch.float32) is None:
-            raise Unsupported("exp: PyTorch's vector exp routine was not found in its library")
     rec = [(keys.index((g, "spike")), net.groups[g].n) for g in recorded]
     traces, trace_meta = [], []
     for g, vs in record.items():
@@ -1189,11 +1138,12 @@ def compile_network(net, *, dt: float = 0.1, batch: int = 1, dtype: torch.dtype 
     fn = lib.bionn_step_loop
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 2 + [
-        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,  # events, capacity, count
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,  # draws, strides, traces, routines
+        ctypes.c_int64]  # threads
     plan = CompiledStep(keys, delayed, rec, [(g, net.groups[g].n) for g in recorded], gen.constants, batch, dtype, float(dt), source, path,
                         compile_s, trace_s, was_cached, lib, fn, list(gen.draws), trace_meta,
-                        int(record_every))
+                        int(record_every), gen.vec_ops)
     _PLANS[net] = (key, plan)
     return plan
 
@@ -1222,11 +1172,10 @@ class CompiledLoop:
         self.heads = (ctypes.c_int64 * max(1, len(plan.delayed)))()
         self.events = torch.empty(0, dtype=torch.int64)
         self.n_ev = ctypes.c_int64(0)
-        self.exp_d = _vector_exp(torch.float64) or 0
-        self.exp_f = _vector_exp(torch.float32) or 0
-        self.F = (ctypes.c_void_p * (2 * len(_VEC_OPS)))(*[
-            (_vector_routine(op, dt) or (0, 0))[0] for op in _VEC_OPS
-            for dt in (torch.float64, torch.float32)])
+        # the vector routines this step calls, in their slots (see _Gen.barrier)
+        self.F = (ctypes.c_void_p * (2 * len(_VEC_OPS)))()
+        for op, dt in plan.vec_ops:
+            self.F[2 * list(_VEC_OPS).index(op) + (dt != torch.float64)] = _vector_routine(op, dt)[0]
 
     def run(self, steps: int, step0: int) -> tuple[list[Tensor], list[Tensor]]:
         """Advance ``steps`` steps (the run's steps ``step0 ..``). Returns the spike events as
@@ -1253,14 +1202,11 @@ class CompiledLoop:
                 self.events = torch.empty(cap, dtype=torch.int64)
             self.n_ev.value = 0
             k = plan._fn(S, S2, C, R, self.heads, steps - done, step0 + done, self.events.data_ptr(),
-                         cap, ctypes.byref(self.n_ev), self.exp_d, self.exp_f,
-                         _offset(Dstride, keep, done), Dstride, Tr, self.F,
+                         cap, ctypes.byref(self.n_ev), _offset(Dstride, keep, done), Dstride, Tr, self.F,
                          torch.get_num_threads())
             if self.n_ev.value:
                 out.append(self.events[: self.n_ev.value].view(-1, 4).clone())
             done += k
-            if k == 0 and per_step > cap:  # cannot happen: cap >= per_step
-                raise RuntimeError("internal: event buffer too small")
         return out, samples
 
 
