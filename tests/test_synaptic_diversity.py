@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bionn.experiment.config import ConfigError
-from bionn.plasticity import BioConverter, SynapticDiversity, SynapticDiversityConfig
+from bionn.plasticity import BioConverter, SynapticDiversity, SynapticDiversityConfig, _fused
 from bionn.plasticity.diversity import (
     CrystallizationConfig,
     FuzzyLearningRateConfig,
@@ -131,17 +131,35 @@ def test_volume_factors_formula():
     torch.testing.assert_close(volume_factors(w, noise=xi), (mu + 0.2 * mu * xi).abs())
 
 
-def test_volume_dependent_lr_through_the_optimizer_matches_the_formula():
+def _noise(backend: str, leaves: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The standard normals the gradient pass of ``backend`` draws for ``leaves`` from the
+    global generator's current state (targets in order, all holding gradients)."""
+    if backend == "torch":
+        return [torch.empty_like(w).normal_() for w in leaves]
+    key = _fused.draw_key()
+    return [_fused.volume_noise(w.numel(), key, i).view_as(w) for i, w in enumerate(leaves)]
+
+
+def _skip_without_compiler(backend: str) -> None:
+    if backend == "cpp" and not _fused.available():
+        pytest.skip("no C++ compiler: the compiled gradient pass cannot be built")
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_volume_dependent_lr_through_the_optimizer_matches_the_formula(backend):
+    _skip_without_compiler(backend)
     net = _mlp()
-    bio = BioConverter(volume_dependent_lr={"base_lr": 0.5}).convert(net, inplace=True)
+    bio = BioConverter(volume_dependent_lr={"base_lr": 0.5}, backend=backend).convert(
+        net, inplace=True)
     _grads(net)
     raw = [(p.detach().clone(), p.grad.clone()) for p in bio.parameters()]
     torch.manual_seed(7)
     bio.apply_gradient_transforms()
+    assert bio.backend == backend
     torch.manual_seed(7)
     cfg = VolumeLearningRateConfig(base_lr=0.5)
-    for p, (w, g) in zip(bio.parameters(), raw, strict=True):
-        xi = torch.empty_like(w).normal_()
+    noise = _noise(backend, [w for w, _ in raw])
+    for p, (w, g), xi in zip(bio.parameters(), raw, noise, strict=True):
         torch.testing.assert_close(p.grad, g * volume_factors(w, cfg, noise=xi))
 
 
@@ -546,10 +564,10 @@ def test_weight_splitting_matches_the_reference():
 
 # ------------------------------------------------------------------------------ fused paths
 def _per_tensor_reference(leaves, grads, factors, cfg: SynapticDiversityConfig,
-                          crystallize: bool) -> None:
+                          crystallize: bool, noise) -> None:
     """The gradient-side rules one tensor at a time (the formulas as first written)."""
     c, v = cfg.crystallization, cfg.volume_dependent_lr
-    for w, g, f in zip(leaves, grads, factors, strict=True):
+    for w, g, f, xi in zip(leaves, grads, factors, noise, strict=True):
         a = w.abs()
         if crystallize:
             ga = g.abs()
@@ -557,13 +575,23 @@ def _per_tensor_reference(leaves, grads, factors, cfg: SynapticDiversityConfig,
             f.mul_(torch.where(mask, c.dampening, 1.0))
         k = v.base_lr * math.exp(-v.stability_factor)
         m = a.add(1.0).reciprocal_().mul_(v.stability_factor).exp_()
-        m.mul_(torch.empty_like(a).normal_(k, k * v.variability).abs_())
+        if xi is None:  # the torch path's draw
+            m.mul_(torch.empty_like(a).normal_(k, k * v.variability).abs_())
+        else:
+            m.mul_(xi.mul(k * v.variability).add_(k).abs_())
         g.mul_(m.mul_(f))
 
 
-def test_fused_gradient_transforms_equal_the_per_tensor_rules():
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_fused_gradient_transforms_equal_the_per_tensor_rules(backend):
+    """Both gradient passes (``_foreach`` operations, the compiled pass) against the rules
+    one tensor at a time: bit for bit on the torch path; on the compiled path the factors
+    bit for bit and the gradients within float32 rounding (its exp, log, sin and cos are
+    its own polynomials)."""
+    _skip_without_compiler(backend)
     net = _mlp(hidden=8)
-    bio = BioConverter(ALL, crystallization={"every": 2}).convert(net, inplace=True)
+    bio = BioConverter(ALL, crystallization={"every": 2}, backend=backend).convert(
+        net, inplace=True)
     factors = [t.factor.clone() for t in bio.targets]
     for step in range(3):
         _grads(net, seed=step)
@@ -571,13 +599,61 @@ def test_fused_gradient_transforms_equal_the_per_tensor_rules():
         grads = [p.grad.clone() for p in bio.parameters()]
         torch.manual_seed(50 + step)
         bio.apply_gradient_transforms()
+        assert bio.backend == backend
         torch.manual_seed(50 + step)
-        _per_tensor_reference(leaves, grads, factors, bio.config, crystallize=step % 2 == 0)
+        noise = [None] * len(leaves) if backend == "torch" else _noise(backend, leaves)
+        _per_tensor_reference(leaves, grads, factors, bio.config, crystallize=step % 2 == 0,
+                              noise=noise)
         for p, g in zip(bio.parameters(), grads, strict=True):
-            assert torch.equal(p.grad, g)
+            if backend == "torch":
+                assert torch.equal(p.grad, g)
+            else:
+                torch.testing.assert_close(p.grad, g, rtol=2e-6, atol=0)
         for t, f in zip(bio.targets, factors, strict=True):
             assert torch.equal(t.factor, f)
         bio.after_step()
+
+
+def test_compiled_noise_is_philox_and_standard_normal():
+    """The compiled pass's generator is Philox4x32-10 (Random123's known answers) and its
+    Box-Muller normals are standard normal (Kolmogorov-Smirnov on a million draws), one
+    stream per tensor, uncorrelated, and each synapse's draw depends only on the key, the
+    tensor and its index."""
+    _skip_without_compiler("cpp")
+    stats = pytest.importorskip("scipy.stats", reason="scipy is not installed")
+    assert _fused.philox4x32((0, 0, 0, 0), (0, 0)) == (
+        0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
+    assert _fused.philox4x32((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2) == (
+        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)
+    assert _fused.philox4x32((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+                             (0xA4093822, 0x299F31D0)) == (
+        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
+    xi = _fused.volume_noise(1_000_000, key=2026, stream=0)
+    assert stats.kstest(xi.double().numpy(), "norm").pvalue > 1e-3
+    assert abs(float(xi.mean())) < 5e-3 and abs(float(xi.std()) - 1) < 5e-3
+    assert xi.abs().max() < 6.0
+    other = _fused.volume_noise(1_000_000, key=2026, stream=1)
+    assert abs(float(torch.corrcoef(torch.stack([xi, other]))[0, 1])) < 5e-3
+    assert torch.equal(_fused.volume_noise(1000, key=2026, stream=0), xi[:1000])
+    assert not torch.equal(_fused.volume_noise(1000, key=2027, stream=0), xi[:1000])
+
+
+def test_backend_choice_is_reported_and_cpp_refuses_what_it_cannot_run():
+    def grads(net):
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+
+    net = _mlp().double()
+    bio = BioConverter(volume_dependent_lr=True).convert(net, inplace=True)
+    grads(net)
+    bio.apply_gradient_transforms()
+    assert bio.backend == "torch" and "float32" in bio.backend_reason
+    strict = BioConverter(volume_dependent_lr=True, backend="cpp").convert(_mlp().double())
+    grads(strict.model)
+    with pytest.raises(ValueError, match="backend 'cpp' does not apply: .*float32"):
+        strict.apply_gradient_transforms()
+    with pytest.raises(ConfigError, match="backend"):
+        BioConverter(backend="numba")
 
 
 def test_volume_noise_every_k_steps_is_drawn_once_and_kept():

@@ -1,9 +1,11 @@
 """Generated C++ built on first use: the compiler, the cache folder and the build.
 
-The compiled spiking step (:mod:`bionn.spiking.compiled`) and the compiled CTRNN scan
-(:mod:`bionn.functional.ctrnn_scan`) generate plain C++ (no PyTorch headers), build it
-with the system's C++ compiler into a shared library named by a hash of its source, and
-load it with ``ctypes``. A later process with the same source loads the library without
+The compiled spiking step (:mod:`bionn.spiking.compiled`) and the compiled
+synaptic-diversity pass (:mod:`bionn.plasticity._fused`) generate plain C++ (no PyTorch
+headers), build it with the system's C++ compiler (``-march=native``) into a shared
+library named by a hash of its source, the compiler, its flags and the CPU's instruction
+sets (a cache folder shared between machines never hands one a library built for
+another), and load it with ``ctypes``. A later process with the same source loads the library without
 compiling. The library is written atomically, so two processes building the same source
 at once both end with a complete file.
 
@@ -14,8 +16,10 @@ library is located by the callers.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +46,21 @@ def compiler() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_signature() -> str:
+    """The machine type and the CPU's feature flags (Linux: ``/proc/cpuinfo``)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
 @dataclass
 class Built:
     """A built (or cached) library: ``lib`` (``ctypes.CDLL``), ``path``, ``compile_s``
@@ -63,7 +82,8 @@ def build(source: str, prefix: str, key: str = "") -> Built:
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    digest = hashlib.sha256("\n".join([source, cxx, " ".join(FLAGS), key]).encode()).hexdigest()
+    parts = [source, cxx, " ".join(FLAGS), key, cpu_signature()]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{prefix}_{digest[:24]}.so"

@@ -76,6 +76,7 @@ from torch.nn.utils import parametrize
 from bionn._core.errors import ConfigError, format_errors
 from bionn.constraints import Dale
 from bionn.constraints import raw_parameter as _leaf
+from bionn.plasticity import _fused
 from bionn.recurrent import recurrent_models
 
 __all__ = [
@@ -193,6 +194,11 @@ class SynapticDiversityConfig(_Strict):
     include_bias: bool = Field(False, description="apply the gradient- and weight-side "
                                                   "transforms to biases too")
     seed: int = Field(0, description="seed of the fuzzy factors and Dale signs")
+    backend: Literal["auto", "cpp", "torch"] = Field(
+        "auto", description="gradient-side rules: 'cpp' one compiled pass per tensor "
+                            "(float32 CPU tensors, a C++ compiler; its own counter-based "
+                            "noise), 'torch' PyTorch operations, 'auto' the compiled pass "
+                            "where it applies")
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod
@@ -531,6 +537,11 @@ class SynapticDiversity:
         self.steps = 0
         self._handles: list[Any] = []
         self._noise: dict[int, Tensor] = {}  # kept volume noise (noise_every > 1), by target
+        self._key: int | None = None  # the compiled pass's noise key (kept for noise_every)
+        #: the path the last gradient pass ran ('cpp' or 'torch') and, for 'torch' under
+        #: backend 'auto', why the compiled pass did not apply
+        self.backend: str | None = None
+        self.backend_reason: str | None = None
 
     def __repr__(self) -> str:
         return (f"SynapticDiversity({', '.join(self.config.enabled)}; "
@@ -617,14 +628,27 @@ class SynapticDiversity:
         in that order, on the current gradients; call between ``backward`` and ``step``.
 
         Crystallisation sees the gradient as backprop left it; the gradient is then
-        multiplied once by ``f`` (fuzzy x crystallisation) and the volume factor. Each
-        operation runs once for all tensors (``torch._foreach_*``)."""
+        multiplied once by ``f`` (fuzzy x crystallisation) and the volume factor.
+
+        With ``backend`` ``'cpp'`` (or ``'auto'`` where it applies: float32 CPU tensors
+        and a C++ compiler) one compiled pass per tensor does all of it
+        (:mod:`bionn.plasticity._fused`), with counter-based noise keyed by one draw from
+        PyTorch's global generator; on the torch path each operation runs once for all
+        tensors (``torch._foreach_*``) and the noise is ``normal_`` from the global
+        generator. Both are deterministic under ``torch.manual_seed``; their noise differs.
+        ``self.backend`` says which ran, ``self.backend_reason`` why not the compiled pass.
+        """
         cfg = self.config
         crys, vol = cfg.crystallization, cfg.volume_dependent_lr
         scale = cfg.fuzzy_learning_rates is not None or crys is not None
         crys_now = crys is not None and self.steps % crys.every == 0
         leaves, grads, factors, index = self._active()
         if not grads:
+            return
+        reason = self._compiled_reason(leaves + grads + factors)
+        self.backend, self.backend_reason = ("torch", reason) if reason else ("cpp", None)
+        if reason is None:
+            self._compiled_pass(leaves, grads, factors, index, crys_now, scale)
             return
         absw = torch._foreach_abs(leaves) if (crys_now or vol is not None) else []
         if crys_now:
@@ -636,6 +660,40 @@ class SynapticDiversity:
             torch._foreach_mul_(grads, m)
         elif scale:
             torch._foreach_mul_(grads, factors)
+
+    def _compiled_reason(self, tensors: list[Tensor]) -> str | None:
+        """None when the compiled pass runs; else why not (``backend='cpp'`` raises)."""
+        backend = self.config.backend
+        if backend == "torch":
+            return "backend 'torch'"
+        vol = self.config.volume_dependent_lr
+        if not _fused.eligible(tensors):
+            reason = "a tensor is not a contiguous float32 CPU tensor"
+        elif vol is not None and vol.stability_factor > 87.0:
+            reason = "stability_factor > 87 (exp would overflow float32)"
+        elif not _fused.available():
+            reason = "no C++ compiler found (set CXX or install g++)"
+        else:
+            return None
+        if backend == "cpp":
+            raise ValueError(f"synaptic diversity backend 'cpp' does not apply: {reason}; "
+                             "use backend 'auto' or 'torch'")
+        return reason
+
+    def _compiled_pass(self, leaves: list[Tensor], grads: list[Tensor], factors: list[Tensor],
+                       index: list[int], crystallize: bool, scale: bool) -> None:
+        cfg = self.config
+        c = cfg.crystallization or CrystallizationConfig()
+        v = cfg.volume_dependent_lr
+        if v is not None and (self._key is None or self.steps % v.noise_every == 0):
+            self._key = _fused.draw_key()
+        vv = v or VolumeLearningRateConfig()
+        k = vv.base_lr * math.exp(-vv.stability_factor)
+        for w, g, f, i in zip(leaves, grads, factors, index, strict=True):
+            _fused.gradient_pass(w, g, f, crystallize=crystallize, theta=c.threshold,
+                                 dampening=c.dampening, scale=scale, volume=v is not None,
+                                 stability=vv.stability_factor, k=k,
+                                 variability=vv.variability, stream=i, key=self._key or 0)
 
     # ------------------------------------------------------------------ weight side
     @torch.no_grad()
@@ -750,6 +808,9 @@ class BioConverter:
         ``.model`` of the result. Raises ``ValueError`` when weight splitting does not fit
         a layer, before changing anything."""
         cfg = self.config
+        if cfg.backend == "cpp" and not _fused.available():
+            raise ValueError("backend 'cpp': no C++ compiler found to build the compiled "
+                             "gradient pass (set CXX or install g++), or use backend 'auto'")
         if not inplace:
             model = copy.deepcopy(model)
         gen = torch.Generator().manual_seed(int(cfg.seed))
