@@ -461,3 +461,47 @@ def test_brsf_draws_only_for_layers_whose_backward_uses_b():
         expected.append(torch.sign(net[i].weight.detach()) * r)
     assert torch.equal(net[2].feedback_weight, expected[0])
     assert torch.equal(net[4].feedback_weight, expected[1])
+
+
+def test_brsf_float32_draws_in_one_compiled_pass():
+    """On float32 CPU weights brSF's |R| comes from the Philox uniforms (one key per layer
+    and forward, from the global generator, in layer order), the same numbers redraw()
+    gives; the first layer still draws nothing."""
+    from bionn.functional import philox
+
+    if not philox.available():
+        pytest.skip("no C++ compiler: the compiled draw cannot be built")
+    net = convert(mlp().float(), "brsf").model
+    x, t = (v.float() for v in batch())
+    state = torch.get_rng_state()
+    mse_half(net(x), t).backward()
+    torch.set_rng_state(state)
+    for i in (2, 4):
+        rule = net[i].rule
+        bound = rule._sampler.bound * rule._sampler.scale
+        r = bound * philox.uniform(net[i].weight.numel(), philox.draw_key()).view_as(
+            net[i].weight)
+        assert torch.equal(net[i].feedback_weight, torch.sign(net[i].weight.detach()) * r)
+        assert float(r.max()) <= bound
+    drawn = [net[i].feedback_weight for i in (2, 4)]
+    torch.set_rng_state(state)
+    for i, b in zip((2, 4), drawn, strict=True):
+        net[i].rule.magnitude.zero_()
+        net[i].rule.redraw()  # the same numbers from the same generator state
+        assert torch.equal(net[i].feedback_weight, b)
+
+
+def test_weight_mirror_float32_noise_is_the_philox_normals():
+    from bionn.functional import philox
+
+    if not philox.available():
+        pytest.skip("no C++ compiler: the compiled generator cannot be built")
+    net = convert(mlp().float(), "wm").model
+    layer = net[2]
+    b0 = layer.rule.weight_feedback.detach().clone()
+    w = layer.weight.detach().clone()
+    torch.manual_seed(3)
+    layer.rule.mirror(layer.weight, eta=0.05, noise_amplitude=0.2, n_samples=16)
+    torch.manual_seed(3)
+    x = 0.2 * philox.normal(16 * w.shape[1], philox.draw_key()).view(16, w.shape[1])
+    torch.testing.assert_close(layer.rule.weight_feedback, b0 + 0.05 * (x @ w.T).T @ x)

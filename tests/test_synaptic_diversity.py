@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bionn.experiment.config import ConfigError
+from bionn.functional import philox
 from bionn.plasticity import BioConverter, SynapticDiversity, SynapticDiversityConfig, _fused
 from bionn.plasticity.diversity import (
     CrystallizationConfig,
@@ -136,8 +137,8 @@ def _noise(backend: str, leaves: list[torch.Tensor]) -> list[torch.Tensor]:
     global generator's current state (targets in order, all holding gradients)."""
     if backend == "torch":
         return [torch.empty_like(w).normal_() for w in leaves]
-    key = _fused.draw_key()
-    return [_fused.volume_noise(w.numel(), key, i).view_as(w) for i, w in enumerate(leaves)]
+    key = philox.draw_key()
+    return [philox.normal(w.numel(), key, i).view_as(w) for i, w in enumerate(leaves)]
 
 
 def _skip_without_compiler(backend: str) -> None:
@@ -612,30 +613,6 @@ def test_fused_gradient_transforms_equal_the_per_tensor_rules(backend):
         for t, f in zip(bio.targets, factors, strict=True):
             assert torch.equal(t.factor, f)
         bio.after_step()
-
-
-def test_compiled_noise_is_philox_and_standard_normal():
-    """The compiled pass's generator is Philox4x32-10 (Random123's known answers) and its
-    Box-Muller normals are standard normal (Kolmogorov-Smirnov on a million draws), one
-    stream per tensor, uncorrelated, and each synapse's draw depends only on the key, the
-    tensor and its index."""
-    _skip_without_compiler("cpp")
-    stats = pytest.importorskip("scipy.stats", reason="scipy is not installed")
-    assert _fused.philox4x32((0, 0, 0, 0), (0, 0)) == (
-        0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
-    assert _fused.philox4x32((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2) == (
-        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)
-    assert _fused.philox4x32((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
-                             (0xA4093822, 0x299F31D0)) == (
-        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
-    xi = _fused.volume_noise(1_000_000, key=2026, stream=0)
-    assert stats.kstest(xi.double().numpy(), "norm").pvalue > 1e-3
-    assert abs(float(xi.mean())) < 5e-3 and abs(float(xi.std()) - 1) < 5e-3
-    assert xi.abs().max() < 6.0
-    other = _fused.volume_noise(1_000_000, key=2026, stream=1)
-    assert abs(float(torch.corrcoef(torch.stack([xi, other]))[0, 1])) < 5e-3
-    assert torch.equal(_fused.volume_noise(1000, key=2026, stream=0), xi[:1000])
-    assert not torch.equal(_fused.volume_noise(1000, key=2027, stream=0), xi[:1000])
 
 
 def test_backend_choice_is_reported_and_cpp_refuses_what_it_cannot_run():

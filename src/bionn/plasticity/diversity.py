@@ -76,6 +76,7 @@ from torch.nn.utils import parametrize
 from bionn._core.errors import ConfigError, format_errors
 from bionn.constraints import Dale
 from bionn.constraints import raw_parameter as _leaf
+from bionn.functional import philox
 from bionn.plasticity import _fused
 from bionn.recurrent import recurrent_models
 
@@ -686,7 +687,7 @@ class SynapticDiversity:
         c = cfg.crystallization or CrystallizationConfig()
         v = cfg.volume_dependent_lr
         if v is not None and (self._key is None or self.steps % v.noise_every == 0):
-            self._key = _fused.draw_key()
+            self._key = philox.draw_key()
         vv = v or VolumeLearningRateConfig()
         k = vv.base_lr * math.exp(-vv.stability_factor)
         for w, g, f, i in zip(leaves, grads, factors, index, strict=True):
