@@ -103,3 +103,65 @@ def test_multi_area_ei_circuit_constraints_hold():
     assert (net.weight_in[30:] == 0).all()
     ro = net.weight_out.detach()
     assert (ro[:, :30] == 0).all() and (ro[:, 30:][:, sign[30:] < 0] == 0).all()
+
+
+@pytest.mark.parametrize("shape, dim", [((50, 40), 1), ((7, 9), -1), ((6, 3, 5, 5), 1),
+                                        ((100,), 0), ((4, 6, 3), 2)])
+def test_dale_compiled_pass_is_bitwise_pytorchs(shape, dim):
+    """Float32 CPU Dale weights take one compiled pass each way; forward and gradient are
+    bit for bit ``|raw| * sign`` under autograd (zeros of both signs, NaN, inf included),
+    and a double backward still works."""
+    from bionn.constraints import _dale_library
+
+    if _dale_library() is None:
+        pytest.skip("no C++ compiler: the compiled Dale pass cannot be built")
+    torch.manual_seed(0)
+    raw = torch.randn(*shape)
+    raw.view(-1)[:4] = torch.tensor([0.0, -0.0, float("nan"), float("inf")])
+    sign = torch.where(torch.rand(shape[dim]) < 0.5, 1.0, -1.0)
+    dale = Dale(sign, dim=dim)
+    a, b = raw.clone().requires_grad_(), raw.clone().requires_grad_()
+    wa, wb = dale(a), b.abs() * dale._view(sign, b)
+    assert type(wa.grad_fn).__name__ == "_AbsTimesSignBackward"
+    g = torch.randn(*shape)
+    g.view(-1)[4] = -0.0
+    wa.backward(g)
+    wb.backward(g)
+    assert torch.equal(wa.view(torch.int32), wb.view(torch.int32))
+    assert torch.equal(a.grad.view(torch.int32), b.grad.view(torch.int32))
+    c = torch.randn(*shape, requires_grad=True)
+    (gc,) = torch.autograd.grad(dale(c).square().sum(), c, create_graph=True)
+    torch.testing.assert_close(gc, 2 * c.detach())  # d/dc (|c| s)^2 = 2c
+    gc.sum().backward()
+    torch.testing.assert_close(c.grad, torch.full_like(c, 2.0))
+
+
+def test_dale_other_cases_keep_pytorchs_operations():
+    sign = torch.tensor([1.0, -1.0, 0.0])
+    for dale, raw in ((Dale(sign, dim=1, allow_unsigned=True), torch.randn(2, 3)),
+                      (Dale(sign[:2], magnitude="softplus", dim=1), torch.randn(2, 2)),
+                      (Dale(sign[:2].double(), dim=1), torch.randn(2, 2, dtype=torch.float64))):
+        w = dale(raw.requires_grad_())
+        assert type(w.grad_fn).__name__ != "_AbsTimesSignBackward"
+
+
+def test_dale_weights_under_torch_func_transforms():
+    """vmap, grad and jacrev (which the compiled pass cannot join) fall back to PyTorch's
+    operations and give the same values."""
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    parametrize.register_parametrization(layer, "weight",
+                                         Dale(torch.tensor([1.0, -1.0, 1.0, -1.0]), dim=1))
+    x = torch.randn(5, 2, 4)
+    torch.testing.assert_close(torch.func.vmap(layer)(x), layer(x))
+    params = dict(layer.named_parameters())
+    grads = torch.func.grad(
+        lambda p, x: torch.func.functional_call(layer, p, (x,)).sum())(params, x[0])
+    layer(x[0]).sum().backward()
+    for name, g in grads.items():
+        torch.testing.assert_close(g, dict(layer.named_parameters())[name].grad)
+    jac = torch.func.jacrev(layer)(x[0, 0])
+    torch.testing.assert_close(jac, layer.weight.detach())

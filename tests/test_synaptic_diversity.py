@@ -670,3 +670,11 @@ def test_weight_splitting_hook_equals_the_expanded_group_sum(gamma, shape):
     (gy,) = torch.autograd.grad(out, y, g)
     (gref,) = torch.autograd.grad(ref, y, g)
     torch.testing.assert_close(gy, gref, rtol=0, atol=1e-6)
+
+
+def test_group_share_gradients_and_second_derivatives():
+    from bionn.plasticity.diversity import _GroupShare
+
+    y = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _GroupShare.apply(t, 3), (y,))
+    assert torch.autograd.gradgradcheck(lambda t: _GroupShare.apply(t, 2).square(), (y,))

@@ -21,13 +21,18 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from bionn._core import native
 
 __all__ = [
     "Dale",
@@ -65,6 +70,11 @@ class Dale(nn.Module):
         magnitude: ``"abs"`` or ``"softplus"``.
         dim: the presynaptic axis of the weight.
         allow_unsigned: accept 0 entries (free weights).
+
+    With ``magnitude="abs"``, no unsigned units and a float32 CPU weight, ``|W_raw| sign``
+    and its gradient ``(g sign) sgn(W_raw)`` each run as one compiled pass (built on first
+    use, :mod:`bionn._core.native`), bit for bit what PyTorch's five operations give; under
+    ``torch.func`` transforms, tracing or ``torch.compile`` the operations run instead.
 
     Example:
         >>> import torch
@@ -110,6 +120,8 @@ class Dale(nn.Module):
 
     def forward(self, raw: Tensor) -> Tensor:
         sign = self._view(self.sign, raw)
+        if self.magnitude == "abs" and not self.has_unsigned and _dale_pass_applies(raw, sign):
+            return _AbsTimesSign.apply(raw, self.sign, self.dim % raw.dim())
         w = self._mag(raw) * sign
         if self.has_unsigned:
             w = torch.where(sign == 0, raw, w)
@@ -123,6 +135,127 @@ class Dale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"magnitude={self.magnitude!r}, dim={self.dim}"
+
+
+# One compiled pass each way for W = |W_raw| sign (the common Dale case): PyTorch's
+# abs, product and, backward, product, sgn, product are five passes with five fresh
+# allocations. Products with +-1 are exact, so the result is bit for bit PyTorch's.
+_DALE_SOURCE = r"""
+#include <cstdint>
+
+namespace {
+inline float sgn(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }  // torch.sgn: 0 for NaN
+}
+
+extern "C" {
+
+// raw, w, g, out viewed as (outer, P, inner); sign has P entries
+void bionn_dale_forward(int64_t outer, int64_t P, int64_t inner, const float* __restrict raw,
+                        const float* __restrict sign, float* __restrict w) {
+    if (inner == 1) {
+        for (int64_t o = 0; o < outer; ++o) {
+            const float* __restrict r = raw + o * P;
+            float* __restrict y = w + o * P;
+            for (int64_t p = 0; p < P; ++p) y[p] = __builtin_fabsf(r[p]) * sign[p];
+        }
+        return;
+    }
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t p = 0; p < P; ++p) {
+            const float s = sign[p];
+            const float* __restrict r = raw + (o * P + p) * inner;
+            float* __restrict y = w + (o * P + p) * inner;
+            for (int64_t k = 0; k < inner; ++k) y[k] = __builtin_fabsf(r[k]) * s;
+        }
+}
+
+// out = (g sign) sgn(raw): the gradient of |raw| sign
+void bionn_dale_backward(int64_t outer, int64_t P, int64_t inner, const float* __restrict raw,
+                         const float* __restrict sign, const float* __restrict g,
+                         float* __restrict out) {
+    if (inner == 1) {
+        for (int64_t o = 0; o < outer; ++o) {
+            const float* __restrict r = raw + o * P;
+            const float* __restrict gg = g + o * P;
+            float* __restrict y = out + o * P;
+            for (int64_t p = 0; p < P; ++p) y[p] = (gg[p] * sign[p]) * sgn(r[p]);
+        }
+        return;
+    }
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t p = 0; p < P; ++p) {
+            const float s = sign[p];
+            const int64_t base = (o * P + p) * inner;
+            for (int64_t k = 0; k < inner; ++k)
+                out[base + k] = (g[base + k] * s) * sgn(raw[base + k]);
+        }
+}
+
+}
+"""
+
+#: tensors up to this many elements take the compiled pass at any thread count; larger
+#: ones only on one thread (PyTorch's element-wise kernels split them across threads)
+_DALE_PASS_SERIAL_LIMIT = 1 << 20
+
+
+@lru_cache(maxsize=1)
+def _dale_library() -> ctypes.CDLL | None:
+    if native.compiler() is None:
+        return None
+    try:
+        lib = native.build(_DALE_SOURCE, "dale").lib
+    except (RuntimeError, OSError):
+        return None
+    lib.bionn_dale_forward.restype = lib.bionn_dale_backward.restype = None
+    lib.bionn_dale_forward.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3
+    lib.bionn_dale_backward.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4
+    return lib
+
+
+def _dale_pass_applies(raw: Tensor, sign: Tensor) -> bool:
+    """Float32, contiguous, CPU, not too large for one thread, a compiler, and plain eager
+    execution (no ``torch.func`` transform, dispatch mode, tracing or ``torch.compile``,
+    which the compiled pass cannot take part in)."""
+    return (type(raw) in (torch.Tensor, nn.Parameter) and type(sign) is torch.Tensor
+            and torch._C._functorch.peek_interpreter_stack() is None
+            and _get_current_dispatch_mode() is None and not torch.compiler.is_compiling()
+            and raw.dtype == torch.float32 and sign.dtype == torch.float32
+            and raw.device.type == "cpu" and raw.is_contiguous() and sign.is_contiguous()
+            and raw.numel() > 0
+            and (raw.numel() <= _DALE_PASS_SERIAL_LIMIT or torch.get_num_threads() == 1)
+            and _dale_library() is not None)
+
+
+def _dims(shape: torch.Size, dim: int) -> tuple[int, int, int]:
+    return (math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:]))
+
+
+class _AbsTimesSign(torch.autograd.Function):
+    """``|raw| * sign`` along ``dim`` with its gradient ``(g * sign) * sgn(raw)``, each one
+    compiled pass (a double backward uses PyTorch's operations)."""
+
+    @staticmethod
+    def forward(ctx, raw: Tensor, sign: Tensor, dim: int) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(raw, sign)
+        ctx.dim = dim
+        w = torch.empty_like(raw)
+        _dale_library().bionn_dale_forward(*_dims(raw.shape, dim), raw.data_ptr(),
+                                           sign.data_ptr(), w.data_ptr())
+        return w
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        raw, sign = ctx.saved_tensors
+        shape = [1] * raw.dim()
+        shape[ctx.dim] = sign.shape[0]
+        if torch.is_grad_enabled() or g.dtype != torch.float32 or g.device.type != "cpu":
+            return (g * sign.view(shape)) * raw.sgn(), None, None
+        g = g.contiguous()
+        out = torch.empty_like(raw)
+        _dale_library().bionn_dale_backward(*_dims(raw.shape, ctx.dim), raw.data_ptr(),
+                                            sign.data_ptr(), g.data_ptr(), out.data_ptr())
+        return out, None, None
 
 
 class Mask(nn.Module):

@@ -62,6 +62,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -375,8 +376,13 @@ def _group_share(y: Tensor, gamma: int) -> Tensor:
     total = s.select(2, 0) + s.select(2, 1)
     for k in range(2, gamma):
         total.add_(s.select(2, k))
-    index = torch.arange(y.shape[1], device=y.device) // gamma
-    return total.index_select(1, index)
+    return total.index_select(1, _group_index(y.shape[1], gamma, y.device))
+
+
+@functools.lru_cache(maxsize=64)
+def _group_index(n: int, gamma: int, device: torch.device) -> Tensor:
+    """``[0, 0, 1, 1, ...]``: the group of each of ``n`` units (groups of ``gamma``)."""
+    return torch.arange(n, device=device) // gamma
 
 
 class _GroupShare(torch.autograd.Function):
@@ -390,7 +396,7 @@ class _GroupShare(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
-        return _GroupShare.apply(grad, ctx.gamma), None
+        return _group_share(grad, ctx.gamma), None  # differentiable: double backward works
 
 
 class GroupSum(nn.Module):
@@ -643,6 +649,8 @@ class SynapticDiversity:
         crys, vol = cfg.crystallization, cfg.volume_dependent_lr
         scale = cfg.fuzzy_learning_rates is not None or crys is not None
         crys_now = crys is not None and self.steps % crys.every == 0
+        if not (scale or vol is not None):
+            return  # no gradient-side transform is on
         leaves, grads, factors, index = self._active()
         if not grads:
             return
