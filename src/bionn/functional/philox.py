@@ -118,15 +118,22 @@ inline void box_muller(uint32_t a, uint32_t b, float& z0, float& z1) {
     z0 = r * cq; z1 = r * sq;
 }
 
-// the standard normals of synapses [64 chunk, 64 chunk + 64) of tensor `stream`
-inline void normals(uint64_t chunk, uint32_t stream, uint64_t key, float* out) {
-    uint32_t a[BLOCKS], b[BLOCKS], c[BLOCKS], d[BLOCKS];
+// the Philox words of chunk `chunk` (64 synapses) of tensor `stream`: block j of the chunk
+// is the counter (BLOCKS chunk + j, stream, 0)
+inline void words(uint64_t chunk, uint32_t stream, uint64_t key, uint32_t* a, uint32_t* b,
+                  uint32_t* c, uint32_t* d) {
     const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
     const uint64_t first = chunk * BLOCKS;
     for (int j = 0; j < BLOCKS; ++j) {
         uint64_t ctr = first + uint64_t(j);
         philox(uint32_t(ctr), uint32_t(ctr >> 32), stream, 0u, k0, k1, a[j], b[j], c[j], d[j]);
     }
+}
+
+// the standard normals of synapses [64 chunk, 64 chunk + 64) of tensor `stream`
+inline void normals(uint64_t chunk, uint32_t stream, uint64_t key, float* out) {
+    uint32_t a[BLOCKS], b[BLOCKS], c[BLOCKS], d[BLOCKS];
+    words(chunk, stream, key, a, b, c, d);
     for (int j = 0; j < BLOCKS; ++j) {
         box_muller(a[j], b[j], out[j], out[BLOCKS + j]);
         box_muller(c[j], d[j], out[2 * BLOCKS + j], out[3 * BLOCKS + j]);
@@ -136,12 +143,7 @@ inline void normals(uint64_t chunk, uint32_t stream, uint64_t key, float* out) {
 // the uniforms in [0, 1) of synapses [64 chunk, 64 chunk + 64) of tensor `stream`
 inline void uniforms(uint64_t chunk, uint32_t stream, uint64_t key, float* out) {
     uint32_t a[BLOCKS], b[BLOCKS], c[BLOCKS], d[BLOCKS];
-    const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
-    const uint64_t first = chunk * BLOCKS;
-    for (int j = 0; j < BLOCKS; ++j) {
-        uint64_t ctr = first + uint64_t(j);
-        philox(uint32_t(ctr), uint32_t(ctr >> 32), stream, 0u, k0, k1, a[j], b[j], c[j], d[j]);
-    }
+    words(chunk, stream, key, a, b, c, d);
     for (int j = 0; j < BLOCKS; ++j) {
         out[j] = float(a[j] >> 8) * 5.9604644775390625e-8f;
         out[BLOCKS + j] = float(b[j] >> 8) * 5.9604644775390625e-8f;
