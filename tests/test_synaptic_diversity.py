@@ -625,7 +625,11 @@ def test_backend_choice_is_reported_and_cpp_refuses_what_it_cannot_run():
     grads(net)
     bio.apply_gradient_transforms()
     assert bio.backend == "torch" and "float32" in bio.backend_reason
-    strict = BioConverter(volume_dependent_lr=True, backend="cpp").convert(_mlp().double())
+    _skip_without_compiler("cpp")
+    with pytest.raises(ValueError, match="backend 'cpp': .*float32"):  # before any work
+        BioConverter(volume_dependent_lr=True, backend="cpp").convert(_mlp().double())
+    strict = BioConverter(volume_dependent_lr=True, backend="cpp").convert(_mlp())
+    strict.model.double()  # moved after converting: refused at the step
     grads(strict.model)
     with pytest.raises(ValueError, match="backend 'cpp' does not apply: .*float32"):
         strict.apply_gradient_transforms()

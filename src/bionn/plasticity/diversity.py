@@ -894,6 +894,12 @@ class BioConverter:
             if on:
                 rows[n].changes.insert(0, f"{' + '.join(on)} on "
                                           f"{', '.join(names_of[id(m)])}")
+        if cfg.backend == "cpp":
+            bad = [f"{t.layer}.{t.name}" for t in targets if not _fused.eligible([t.leaf])]
+            if bad:
+                raise ValueError(f"backend 'cpp': {bad[:3]} not contiguous float32 CPU "
+                                 "tensors (the compiled pass needs them); use backend "
+                                 "'auto' or 'torch'")
         return SynapticDiversity(model, cfg, targets, list(rows.values()))
 
     def __call__(self, model: nn.Module, inplace: bool = False) -> SynapticDiversity:
