@@ -101,3 +101,14 @@ def build(source: str, prefix: str, key: str = "") -> Built:
             os.replace(out, path)  # atomic: a concurrent build sees the old or the new file
         compile_s = time.perf_counter() - t0
     return Built(ctypes.CDLL(str(path)), path, compile_s, cached)
+
+
+def load(source: str, prefix: str, key: str = "") -> ctypes.CDLL | None:
+    """:func:`build`'s library, or None where no compiler is found, the compilation fails
+    or the cache folder cannot be written (for callers that fall back to PyTorch)."""
+    if compiler() is None:
+        return None
+    try:
+        return build(source, prefix, key).lib
+    except (RuntimeError, OSError):
+        return None

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from bionn._core import native
 
-__all__ = ["PHILOX_CPP", "available", "draw_key", "normal", "philox4x32",
+__all__ = ["PHILOX_CPP", "available", "draw_key", "eligible", "normal", "philox4x32",
            "sign_concordant_uniform_", "uniform"]
 
 #: definitions only (wrap in a namespace); needs <cstdint>
@@ -167,43 +167,34 @@ void bionn_philox4x32(const uint32_t* ctr, const uint32_t* key, uint32_t* out) {
 }
 
 void bionn_philox_normal(int64_t n, uint32_t stream, uint64_t key, float* out) {
-    float z[CHUNK];
     for (int64_t start = 0; start < n; start += CHUNK) {
+        float z[CHUNK];
         normals(uint64_t(start / CHUNK), stream, key, z);
-        int64_t m = n - start < CHUNK ? n - start : CHUNK;
-        for (int64_t i = 0; i < m; ++i) out[start + i] = z[i];
+        const int m = int(n - start < CHUNK ? n - start : CHUNK);
+        for (int i = 0; i < m; ++i) out[start + i] = z[i];
     }
 }
 
 void bionn_philox_uniform(int64_t n, uint32_t stream, uint64_t key, float* out) {
-    float u[CHUNK];
     for (int64_t start = 0; start < n; start += CHUNK) {
+        float u[CHUNK];
         uniforms(uint64_t(start / CHUNK), stream, key, u);
-        int64_t m = n - start < CHUNK ? n - start : CHUNK;
-        for (int64_t i = 0; i < m; ++i) out[start + i] = u[i];
+        const int m = int(n - start < CHUNK ? n - start : CHUNK);
+        for (int i = 0; i < m; ++i) out[start + i] = u[i];
     }
 }
 
 // magnitude = bound u, out = sign(w) magnitude (0 where w = 0)
 void bionn_sign_concordant(int64_t n, const float* __restrict w, float* __restrict magnitude,
                            float* __restrict out, float bound, uint32_t stream, uint64_t key) {
-    float u[CHUNK];
     for (int64_t start = 0; start < n; start += CHUNK) {
+        float u[CHUNK];
         uniforms(uint64_t(start / CHUNK), stream, key, u);
-        if (n - start >= CHUNK) {
-            for (int i = 0; i < CHUNK; ++i) {
-                float m = bound * u[i];
-                float wv = w[start + i];
-                magnitude[start + i] = m;
-                out[start + i] = wv > 0.0f ? m : (wv < 0.0f ? -m : 0.0f);
-            }
-        } else {
-            for (int64_t i = 0; i < n - start; ++i) {
-                float m = bound * u[i];
-                float wv = w[start + i];
-                magnitude[start + i] = m;
-                out[start + i] = wv > 0.0f ? m : (wv < 0.0f ? -m : 0.0f);
-            }
+        const int m = int(n - start < CHUNK ? n - start : CHUNK);
+        for (int i = 0; i < m; ++i) {
+            const float mag = bound * u[i], wv = w[start + i];
+            magnitude[start + i] = mag;
+            out[start + i] = wv > 0.0f ? mag : (wv < 0.0f ? -mag : 0.0f);
         }
     }
 }
@@ -215,11 +206,8 @@ void bionn_sign_concordant(int64_t n, const float* __restrict w, float* __restri
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
     """The built library, or None where no compiler is found or the build fails."""
-    if native.compiler() is None:
-        return None
-    try:
-        lib = native.build(_SOURCE, "philox").lib
-    except (RuntimeError, OSError):
+    lib = native.load(_SOURCE, "philox")
+    if lib is None:
         return None
     lib.bionn_philox4x32.restype = None
     lib.bionn_philox4x32.argtypes = [ctypes.c_void_p] * 3
@@ -236,6 +224,13 @@ def _library() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the compiled generator can be built here (a C++ compiler is found)."""
     return _library() is not None
+
+
+def eligible(*tensors: Tensor) -> bool:
+    """Whether every tensor is a contiguous float32 CPU tensor: what the compiled loops
+    that draw from this generator take."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+               for t in tensors)
 
 
 def _lib() -> ctypes.CDLL:

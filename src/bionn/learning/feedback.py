@@ -196,7 +196,7 @@ def _noise(n: int, like: Tensor) -> Tensor:
     """``(n, like.shape[1])`` standard normals: Philox normals for float32 on the CPU
     where the compiled generator is built, else ``torch.randn`` (global generator)."""
     shape = (n, like.shape[1])
-    if like.dtype == torch.float32 and like.device.type == "cpu" and philox.available():
+    if philox.eligible(like) and philox.available():
         return philox.normal(math.prod(shape), philox.draw_key()).view(shape)
     return torch.randn(shape, device=like.device, dtype=like.dtype)
 
@@ -337,8 +337,7 @@ class BRSF(FRSF):
             self._stale = True
 
     def _one_pass(self, *tensors: Tensor) -> bool:
-        return self._compiled and all(t.dtype == torch.float32 and t.device.type == "cpu"
-                                      and t.is_contiguous() for t in tensors)
+        return self._compiled and philox.eligible(*tensors)
 
     def redraw(self) -> None:
         """Draw ``R`` now."""

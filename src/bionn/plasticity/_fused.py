@@ -29,28 +29,24 @@ from __future__ import annotations
 import ctypes
 from functools import lru_cache
 
-import torch
 from torch import Tensor
 
 from bionn._core import native
 from bionn.functional.philox import PHILOX_CPP
 
-__all__ = ["available", "eligible", "gradient_pass"]
-
-#: bump when the generated numbers change (part of the library's cache key)
-KERNEL_VERSION = "1"
+__all__ = ["available", "gradient_pass"]
 
 _SOURCE = (r"""
 #include <cstdint>
 
 namespace {
 """ + PHILOX_CPP + r"""
-// one chunk of CHUNK synapses
+// synapses [0, m) of one chunk (m <= CHUNK)
 template <bool CRYS, bool SCALE, bool VOL>
-inline void chunk_pass(const float* __restrict wc, float* __restrict gc, float* __restrict fc,
-                       const float* __restrict z, float mean, float theta, float damp,
-                       float s, float k, float kc) {
-    for (int i = 0; i < CHUNK; ++i) {
+inline void chunk_pass(int m, const float* __restrict wc, float* __restrict gc,
+                       float* __restrict fc, const float* __restrict z, float mean,
+                       float theta, float damp, float s, float k, float kc) {
+    for (int i = 0; i < m; ++i) {
         float a = __builtin_fabsf(wc[i]);
         float gv = gc[i];
         float fv = fc[i];
@@ -83,27 +79,12 @@ void gradient_pass(int64_t n, const float* __restrict w, float* __restrict g,
         for (; i < n; ++i) acc += __builtin_fabsf(w[i]);
         mean = float(acc / double(n));
     }
-    float z[CHUNK], wb[CHUNK], gb[CHUNK], fb[CHUNK];
+    float z[CHUNK];
     for (int64_t start = 0; start < n; start += CHUNK) {
         if (VOL) normals(uint64_t(start / CHUNK), stream, key, z);
-        const bool full = n - start >= CHUNK;
-        const float* __restrict wc = w + start;
-        float* __restrict gc = g + start;
-        float* __restrict fc = f + start;
-        if (!full) {  // the last, partial chunk: padded copies
-            const int64_t m = n - start;
-            for (int i = 0; i < CHUNK; ++i) {
-                wb[i] = i < m ? wc[i] : 0.0f;
-                gb[i] = i < m ? gc[i] : 0.0f;
-                fb[i] = i < m ? fc[i] : 0.0f;
-            }
-            wc = wb; gc = gb; fc = fb;
-        }
-        chunk_pass<CRYS, SCALE, VOL>(wc, gc, fc, z, mean, theta, damp, s, k, kc);
-        if (!full) {
-            const int64_t m = n - start;
-            for (int64_t i = 0; i < m; ++i) { g[start + i] = gb[i]; f[start + i] = fb[i]; }
-        }
+        const int m = int(n - start < CHUNK ? n - start : CHUNK);
+        chunk_pass<CRYS, SCALE, VOL>(m, w + start, g + start, f + start, z, mean, theta, damp,
+                                     s, k, kc);
     }
 }
 
@@ -134,11 +115,8 @@ void bionn_gradient_pass(int64_t n, const float* w, float* g, float* f,
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
     """The built library, or None where no compiler is found or the build fails."""
-    if native.compiler() is None:
-        return None
-    try:
-        lib = native.build(_SOURCE, "diversity", KERNEL_VERSION).lib
-    except (RuntimeError, OSError):
+    lib = native.load(_SOURCE, "diversity")
+    if lib is None:
         return None
     lib.bionn_gradient_pass.restype = None
     lib.bionn_gradient_pass.argtypes = [
@@ -152,12 +130,6 @@ def _library() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the compiled pass can be built here (a C++ compiler is found)."""
     return _library() is not None
-
-
-def eligible(tensors: list[Tensor]) -> bool:
-    """Whether every tensor is a contiguous float32 CPU tensor (what the pass handles)."""
-    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-               for t in tensors)
 
 
 def gradient_pass(weight: Tensor, grad: Tensor, factor: Tensor, *, crystallize: bool,

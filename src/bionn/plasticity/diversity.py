@@ -676,7 +676,7 @@ class SynapticDiversity:
         if backend == "torch":
             return "backend 'torch'"
         vol = self.config.volume_dependent_lr
-        if not _fused.eligible(tensors):
+        if not philox.eligible(*tensors):
             reason = "a tensor is not a contiguous float32 CPU tensor"
         elif vol is not None and vol.stability_factor > 87.0:
             reason = "stability_factor > 87 (exp would overflow float32)"
@@ -895,7 +895,7 @@ class BioConverter:
                 rows[n].changes.insert(0, f"{' + '.join(on)} on "
                                           f"{', '.join(names_of[id(m)])}")
         if cfg.backend == "cpp":
-            bad = [f"{t.layer}.{t.name}" for t in targets if not _fused.eligible([t.leaf])]
+            bad = [f"{t.layer}.{t.name}" for t in targets if not philox.eligible(t.leaf)]
             if bad:
                 raise ValueError(f"backend 'cpp': {bad[:3]} not contiguous float32 CPU "
                                  "tensors (the compiled pass needs them); use backend "
