@@ -405,11 +405,9 @@ class RecurrentCore(nn.Module):
             pre, post = self._noise(d, alpha)
             if pre is not None:
                 d = d + pre
-            readout = self.linear_readout(p)
-            if readout is not None and self.fused and self.activation_name in SCAN_ACTIVATIONS:
-                rates, state, out = self._dense_loop(d, post, state, dense, alpha, readout)
+            rates, state, out = self._dense_loop(d, post, state, dense, alpha, p)
+            if out is not None:  # the fused scan computed the linear readout
                 return out, rates, state
-            rates, state = self._dense_loop(d, post, state, dense, alpha)
         else:
             drive = self.input_drive(x, p)
             pre, post = self._noise(drive, alpha)
@@ -432,16 +430,16 @@ class RecurrentCore(nn.Module):
         return None
 
     def _dense_loop(self, d: Tensor, post: Tensor | None, state: RateState, dense: Tensor,
-                    alpha: Tensor, readout: tuple[Tensor, Tensor | None] | None = None):
+                    alpha: Tensor, p: Prepared) -> tuple[Tensor, RateState, Tensor | None]:
+        """``(rates, final state, outputs)``: outputs when the fused scan computed the
+        :meth:`linear_readout`, else None (the caller applies the readout)."""
         w_scaled_t = (alpha[:, None] * dense).T  # (pre, post)
         leak = 1.0 - alpha
         if self.fused and self.activation_name in SCAN_ACTIVATIONS:
+            readout = self.linear_readout(p)
             got = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post,
                              readout)
-            rates, h = got[0], got[1]
-            if readout is not None:
-                return rates, RateState(h, rates[:, -1]), got[2]
-            return rates, RateState(h, rates[:, -1])
+            return got[0], RateState(got[1], got[0][:, -1]), got[2] if readout else None
         act = self.rate_function
 
         def dense_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
@@ -451,7 +449,8 @@ class RecurrentCore(nn.Module):
                 r = r + p_t
             return r, RateState(h, r)
 
-        return scan(dense_step, state, (d, post))
+        rates, final = scan(dense_step, state, (d, post))
+        return rates, final, None
 
     def forward(self, x: Tensor, state: RateState | None = None,
                 return_state: bool = False) -> tuple[Tensor, ...]:
