@@ -220,7 +220,8 @@ class WeightMirror(FA):
 
     On float32 CPU weights with a C++ compiler the noise ``x`` is the Philox
     normals of :func:`bionn.functional.philox.normal` (one key per draw from the
-    global generator; about 3x faster than ``torch.randn`` on one core), else
+    global generator; about 3x faster than ``torch.randn`` on one core in a one-off
+    timing), else
     ``torch.randn``; both follow ``torch.manual_seed``, with different numbers.
     """
 
