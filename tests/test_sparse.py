@@ -133,3 +133,107 @@ def test_backward_shares_one_buffer_and_matches_dense(need):
         torch.testing.assert_close(vv.grad, dd.grad[s.row.long(), s.col.long()])
     if need != "values":
         torch.testing.assert_close(xx.grad, xd.grad)
+
+
+def _grads(s, v, x, gy, need=(True, True)):
+    vv, xx = v.clone().requires_grad_(need[0]), x.clone().requires_grad_(need[1])
+    spmm(vv, s, xx).backward(gy)
+    return vv.grad, xx.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [1, 3, 4, 8, 13, 16, 21])
+def test_compiled_backward_matches_pytorch_path(dtype, batch, monkeypatch):
+    """The one-pass compiled backward against the transpose / sampled_addmm path."""
+    from bionn.sparse import _native
+
+    s, v, dense, g = _random(70, 50, 0.2, dtype=dtype)
+    x = torch.randn(batch, 50, generator=g, dtype=dtype)
+    gy = torch.randn(batch, 70, generator=g, dtype=dtype)
+    x[0, 3] = 0.0  # zeros and a row with no synapses are ordinary inputs
+    if not _native.applies(s.crow, s.col, v, gy, x):
+        pytest.skip("no C++ compiler: the compiled backward is not built")
+    compiled = [_grads(s, v, x, gy, need) for need in ((True, True), (True, False), (False, True))]
+    monkeypatch.setattr(_native, "applies", lambda *a: False)
+    reference = [_grads(s, v, x, gy, need) for need in ((True, True), (True, False), (False, True))]
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
+    for a, b in zip(compiled, reference, strict=True):
+        for p, q in zip(a, b, strict=True):
+            assert (p is None) == (q is None)
+            if p is not None:
+                torch.testing.assert_close(p, q, **tol)
+    dd = dense.clone().requires_grad_(True)
+    (x @ dd.t()).backward(gy)
+    torch.testing.assert_close(compiled[0][0], dd.grad[s.row.long(), s.col.long()], **tol)
+
+
+@pytest.mark.parametrize("batch", [1, 8, 13])
+def test_compiled_backward_is_the_same_at_any_thread_count(batch, monkeypatch):
+    """Jobs split rows (value gradient) and columns (dx), each summed in one fixed order."""
+    from bionn.sparse import _native
+
+    s, v, _, g = _random(300, 280, 0.1, dtype=torch.float32)
+    x, gy = torch.randn(batch, 280, generator=g), torch.randn(batch, 300, generator=g)
+    if not _native.applies(s.crow, s.col, v, gy, x):
+        pytest.skip("no C++ compiler: the compiled backward is not built")
+    monkeypatch.setattr(_native, "_SYNAPSES_PER_THREAD", 64)  # several jobs on a small matrix
+    old = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 5):
+            torch.set_num_threads(threads)
+            results += [_grads(s, v, x, gy, need) for need in ((True, True), (True, False), (False, True))]
+    finally:
+        torch.set_num_threads(old)
+    for k in range(3, len(results)):
+        for p, q in zip(results[k], results[k % 3], strict=True):
+            assert (p is None and q is None) or torch.equal(p, q)
+
+
+def test_backward_with_create_graph_is_differentiable(monkeypatch):
+    """With create_graph the backward runs differentiable operations, not the compiled pass."""
+    from bionn.sparse import _native
+
+    s, v, _, g = _random(12, 9, 0.4, dtype=torch.float64)
+    x, gy = torch.randn(4, 9, generator=g, dtype=torch.float64), torch.randn(4, 12, generator=g, dtype=torch.float64)
+    vv, xx = v.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    calls = []
+    monkeypatch.setattr(_native, "backward", lambda *a: calls.append(a))
+    dv, dx = torch.autograd.grad(spmm(vv, s, xx), (vv, xx), gy, create_graph=True)
+    assert not calls
+    monkeypatch.undo()
+    for p, q in zip((dv, dx), _grads(s, v, x, gy), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-12, rtol=1e-12)
+    assert torch.autograd.gradgradcheck(lambda a, b: spmm(a, s, b), (vv, xx))
+
+
+def test_empty_mapped_buffer_lives_with_its_tensor():
+    """The gradient buffer in its own mapping: right size, writable, kept alive by the tensor."""
+    import gc
+
+    from bionn._core import native
+
+    t = native.empty_mapped(3_000_001, torch.float32)
+    assert t.shape == (3_000_001,) and t.dtype == torch.float32 and t.is_contiguous()
+    t.fill_(2.5)
+    gc.collect()
+    assert float(t[-1]) == 2.5 and float(t.sum(dtype=torch.float64)) == 2.5 * 3_000_001
+    assert t.data_ptr() % (1 << 21) == 0  # 2 MB-aligned (huge pages)
+    d = native.empty_mapped(5, torch.float64)
+    d.copy_(torch.arange(5.0, dtype=torch.float64))
+    assert d.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_plain_eager_detects_dispatch_modes():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bionn._core import native
+
+    class Passthrough(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    t = torch.ones(3)
+    assert native.plain_eager(t, torch.nn.Parameter(t))
+    with Passthrough():
+        assert not native.plain_eager(t)

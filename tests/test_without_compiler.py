@@ -12,6 +12,7 @@ SNIPPET = textwrap.dedent("""
     from bionn.functional import philox
     from bionn.learning import convert
     from bionn.plasticity import BioConverter
+    from bionn.sparse import SparseStructure, _native, spmm
 
     assert native.compiler() is None and not philox.available()
     torch.manual_seed(0)
@@ -30,6 +31,11 @@ SNIPPET = textwrap.dedent("""
         m(torch.randn(4, 6)).sum().backward()
         if method == "wm":
             m[2].rule.mirror(m[2].weight)
+    s, _ = SparseStructure.from_edges(torch.tensor([0, 1, 1]), torch.tensor([1, 0, 2]), (2, 3))
+    v, x = torch.tensor([2.0, 3.0, -1.0], requires_grad=True), torch.ones(2, 3, requires_grad=True)
+    assert not _native.applies(s.crow, s.col, v, x, x)
+    spmm(v, s, x).sum().backward()
+    assert v.grad.tolist() == [2.0, 2.0, 2.0] and x.grad.tolist() == [[3.0, 2.0, -1.0]] * 2
     try:
         BioConverter(volume_dependent_lr=True, backend="cpp").convert(nn.Linear(3, 2))
     except ValueError as e:

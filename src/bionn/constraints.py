@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from bionn._core import native
 
@@ -214,10 +213,7 @@ def _dale_pass_applies(raw: Tensor, sign: Tensor) -> bool:
     """Float32, contiguous, CPU, not too large for one thread, a compiler, and plain eager
     execution (no ``torch.func`` transform, dispatch mode, tracing or ``torch.compile``,
     which the compiled pass cannot take part in)."""
-    return (type(raw) in (torch.Tensor, nn.Parameter) and type(sign) is torch.Tensor
-            and torch._C._functorch.peek_interpreter_stack() is None
-            and _get_current_dispatch_mode() is None and not torch.compiler.is_compiling()
-            and raw.dtype == torch.float32 and sign.dtype == torch.float32
+    return (native.plain_eager(raw, sign) and raw.dtype == torch.float32 and sign.dtype == torch.float32
             and raw.device.type == "cpu" and raw.is_contiguous() and sign.is_contiguous()
             and raw.numel() > 0
             and (raw.numel() <= _DALE_PASS_SERIAL_LIMIT or torch.get_num_threads() == 1)

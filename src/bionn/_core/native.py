@@ -9,8 +9,7 @@ another), and load it with ``ctypes``. A later process with the same source load
 compiling. The library is written atomically, so two processes building the same source
 at once both end with a complete file.
 
-Standard library only (it is imported by the lowest layers that use it); PyTorch's own
-library is located by the callers.
+Standard library and PyTorch only (it is imported by the lowest layers that use it).
 """
 
 from __future__ import annotations
@@ -101,6 +100,77 @@ def build(source: str, prefix: str, key: str = "") -> Built:
             os.replace(out, path)  # atomic: a concurrent build sees the old or the new file
         compile_s = time.perf_counter() - t0
     return Built(ctypes.CDLL(str(path)), path, compile_s, cached)
+
+
+def plain_eager(*tensors: object) -> bool:
+    """Whether these are plain tensors (or Parameters) in plain eager execution: no
+    ``torch.func`` transform, dispatch mode, tracing or ``torch.compile``, none of which a
+    compiled library called through raw pointers can take part in."""
+    import torch
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return (all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in tensors)
+            and torch._C._functorch.peek_interpreter_stack() is None
+            and _get_current_dispatch_mode() is None and not torch.compiler.is_compiling())
+
+
+_HUGE_PAGE = 1 << 21
+#: :func:`empty_mapped` maps buffers from this size up
+MAPPED_MIN_BYTES = 4 << 20
+_MADV_HUGEPAGE = 14  # Linux
+
+
+@functools.lru_cache(maxsize=1)
+def _madvise():
+    if platform.system() != "Linux":
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+def empty_mapped(numel: int, dtype):
+    """A fresh 1-D CPU tensor of ``numel`` elements in its own anonymous memory mapping.
+
+    For large buffers made at every training step (a gradient at connectome scale):
+
+    * the memory goes back to the system when the tensor is freed, instead of staying in
+      glibc's heap, where blocks of a few MB freed and requested every step fragment it and
+      the heap grew by one block per step (measured: 5.8 MB per step for ten steps);
+    * the mapping is 2 MB-aligned and, on Linux, asked for transparent huge pages, so the
+      first write takes one page fault per 2 MB instead of per 4 kB (the resident size is
+      rounded up to 2 MB).
+
+    Below :data:`MAPPED_MIN_BYTES` it is ``torch.empty``: glibc's heap serves small blocks well.
+
+    Example:
+        >>> import torch
+        >>> empty_mapped(3, torch.float32).fill_(1.0).tolist()
+        [1.0, 1.0, 1.0]
+    """
+    import mmap
+    import warnings
+
+    import torch
+
+    nbytes = int(numel) * torch.empty(0, dtype=dtype).element_size()
+    if nbytes < MAPPED_MIN_BYTES:
+        return torch.empty(int(numel), dtype=dtype)
+    rounded = -(-max(nbytes, 1) // _HUGE_PAGE) * _HUGE_PAGE
+    # private (a shared anonymous mapping is shmem, which gets no huge pages)
+    buf = mmap.mmap(-1, rounded + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    offset = (-start) % _HUGE_PAGE
+    madvise = _madvise()
+    if madvise is not None:
+        madvise(start + offset, rounded, _MADV_HUGEPAGE)  # only a hint: failure is harmless
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # frombuffer: "the buffer is not writable" does not apply
+        # the tensor keeps `buf` alive; the mapping is unmapped when the tensor is freed
+        return torch.frombuffer(buf, dtype=dtype, count=int(numel), offset=offset)
 
 
 def load(source: str, prefix: str, key: str = "") -> ctypes.CDLL | None:

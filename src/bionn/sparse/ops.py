@@ -7,8 +7,13 @@ tensor of values. The backward pass computes
     dL/dvalues_k = sum_b g[b, post_k] * x[b, pre_k]     (stored entries only)
 
 so time is O(nnz * batch) and the extra memory O(nnz): no ``(N, N)`` matrix and
-no ``(batch, nnz)`` intermediate. Both products are row-parallel (each output
-element written by one thread, no atomics), hence bitwise deterministic on CPU.
+no ``(batch, nnz)`` intermediate. On the CPU (float32/float64, int32 indices, a C++
+compiler) the backward is one compiled pass over the CSR entries that computes both
+gradients (:mod:`bionn.sparse._native`): no copy of the values in transpose order. Elsewhere
+(CUDA, no compiler) it is the CSR product with the transpose and ``sampled_addmm``. Every
+output element is summed in one fixed order, so both paths are bitwise deterministic at
+any thread count. With ``create_graph=True`` the backward is made of differentiable
+gathers instead (O(batch * nnz) memory), so second derivatives work.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bionn.sparse import _native
 from bionn.sparse.structure import SparseStructure
 
 _CHUNK = 1 << 16
@@ -75,13 +81,22 @@ class _SpMM(torch.autograd.Function):
         values, x = ctx.saved_tensors
         s: SparseStructure = ctx.structure
         g = g.contiguous()
+        need_values, need_x = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        if torch.is_grad_enabled():  # create_graph: differentiable gathers, O(batch nnz) memory
+            row, col = s.row.long(), s.col.long()
+            d_values = (g[:, row] * x[:, col]).sum(0) if need_values else None
+            d_x = g.new_zeros(x.shape).index_add(1, col, g[:, row] * values) if need_x else None
+            return d_values, None, d_x
+        if _native.applies(s.crow, s.col, values, g, x):
+            d_values, d_x = _native.backward(s.crow, s.col, s.t_crow, values, g, x, need_values, need_x)
+            return d_values, None, d_x
         d_values = d_x = buf = None
-        if ctx.needs_input_grad[2]:
+        if need_x:
             # values in transpose order go to a buffer that then receives the value gradient:
             # one (nnz,) allocation per backward, not two
             buf = torch.empty(values.numel(), dtype=values.dtype, device=values.device)
             d_x = torch.sparse.mm(s.csr_t(values, out=buf), g.t()).t().contiguous()
-        if ctx.needs_input_grad[0]:
+        if need_values:
             d_values = value_grad(s, g, x, values=values, out=buf if g.dtype == values.dtype else None)
         return d_values, None, d_x
 
