@@ -237,3 +237,25 @@ def test_plain_eager_detects_dispatch_modes():
     assert native.plain_eager(t, torch.nn.Parameter(t))
     with Passthrough():
         assert not native.plain_eager(t)
+
+
+def _pool_runs_a_job() -> bool:
+    from bionn.sparse import _native
+
+    return _native._pool().submit(lambda: 41 + 1).result(timeout=60) == 42
+
+
+def test_backward_thread_pool_works_in_a_forked_child():
+    """A child made by fork after the parent used the thread pool gets threads of its own
+    (the parent's pool would take jobs and never run them)."""
+    import multiprocessing as mp
+
+    from bionn.sparse import _native
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method here")
+    assert _pool_runs_a_job()  # the parent's pool now has a thread
+    parent_pool = _native._pool()
+    with mp.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_pool_runs_a_job).get(timeout=120)
+    assert _native._pool() is parent_pool

@@ -221,9 +221,17 @@ def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
     return work[:numel]
 
 
-@lru_cache(maxsize=1)
+_POOL: dict[int, ThreadPoolExecutor] = {}
+
+
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(thread_name_prefix="bionn-spmm")
+    """The threads of this process (a child made by ``fork`` does not inherit the
+    parent's threads, so it gets a pool of its own instead of one that never runs)."""
+    pid = os.getpid()
+    if pid not in _POOL:
+        _POOL.clear()
+        _POOL[pid] = ThreadPoolExecutor(thread_name_prefix="bionn-spmm")
+    return _POOL[pid]
 
 
 def applies(crow: Tensor, col: Tensor, values: Tensor, g: Tensor, x: Tensor) -> bool:
