@@ -259,3 +259,21 @@ def test_backward_thread_pool_works_in_a_forked_child():
     with mp.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_pool_runs_a_job).get(timeout=120)
     assert _native._pool() is parent_pool
+
+
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+def test_empty_batch_and_no_synapses(path, monkeypatch):
+    """A batch of 0 samples and a matrix with no entries give zero gradients of the right shapes."""
+    from bionn.sparse import _native
+
+    if path == "torch":
+        monkeypatch.setattr(_native, "applies", lambda *a: False)
+    s, _ = SparseStructure.from_edges(torch.tensor([0, 1, 1]), torch.tensor([1, 0, 2]), (2, 3))
+    v = torch.tensor([2.0, 3.0, -1.0], requires_grad=True)
+    x = torch.zeros(0, 3, requires_grad=True)
+    spmm(v, s, x).sum().backward()
+    assert v.grad.tolist() == [0.0, 0.0, 0.0] and x.grad.shape == (0, 3)
+    empty, _ = SparseStructure.from_edges(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), (2, 3))
+    v0, x0 = torch.zeros(0, requires_grad=True), torch.ones(4, 3, requires_grad=True)
+    spmm(v0, empty, x0).sum().backward()
+    assert v0.grad.shape == (0,) and torch.equal(x0.grad, torch.zeros(4, 3))

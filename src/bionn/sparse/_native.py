@@ -274,6 +274,9 @@ def backward(crow: Tensor, col: Tensor, t_crow: Tensor, values: Tensor, g: Tenso
     n_rows, n_cols, B = crow.numel() - 1, x.shape[1], x.shape[0]
     nnz = col.numel()
     dtype = values.dtype
+    if B == 0 or nnz == 0:  # nothing to sum (and the loops assume one sample at least)
+        return (values.new_zeros(nnz) if need_values else None,
+                x.new_zeros(B, n_cols) if need_x else None)
     suffix = "f32" if dtype == torch.float32 else "f64"
     fn = getattr(_library(), f"bionn_spmm_backward_{suffix}")
     transpose = getattr(_library(), f"bionn_transpose_{suffix}")
