@@ -277,3 +277,13 @@ def test_empty_batch_and_no_synapses(path, monkeypatch):
     v0, x0 = torch.zeros(0, requires_grad=True), torch.ones(4, 3, requires_grad=True)
     spmm(v0, empty, x0).sum().backward()
     assert v0.grad.shape == (0,) and torch.equal(x0.grad, torch.zeros(4, 3))
+
+
+def test_non_contiguous_indices_take_the_pytorch_path():
+    from bionn.sparse import _native
+
+    s, v, dense, g = _random(20, 15, 0.3, dtype=torch.float32)
+    strided = torch.stack([s.col, s.col], 1)[:, 0]  # the same numbers, every other element
+    assert not strided.is_contiguous()
+    x, gy = torch.randn(3, 15, generator=g), torch.randn(3, 20, generator=g)
+    assert not _native.applies(s.crow, strided, v, gy, x)

@@ -243,11 +243,12 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def applies(crow: Tensor, col: Tensor, values: Tensor, g: Tensor, x: Tensor) -> bool:
-    """Whether the compiled pass takes these tensors: CPU, float32 or float64, int32
-    indices, plain eager execution, and a compiler."""
+    """Whether the compiled pass takes these tensors: CPU, float32 or float64, contiguous
+    int32 indices, plain eager execution, and a compiler."""
     return (values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
             and g.dtype == values.dtype and x.dtype == values.dtype
             and crow.dtype == torch.int32 and col.dtype == torch.int32
+            and crow.is_contiguous() and col.is_contiguous()
             and native.plain_eager(values, g, x) and _library() is not None)
 
 
