@@ -144,7 +144,8 @@ def empty_mapped(numel: int, dtype):
       first write takes one page fault per 2 MB instead of per 4 kB (the resident size is
       rounded up to 2 MB).
 
-    Below :data:`MAPPED_MIN_BYTES` it is ``torch.empty``: glibc's heap serves small blocks well.
+    Below :data:`MAPPED_MIN_BYTES`, and on systems other than Linux (the heap behaviour and
+    huge pages above are Linux's), it is ``torch.empty``: the heap serves small blocks well.
 
     Example:
         >>> import torch
@@ -157,7 +158,7 @@ def empty_mapped(numel: int, dtype):
     import torch
 
     nbytes = int(numel) * torch.empty(0, dtype=dtype).element_size()
-    if nbytes < MAPPED_MIN_BYTES:
+    if nbytes < MAPPED_MIN_BYTES or platform.system() != "Linux":
         return torch.empty(int(numel), dtype=dtype)
     rounded = -(-max(nbytes, 1) // _HUGE_PAGE) * _HUGE_PAGE
     # private (a shared anonymous mapping is shmem, which gets no huge pages)
