@@ -4,9 +4,10 @@ One recurrent step, forward and backward: ``y = x W^T`` for ``x`` of shape
 (batch 8, N), then the gradients with respect to ``x`` and to the stored values
 of ``W`` (``(post, pre)``, fixed pattern), float32, on CPU. Implementations:
 
-* ``bionn``: :func:`bionn.sparse.spmm` (CSR forward; the backward one compiled pass
-  over the CSR entries giving ``dx`` and the value gradient, int32 indices; without a
-  C++ compiler the CSR of the transpose for ``dx`` and ``sampled_addmm`` for the values);
+* ``bionn``: :func:`bionn.sparse.spmm` (int32 indices; a compiled pass over the rows for
+  the forward and one over the CSR entries giving ``dx`` and the value gradient; without a
+  C++ compiler ``torch.sparse.mm`` on CSR, the CSR of the transpose for ``dx`` and
+  ``sampled_addmm`` for the values);
 * ``torch_csr``: ``torch.sparse.mm`` on a ``sparse_csr_tensor`` whose values
   require grad (autograd of PyTorch);
 * ``torch_coo``: the same with a coalesced ``sparse_coo_tensor``;
@@ -37,11 +38,11 @@ memory, and reported as ``null``.
 
 Single-thread figures (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``) are
 top-level; all-thread figures under ``"threads_all"``. ``"passes"``: bionn's step taken
-apart at each size (one thread, median of 9, ns per synapse): the forward ``W x``, the
-compiled backward (both gradients, with its transposes of the activations and the fresh
+apart at each size (one thread, median of 9, ns per synapse): the forward ``W x``
+(``torch.sparse.mm``, and the compiled pass with its transposes), the compiled backward (both gradients, with its transposes of the activations and the fresh
 gradient), the PyTorch path's passes (the gather of the values into transpose order,
 ``dx = W^T dy``, the value gradient), and a control with the same matrix's neurons
-renumbered at random (forward, compiled backward, value gradient), which separates cache
+renumbered at random (both forwards, the compiled backward, the value gradient), which separates cache
 effects of the wiring's locality from the growth in synapses. The last stdout line is
 one JSON object. ``--quick``: a small optic lobe (lattice radius 2, 1,203
 neurons; radius 7 for the larger size), workers in-process and no memory figures (a smoke test).
@@ -277,6 +278,8 @@ def passes_worker(folder: Path, repeats: int = 9) -> dict:
     shuffled, _ = SparseStructure.from_edges(perm[s.row.long()], perm[s.col.long()], (n, n))
     parts = {
         "forward": lambda: torch.sparse.mm(s.csr(v), x.t()),
+        "forward_compiled": lambda: _native.forward(s.crow, s.col, v, x),
+        "forward_compiled_shuffled": lambda: _native.forward(shuffled.crow, shuffled.col, v, x),
         "backward_compiled": lambda: _native.backward(s.crow, s.col, s.t_crow, v, gy, x, True, True),
         "backward_compiled_shuffled": lambda: _native.backward(shuffled.crow, shuffled.col, shuffled.t_crow,
                                                                v, gy, x, True, True),
@@ -288,7 +291,7 @@ def passes_worker(folder: Path, repeats: int = 9) -> dict:
     }
     out: dict = {"nnz": nnz}
     if not _native.applies(s.crow, s.col, v, gy, x):  # no compiler: the PyTorch path only
-        parts = {k: f for k, f in parts.items() if not k.startswith("backward_compiled")}
+        parts = {k: f for k, f in parts.items() if "_compiled" not in k}
     for name, f in parts.items():
         f()
         ts = []

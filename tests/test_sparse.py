@@ -290,3 +290,29 @@ def test_non_contiguous_indices_take_the_pytorch_path():
     assert not strided.is_contiguous()
     x, gy = torch.randn(3, 15, generator=g), torch.randn(3, 20, generator=g)
     assert not _native.applies(s.crow, strided, v, gy, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [1, 3, 8, 16, 21])
+def test_compiled_forward_matches_pytorch_path_at_any_thread_count(dtype, batch, monkeypatch):
+    """The compiled forward (rows in CSR order) against torch.sparse.mm and the dense product."""
+    from bionn.sparse import _native
+
+    s, v, dense, g = _random(90, 70, 0.15, dtype=dtype)
+    x = torch.randn(batch, 70, generator=g, dtype=dtype)
+    if not _native.applies(s.crow, s.col, v, x, x):
+        pytest.skip("no C++ compiler: the compiled forward is not built")
+    monkeypatch.setattr(_native, "_SYNAPSES_PER_THREAD", 32)
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(spmm(v, s, x))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
+    torch.testing.assert_close(outs[0], x @ dense.t(), **tol)
+    monkeypatch.setattr(_native, "applies", lambda *a: False)
+    torch.testing.assert_close(outs[0], spmm(v, s, x), **tol)

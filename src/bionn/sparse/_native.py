@@ -1,4 +1,8 @@
-"""The backward of the sparse product as one compiled pass over the CSR entries.
+"""The sparse product's forward and backward as compiled passes over the CSR entries.
+
+The forward sums each row's entries in CSR order, ``y[:, i] = sum_k values_k x[:, j_k]``,
+on ``x`` transposed to ``(neuron, batch)``, rows split between threads (bit for bit
+``torch.sparse.mm``'s result on the data tested, and the same at any thread count).
 
 For ``y = x W^T`` with ``W`` stored in CSR order (row ``i`` = postsynaptic, column ``j``
 = presynaptic), one loop over the stored entries ``k = (i, j)`` computes both gradients:
@@ -29,7 +33,7 @@ import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 from torch import Tensor
@@ -146,6 +150,32 @@ void entry(const Job& job, int64_t n_cols, const T* v, const T* gt, const T* xt,
     else if (dxt) by_batch<T, false, true, false>(job, v, gt, xt, dv, dxt);
 }
 
+// the forward: yt[i] = sum_k values_k xt[col_k] over the entries of row i, for rows [r0, r1)
+template <typename T, int BB>
+void forward_rows(int64_t r0, int64_t r1, int64_t B_rt, const int32_t* __restrict crow,
+                  const int32_t* __restrict col, const T* __restrict v,
+                  const T* __restrict xt, T* __restrict yt) {
+    const int64_t B = BB > 0 ? BB : B_rt;
+    for (int64_t i = r0; i < r1; ++i) {
+        T* __restrict y = yt + i * B;
+        for (int64_t b = 0; b < B; ++b) y[b] = T(0);
+        const int64_t end = crow[i + 1];
+        for (int64_t k = crow[i]; k < end; ++k) axpy<T, BB>(y, v[k], xt + int64_t(col[k]) * B, B);
+    }
+}
+
+template <typename T>
+void forward(int64_t r0, int64_t r1, int64_t B, const int32_t* crow, const int32_t* col,
+             const T* v, const T* xt, T* yt) {
+    switch (B) {
+        case 1: return forward_rows<T, 1>(r0, r1, B, crow, col, v, xt, yt);
+        case 4: return forward_rows<T, 4>(r0, r1, B, crow, col, v, xt, yt);
+        case 8: return forward_rows<T, 8>(r0, r1, B, crow, col, v, xt, yt);
+        case 16: return forward_rows<T, 16>(r0, r1, B, crow, col, v, xt, yt);
+        default: return forward_rows<T, 0>(r0, r1, B, crow, col, v, xt, yt);
+    }
+}
+
 // out (C, R) = in (R, C)^T, in blocks that stay in the L1 cache
 template <typename T>
 void transpose(int64_t R, int64_t C, const T* __restrict in, T* __restrict out) {
@@ -164,6 +194,15 @@ void transpose(int64_t R, int64_t C, const T* __restrict in, T* __restrict out) 
 
 extern "C" {
 void bionn_transpose_f32(int64_t R, int64_t C, const float* in, float* out) { transpose(R, C, in, out); }
+// xt: (n_cols, B); yt: (n_rows, B), rows [r0, r1) written
+void bionn_spmm_forward_f32(int64_t r0, int64_t r1, int64_t B, const int32_t* crow,
+                            const int32_t* col, const float* v, const float* xt, float* yt) {
+    forward<float>(r0, r1, B, crow, col, v, xt, yt);
+}
+void bionn_spmm_forward_f64(int64_t r0, int64_t r1, int64_t B, const int32_t* crow,
+                            const int32_t* col, const double* v, const double* xt, double* yt) {
+    forward<double>(r0, r1, B, crow, col, v, xt, yt);
+}
 void bionn_transpose_f64(int64_t R, int64_t C, const double* in, double* out) { transpose(R, C, in, out); }
 
 // gt: (n_rows, B); xt, dxt: (n_cols, B); v, dv: (nnz,); dv or dxt may be null. Handles the
@@ -195,6 +234,10 @@ def _library() -> ctypes.CDLL | None:
         fn = getattr(lib, name)
         fn.restype = None
         fn.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2
+    for name in ("bionn_spmm_forward_f32", "bionn_spmm_forward_f64"):
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 5
     for name in ("bionn_transpose_f32", "bionn_transpose_f64"):
         fn = getattr(lib, name)
         fn.restype = None
@@ -220,13 +263,42 @@ def _fused_cache() -> int:
 
 def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
     """This thread's scratch buffer for the transposed activations, grown to the largest
-    size asked for and kept. Measured at the optic-lobe size: a fresh heap buffer at every
-    step made the peak memory vary between runs (48.6-56.9 MB, against 51.7 MB every time
-    with this one), and a fresh mapping cost 1 ms per step in page faults."""
+    size asked for and kept. The forward and the backward share it: each uses it only
+    within its own call (its results are fresh tensors). Measured at the optic-lobe size:
+    a fresh heap buffer at every step made the peak memory vary between runs
+    (48.6-56.9 MB, against 51.7 MB every time with this one), and a fresh mapping cost
+    1 ms per step in page faults."""
     work = getattr(_THREAD, "work", None)
     if work is None or work.dtype != dtype or work.numel() < numel:
         work = _THREAD.work = torch.empty(numel, dtype=dtype)
     return work[:numel]
+
+
+@cache
+def _function(name: str, dtype: torch.dtype):
+    """The compiled function ``bionn_{name}_f32`` or ``_f64`` for ``dtype``."""
+    return getattr(_library(), f"bionn_{name}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+
+def _transposed(a: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a.t()`` (2-D) made contiguous by the compiled blocked transpose, into ``out``."""
+    a = a.contiguous()
+    if out is None:
+        out = torch.empty(a.shape[1], a.shape[0], dtype=a.dtype)
+    _function("transpose", a.dtype)(a.shape[0], a.shape[1], a.data_ptr(), out.data_ptr())
+    return out
+
+
+def _threads(nnz: int) -> int:
+    """Threads for a pass over ``nnz`` entries: PyTorch's count, at most one per
+    ``_SYNAPSES_PER_THREAD`` entries."""
+    return max(1, min(torch.get_num_threads(), nnz // _SYNAPSES_PER_THREAD))
+
+
+def _run(jobs: list[tuple]) -> None:
+    """Each job's arguments to ``jobs[i][0]``, on the pool's threads; waits for all."""
+    for f in [_pool().submit(*job) for job in jobs]:
+        f.result()
 
 
 _POOL: dict[int, ThreadPoolExecutor] = {}
@@ -260,6 +332,28 @@ def _cuts(ptr: Tensor, parts: int) -> list[int]:
     return [0, *sorted({int(c) for c in inner.tolist()} - {0, n}), n]
 
 
+def forward(crow: Tensor, col: Tensor, values: Tensor, x: Tensor) -> Tensor:
+    """``y = x W^T`` (``(batch, n_post)``) for ``x`` of shape ``(batch, n_pre)``: each row's
+    entries summed in CSR order, rows split between threads. Call only where
+    :func:`applies`."""
+    n_rows, (B, n_cols) = crow.numel() - 1, x.shape
+    if B == 0 or n_rows == 0 or col.numel() == 0:
+        return x.new_zeros(B, n_rows)
+    work = _workspace((n_cols + n_rows) * B, x.dtype)
+    xt = _transposed(x, work[:n_cols * B].view(n_cols, B))
+    yt = work[n_cols * B:].view(n_rows, B)
+    fn = _function("spmm_forward", x.dtype)
+    values = values.contiguous()
+    data = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), xt.data_ptr(), yt.data_ptr())
+    threads = _threads(col.numel())
+    if threads == 1:
+        fn(0, n_rows, B, *data)
+    else:
+        rows = _cuts(crow, threads)
+        _run([(fn, r0, r1, B, *data) for r0, r1 in zip(rows[:-1], rows[1:], strict=True)])
+    return _transposed(yt)
+
+
 def backward(crow: Tensor, col: Tensor, t_crow: Tensor, values: Tensor, g: Tensor, x: Tensor,
              need_values: bool, need_x: bool) -> tuple[Tensor | None, Tensor | None]:
     """``(dvalues, dx)`` of ``y = x W^T`` for ``g = dL/dy`` (``(batch, n_post)``) and
@@ -278,28 +372,18 @@ def backward(crow: Tensor, col: Tensor, t_crow: Tensor, values: Tensor, g: Tenso
     if B == 0 or nnz == 0:  # nothing to sum (and the loops assume one sample at least)
         return (values.new_zeros(nnz) if need_values else None,
                 x.new_zeros(B, n_cols) if need_x else None)
-    suffix = "f32" if dtype == torch.float32 else "f64"
-    fn = getattr(_library(), f"bionn_spmm_backward_{suffix}")
-    transpose = getattr(_library(), f"bionn_transpose_{suffix}")
-
-    def transposed(a: Tensor, out: Tensor | None = None) -> Tensor:
-        a = a.contiguous()
-        if out is None:
-            out = torch.empty(a.shape[1], a.shape[0], dtype=dtype)
-        transpose(a.shape[0], a.shape[1], a.data_ptr(), out.data_ptr())
-        return out
-
+    fn = _function("spmm_backward", dtype)
     # the value gradient (nnz numbers, made at every step) in its own mapping; the
     # transposed activations in this thread's workspace, kept between calls
     dv = native.empty_mapped(nnz, dtype) if need_values else None
     work = _workspace((n_rows + 2 * n_cols) * B, dtype)
-    gt = transposed(g, work[:n_rows * B].view(n_rows, B))
-    xt = transposed(x, work[n_rows * B:(n_rows + n_cols) * B].view(n_cols, B))
+    gt = _transposed(g, work[:n_rows * B].view(n_rows, B))
+    xt = _transposed(x, work[n_rows * B:(n_rows + n_cols) * B].view(n_cols, B))
     values = values.contiguous()
     dxt = work[(n_rows + n_cols) * B:].view(n_cols, B).zero_() if need_x else None
     ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
     data = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), gt.data_ptr(), xt.data_ptr())
-    threads = max(1, min(torch.get_num_threads(), nnz // _SYNAPSES_PER_THREAD))
+    threads = _threads(nnz)
     fuse = not (need_values and need_x) or 2 * xt.numel() * xt.element_size() <= _fused_cache()
     if threads == 1 and fuse:
         fn(0, n_rows, n_cols, B, *data, ptr(dv), ptr(dxt), 0, n_cols)
@@ -311,12 +395,11 @@ def backward(crow: Tensor, col: Tensor, t_crow: Tensor, values: Tensor, g: Tenso
         jobs = []
         if need_values:
             rows = _cuts(crow, threads - dx_jobs)
-            jobs += [(r0, r1, n_cols, B, *data, ptr(dv), None, 0, n_cols)
+            jobs += [(fn, r0, r1, n_cols, B, *data, ptr(dv), None, 0, n_cols)
                      for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
         if need_x:
             cols = _cuts(t_crow, dx_jobs)
-            jobs += [(0, n_rows, n_cols, B, *data, None, ptr(dxt), lo, hi)
+            jobs += [(fn, 0, n_rows, n_cols, B, *data, None, ptr(dxt), lo, hi)
                      for lo, hi in zip(cols[:-1], cols[1:], strict=True)]
-        for f in [_pool().submit(fn, *args) for args in jobs]:
-            f.result()
-    return dv, (transposed(dxt) if need_x else None)
+        _run(jobs)
+    return dv, (_transposed(dxt) if need_x else None)

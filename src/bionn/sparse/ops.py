@@ -8,9 +8,11 @@ tensor of values. The backward pass computes
 
 so time is O(nnz * batch) and the extra memory O(nnz): no ``(N, N)`` matrix and
 no ``(batch, nnz)`` intermediate. On the CPU (float32/float64, int32 indices, a C++
-compiler) the backward is one compiled pass over the CSR entries that computes both
-gradients (:mod:`bionn.sparse._native`): no copy of the values in transpose order. Elsewhere
-(CUDA, no compiler) it is the CSR product with the transpose and ``sampled_addmm``. Every
+compiler) the forward is one compiled pass over the rows and the backward one compiled
+pass over the CSR entries that computes both gradients (:mod:`bionn.sparse._native`): no
+copy of the values in transpose order. Elsewhere (CUDA, no compiler) the forward is
+``torch.sparse.mm`` and the backward the CSR product with the transpose and
+``sampled_addmm``. Every
 output element is summed in one fixed order, so both paths are bitwise deterministic at
 any thread count. With ``create_graph=True`` the backward is made of differentiable
 gathers instead (O(batch * nnz) memory), so second derivatives work.
@@ -74,6 +76,8 @@ class _SpMM(torch.autograd.Function):
     def forward(ctx, values: Tensor, structure: SparseStructure, x: Tensor) -> Tensor:  # noqa: D102
         ctx.structure = structure
         ctx.save_for_backward(values, x)
+        if _native.applies(structure.crow, structure.col, values, x, x):
+            return _native.forward(structure.crow, structure.col, values, x)
         return torch.sparse.mm(structure.csr(values), x.t()).t().contiguous()
 
     @staticmethod
