@@ -158,6 +158,16 @@ _SOURCE = (r"""
 
 namespace {
 """ + PHILOX_CPP + r"""
+// out[0, n) from a generator of 64-number chunks (normals or uniforms)
+template <void (*CHUNK_FILL)(uint64_t, uint32_t, uint64_t, float*)>
+void fill(int64_t n, uint32_t stream, uint64_t key, float* out) {
+    for (int64_t start = 0; start < n; start += CHUNK) {
+        float z[CHUNK];
+        CHUNK_FILL(uint64_t(start / CHUNK), stream, key, z);
+        const int m = int(n - start < CHUNK ? n - start : CHUNK);
+        for (int i = 0; i < m; ++i) out[start + i] = z[i];
+    }
+}
 }  // namespace
 
 extern "C" {
@@ -167,21 +177,11 @@ void bionn_philox4x32(const uint32_t* ctr, const uint32_t* key, uint32_t* out) {
 }
 
 void bionn_philox_normal(int64_t n, uint32_t stream, uint64_t key, float* out) {
-    for (int64_t start = 0; start < n; start += CHUNK) {
-        float z[CHUNK];
-        normals(uint64_t(start / CHUNK), stream, key, z);
-        const int m = int(n - start < CHUNK ? n - start : CHUNK);
-        for (int i = 0; i < m; ++i) out[start + i] = z[i];
-    }
+    fill<normals>(n, stream, key, out);
 }
 
 void bionn_philox_uniform(int64_t n, uint32_t stream, uint64_t key, float* out) {
-    for (int64_t start = 0; start < n; start += CHUNK) {
-        float u[CHUNK];
-        uniforms(uint64_t(start / CHUNK), stream, key, u);
-        const int m = int(n - start < CHUNK ? n - start : CHUNK);
-        for (int i = 0; i < m; ++i) out[start + i] = u[i];
-    }
+    fill<uniforms>(n, stream, key, out);
 }
 
 // magnitude = bound u, out = sign(w) magnitude (0 where w = 0)
