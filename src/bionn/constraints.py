@@ -203,9 +203,8 @@ def _dale_library() -> ctypes.CDLL | None:
     lib = native.load(_DALE_SOURCE, "dale")
     if lib is None:
         return None
-    lib.bionn_dale_forward.restype = lib.bionn_dale_backward.restype = None
-    lib.bionn_dale_forward.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3
-    lib.bionn_dale_backward.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3, "bionn_dale_forward")
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4, "bionn_dale_backward")
     return lib
 
 

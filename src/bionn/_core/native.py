@@ -102,6 +102,13 @@ def build(source: str, prefix: str, key: str = "") -> Built:
     return Built(ctypes.CDLL(str(path)), path, compile_s, cached)
 
 
+def declare(lib: ctypes.CDLL, argtypes: list, *names: str) -> None:
+    """Give the functions ``names`` of ``lib`` these ``argtypes`` and no return value."""
+    for name in names:
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = None, argtypes
+
+
 def plain_eager(*tensors: object) -> bool:
     """Whether these are plain tensors (or Parameters) in plain eager execution: no
     ``torch.func`` transform, dispatch mode, tracing or ``torch.compile``, none of which a

@@ -209,15 +209,11 @@ def _library() -> ctypes.CDLL | None:
     lib = native.load(_SOURCE, "philox")
     if lib is None:
         return None
-    lib.bionn_philox4x32.restype = None
-    lib.bionn_philox4x32.argtypes = [ctypes.c_void_p] * 3
-    for name in ("bionn_philox_normal", "bionn_philox_uniform"):
-        fn = getattr(lib, name)
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p]
-    lib.bionn_sign_concordant.restype = None
-    lib.bionn_sign_concordant.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 3 + [
-        ctypes.c_float, ctypes.c_uint32, ctypes.c_uint64]
+    native.declare(lib, [ctypes.c_void_p] * 3, "bionn_philox4x32")
+    native.declare(lib, [ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p],
+                   "bionn_philox_normal", "bionn_philox_uniform")
+    native.declare(lib, [ctypes.c_int64] + [ctypes.c_void_p] * 3
+                   + [ctypes.c_float, ctypes.c_uint32, ctypes.c_uint64], "bionn_sign_concordant")
     return lib
 
 

@@ -118,12 +118,10 @@ def _library() -> ctypes.CDLL | None:
     lib = native.load(_SOURCE, "diversity")
     if lib is None:
         return None
-    lib.bionn_gradient_pass.restype = None
-    lib.bionn_gradient_pass.argtypes = [
-        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-        ctypes.c_int, ctypes.c_float, ctypes.c_float,
-        ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float,
-        ctypes.c_uint32, ctypes.c_uint64]
+    native.declare(lib, [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                         ctypes.c_int, ctypes.c_float, ctypes.c_float,
+                         ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                         ctypes.c_uint32, ctypes.c_uint64], "bionn_gradient_pass")
     return lib
 
 

@@ -230,18 +230,12 @@ def _library() -> ctypes.CDLL | None:
     lib = native.load(_SOURCE, "spmm_backward")
     if lib is None:
         return None
-    for name in ("bionn_spmm_backward_f32", "bionn_spmm_backward_f64"):
-        fn = getattr(lib, name)
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2
-    for name in ("bionn_spmm_forward_f32", "bionn_spmm_forward_f64"):
-        fn = getattr(lib, name)
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 5
-    for name in ("bionn_transpose_f32", "bionn_transpose_f64"):
-        fn = getattr(lib, name)
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2
+    native.declare(lib, [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2,
+                   "bionn_spmm_backward_f32", "bionn_spmm_backward_f64")
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 5,
+                   "bionn_spmm_forward_f32", "bionn_spmm_forward_f64")
+    native.declare(lib, [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2,
+                   "bionn_transpose_f32", "bionn_transpose_f64")
     return lib
 
 
