@@ -118,9 +118,9 @@ class Dale(nn.Module):
         return raw.abs() if self.magnitude == "abs" else F.softplus(raw)
 
     def forward(self, raw: Tensor) -> Tensor:
-        sign = self._view(self.sign, raw)
-        if self.magnitude == "abs" and not self.has_unsigned and _dale_pass_applies(raw, sign):
+        if self.magnitude == "abs" and not self.has_unsigned and _dale_pass_applies(raw, self.sign):
             return _AbsTimesSign.apply(raw, self.sign, self.dim % raw.dim())
+        sign = self._view(self.sign, raw)
         w = self._mag(raw) * sign
         if self.has_unsigned:
             w = torch.where(sign == 0, raw, w)

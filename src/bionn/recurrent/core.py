@@ -439,7 +439,7 @@ class RecurrentCore(nn.Module):
             readout = self.linear_readout(p)
             got = ctrnn_scan(d, w_scaled_t, leak, state.h, state.r, self.activation_name, post,
                              readout)
-            return got[0], RateState(got[1], got[0][:, -1]), got[2] if readout else None
+            return got[0], RateState(got[1], got[0][:, -1]), got[2] if readout is not None else None
         act = self.rate_function
 
         def dense_step(s: RateState, d_t: Tensor, p_t: Tensor | None) -> tuple[Tensor, RateState]:
