@@ -247,7 +247,7 @@ def _fused_cache() -> int:
     """Bytes of the transposed ``x`` and ``dx`` up to which one pass computes both
     gradients: half the last-level cache (16 MB where the system does not say). Above it
     (the optic lobe at 10x: 2 x 14 MB on a 32 MB cache) two passes, each with one table in
-    the cache, measured faster (31 against 40 ms)."""
+    the cache, measured faster (31 against 40 ms, a one-off timing)."""
     try:
         size = os.sysconf("SC_LEVEL3_CACHE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -260,7 +260,8 @@ def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
     size asked for and kept. The forward and the backward share it: each uses it only
     within its own call (its results are fresh tensors). Measured at the optic-lobe size:
     a fresh heap buffer at every step made the peak memory vary between runs
-    (48.6-56.9 MB, against 51.7 MB every time with this one), and a fresh mapping cost
+    (48.6-56.9 MB, against 51.7 MB every time with this one; one-off runs of the
+    benchmark's worker), and a fresh mapping cost
     1 ms per step in page faults."""
     work = getattr(_THREAD, "work", None)
     if work is None or work.dtype != dtype or work.numel() < numel:
