@@ -243,7 +243,7 @@ _THREAD = threading.local()
 
 
 @lru_cache(maxsize=1)
-def _fused_cache() -> int:
+def _fuse_limit_bytes() -> int:
     """Bytes of the transposed ``x`` and ``dx`` up to which one pass computes both
     gradients: half the last-level cache (16 MB where the system does not say). Above it
     (the optic lobe at 10x: 2 x 14 MB on a 32 MB cache) two passes, each with one table in
@@ -379,7 +379,7 @@ def backward(crow: Tensor, col: Tensor, t_crow: Tensor, values: Tensor, g: Tenso
     ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
     data = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), gt.data_ptr(), xt.data_ptr())
     threads = _threads(nnz)
-    fuse = not (need_values and need_x) or 2 * xt.numel() * xt.element_size() <= _fused_cache()
+    fuse = not (need_values and need_x) or 2 * xt.numel() * xt.element_size() <= _fuse_limit_bytes()
     if threads == 1 and fuse:
         fn(0, n_rows, n_cols, B, *data, ptr(dv), ptr(dxt), 0, n_cols)
     elif threads == 1:  # x and dx together overflow the cache: one pass for each
