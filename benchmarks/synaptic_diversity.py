@@ -20,6 +20,11 @@ Variants, all from deep copies of the same model:
   of ``NOISE_EVERY`` steps (one of them draws) divided by ``NOISE_EVERY``, so the draw's
   cost is spread over the steps that use it; its reference is plain training timed the
   same way (blocks of ``NOISE_EVERY`` steps, ``plain_ms_per_step`` there);
+* ``bionn_no_split``: every transform but weight splitting, reported per model under
+  ``without_weight_splitting``: bionn folds a ``Linear`` layer's splitting into the layer
+  (:class:`bionn.plasticity.diversity.NeuronSum`: each neuron's input computed once from
+  its summed synapses), which does fewer multiply-adds than the plain layer; this line
+  shows what the other transforms cost on their own;
 * ``reference``: ``bio_transformations.BioConverter`` (v0.0.5) with the same transforms
   (``weight_splitting_Gamma=2``, ``apply_dales_principle=True``) and its documented loop:
   ``volume_dependent_lr(); crystallize(); fuzzy_learning_rates()`` before ``step()``,
@@ -85,9 +90,10 @@ def plain_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[],
 
 
 def bionn_step(base: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               noise_every: int = 1) -> Callable[[], float]:
+               noise_every: int = 1, drop: tuple[str, ...] = ()) -> Callable[[], float]:
     net = copy.deepcopy(base)
     config = dict(BIONN_CONFIG, volume_dependent_lr={"noise_every": noise_every})
+    config = {k: v for k, v in config.items() if k not in drop}
     bio = BioConverter(config).convert(net, inplace=True)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     bio.attach(opt)
@@ -158,7 +164,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
         return loss
 
     fns = {"plain": plain_step(copy.deepcopy(base), x, y), "bionn": bionn_step(base, x, y),
-           "bionn_noise_every": every_block, "plain_block": plain_block}
+           "bionn_noise_every": every_block, "plain_block": plain_block,
+           "bionn_no_split": bionn_step(base, x, y, drop=("weight_splitting",))}
     ref = reference_step(base, x, y)
     if ref is not None:
         fns["reference"] = ref
@@ -172,6 +179,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
         "reference_ms_per_step": None if rf is None else round(rf, 3),
         "ratio_vs_plain": round(ms / plain, 3),
         "ratio_vs_reference": None if rf is None else round(ms / rf, 3),
+        "without_weight_splitting": {"ms_per_step": round(med["bionn_no_split"], 3),
+                                     "ratio_vs_plain": round(med["bionn_no_split"] / plain, 3)},
         "noise_every": {"noise_every": NOISE_EVERY, "ms_per_step": round(fast, 3),
                         "plain_ms_per_step": round(plain_b, 3),
                         "ratio_vs_plain": round(fast / plain_b, 3)},
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> dict:
         rr = "n/a" if r["ratio_vs_reference"] is None else f"{r['ratio_vs_reference']:.2f}"
         print(f"{arch:<8}{r['ms_per_step']:>10.2f}{r['plain_ms_per_step']:>10.2f}{rf:>10}"
               f"{r['ratio_vs_plain']:>9.2f}{rr:>8}")
+        w = r["without_weight_splitting"]
+        print(f"{'  -split':<8}{w['ms_per_step']:>10.2f}{'':>10}{'':>10}{w['ratio_vs_plain']:>9.2f}"
+              "   (every transform but weight splitting)")
         n = r["noise_every"]
         print(f"{'  noise':<8}{n['ms_per_step']:>10.2f}{'':>10}{'':>10}{n['ratio_vs_plain']:>9.2f}"
               f"   (volume noise drawn every {NOISE_EVERY} steps)")

@@ -677,8 +677,77 @@ def test_weight_splitting_hook_equals_the_expanded_group_sum(gamma, shape):
 
 
 def test_group_share_gradients_and_second_derivatives():
-    from bionn.plasticity.diversity import _GroupShare
+    from bionn.plasticity.diversity import _group_share
 
     y = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: _GroupShare.apply(t, 3), (y,))
-    assert torch.autograd.gradgradcheck(lambda t: _GroupShare.apply(t, 2).square(), (y,))
+    assert torch.autograd.gradcheck(lambda t: _group_share(t, 3), (y,))
+    assert torch.autograd.gradgradcheck(lambda t: _group_share(t, 2).square(), (y,))
+
+
+@pytest.mark.parametrize("gamma, shape, dim", [(2, (5, 8), 1), (3, (3, 12, 4, 5), 1),
+                                               (5, (7, 10, 6), 1), (2, (6, 4), 0),
+                                               (4, (2, 3, 8), -1), (7, (2, 14), 1)])
+def test_compiled_group_sum_and_repeat_match_pytorch(gamma, shape, dim):
+    if not _fused.available():
+        pytest.skip("no C++ compiler: the compiled group passes are not built")
+    y = torch.randn(*shape)
+    d = dim % y.dim()
+    s = _fused.group_sum(y, gamma, dim)
+    torch.testing.assert_close(s, y.unflatten(d, (shape[d] // gamma, gamma)).sum(d + 1))
+    assert torch.equal(_fused.group_repeat(s, gamma, dim), s.repeat_interleave(gamma, dim))
+    # where they do not apply the caller is told (None) and uses PyTorch
+    assert _fused.group_sum(y.double(), gamma, dim) is None
+    assert _fused.group_repeat(y.transpose(0, -1), gamma, dim) is None
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (3, 2, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_neuron_sum_equals_the_summed_outputs_and_their_gradients(shape, bias):
+    """The folded layer computes the hook's output from gamma times fewer products; every
+    synapse keeps its own gradient, the same as through the hook."""
+    from bionn.plasticity.diversity import NeuronSum
+
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 6, bias=bias)
+    folded = copy.deepcopy(lin)
+    folded.forward = NeuronSum(folded, 3)
+    x = torch.randn(*shape)
+    y = lin(x)
+    ref = y.unflatten(-1, (2, 3)).sum(-1, keepdim=True).expand(*y.shape[:-1], 2, 3).flatten(-2)
+    out = folded(x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    out.backward(g)
+    torch.testing.assert_close(folded.weight.grad, lin.weight.grad, rtol=1e-6, atol=1e-6)
+    assert torch.equal(folded.weight.grad[0], folded.weight.grad[1])  # a pair's synapses
+    if bias:
+        torch.testing.assert_close(folded.bias.grad, lin.bias.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_converter_folds_linear_splitting_and_survives_copies(tmp_path):
+    from bionn.plasticity.diversity import NeuronSum
+
+    torch.manual_seed(0)
+    net = _mlp(hidden=6)
+    bio = BioConverter(weight_splitting={"gamma": 2}, dale=True).convert(net)
+    layer = bio.model[0]
+    assert isinstance(layer.forward, NeuronSum) and "summed synapses" in str(bio.report)
+    assert not layer._forward_hooks  # the fold replaces the output hook
+    x = torch.randn(4, 5)
+    expected = bio.model(x)
+    twin = copy.deepcopy(bio.model)
+    assert twin[0].forward.layer is twin[0]  # the copy computes with its own weights
+    torch.testing.assert_close(twin(x), expected)
+    with torch.no_grad():
+        twin[0].bias.add_(1.0)
+    assert not torch.allclose(twin(x), expected)
+    plain = BioConverter(weight_splitting={"gamma": 2}).convert(net).model
+    torch.save(plain, tmp_path / "m.pt")  # (PyTorch pickles no parametrized module)
+    back = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert back[0].forward.layer is back[0]
+    torch.testing.assert_close(back(x), plain(x))
+    # gradcheck through Dale, the fold and the output layer
+    dbl = copy.deepcopy(bio.model).double()
+    xd = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: dbl(t).sum(), (xd,))

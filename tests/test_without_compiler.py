@@ -26,6 +26,13 @@ SNIPPET = textwrap.dedent("""
     assert bio.backend == "torch" and "compiler" in bio.backend_reason, bio.backend_reason
     w = bio.model[2].weight
     assert type(w.grad_fn).__name__ != "_AbsTimesSignBackward"
+    split = BioConverter(weight_splitting={"gamma": 2}).convert(net).model  # the fold on PyTorch
+    xs = torch.randn(4, 6)
+    h = net[0](xs)
+    expected = h.unflatten(1, (4, 2)).sum(2).repeat_interleave(2, 1)
+    assert torch.allclose(split[0](xs), expected, atol=1e-6)
+    split(xs).sum().backward()
+    assert torch.equal(split[0].weight.grad[0], split[0].weight.grad[1])
     for method in ("brsf", "wm"):
         m = convert(nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)), method).model
         m(torch.randn(4, 6)).sum().backward()

@@ -20,6 +20,11 @@ position as the stream and the synapse's index as the counter. A kept draw
 (``noise_every = k``) is the same key reused, not a stored tensor. ``exp`` is a
 single-precision polynomial (Cephes), within a few units in the last place.
 
+Weight splitting's two maps are here too (:class:`bionn.plasticity.NeuronSum` and
+:class:`bionn.plasticity.WeightSplitting`): :func:`group_sum` adds each group of ``gamma``
+consecutive entries along a dimension (in the order ``j = 0, 1, ...``) and
+:func:`group_repeat`, its adjoint, gives each group's value to its ``gamma`` members.
+
 Float32 tensors on the CPU only; anything else takes the torch path. The library is
 built on first use (:mod:`bionn._core.native`) and cached.
 """
@@ -27,14 +32,16 @@ built on first use (:mod:`bionn._core.native`) and cached.
 from __future__ import annotations
 
 import ctypes
+import math
 from functools import lru_cache
 
+import torch
 from torch import Tensor
 
 from bionn._core import native
 from bionn.functional.philox import PHILOX_CPP
 
-__all__ = ["available", "gradient_pass"]
+__all__ = ["available", "gradient_pass", "group_repeat", "group_sum"]
 
 _SOURCE = (r"""
 #include <cstdint>
@@ -88,9 +95,70 @@ void gradient_pass(int64_t n, const float* __restrict w, float* __restrict g,
     }
 }
 
+// (outer, groups, G, inner) -> (outer, groups, inner): the members of each group added in order
+template <int G>
+void sum_fixed(int64_t outer_groups, int64_t inner, const float* __restrict src,
+               float* __restrict dst) {
+    for (int64_t q = 0; q < outer_groups; ++q) {
+        const float* __restrict a = src + q * G * inner;
+        float* __restrict d = dst + q * inner;
+        for (int64_t k = 0; k < inner; ++k) {
+            float s = a[k] + a[inner + k];
+            for (int j = 2; j < G; ++j) s += a[j * inner + k];
+            d[k] = s;
+        }
+    }
+}
+
+// (outer, groups, inner) -> (outer, groups, G, inner)
+template <int G>
+void repeat_fixed(int64_t outer_groups, int64_t inner, const float* __restrict src,
+                  float* __restrict dst) {
+    for (int64_t q = 0; q < outer_groups; ++q) {
+        const float* __restrict a = src + q * inner;
+        float* __restrict d = dst + q * G * inner;
+        for (int j = 0; j < G; ++j)
+            for (int64_t k = 0; k < inner; ++k) d[j * inner + k] = a[k];
+    }
+}
+
 }  // namespace
 
 extern "C" {
+
+// the sum over the members of each group: (outer_groups, gamma, inner) -> (outer_groups, inner)
+void bionn_group_sum(int64_t outer_groups, int64_t gamma, int64_t inner,
+                     const float* __restrict src, float* __restrict dst) {
+    switch (gamma) {
+        case 2: sum_fixed<2>(outer_groups, inner, src, dst); return;
+        case 3: sum_fixed<3>(outer_groups, inner, src, dst); return;
+        case 4: sum_fixed<4>(outer_groups, inner, src, dst); return;
+        default: break;
+    }
+    for (int64_t q = 0; q < outer_groups; ++q) {
+        const float* __restrict a = src + q * gamma * inner;
+        float* __restrict d = dst + q * inner;
+        for (int64_t k = 0; k < inner; ++k) {
+            float s = a[k] + a[inner + k];
+            for (int64_t j = 2; j < gamma; ++j) s += a[j * inner + k];
+            d[k] = s;
+        }
+    }
+}
+
+// each group's value given to its members: (outer_groups, inner) -> (outer_groups, gamma, inner)
+void bionn_group_repeat(int64_t outer_groups, int64_t gamma, int64_t inner,
+                        const float* __restrict src, float* __restrict dst) {
+    switch (gamma) {
+        case 2: repeat_fixed<2>(outer_groups, inner, src, dst); return;
+        case 3: repeat_fixed<3>(outer_groups, inner, src, dst); return;
+        case 4: repeat_fixed<4>(outer_groups, inner, src, dst); return;
+        default: break;
+    }
+    for (int64_t q = 0; q < outer_groups; ++q)
+        for (int64_t j = 0; j < gamma; ++j)
+            for (int64_t k = 0; k < inner; ++k) dst[(q * gamma + j) * inner + k] = src[q * inner + k];
+}
 
 // crystallize, scale (multiply by f), volume (multiply by the volume factor): 0 or 1
 void bionn_gradient_pass(int64_t n, const float* w, float* g, float* f,
@@ -122,6 +190,8 @@ def _library() -> ctypes.CDLL | None:
                          ctypes.c_int, ctypes.c_float, ctypes.c_float,
                          ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                          ctypes.c_uint32, ctypes.c_uint64], "bionn_gradient_pass")
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2, "bionn_group_sum",
+                   "bionn_group_repeat")
     return lib
 
 
@@ -145,3 +215,40 @@ def gradient_pass(weight: Tensor, grad: Tensor, factor: Tensor, *, crystallize: 
     lib.bionn_gradient_pass(n, weight.data_ptr(), grad.data_ptr(), factor.data_ptr(),
                             int(crystallize), theta, dampening, int(scale), int(volume),
                             stability, k, k * variability, stream, key)
+
+
+def _grouped_applies(t: Tensor) -> bool:
+    return (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+            and t.numel() > 0 and native.plain_eager(t) and _library() is not None)
+
+
+def group_sum(t: Tensor, gamma: int, dim: int) -> Tensor | None:
+    """The sum over each group of ``gamma`` consecutive entries along ``dim`` (the
+    members added in order), shape ``dim -> size / gamma``, as one compiled pass; None
+    where it does not apply (not a contiguous float32 CPU tensor in plain eager
+    execution, or no compiler: the caller then uses PyTorch)."""
+    if not _grouped_applies(t):
+        return None
+    dim %= t.dim()
+    shape = list(t.shape)
+    groups = shape[dim] // gamma
+    shape[dim] = groups
+    out = torch.empty(shape, dtype=t.dtype)
+    _library().bionn_group_sum(math.prod(t.shape[:dim]) * groups, gamma,
+                               math.prod(t.shape[dim + 1:]), t.data_ptr(), out.data_ptr())
+    return out
+
+
+def group_repeat(t: Tensor, gamma: int, dim: int) -> Tensor | None:
+    """Each entry along ``dim`` given to a group of ``gamma`` consecutive entries, shape
+    ``dim -> size * gamma`` (the adjoint of :func:`group_sum`), as one compiled pass; None
+    where it does not apply."""
+    if not _grouped_applies(t):
+        return None
+    dim %= t.dim()
+    shape = list(t.shape)
+    shape[dim] *= gamma
+    out = torch.empty(shape, dtype=t.dtype)
+    _library().bionn_group_repeat(math.prod(t.shape[:dim + 1]), gamma,
+                                  math.prod(t.shape[dim + 1:]), t.data_ptr(), out.data_ptr())
+    return out

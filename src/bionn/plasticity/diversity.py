@@ -62,7 +62,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -87,6 +87,7 @@ __all__ = [
     "DaleConfig",
     "FUZZY_DISTRIBUTIONS",
     "FuzzyLearningRateConfig",
+    "NeuronSum",
     "RejuvenationConfig",
     "SynapseState",
     "SynapticDiversity",
@@ -360,43 +361,96 @@ class WeightSplitting:
         act = _ACT[self.activation]
         if act is not None:
             out = act(out)
-        return _GroupShare.apply(out, self.gamma)
+        return _group_share(out, self.gamma)
 
     def __repr__(self) -> str:
         return f"WeightSplitting(gamma={self.gamma}, activation={self.activation!r})"
 
 
-def _group_share(y: Tensor, gamma: int) -> Tensor:
-    """``out_i = sum_{j in group(i)} y_j`` along dim 1, groups of ``gamma`` consecutive units.
-
-    Strided adds of the ``gamma`` members and one ``index_select`` that gives each unit
-    its group's sum: a reduction over a size-``gamma`` innermost dimension, and the copy
-    of an expanded one, are several times slower on a CPU."""
-    s = y.unflatten(1, (y.shape[1] // gamma, gamma))
-    total = s.select(2, 0) + s.select(2, 1)
-    for k in range(2, gamma):
-        total.add_(s.select(2, k))
-    return total.index_select(1, _group_index(y.shape[1], gamma, y.device))
+def _group_sum(t: Tensor, gamma: int, dim: int) -> Tensor:
+    """The sum of each group of ``gamma`` consecutive entries along ``dim``."""
+    out = _fused.group_sum(t, gamma, dim)
+    if out is None:
+        dim %= t.dim()
+        out = t.unflatten(dim, (t.shape[dim] // gamma, gamma)).sum(dim + 1)
+    return out
 
 
-@functools.lru_cache(maxsize=64)
-def _group_index(n: int, gamma: int, device: torch.device) -> Tensor:
-    """``[0, 0, 1, 1, ...]``: the group of each of ``n`` units (groups of ``gamma``)."""
-    return torch.arange(n, device=device) // gamma
+def _group_repeat(t: Tensor, gamma: int, dim: int) -> Tensor:
+    """Each entry along ``dim`` given to a group of ``gamma`` consecutive entries."""
+    out = _fused.group_repeat(t.contiguous(), gamma, dim)
+    return t.repeat_interleave(gamma, dim) if out is None else out
 
 
-class _GroupShare(torch.autograd.Function):
-    """:func:`_group_share` with its adjoint, which is the same map (the groups are
-    symmetric: ``dL/dy_j = sum_{i in group(j)} dL/dout_i``)."""
+class _GroupSum(torch.autograd.Function):
+    """:func:`_group_sum`; its adjoint is :class:`_GroupRepeat` (and the reverse), so
+    every derivative order runs the same two passes."""
 
     @staticmethod
-    def forward(ctx, y: Tensor, gamma: int) -> Tensor:  # noqa: D102
-        ctx.gamma = gamma
-        return _group_share(y, gamma)
+    def forward(ctx, t: Tensor, gamma: int, dim: int) -> Tensor:  # noqa: D102
+        ctx.gamma, ctx.dim = gamma, dim
+        return _group_sum(t, gamma, dim)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
-        return _group_share(grad, ctx.gamma), None  # differentiable: double backward works
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        return _GroupRepeat.apply(grad, ctx.gamma, ctx.dim), None, None
+
+
+class _GroupRepeat(torch.autograd.Function):
+    """:func:`_group_repeat`, the adjoint of :class:`_GroupSum`."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, gamma: int, dim: int) -> Tensor:  # noqa: D102
+        ctx.gamma, ctx.dim = gamma, dim
+        return _group_repeat(t, gamma, dim)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        return _GroupSum.apply(grad.contiguous(), ctx.gamma, ctx.dim), None, None
+
+
+def _group_share(y: Tensor, gamma: int, dim: int = 1) -> Tensor:
+    """``out_i = sum_{j in group(i)} y_j`` along ``dim``, groups of ``gamma`` consecutive
+    units (differentiable to any order)."""
+    return _GroupRepeat.apply(_GroupSum.apply(y, gamma, dim), gamma, dim)
+
+
+class NeuronSum:
+    r"""Weight splitting folded into a ``Linear`` layer's forward (identity activation): a
+    neuron's ``gamma`` synapses from each input are summed before the product,
+
+    .. math:: y_q = \Big(\sum_{j \in q} W_j\Big) x + \sum_{j \in q} b_j,
+        \qquad \text{out}_i = y_{q(i)},
+
+    for the groups ``q`` of ``gamma`` consecutive output units (the last dimension). It
+    is what :class:`WeightSplitting` computes from the layer's output, with ``1/gamma`` of
+    the layer's multiply-adds: each neuron's input is computed once, not once per unit.
+    Every synapse ``W_j`` keeps its own value and gradient (the ``gamma`` synapses of a
+    neuron pair receive the same gradient); ``layer.weight`` is unchanged.
+
+    Installed by :class:`BioConverter` as the layer's ``forward`` (an instance attribute;
+    the class's ``forward`` is untouched).
+
+    Example:
+        >>> layer = nn.Linear(3, 4)
+        >>> x = torch.randn(2, 3)
+        >>> hooked = WeightSplitting(2)(layer, (x,), layer(x))
+        >>> bool(torch.allclose(NeuronSum(layer, 2)(x), hooked, atol=1e-6))
+        True
+    """
+
+    def __init__(self, layer: nn.Linear, gamma: int) -> None:
+        self.layer = layer
+        self.gamma = int(gamma)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        m, g = self.layer, self.gamma
+        bias = None if m.bias is None else _GroupSum.apply(m.bias, g, 0)
+        y = F.linear(x, _GroupSum.apply(m.weight, g, 0), bias)
+        return _GroupRepeat.apply(y, g, -1)
+
+    def __repr__(self) -> str:
+        return f"NeuronSum(gamma={self.gamma})"
 
 
 class GroupSum(nn.Module):
@@ -864,7 +918,10 @@ class BioConverter:
         for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign
             size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
             # kernels of a grouped convolution see different inputs: sum the outputs there
-            if ws.activation == "identity" and not isinstance(m, nn.Linear) and m.groups == 1:
+            if ws.activation == "identity" and isinstance(m, nn.Linear):
+                m.forward = NeuronSum(m, ws.gamma)
+                how = "summed synapses"
+            elif ws.activation == "identity" and m.groups == 1:
                 parametrize.register_parametrization(m, "weight", GroupSum(ws.gamma))
                 if m.bias is not None:
                     parametrize.register_parametrization(m, "bias", GroupSum(ws.gamma))
