@@ -165,3 +165,79 @@ def test_dale_weights_under_torch_func_transforms():
         torch.testing.assert_close(g, dict(layer.named_parameters())[name].grad)
     jac = torch.func.jacrev(layer)(x[0, 0])
     torch.testing.assert_close(jac, layer.weight.detach())
+
+
+@pytest.mark.parametrize("shape, dim", [((5, 7), 1), ((4, 3, 2, 2), 1), ((6,), 0)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_dale_projection_gives_the_same_weight_and_gradient(shape, dim, contiguous):
+    torch.manual_seed(0)
+    n = shape[dim]
+    d = Dale(torch.where(torch.rand(n) < 0.5, 1.0, -1.0), dim=dim)
+    base = torch.randn(*shape)
+    if not contiguous and len(shape) > 1:
+        base = base.transpose(0, -1).contiguous().transpose(0, -1)
+    raw = torch.nn.Parameter(base.clone())
+    w_before = d(raw).detach()
+    assert d.project_(raw)
+    w = d(raw)
+    assert w is raw and torch.equal(w, w_before)  # no pass, no graph node, the same W
+    ref = torch.nn.Parameter(raw.detach().clone())  # the same values, the full path
+    w_ref = d(ref)
+    assert w_ref is not ref and torch.equal(w_ref, w_before)
+    g = torch.randn(*shape)
+    w.backward(g)
+    w_ref.backward(g)
+    assert torch.equal(raw.grad, ref.grad)  # (g sign) sgn(raw) = g on a projected raw
+    with torch.no_grad():
+        raw.mul_(-1.0)  # an in-place change: the forward computes |raw| sign again
+    assert d(raw) is not raw and torch.equal(d(raw), w_ref)
+    other = torch.nn.Parameter(raw.detach().clone())
+    assert torch.equal(d(other), w_ref)  # another tensor is never taken for the projected one
+
+
+def test_dale_projection_refuses_zeros_softplus_and_unsigned_units():
+    d = Dale(torch.tensor([1.0, -1.0]))
+    raw = torch.nn.Parameter(torch.tensor([[0.0, 0.5]]))
+    assert not d.project_(raw)  # sgn(0) = 0: the parametrization's gradient is 0 there
+    assert raw.tolist() == [[0.0, -0.5]] and d(raw) is not raw
+    raw.grad = None
+    d(raw).sum().backward()
+    assert raw.grad.tolist() == [[0.0, 1.0]]
+    soft = Dale(torch.tensor([1.0, -1.0]), magnitude="softplus")
+    assert not soft.project_(torch.nn.Parameter(torch.ones(1, 2)))
+    free = Dale(torch.tensor([1.0, 0.0]), allow_unsigned=True)
+    assert not free.project_(torch.nn.Parameter(torch.ones(1, 2)))
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_dale_projection_after_each_step_trains_as_the_parametrization(opt_name):
+    """Under SGD, and under Adam while no weight reaches zero, projecting before the first
+    step and after every step leaves the weights' trajectory that of the parametrization
+    (Adam's state is then built in the projected weight's own signs)."""
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    sign = torch.where(torch.rand(6) < 0.5, 1.0, -1.0)
+    layers = []
+    for _ in range(2):
+        m = torch.nn.Linear(6, 4)
+        with torch.no_grad():
+            m.weight.copy_(torch.rand(4, 6) + 0.5)  # far from zero: no weight reaches it
+        parametrize.register_parametrization(m, "weight", Dale(sign, dim=1))
+        layers.append(m)
+    layers[1].load_state_dict(layers[0].state_dict())
+    # projected before the optimizer holds any state, as BioConverter.convert does
+    layers[1].parametrizations.weight[0].project_(layers[1].parametrizations.weight.original)
+    x = torch.randn(8, 6)
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01),
+            "adam": lambda p: torch.optim.Adam(p, lr=1e-3)}[opt_name]
+    opts = [make(m.parameters()) for m in layers]
+    for _ in range(20):
+        for k, (m, opt) in enumerate(zip(layers, opts, strict=True)):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+            if k == 1:
+                m.parametrizations.weight[0].project_(m.parametrizations.weight.original)
+    assert layers[1].weight is layers[1].parametrizations.weight.original
+    torch.testing.assert_close(layers[1].weight, layers[0].weight, rtol=1e-6, atol=1e-7)

@@ -751,3 +751,25 @@ def test_converter_folds_linear_splitting_and_survives_copies(tmp_path):
     dbl = copy.deepcopy(bio.model).double()
     xd = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: dbl(t).sum(), (xd,))
+
+
+def test_converter_projects_dale_weights_so_the_forward_reads_them_directly():
+    net = _mlp(hidden=6)
+    bio = BioConverter(dale=True, fuzzy_learning_rates=True).convert(net)
+    layer = bio.model[2]
+    raw = layer.parametrizations.weight.original
+    sign = layer.parametrizations.weight[0].sign
+    assert layer.weight is raw and torch.equal(raw, raw.abs() * sign)  # projected at convert
+    opt = torch.optim.Adam(bio.model.parameters(), lr=1e-2)
+    bio.attach(opt)
+    for _ in range(5):
+        opt.zero_grad()
+        bio.model(torch.randn(4, 5)).square().mean().backward()
+        assert layer.weight is raw  # after every step
+        opt.step()
+    assert ((raw * sign) >= 0).all()  # Dale holds
+    bio.detach()
+    opt.zero_grad()
+    bio.model(torch.randn(4, 5)).sum().backward()
+    opt.step()  # without the hooks nothing projects: the parametrization computes again
+    assert layer.weight is not raw

@@ -64,6 +64,10 @@ class Dale(nn.Module):
     ``(out, in, kh, kw)`` (``dim=1``) and the values of a sparse matrix
     (``dim=0`` with one sign per synapse, ``sign[pre_of_synapse]``).
 
+    :meth:`project_` rewrites ``W_raw`` in place as ``|W_raw| sign`` (the same ``W``); until
+    ``W_raw`` next changes, the forward returns it as it is, with no pass and no graph node.
+    Its gradient is then the one the parametrization gives, ``(g sign) sgn(W_raw) = g``.
+
     Args:
         sign: ``(pre,)`` tensor of +1 (E), -1 (I) and, with ``allow_unsigned``, 0.
         magnitude: ``"abs"`` or ``"softplus"``.
@@ -102,6 +106,8 @@ class Dale(nn.Module):
         self.magnitude, self.dim = magnitude, int(dim)
         self.register_buffer("sign", sign)
         self.has_unsigned = bool((sign == 0).any())
+        #: (raw, its version) after :meth:`project_` left raw equal to W with no zero entry
+        self._projected: tuple[Tensor, int] | None = None
 
     def _view(self, t: Tensor, like: Tensor) -> Tensor:
         dim = self.dim % like.dim()
@@ -117,7 +123,45 @@ class Dale(nn.Module):
     def _mag(self, raw: Tensor) -> Tensor:
         return raw.abs() if self.magnitude == "abs" else F.softplus(raw)
 
+    @torch.no_grad()
+    def project_(self, raw: Tensor) -> bool:
+        """Rewrite ``raw`` in place as ``|raw| sign`` (``W`` is unchanged) and return whether
+        the next forward can return ``raw`` itself: only with ``magnitude="abs"``, no
+        unsigned unit and no zero (or NaN) entry, where ``sgn(raw) = sign`` makes the
+        gradient ``(g sign) sgn(raw)`` equal ``g``. Any in-place change to ``raw`` (an
+        optimizer step; PyTorch counts them, except writes through ``raw.data``) returns the
+        forward to ``|raw| sign``.
+
+        Under SGD, projecting after every step trains exactly as the parametrization does.
+        A stateful optimizer (momentum, Adam) does too, until a weight reaches zero, if the
+        first projection comes before the optimizer holds any state (its state is then kept
+        in the projected weight's signs); at zero the projection reflects the raw weight to
+        its sign's side while the optimizer's state keeps pushing it towards zero, where
+        the unprojected raw weight would carry on past zero and the weight grow back.
+
+        Example:
+            >>> d = Dale(torch.tensor([1.0, -1.0]))
+            >>> raw = torch.nn.Parameter(torch.tensor([[0.5, 0.25]]))
+            >>> d.project_(raw), raw.tolist(), d(raw) is raw
+            (True, [[0.5, -0.25]], True)
+        """
+        self._projected = None
+        if self.magnitude != "abs" or self.has_unsigned or raw.numel() == 0:
+            return False
+        if _dale_pass_applies(raw, self.sign):
+            bad = _dale_library().bionn_dale_project(*_dims(raw.shape, self.dim % raw.dim()),
+                                                    raw.data_ptr(), self.sign.data_ptr())
+        else:
+            raw.abs_().mul_(self._view(self.sign, raw))
+            bad = int((~(raw.abs() > 0)).sum())
+        if bad == 0:
+            self._projected = (raw, raw._version)
+        return bad == 0
+
     def forward(self, raw: Tensor) -> Tensor:
+        p = getattr(self, "_projected", None)  # (absent on a Dale pickled before it existed)
+        if p is not None and p[0] is raw and p[1] == raw._version and native.plain_eager(raw):
+            return raw
         if self.magnitude == "abs" and not self.has_unsigned and _dale_pass_applies(raw, self.sign):
             return _AbsTimesSign.apply(raw, self.sign, self.dim % raw.dim())
         sign = self._view(self.sign, raw)
@@ -168,6 +212,34 @@ void bionn_dale_forward(int64_t outer, int64_t P, int64_t inner, const float* __
         }
 }
 
+// raw <- |raw| sign in place; returns how many entries are zero or NaN
+int64_t bionn_dale_project(int64_t outer, int64_t P, int64_t inner, float* raw,
+                           const float* __restrict sign) {
+    int64_t bad = 0;
+    if (inner == 1) {
+        for (int64_t o = 0; o < outer; ++o) {
+            float* __restrict r = raw + o * P;
+            for (int64_t p = 0; p < P; ++p) {
+                const float a = __builtin_fabsf(r[p]);
+                bad += !(a > 0.0f);
+                r[p] = a * sign[p];
+            }
+        }
+        return bad;
+    }
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t p = 0; p < P; ++p) {
+            const float s = sign[p];
+            float* __restrict r = raw + (o * P + p) * inner;
+            for (int64_t k = 0; k < inner; ++k) {
+                const float a = __builtin_fabsf(r[k]);
+                bad += !(a > 0.0f);
+                r[k] = a * s;
+            }
+        }
+    return bad;
+}
+
 // out = (g sign) sgn(raw): the gradient of |raw| sign
 void bionn_dale_backward(int64_t outer, int64_t P, int64_t inner, const float* __restrict raw,
                          const float* __restrict sign, const float* __restrict g,
@@ -205,6 +277,8 @@ def _dale_library() -> ctypes.CDLL | None:
         return None
     native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3, "bionn_dale_forward")
     native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4, "bionn_dale_backward")
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2, "bionn_dale_project")
+    lib.bionn_dale_project.restype = ctypes.c_int64
     return lib
 
 

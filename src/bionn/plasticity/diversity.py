@@ -35,7 +35,11 @@ Structure (at conversion):
 
 * **weight splitting** (multi-synaptic connectivity) -- ``Gamma`` consecutive output
   units form one neuron: ``y_i <- sum_{j in group(i)} a(y_j)``, so a neuron pair is
-  linked by ``Gamma`` synapses (``a`` = identity by default). Not on the output layer;
+  linked by ``Gamma`` synapses (``a`` = identity by default). Not on the output layer.
+  With the identity, a ``Linear`` layer computes each neuron's input once from its summed
+  synapses (:class:`NeuronSum`, ``1/Gamma`` of the layer's products) and a convolution
+  sums its kernels (:class:`GroupSum`); other activations use the output hook
+  :class:`WeightSplitting`;
 * **Dale's principle** -- :class:`bionn.constraints.Dale` (one sign per presynaptic
   neuron, ``W = |W_raw| * sign``), a parametrization, so it holds at every step.
 
@@ -603,6 +607,12 @@ class SynapticDiversity:
         #: backend 'auto', why the compiled pass did not apply
         self.backend: str | None = None
         self.backend_reason: str | None = None
+        #: the Dale parametrizations the converter put on Linear/Conv layers, projected
+        #: after every step (:meth:`bionn.constraints.Dale.project_`)
+        self._dale = [(m.parametrizations[t.name][0], t) for t in targets
+                      for m in (t.module,)
+                      if isinstance(m, _LAYERS) and parametrize.is_parametrized(m, t.name)
+                      and isinstance(m.parametrizations[t.name][0], Dale)]
 
     def __repr__(self) -> str:
         return (f"SynapticDiversity({', '.join(self.config.enabled)}; "
@@ -783,11 +793,15 @@ class SynapticDiversity:
         return n
 
     def after_step(self) -> None:
-        """Count the step and run the weight-side transforms that are due."""
+        """Count the step, run the weight-side transforms that are due and project the
+        Dale weights (``W_raw <- |W_raw| sign``, the same ``W``), so that the next forward
+        reads them without Dale's passes (:meth:`bionn.constraints.Dale.project_`)."""
         self.steps += 1
         r = self.config.rejuvenation
         if r is not None and self.steps % r.every == 0:
             self.rejuvenate()
+        for dale, t in self._dale:
+            dale.project_(t.leaf)
 
     # ------------------------------------------------------------------ optimizer
     def attach(self, optimizer: torch.optim.Optimizer) -> SynapticDiversity:
@@ -912,7 +926,10 @@ class BioConverter:
                 sign = torch.where(torch.rand(w.shape[1], generator=gen) < cfg.dale.e_fraction,
                                    1.0, -1.0).to(w.device, w.dtype)
                 # one sign per presynaptic unit: dim 1 of (out, in) and (out, in, *kernel)
-                parametrize.register_parametrization(m, "weight", Dale(sign, dim=1))
+                dale = Dale(sign, dim=1)
+                parametrize.register_parametrization(m, "weight", dale)
+                # before any optimizer state exists (see Dale.project_); after every step
+                dale.project_(m.parametrizations.weight.original)
                 n_e = int((sign > 0).sum())
                 rows[n].changes.append(f"Dale ({n_e} E / {len(sign) - n_e} I presynaptic)")
         for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign
