@@ -41,7 +41,9 @@ Structure (at conversion):
   sums its kernels (:class:`GroupSum`); other activations use the output hook
   :class:`WeightSplitting`;
 * **Dale's principle** -- :class:`bionn.constraints.Dale` (one sign per presynaptic
-  neuron, ``W = |W_raw| * sign``), a parametrization, so it holds at every step.
+  neuron, ``W = |W_raw| * sign``), a parametrization, so it holds at every step. The raw
+  weight is projected (``W_raw <- |W_raw| sign``, the same ``W``) at conversion and after
+  every step (:meth:`bionn.constraints.Dale.project_`), so the forward reads it directly.
 
 Plus :meth:`SynapticDiversity.regularizer`, a differentiable L1/L2 penalty of the weights.
 
