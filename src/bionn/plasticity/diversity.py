@@ -874,7 +874,7 @@ class BioConverter:
         >>> print(bio.report)  # doctest: +NORMALIZE_WHITESPACE
         synaptic diversity: weight_splitting, dale
         layer      kind    shape    changes
-        0          Linear  (6, 4)   weight splitting gamma=3 (6 units -> 2 neurons, summed outputs)
+        0          Linear  (6, 4)   weight splitting gamma=3 (6 units -> 2 neurons, summed synapses)
         2          Linear  (2, 6)   Dale (4 E / 2 I presynaptic)
     """
 
