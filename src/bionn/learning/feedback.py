@@ -228,7 +228,6 @@ class WeightMirror(FA):
     method = "wm"
     _mirror_calls = 0  # calls of mirror() so far (the phase of ``every``)
 
-    @torch.no_grad()
     def mirror(self, weight: Tensor, eta: float = 0.01, noise_amplitude: float = 0.1,
                n_samples: int = 128, growth_control: bool = False,
                damping: float = 0.5, match_norm: bool = False, every: int = 1) -> None:
@@ -240,6 +239,12 @@ class WeightMirror(FA):
         self._mirror_calls = calls + 1
         if calls % int(every):
             return
+        with torch.no_grad():
+            self._mirror(weight, eta, noise_amplitude, n_samples, growth_control, damping,
+                         match_norm)
+
+    def _mirror(self, weight: Tensor, eta: float, noise_amplitude: float, n_samples: int,
+                growth_control: bool, damping: float, match_norm: bool) -> None:
         B = self.weight_feedback.view(weight.shape[0], -1)
         w = weight.detach().reshape(weight.shape[0], -1)
         x = _noise(n_samples, w).mul_(noise_amplitude)
