@@ -700,6 +700,17 @@ def test_compiled_group_sum_and_repeat_match_pytorch(gamma, shape, dim):
     assert _fused.group_repeat(y.transpose(0, -1), gamma, dim) is None
 
 
+def test_weight_splitting_hook_on_a_linear_layer_splits_its_features():
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 6)
+    x = torch.randn(3, 4, 5)  # (batch, time, features): the features are split
+    y = lin(x)
+    out = WeightSplitting(2, "tanh")(lin, (x,), y)
+    t = torch.tanh(y)
+    ref = t.unflatten(-1, (3, 2)).sum(-1, keepdim=True).expand(3, 4, 3, 2).flatten(-2)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(4, 5), (3, 2, 5)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_neuron_sum_equals_the_summed_outputs_and_their_gradients(shape, bias):

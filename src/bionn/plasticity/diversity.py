@@ -345,7 +345,8 @@ _ACT = {"identity": None, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": tor
 
 
 class WeightSplitting:
-    """Forward hook: groups of ``gamma`` consecutive output units (dim 1) are summed and
+    """Forward hook: groups of ``gamma`` consecutive output units (the features, the last
+    dimension, of a ``Linear`` layer; the channels, dim 1, of a convolution) are summed and
     the sum is given to each unit of the group, ``y_i <- sum_{j in group(i)} a(y_j)``.
 
     The output shape is unchanged; each downstream neuron receives ``gamma`` copies of
@@ -367,7 +368,7 @@ class WeightSplitting:
         act = _ACT[self.activation]
         if act is not None:
             out = act(out)
-        return _group_share(out, self.gamma)
+        return _group_share(out, self.gamma, -1 if isinstance(module, nn.Linear) else 1)
 
     def __repr__(self) -> str:
         return f"WeightSplitting(gamma={self.gamma}, activation={self.activation!r})"
