@@ -95,29 +95,45 @@ void gradient_pass(int64_t n, const float* __restrict w, float* __restrict g,
     }
 }
 
-// (outer, groups, G, inner) -> (outer, groups, inner): the members of each group added in order
+// (outer_groups, gamma, inner) -> (outer_groups, inner): the members of each group added in
+// order; G > 0 fixes gamma = G at compile time (the common small groups), G = 0 reads gamma
 template <int G>
-void sum_fixed(int64_t outer_groups, int64_t inner, const float* __restrict src,
-               float* __restrict dst) {
+void sum_groups(int64_t outer_groups, int64_t gamma, int64_t inner,
+                const float* __restrict src, float* __restrict dst) {
+    const int64_t g = G > 0 ? G : gamma;
+    if (inner == 1) {  // one number per unit (a layer's features): a loop over the groups
+        for (int64_t q = 0; q < outer_groups; ++q) {
+            float s = src[q * g] + src[q * g + 1];
+            for (int64_t j = 2; j < g; ++j) s += src[q * g + j];
+            dst[q] = s;
+        }
+        return;
+    }
     for (int64_t q = 0; q < outer_groups; ++q) {
-        const float* __restrict a = src + q * G * inner;
+        const float* __restrict a = src + q * g * inner;
         float* __restrict d = dst + q * inner;
         for (int64_t k = 0; k < inner; ++k) {
             float s = a[k] + a[inner + k];
-            for (int j = 2; j < G; ++j) s += a[j * inner + k];
+            for (int64_t j = 2; j < g; ++j) s += a[j * inner + k];
             d[k] = s;
         }
     }
 }
 
-// (outer, groups, inner) -> (outer, groups, G, inner)
+// (outer_groups, inner) -> (outer_groups, gamma, inner); G as in sum_groups
 template <int G>
-void repeat_fixed(int64_t outer_groups, int64_t inner, const float* __restrict src,
-                  float* __restrict dst) {
+void repeat_groups(int64_t outer_groups, int64_t gamma, int64_t inner,
+                   const float* __restrict src, float* __restrict dst) {
+    const int64_t g = G > 0 ? G : gamma;
+    if (inner == 1) {
+        for (int64_t q = 0; q < outer_groups; ++q)
+            for (int64_t j = 0; j < g; ++j) dst[q * g + j] = src[q];
+        return;
+    }
     for (int64_t q = 0; q < outer_groups; ++q) {
         const float* __restrict a = src + q * inner;
-        float* __restrict d = dst + q * G * inner;
-        for (int j = 0; j < G; ++j)
+        float* __restrict d = dst + q * g * inner;
+        for (int64_t j = 0; j < g; ++j)
             for (int64_t k = 0; k < inner; ++k) d[j * inner + k] = a[k];
     }
 }
@@ -129,35 +145,19 @@ extern "C" {
 // the sum over the members of each group: (outer_groups, gamma, inner) -> (outer_groups, inner)
 void bionn_group_sum(int64_t outer_groups, int64_t gamma, int64_t inner,
                      const float* __restrict src, float* __restrict dst) {
-    switch (gamma) {
-        case 2: sum_fixed<2>(outer_groups, inner, src, dst); return;
-        case 3: sum_fixed<3>(outer_groups, inner, src, dst); return;
-        case 4: sum_fixed<4>(outer_groups, inner, src, dst); return;
-        default: break;
-    }
-    for (int64_t q = 0; q < outer_groups; ++q) {
-        const float* __restrict a = src + q * gamma * inner;
-        float* __restrict d = dst + q * inner;
-        for (int64_t k = 0; k < inner; ++k) {
-            float s = a[k] + a[inner + k];
-            for (int64_t j = 2; j < gamma; ++j) s += a[j * inner + k];
-            d[k] = s;
-        }
-    }
+    using Fn = void (*)(int64_t, int64_t, int64_t, const float*, float*);
+    static const Fn fixed[5] = {sum_groups<0>, sum_groups<0>, sum_groups<2>, sum_groups<3>,
+                                sum_groups<4>};
+    (gamma <= 4 ? fixed[gamma] : sum_groups<0>)(outer_groups, gamma, inner, src, dst);
 }
 
 // each group's value given to its members: (outer_groups, inner) -> (outer_groups, gamma, inner)
 void bionn_group_repeat(int64_t outer_groups, int64_t gamma, int64_t inner,
                         const float* __restrict src, float* __restrict dst) {
-    switch (gamma) {
-        case 2: repeat_fixed<2>(outer_groups, inner, src, dst); return;
-        case 3: repeat_fixed<3>(outer_groups, inner, src, dst); return;
-        case 4: repeat_fixed<4>(outer_groups, inner, src, dst); return;
-        default: break;
-    }
-    for (int64_t q = 0; q < outer_groups; ++q)
-        for (int64_t j = 0; j < gamma; ++j)
-            for (int64_t k = 0; k < inner; ++k) dst[(q * gamma + j) * inner + k] = src[q * inner + k];
+    using Fn = void (*)(int64_t, int64_t, int64_t, const float*, float*);
+    static const Fn fixed[5] = {repeat_groups<0>, repeat_groups<0>, repeat_groups<2>,
+                                repeat_groups<3>, repeat_groups<4>};
+    (gamma <= 4 ? fixed[gamma] : repeat_groups<0>)(outer_groups, gamma, inner, src, dst);
 }
 
 // crystallize, scale (multiply by f), volume (multiply by the volume factor): 0 or 1
