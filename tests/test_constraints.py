@@ -181,6 +181,8 @@ def test_dale_projection_gives_the_same_weight_and_gradient(shape, dim, contiguo
     assert d.project_(raw)
     w = d(raw)
     assert w is raw and torch.equal(w, w_before)  # no pass, no graph node, the same W
+    with torch.no_grad():
+        assert not d(raw).requires_grad  # as the computed weight under no_grad
     ref = torch.nn.Parameter(raw.detach().clone())  # the same values, the full path
     w_ref = d(ref)
     assert w_ref is not ref and torch.equal(w_ref, w_before)

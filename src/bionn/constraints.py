@@ -65,7 +65,8 @@ class Dale(nn.Module):
     (``dim=0`` with one sign per synapse, ``sign[pre_of_synapse]``).
 
     :meth:`project_` rewrites ``W_raw`` in place as ``|W_raw| sign`` (the same ``W``); until
-    ``W_raw`` next changes, the forward returns it as it is, with no pass and no graph node.
+    ``W_raw`` next changes, the forward returns it as it is (detached under ``no_grad``), with
+    no pass and no graph node.
     Its gradient is then the one the parametrization gives, ``(g sign) sgn(W_raw) = g``.
 
     Args:
@@ -161,7 +162,8 @@ class Dale(nn.Module):
     def forward(self, raw: Tensor) -> Tensor:
         p = getattr(self, "_projected", None)  # (absent on a Dale pickled before it existed)
         if p is not None and p[0] is raw and p[1] == raw._version and native.plain_eager(raw):
-            return raw
+            # under no_grad a weight that does not require grad, as the computed one would be
+            return raw if torch.is_grad_enabled() else raw.detach()
         if self.magnitude == "abs" and not self.has_unsigned and _dale_pass_applies(raw, self.sign):
             return _AbsTimesSign.apply(raw, self.sign, self.dim % raw.dim())
         sign = self._view(self.sign, raw)
