@@ -697,6 +697,8 @@ def test_compiled_group_sum_and_repeat_match_pytorch(gamma, shape, dim):
     assert torch.equal(_fused.group_repeat(s, gamma, dim), s.repeat_interleave(gamma, dim))
     # where they do not apply the caller is told (None) and uses PyTorch
     assert _fused.group_sum(y.double(), gamma, dim) is None
+    with pytest.raises(ValueError, match="do not divide"):
+        _fused.group_sum(torch.randn(3, gamma + 1), gamma, 1)
     assert _fused.group_repeat(y.transpose(0, -1), gamma, dim) is None
 
 

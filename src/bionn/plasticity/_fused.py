@@ -227,9 +227,12 @@ def group_sum(t: Tensor, gamma: int, dim: int) -> Tensor | None:
     members added in order), shape ``dim -> size / gamma``, as one compiled pass; None
     where it does not apply (not a contiguous float32 CPU tensor in plain eager
     execution, or no compiler: the caller then uses PyTorch)."""
+    dim %= t.dim()
+    if t.shape[dim] % gamma:
+        raise ValueError(f"groups of {gamma} do not divide dimension {dim} of size "
+                         f"{t.shape[dim]}")
     if not _grouped_applies(t):
         return None
-    dim %= t.dim()
     shape = list(t.shape)
     groups = shape[dim] // gamma
     shape[dim] = groups
