@@ -786,3 +786,13 @@ def test_converter_projects_dale_weights_so_the_forward_reads_them_directly():
     bio.model(torch.randn(4, 5)).sum().backward()
     opt.step()  # without the hooks nothing projects: the parametrization computes again
     assert layer.weight is not raw
+    # dale.project: false keeps the parametrization at every forward
+    off = BioConverter(dale={"project": False}).convert(_mlp(hidden=6))
+    held = off.model[2]
+    assert held.weight is not held.parametrizations.weight.original
+    assert bool((held.parametrizations.weight.original >= 0).all())  # |W| as registered
+    opt = torch.optim.SGD(off.model.parameters(), lr=0.1)
+    off.attach(opt)
+    off.model(torch.randn(4, 5)).sum().backward()
+    opt.step()
+    assert held.weight is not held.parametrizations.weight.original

@@ -178,6 +178,11 @@ class DaleConfig(_Strict):
                               description="probability that a presynaptic neuron is excitatory")
     skip_input: bool = Field(True, description="leave the first layer (its inputs are data, "
                                                "not neurons) unconstrained")
+    project: bool = Field(True, description="rewrite the raw weights as |W_raw| sign (the "
+                                            "same W) at conversion and after every step, so "
+                                            "that the forward reads them directly "
+                                            "(bionn.constraints.Dale.project_); false: the "
+                                            "parametrization computes W at every forward")
 
 
 _SECTIONS = ("fuzzy_learning_rates", "crystallization", "volume_dependent_lr", "rejuvenation",
@@ -612,9 +617,11 @@ class SynapticDiversity:
         self.backend_reason: str | None = None
         #: the Dale parametrizations the converter put on Linear/Conv layers, projected
         #: after every step (:meth:`bionn.constraints.Dale.project_`)
+        project = config.dale is not None and config.dale.project
         self._dale = [(m.parametrizations[t.name][0], t) for t in targets
                       for m in (t.module,)
-                      if isinstance(m, _LAYERS) and parametrize.is_parametrized(m, t.name)
+                      if project and isinstance(m, _LAYERS)
+                      and parametrize.is_parametrized(m, t.name)
                       and isinstance(m.parametrizations[t.name][0], Dale)]
 
     def __repr__(self) -> str:
@@ -931,8 +938,8 @@ class BioConverter:
                 # one sign per presynaptic unit: dim 1 of (out, in) and (out, in, *kernel)
                 dale = Dale(sign, dim=1)
                 parametrize.register_parametrization(m, "weight", dale)
-                # before any optimizer state exists (see Dale.project_); after every step
-                dale.project_(m.parametrizations.weight.original)
+                if cfg.dale.project:  # before any optimizer state exists (Dale.project_)
+                    dale.project_(m.parametrizations.weight.original)
                 n_e = int((sign > 0).sum())
                 rows[n].changes.append(f"Dale ({n_e} E / {len(sign) - n_e} I presynaptic)")
         for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign
