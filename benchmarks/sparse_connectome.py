@@ -135,7 +135,6 @@ def write_arrays(folder: Path, n: int, post, pre) -> None:
     row, col = post[order].astype(np.int64), pre[order].astype(np.int64)
     crow = np.zeros(n + 1, np.int64)
     crow[1:] = np.cumsum(np.bincount(row, minlength=n))
-    t_perm = np.argsort(col * n + row, kind="stable")
     t_crow = np.zeros(n + 1, np.int64)
     t_crow[1:] = np.cumsum(np.bincount(col, minlength=n))
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,8 +142,7 @@ def write_arrays(folder: Path, n: int, post, pre) -> None:
     np.save(folder / "col64.npy", col)
     np.save(folder / "crow64.npy", crow)
     np.save(folder / "coo64.npy", np.stack([row, col]))
-    for name, a in (("crow32", crow), ("col32", col), ("t_crow32", t_crow), ("t_col32", row[t_perm]),
-                    ("t_perm32", t_perm)):
+    for name, a in (("crow32", crow), ("col32", col), ("t_crow32", t_crow)):
         np.save(folder / f"{name}.npy", a.astype(np.int32))
     (folder / "meta.json").write_text(json.dumps({"n": int(n), "nnz": int(row.size)}))
 
@@ -157,7 +155,7 @@ def make_step(impl: str, n: int, arrays: dict, values, x, gy):
     from bionn.sparse import SparseStructure, spmm
 
     if impl == "bionn":
-        s = SparseStructure((n, n), *(arrays[k] for k in ("crow32", "col32", "t_crow32", "t_col32", "t_perm32")))
+        s = SparseStructure((n, n), *(arrays[k] for k in ("crow32", "col32", "t_crow32")))
 
         def step():
             v, xx = values.detach().requires_grad_(True), x.detach().requires_grad_(True)
@@ -192,7 +190,7 @@ def make_step(impl: str, n: int, arrays: dict, values, x, gy):
     return step
 
 
-NEEDS = {"bionn": ("crow32", "col32", "t_crow32", "t_col32", "t_perm32"), "torch_csr": ("crow64", "col64"),
+NEEDS = {"bionn": ("crow32", "col32", "t_crow32"), "torch_csr": ("crow64", "col64"),
          "torch_coo": ("coo64",), "gather_scatter": ("row64", "col64")}
 
 
@@ -202,11 +200,10 @@ def _tiny_arrays(n: int = 64) -> dict:
     rng = np.random.default_rng(0)
     key = np.unique(rng.integers(0, n, 4 * n) * n + rng.integers(0, n, 4 * n))
     post, pre = key // n, key % n
-    t_perm = np.argsort(pre * n + post, kind="stable")
     crow = np.concatenate([[0], np.cumsum(np.bincount(post, minlength=n))])
     t_crow = np.concatenate([[0], np.cumsum(np.bincount(pre, minlength=n))])
     a = {"row64": post, "col64": pre, "crow64": crow, "coo64": np.stack([post, pre]), "crow32": crow,
-         "col32": pre, "t_crow32": t_crow, "t_col32": post[t_perm], "t_perm32": t_perm}
+         "col32": pre, "t_crow32": t_crow}
     return {k: (v.astype(np.int32) if k.endswith("32") else v.astype(np.int64)) for k, v in a.items()}
 
 
@@ -270,7 +267,7 @@ def passes_worker(folder: Path, repeats: int = 9) -> dict:
     meta = json.loads((folder / "meta.json").read_text())
     n, nnz = meta["n"], meta["nnz"]
     a = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in NEEDS["bionn"]}
-    s = SparseStructure((n, n), *(a[k] for k in ("crow32", "col32", "t_crow32", "t_col32", "t_perm32")))
+    s = SparseStructure((n, n), *(a[k] for k in ("crow32", "col32", "t_crow32")))
     g = torch.Generator().manual_seed(0)
     v, x, gy = torch.rand(nnz, generator=g), torch.randn(BATCH, n, generator=g), torch.randn(BATCH, n, generator=g)
     buf = torch.empty(nnz)

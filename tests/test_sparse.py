@@ -29,6 +29,44 @@ def test_structure_order_and_transpose():
     assert s.nnz == int((dense != 0).sum())
 
 
+def test_transpose_order_is_computed_once_on_first_use():
+    """The transpose order (8 bytes per synapse) is computed when PyTorch's path first
+    needs it, kept, and never by the compiled passes."""
+    from bionn.sparse import _native
+
+    s, v, dense, g = _random(50, 60, 0.2, dtype=torch.float32)
+    assert s.transpose_cache == {}  # from_edges computes no transpose order
+    if _native.applies(s.crow, s.col, v, torch.ones(2, 60), torch.ones(2, 60)):
+        vv, x = v.clone().requires_grad_(True), torch.randn(2, 60, requires_grad=True)
+        spmm(vv, s, x).sum().backward()
+        assert s.transpose_cache == {}  # the compiled passes did not need it
+    row, col = s.row.long(), s.col.long()
+    expected = torch.sort(col * 50 + row, stable=True).indices  # by column, then row
+    t_perm = s.t_perm
+    assert torch.equal(t_perm.long(), expected) and torch.equal(s.t_col.long(), row[expected])
+    assert t_perm.dtype == s.col.dtype and s.t_perm is t_perm  # computed once, kept
+    moved = s.to("cpu")
+    assert moved.transpose_cache == {} and torch.equal(moved.t_perm, t_perm)
+    shared = SparseStructure(s.shape, s.crow, s.col, s.t_crow, s.transpose_cache)
+    assert shared.t_perm is t_perm  # a model hands one cache to every structure it builds
+
+
+def test_models_keep_no_transpose_order_until_it_is_needed():
+    from bionn.circuits import Connectome
+    from bionn.rate import ConnectomeRNN
+
+    torch.manual_seed(0)
+    n = 20
+    mask = torch.rand(n, n) < 0.2
+    post, pre = mask.nonzero(as_tuple=True)
+    c = Connectome(n, pre=pre, post=post, weight=1.0, sign=1.0)
+    m = ConnectomeRNN(c, n_input=2, n_output=1)
+    names = {k for k, _ in m.named_buffers()}
+    assert not any("t_perm" in k or "t_col" in k for k in names)
+    first = m.structure.t_perm
+    assert m.structure.t_perm is first  # kept by the model across structures
+
+
 def test_structure_rejects_duplicates_and_range():
     with pytest.raises(ValueError, match="duplicate"):
         SparseStructure.from_edges(torch.tensor([0, 0]), torch.tensor([1, 1]), (2, 2))

@@ -124,8 +124,9 @@ class ConnectomeRNN(RecurrentCore):
 
         # recurrent structure, in CSR order of the (post, pre) matrix
         structure, order = SparseStructure.from_edges(connectome.post, connectome.pre, (n, n))
-        for k in ("crow", "col", "t_crow", "t_col", "t_perm"):
+        for k in ("crow", "col", "t_crow"):
             self.register_buffer(f"_s_{k}", getattr(structure, k), persistent=False)
+        self._s_transpose: dict = {}  # the transpose order, once PyTorch's path needs it
         sign = connectome.neuron_sign("error")[connectome.pre] if dale else connectome.sign
         self.register_buffer("sign", sign[order].clone())
         count = connectome.weight[order].clone()
@@ -172,8 +173,8 @@ class ConnectomeRNN(RecurrentCore):
     def structure(self) -> SparseStructure:
         """The recurrent pattern (on the module's device)."""
         n = self.n_neurons
-        return SparseStructure((n, n), self._s_crow, self._s_col, self._s_t_crow, self._s_t_col,
-                               self._s_t_perm)
+        return SparseStructure((n, n), self._s_crow, self._s_col, self._s_t_crow,
+                               self._s_transpose)
 
     @property
     def nnz(self) -> int:

@@ -1,4 +1,4 @@
-"""The fixed pattern of a sparse ``(post, pre)`` matrix: CSR plus its transpose.
+"""The fixed pattern of a sparse ``(post, pre)`` matrix: CSR plus its transpose's row pointers.
 
 Values live apart from the structure (a plain 1-D tensor, trainable or not),
 stored in CSR order: sorted by postsynaptic row, then presynaptic column.
@@ -7,7 +7,7 @@ stored in CSR order: sorted by postsynaptic row, then presynaptic column.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -28,14 +28,22 @@ class SparseStructure:
         crow: ``(n_post + 1,)`` row pointers (CSR).
         col: ``(nnz,)`` presynaptic index of every stored entry (CSR order).
         t_crow: ``(n_pre + 1,)`` row pointers of the transpose (CSC of the matrix).
-        t_col: ``(nnz,)`` postsynaptic index of every entry in transpose order.
-        t_perm: ``(nnz,)`` CSR position of every entry in transpose order, so that
-            ``values[t_perm]`` are the values of ``W^T`` in its CSR order.
+        transpose_cache: where :attr:`t_col` and :attr:`t_perm` are kept once computed
+            (by device); a model passes one dict to every structure it builds, so that
+            they are computed once per model.
 
-    Indices are int32 (int64 beyond 2**31 - 1 entries or neurons): 16 bytes per
-    stored entry in all, plus the row pointers. :attr:`row` (the postsynaptic index
-    of every entry) is computed on demand. Build it with :meth:`from_edges`; it is
-    immutable and moved with :meth:`to`.
+    Computed on first use (a stable sort of ``col``) and kept in ``transpose_cache``:
+
+    * :attr:`t_col`: ``(nnz,)`` postsynaptic index of every entry in transpose order;
+    * :attr:`t_perm`: ``(nnz,)`` CSR position of every entry in transpose order, so that
+      ``values[t_perm]`` are the values of ``W^T`` in its CSR order.
+
+    Only PyTorch's path of :func:`bionn.sparse.spmm` reads them (CUDA, or no C++
+    compiler); the compiled CPU passes need ``crow``, ``col`` and ``t_crow`` only.
+    Indices are int32 (int64 beyond 2**31 - 1 entries or neurons): 4 bytes per stored
+    entry plus the row pointers, and 8 more per entry once the transpose order is
+    computed. :attr:`row` (the postsynaptic index of every entry) is computed on demand.
+    Build it with :meth:`from_edges`; it is immutable and moved with :meth:`to`.
 
     Example:
         >>> import torch
@@ -48,8 +56,7 @@ class SparseStructure:
     crow: Tensor
     col: Tensor
     t_crow: Tensor
-    t_col: Tensor
-    t_perm: Tensor
+    transpose_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_edges(cls, post: Tensor, pre: Tensor, shape: tuple[int, int]) -> tuple[SparseStructure, Tensor]:
@@ -78,13 +85,33 @@ class SparseStructure:
             k = int(key_sorted[1:][key_sorted[1:] == key_sorted[:-1]][0])
             raise ValueError(f"duplicate synapse (post={k // n_pre}, pre={k % n_pre}); sum duplicates first")
         row, col = post[order], pre[order]
-        t_key = col * n_post + row
-        _, t_perm = torch.sort(t_key, stable=True)
         big = max(post.numel(), n_post, n_pre) >= 2**31 - 1
         idx = torch.int64 if big else torch.int32
         s = cls((n_post, n_pre), _compressed(row, n_post).to(idx), col.to(idx),
-                _compressed(col, n_pre).to(idx), row[t_perm].to(idx), t_perm.to(idx))
+                _compressed(col, n_pre).to(idx))
         return s, order
+
+    def _transpose_order(self) -> tuple[Tensor, Tensor]:
+        """``(t_col, t_perm)``, computed once per device and kept in ``transpose_cache``."""
+        key = str(self.col.device)
+        got = self.transpose_cache.get(key)
+        if got is None or got[1].numel() != self.nnz:
+            # CSR order is sorted by row, so a stable sort by column gives the transpose's
+            # CSR order (by column, then row)
+            t_perm = torch.sort(self.col, stable=True).indices
+            got = (self.row[t_perm], t_perm.to(self.col.dtype))
+            self.transpose_cache[key] = got
+        return got
+
+    @property
+    def t_col(self) -> Tensor:
+        """``(nnz,)`` postsynaptic index of every entry in transpose order (computed once)."""
+        return self._transpose_order()[0]
+
+    @property
+    def t_perm(self) -> Tensor:
+        """``(nnz,)`` CSR position of every entry in transpose order (computed once)."""
+        return self._transpose_order()[1]
 
     @property
     def nnz(self) -> int:
@@ -104,7 +131,7 @@ class SparseStructure:
     def to(self, device: torch.device | str) -> SparseStructure:
         """The same structure with its index tensors on ``device``."""
         return SparseStructure(self.shape, *(getattr(self, k).to(device) for k in
-                                             ("crow", "col", "t_crow", "t_col", "t_perm")))
+                                             ("crow", "col", "t_crow")))
 
     def csr(self, values: Tensor) -> Tensor:
         """A ``torch.sparse_csr_tensor`` of the matrix with these (CSR-ordered) values."""
