@@ -738,6 +738,24 @@ def test_neuron_sum_equals_the_summed_outputs_and_their_gradients(shape, bias):
         torch.testing.assert_close(folded.bias.grad, lin.bias.grad, rtol=1e-6, atol=1e-6)
 
 
+def test_splitting_keeps_a_feedback_layer_forward():
+    """After convert(model, 'fa') the layers are FeedbackLinear: their forward carries the
+    feedback rule, so splitting keeps it and sums the outputs (the hook)."""
+    from bionn.learning import convert
+    from bionn.plasticity.diversity import NeuronSum
+
+    net = convert(_mlp(hidden=6), "fa").model
+    bio = BioConverter(weight_splitting={"gamma": 2}).convert(net)
+    layer = bio.model[2]
+    assert not isinstance(layer.forward, NeuronSum) and layer._forward_hooks
+    x = torch.randn(4, 6, requires_grad=True)
+    layer(x).sum().backward()
+    B = layer.rule.feedback(layer.weight)
+    g = torch.ones(4, 6)  # d sum / d out, shared within each group by the hook's adjoint
+    g = g.unflatten(1, (3, 2)).sum(2).repeat_interleave(2, 1)
+    torch.testing.assert_close(x.grad, g @ B)  # the error went back through B, not W
+
+
 def test_converter_folds_linear_splitting_and_survives_copies(tmp_path):
     from bionn.plasticity.diversity import NeuronSum
 

@@ -945,10 +945,12 @@ class BioConverter:
         for n, m in split:  # after Dale: the summed synapses keep their presynaptic sign
             size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
             # kernels of a grouped convolution see different inputs: sum the outputs there
-            if ws.activation == "identity" and isinstance(m, nn.Linear):
+            # only where the layer computes nn.Linear's product: a subclass's own forward
+            # (a credit-assignment layer's feedback, say) keeps it, with the output hook
+            if ws.activation == "identity" and type(m).forward is nn.Linear.forward:
                 m.forward = NeuronSum(m, ws.gamma)
                 how = "summed synapses"
-            elif ws.activation == "identity" and m.groups == 1:
+            elif ws.activation == "identity" and not isinstance(m, nn.Linear) and m.groups == 1:
                 parametrize.register_parametrization(m, "weight", GroupSum(ws.gamma))
                 if m.bias is not None:
                     parametrize.register_parametrization(m, "bias", GroupSum(ws.gamma))
