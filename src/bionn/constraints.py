@@ -279,8 +279,8 @@ def _dale_library() -> ctypes.CDLL | None:
         return None
     native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3, "bionn_dale_forward")
     native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4, "bionn_dale_backward")
-    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2, "bionn_dale_project")
-    lib.bionn_dale_project.restype = ctypes.c_int64
+    native.declare(lib, [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2, "bionn_dale_project",
+                   restype=ctypes.c_int64)
     return lib
 
 

@@ -102,11 +102,12 @@ def build(source: str, prefix: str, key: str = "") -> Built:
     return Built(ctypes.CDLL(str(path)), path, compile_s, cached)
 
 
-def declare(lib: ctypes.CDLL, argtypes: list, *names: str) -> None:
-    """Give the functions ``names`` of ``lib`` these ``argtypes`` and no return value."""
+def declare(lib: ctypes.CDLL, argtypes: list, *names: str, restype=None) -> None:
+    """Give the functions ``names`` of ``lib`` these ``argtypes`` and ``restype`` (default:
+    no return value)."""
     for name in names:
         fn = getattr(lib, name)
-        fn.restype, fn.argtypes = None, argtypes
+        fn.restype, fn.argtypes = restype, argtypes
 
 
 def plain_eager(*tensors: object) -> bool:
@@ -165,7 +166,7 @@ def empty_mapped(numel: int, dtype):
 
     import torch
 
-    nbytes = int(numel) * torch.empty(0, dtype=dtype).element_size()
+    nbytes = int(numel) * dtype.itemsize
     if nbytes < MAPPED_MIN_BYTES or platform.system() != "Linux":
         return torch.empty(int(numel), dtype=dtype)
     rounded = -(-max(nbytes, 1) // _HUGE_PAGE) * _HUGE_PAGE

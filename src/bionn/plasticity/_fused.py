@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from bionn._core import native
+from bionn.functional import philox
 from bionn.functional.philox import PHILOX_CPP
 
 __all__ = ["available", "gradient_pass", "group_repeat", "group_sum"]
@@ -218,8 +219,8 @@ def gradient_pass(weight: Tensor, grad: Tensor, factor: Tensor, *, crystallize: 
 
 
 def _grouped_applies(t: Tensor) -> bool:
-    return (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-            and t.numel() > 0 and native.plain_eager(t) and _library() is not None)
+    return (philox.eligible(t) and t.numel() > 0 and native.plain_eager(t)
+            and _library() is not None)
 
 
 def group_sum(t: Tensor, gamma: int, dim: int) -> Tensor | None:

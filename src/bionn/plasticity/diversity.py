@@ -617,12 +617,13 @@ class SynapticDiversity:
         self.backend_reason: str | None = None
         #: the Dale parametrizations the converter put on Linear/Conv layers, projected
         #: after every step (:meth:`bionn.constraints.Dale.project_`)
-        project = config.dale is not None and config.dale.project
-        self._dale = [(m.parametrizations[t.name][0], t) for t in targets
-                      for m in (t.module,)
-                      if project and isinstance(m, _LAYERS)
-                      and parametrize.is_parametrized(m, t.name)
-                      and isinstance(m.parametrizations[t.name][0], Dale)]
+        self._dale: list[tuple[Dale, _Target]] = []
+        if config.dale is not None and config.dale.project:
+            for t in targets:
+                m = t.module
+                if (isinstance(m, _LAYERS) and parametrize.is_parametrized(m, t.name)
+                        and isinstance(m.parametrizations[t.name][0], Dale)):
+                    self._dale.append((m.parametrizations[t.name][0], t))
 
     def __repr__(self) -> str:
         return (f"SynapticDiversity({', '.join(self.config.enabled)}; "

@@ -124,9 +124,7 @@ class ConnectomeRNN(RecurrentCore):
 
         # recurrent structure, in CSR order of the (post, pre) matrix
         structure, order = SparseStructure.from_edges(connectome.post, connectome.pre, (n, n))
-        for k in ("crow", "col", "t_crow"):
-            self.register_buffer(f"_s_{k}", getattr(structure, k), persistent=False)
-        self._s_transpose: dict = {}  # the transpose order, once PyTorch's path needs it
+        structure.keep_in(self)
         sign = connectome.neuron_sign("error")[connectome.pre] if dale else connectome.sign
         self.register_buffer("sign", sign[order].clone())
         count = connectome.weight[order].clone()
@@ -172,9 +170,7 @@ class ConnectomeRNN(RecurrentCore):
     @property
     def structure(self) -> SparseStructure:
         """The recurrent pattern (on the module's device)."""
-        n = self.n_neurons
-        return SparseStructure((n, n), self._s_crow, self._s_col, self._s_t_crow,
-                               self._s_transpose)
+        return SparseStructure.kept_in(self, (self.n_neurons, self.n_neurons))
 
     @property
     def nnz(self) -> int:

@@ -227,7 +227,7 @@ _SYNAPSES_PER_THREAD = 1 << 18
 
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
-    lib = native.load(_SOURCE, "spmm_backward")
+    lib = native.load(_SOURCE, "spmm")
     if lib is None:
         return None
     native.declare(lib, [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2,
@@ -309,14 +309,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[pid]
 
 
-def applies(crow: Tensor, col: Tensor, values: Tensor, g: Tensor, x: Tensor) -> bool:
-    """Whether the compiled pass takes these tensors: CPU, float32 or float64, contiguous
-    int32 indices, plain eager execution, and a compiler."""
+def applies(crow: Tensor, col: Tensor, values: Tensor, *activations: Tensor) -> bool:
+    """Whether the compiled passes take these tensors (``activations``: ``x`` for the
+    forward, ``g`` and ``x`` for the backward): CPU, float32 or float64, one dtype,
+    contiguous int32 indices, plain eager execution, and a compiler."""
     return (values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
-            and g.dtype == values.dtype and x.dtype == values.dtype
+            and all(a.dtype == values.dtype for a in activations)
             and crow.dtype == torch.int32 and col.dtype == torch.int32
             and crow.is_contiguous() and col.is_contiguous()
-            and native.plain_eager(values, g, x) and _library() is not None)
+            and native.plain_eager(values, *activations) and _library() is not None)
 
 
 def _cuts(ptr: Tensor, parts: int) -> list[int]:

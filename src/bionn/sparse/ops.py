@@ -76,7 +76,7 @@ class _SpMM(torch.autograd.Function):
     def forward(ctx, values: Tensor, structure: SparseStructure, x: Tensor) -> Tensor:  # noqa: D102
         ctx.structure = structure
         ctx.save_for_backward(values, x)
-        if _native.applies(structure.crow, structure.col, values, x, x):
+        if _native.applies(structure.crow, structure.col, values, x):
             return _native.forward(structure.crow, structure.col, values, x)
         return torch.sparse.mm(structure.csr(values), x.t()).t().contiguous()
 

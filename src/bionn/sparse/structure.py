@@ -10,7 +10,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+_KEPT = ("crow", "col", "t_crow")  # what a model keeps (the transpose order is computed)
 
 
 def _compressed(index: Tensor, n: int) -> Tensor:
@@ -91,6 +93,19 @@ class SparseStructure:
                 _compressed(col, n_pre).to(idx))
         return s, order
 
+    def keep_in(self, module: nn.Module) -> None:
+        """Register this pattern on ``module`` as non-persistent buffers ``_s_crow``,
+        ``_s_col`` and ``_s_t_crow`` (moved with it, not in its state dict), with one
+        transpose cache for every structure :meth:`kept_in` builds from them."""
+        for k in _KEPT:
+            module.register_buffer(f"_s_{k}", getattr(self, k), persistent=False)
+        module._s_transpose = {}
+
+    @classmethod
+    def kept_in(cls, module: nn.Module, shape: tuple[int, int]) -> SparseStructure:
+        """The pattern that :meth:`keep_in` registered on ``module`` (on its device)."""
+        return cls(shape, *(getattr(module, f"_s_{k}") for k in _KEPT), module._s_transpose)
+
     def _transpose_order(self) -> tuple[Tensor, Tensor]:
         """``(t_col, t_perm)``, computed once per device and kept in ``transpose_cache``."""
         key = str(self.col.device)
@@ -130,8 +145,7 @@ class SparseStructure:
 
     def to(self, device: torch.device | str) -> SparseStructure:
         """The same structure with its index tensors on ``device``."""
-        return SparseStructure(self.shape, *(getattr(self, k).to(device) for k in
-                                             ("crow", "col", "t_crow")))
+        return SparseStructure(self.shape, *(getattr(self, k).to(device) for k in _KEPT))
 
     def csr(self, values: Tensor) -> Tensor:
         """A ``torch.sparse_csr_tensor`` of the matrix with these (CSR-ordered) values."""

@@ -668,9 +668,7 @@ class SpikingRNN(SpikingCore):
             m = mask if mask is not None else torch.ones(n_hidden, n_hidden)
             post, pre = m.nonzero(as_tuple=True)
             structure, order = SparseStructure.from_edges(post, pre, (n_hidden, n_hidden))
-            for k in ("crow", "col", "t_crow"):
-                self.register_buffer(f"_s_{k}", getattr(structure, k), persistent=False)
-            self._s_transpose: dict = {}  # the transpose order, once PyTorch's path needs it
+            structure.keep_in(self)
             pre_csr = structure.col.long()
             post_csr = structure.row.long()
             vals = w_rec[post_csr, pre_csr]
@@ -696,9 +694,7 @@ class SpikingRNN(SpikingCore):
     @property
     def structure(self) -> SparseStructure:
         """The sparse recurrent pattern (sparse recurrence only)."""
-        n = self.n_hidden
-        return SparseStructure((n, n), self._s_crow, self._s_col, self._s_t_crow,
-                               self._s_transpose)
+        return SparseStructure.kept_in(self, (self.n_hidden, self.n_hidden))
 
     def recurrent_weight(self) -> Tensor:
         """The effective recurrent ``(post, pre)`` matrix, dense (also for sparse recurrence)."""
