@@ -79,6 +79,44 @@ def test_bp_equals_autograd_mlp_and_conv():
         torch.testing.assert_close(a.grad, b.grad)
 
 
+class _Rule:  # a feedback rule by protocol (bionn.functional.feedback)
+    signal = None
+
+    def __init__(self, B, kp):
+        self.B, self.kp = B, kp
+
+    def feedback(self, weight):
+        return self.B
+
+
+@pytest.mark.parametrize("kp", [False, True])
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("frozen", ["none", "weight", "input"])
+def test_linear_feedback_equals_the_generic_function(kp, shape, bias, frozen):
+    """The lean linear Function (FA-family linear layers) gives the generic Function's
+    gradients; a non-kp B that requires grad gets none."""
+    from bionn.functional.feedback import LINEAR, _FeedbackFunction, feedback_linear
+
+    g = torch.Generator().manual_seed(0)
+    grads = []
+    for lean in (True, False):
+        x = torch.randn(*shape, generator=g.manual_seed(1)).requires_grad_(frozen != "input")
+        w = torch.randn(4, 5, generator=g).requires_grad_(frozen != "weight")
+        b = torch.randn(4, generator=g).requires_grad_() if bias else None
+        B = torch.randn(4, 5, generator=g).requires_grad_()
+        y = (feedback_linear(x, w, b, _Rule(B, kp)) if lean
+             else _FeedbackFunction.apply(x, w, b, B, LINEAR, None, kp))
+        y.pow(2).sum().backward()
+        grads.append([t.grad for t in (x, w, b, B) if t is not None])
+    for lean_grad, ref_grad in zip(*grads, strict=True):
+        if ref_grad is None:
+            assert lean_grad is None
+        else:
+            torch.testing.assert_close(lean_grad, ref_grad)
+    assert (grads[0][-1] is not None) == kp
+
+
 @pytest.mark.parametrize("method", ["fa", "usf", "brsf", "frsf", "wm", "kp"])
 def test_fa_family_hand_derived(method):
     """delta_L = e; delta_l = (delta_{l+1} B_{l+1}) * f'(a_l); dW_l = delta_l^T h_{l-1}."""

@@ -228,6 +228,31 @@ class _FeedbackFunction(torch.autograd.Function):
         return gx, gw, gb, gfb, None, None, None
 
 
+class _LinearFeedback(torch.autograd.Function):
+    """:class:`_FeedbackFunction` for ``F.linear`` without DFA's output error: the same
+    gradients with less Python per call (every feedback-alignment linear layer and
+    recurrent step takes it). A ``feedback`` that requires grad gets ``dL/dW`` (``kp``);
+    the caller detaches it otherwise."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, feedback):  # noqa: D102
+        ctx.save_for_backward(x, feedback)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, feedback = ctx.saved_tensors
+        need_x, need_w, need_b, need_fb = ctx.needs_input_grad
+        gx = g.matmul(feedback) if need_x else None
+        if g.dim() != 2:
+            g, x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+        gw = g.t().mm(x) if need_w or need_fb else None
+        gb = g.sum(0) if need_b else None
+        if need_fb:  # kp: a distinct copy for W (each AccumulateGrad takes its tensor over)
+            return gx, gw.clone() if need_w else None, gb, gw
+        return gx, gw, gb, None
+
+
 def needs_feedback(x: Tensor, rule: Any) -> bool:
     """Whether a backward can use ``B``: ``dL/dx`` is needed, or ``B`` learns (``kp``)."""
     return torch.is_grad_enabled() and (x.requires_grad or rule.kp)
@@ -252,6 +277,10 @@ def feedback_apply(kernel: FeedbackKernel, x: Tensor, weight: Tensor, bias: Tens
         return kernel.op(x, weight, bias)
     signal = None if rule is None else rule.signal
     kp = False if rule is None else rule.kp
+    if kernel is LINEAR and signal is None:
+        if feedback.requires_grad and not kp:
+            feedback = feedback.detach()
+        return _LinearFeedback.apply(x, weight, bias, feedback)
     return _FeedbackFunction.apply(x, weight, bias, feedback, kernel, signal, kp)
 
 

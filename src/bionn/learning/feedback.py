@@ -66,9 +66,8 @@ from bionn.functional.feedback import (
     ConvKernel,
     FeedbackKernel,
     PaddedConvKernel,
-    _FeedbackFunction,
+    feedback_apply,
     feedback_linear,
-    needs_feedback,
 )
 from bionn.recurrent import recurrent_models
 
@@ -236,7 +235,7 @@ class WeightMirror(FA):
         if int(every) < 1:
             raise ValueError(f"every must be a positive number of calls, got {every!r}")
         calls = self._mirror_calls
-        self._mirror_calls = calls + 1
+        self.__dict__["_mirror_calls"] = calls + 1  # nn.Module.__setattr__ costs ~4 us
         if calls % int(every):
             return
         with torch.no_grad():
@@ -340,14 +339,14 @@ class BRSF(FRSF):
 
     def prepare(self) -> None:
         if self.training and torch.is_grad_enabled():
-            self._stale = True
+            self.__dict__["_stale"] = True  # nn.Module.__setattr__ costs ~4 us per call
 
     def _one_pass(self, *tensors: Tensor) -> bool:
         return self._compiled and philox.eligible(*tensors)
 
     def redraw(self) -> None:
         """Draw ``R`` now."""
-        self._stale = False
+        self.__dict__["_stale"] = False
         with torch.no_grad():
             m = self.magnitude
             if self._one_pass(m):  # |R| = |U(-b, b)| s = b s U[0, 1)
@@ -359,7 +358,7 @@ class BRSF(FRSF):
     def feedback(self, weight: Tensor) -> Tensor:
         w = weight.detach()
         if self._stale and self._one_pass(w, self.magnitude):
-            self._stale = False  # redraw() and the sign in one pass
+            self.__dict__["_stale"] = False  # redraw() and the sign in one pass
             return philox.sign_concordant_uniform_(
                 w, self.magnitude, torch.empty_like(w),
                 self._sampler.bound * self._sampler.scale, philox.draw_key())
@@ -437,17 +436,12 @@ class _FeedbackMixin:
     exact: bool = False  # True: plain autograd (used by gradient_alignment)
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight
-        self.rule.prepare()
-        # B only shapes dL/dx (and, for kp, receives dL/dW): without either, plain autograd
-        # gives the same (true) weight and bias gradients
-        if self.exact or not needs_feedback(x, self.rule):
-            return self._op(x, weight, self.bias)
-        feedback = self.rule.feedback(weight)
-        if feedback is None:
-            return self._op(x, weight, self.bias)
-        return _FeedbackFunction.apply(x, weight, self.bias, feedback, self.kernel,
-                                       self.rule.signal, self.rule.kp)
+        rule = self.rule
+        rule.prepare()
+        if self.exact:
+            return self._op(x, self.weight, self.bias)
+        # plain autograd where B is not used (no dL/dx needed and B does not learn)
+        return feedback_apply(self.kernel, x, self.weight, self.bias, rule)
 
     @property
     def feedback_weight(self) -> Tensor:
