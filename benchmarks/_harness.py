@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
-                        rounds: int) -> dict[str, float]:
-    """Median wall time (ms) of each function; one call of each per round.
+def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int,
+                      rounds: int) -> dict[str, list[float]]:
+    """Wall time (s) of every call of each function, one call of each per round:
+    entry ``r`` of every list is round ``r``.
 
     The order within a round is shuffled (fixed seed), so that no variant always
     runs right after the same neighbour (allocator and cache state), and slow drifts
@@ -30,7 +31,28 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
+                        rounds: int) -> dict[str, float]:
+    """Median wall time (ms) of each function over :func:`interleaved_times`."""
+    times = interleaved_times(fns, warmup, rounds)
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def paired_ratio(times: list[float], reference: list[float]) -> float:
+    """Median over rounds of ``times[r] / reference[r]`` (lists from
+    :func:`interleaved_times`).
+
+    The project's machine is a shared virtual machine whose speed switches between
+    periods lasting several rounds: LeNet training steps took either about 8.3 or about
+    14 ms in one run, 40 % of them slow. Where the two medians fall in different periods
+    their ratio is off by up to 20 % (plain autograd against itself: 1.08 in that run);
+    two calls of one round mostly share a period, so the median of the per-round
+    ratios is steady (1.015 there).
+    """
+    return statistics.median(t / r for t, r in zip(times, reference, strict=True))
 
 
 def package_version(distribution: str, importable: bool = True) -> str | None:

@@ -36,4 +36,4 @@ def test_quick_run_prints_json_last(capsys):
                 assert r["biotorch_ms_per_step"] > 0 and r["ratio_vs_biotorch"] > 0
         every = result["wm_mirror_every"]
         assert every["every"] >= 1 and every[arch]["ms_per_step"] > 0
-        assert every[arch]["ratio_vs_plain"] > 0
+        assert every[arch]["ratio_vs_plain"] > 0 and every[arch]["mirror_update_ms"] > 0

@@ -275,6 +275,20 @@ def test_weight_mirror_aligns_recurrent_feedback():
     assert all(after[k] < before[k] - 30 for k in before), (before, after)
 
 
+def test_weight_mirror_every_k_computes_recurrent_weights_only_when_it_mirrors():
+    net = convert(CTRNN(3, 8, 2, dt=DT, tau=100.0), "wm").model
+    computed = []
+    weights = net.connection_weights
+    net.connection_weights = lambda: computed.append(1) or weights()
+    rule = next(iter(net.credit_assignment.values()))
+    history = []
+    for _ in range(5):
+        before = rule.weight_feedback.clone()
+        mirror(net, eta=0.1, every=2)
+        history.append(not torch.equal(before, rule.weight_feedback))
+    assert history == [True, False, True, False, True] and len(computed) == 3
+
+
 def test_alignment_metrics_cover_ctrnn():
     from bionn.learning import exact_gradients, gradient_alignment, norm_ratios, weight_angles
 

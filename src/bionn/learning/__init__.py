@@ -20,13 +20,15 @@ Example:
     ['0', '2']
 """
 
+import torch
+
 from bionn.learning.convert import (
     METHODS,
     Conversion,
     ConversionReport,
     FixedNorm,
-    _rnn_rules,
     convert,
+    converted_recurrent,
     recurrent_feedback,
 )
 from bionn.learning.eprop import EPROP_FEEDBACK, EProp, EPropResult, eprop_gradients, eprop_rnn
@@ -35,6 +37,7 @@ from bionn.learning.feedback import (
     BRSF,
     DFA,
     FA,
+    FEEDBACK_LAYERS,
     FRSF,
     USF,
     ErrorSignal,
@@ -86,15 +89,25 @@ __all__ = [
 ]
 
 
-def mirror(model, **kwargs) -> None:
+def mirror(model, every: int = 1, **kwargs) -> None:
     """Run :meth:`WeightMirror.mirror` on every ``wm`` layer of ``model`` (after ``opt.step()``),
-    converted CTRNN weights included.
+    converted recurrent connections included.
 
-    ``kwargs`` go to :meth:`WeightMirror.mirror`; ``every=k`` mirrors on every k-th call
-    only (the first included; each rule counts its own calls), default every call."""
-    for layer in feedback_layers(model).values():
-        if isinstance(layer.rule, WeightMirror):
-            layer.rule.mirror(layer.weight, **kwargs)
-    for _, rule, weight in _rnn_rules(model):
-        if isinstance(rule, WeightMirror):
-            rule.mirror(weight, **kwargs)
+    ``kwargs`` go to :meth:`WeightMirror.update`; ``every=k`` mirrors on every k-th call
+    only (the first included; each rule counts its own calls), default every call. A
+    recurrent model's effective weights are computed only when one of its rules mirrors."""
+    recurrent = False  # one walk over the modules when none is recurrent
+    for m in model.modules():
+        if isinstance(m, FEEDBACK_LAYERS):
+            if isinstance(m.rule, WeightMirror) and m.rule.due(every):
+                m.rule.update(m.weight, **kwargs)
+        elif hasattr(type(m), "connection_weights"):
+            recurrent = True
+    for _, rnn in converted_recurrent(model) if recurrent else ():
+        due = [key for key, rule in rnn.credit_assignment.items()
+               if isinstance(rule, WeightMirror) and rule.due(every)]
+        if due:
+            with torch.no_grad():
+                weights = rnn.connection_weights()
+            for key in due:
+                rnn.credit_assignment[key].update(weights[key], **kwargs)

@@ -232,18 +232,24 @@ class WeightMirror(FA):
                damping: float = 0.5, match_norm: bool = False, every: int = 1) -> None:
         """One mirror update of ``B`` from ``weight`` (see the class docstring);
         with ``every=k`` only on every k-th call, starting with the first."""
+        if self.due(every):
+            self.update(weight, eta, noise_amplitude, n_samples, growth_control, damping,
+                        match_norm)
+
+    def due(self, every: int = 1) -> bool:
+        """Count one call of :meth:`mirror`; whether it mirrors (the 1st, (k+1)-th, ...
+        call for ``every=k``)."""
         if int(every) < 1:
             raise ValueError(f"every must be a positive number of calls, got {every!r}")
         calls = self._mirror_calls
         self.__dict__["_mirror_calls"] = calls + 1  # nn.Module.__setattr__ costs ~4 us
-        if calls % int(every):
-            return
-        with torch.no_grad():
-            self._mirror(weight, eta, noise_amplitude, n_samples, growth_control, damping,
-                         match_norm)
+        return calls % int(every) == 0
 
-    def _mirror(self, weight: Tensor, eta: float, noise_amplitude: float, n_samples: int,
-                growth_control: bool, damping: float, match_norm: bool) -> None:
+    @torch.no_grad()
+    def update(self, weight: Tensor, eta: float = 0.01, noise_amplitude: float = 0.1,
+               n_samples: int = 128, growth_control: bool = False, damping: float = 0.5,
+               match_norm: bool = False) -> None:
+        """One mirror update of ``B`` now (not counted by ``every``)."""
         B = self.weight_feedback.view(weight.shape[0], -1)
         w = weight.detach().reshape(weight.shape[0], -1)
         x = _noise(n_samples, w).mul_(noise_amplitude)
