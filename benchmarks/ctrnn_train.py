@@ -16,8 +16,9 @@ dt = 20 ms, tau = 100 ms, 100 time steps, batch 64, on ONE CPU thread.
   three weight gradients. (Until 2026-12-07 the readout's gradient onto the rates was
   missing; it adds about 0.6 ms at N = 256.)
 
-All variants are timed in interleaved rounds (one step of each per round,
-after warm-up) and the median is reported. The last stdout line is one JSON
+All variants are timed in interleaved rounds (one step of each per round, in
+shuffled order, after warm-up): ``ms_per_step`` is the median over the rounds, a
+ratio the median of the per-round ratios (``_harness.paired_ratio``). The last stdout line is one JSON
 object. Run: ``python benchmarks/ctrnn_train.py`` (``--quick`` for a smoke run).
 """
 
@@ -27,12 +28,14 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
+from _harness import interleaved_medians, interleaved_times, paired_ratio  # noqa: E402
 from bionn.rate import CTRNN
 
 try:  # optional reference package
@@ -43,23 +46,6 @@ except ImportError:  # pragma: no cover
 N_IN, N_OUT, BATCH, STEPS = 3, 3, 64, 100
 DT, TAU, E_FRACTION = 20.0, 100.0, 0.8
 SIZES = (128, 256, 512, 1024, 2048)
-
-
-# ----------------------------------------------------------------------- timing
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], warmup: int, rounds: int
-) -> dict[str, float]:
-    """Median wall time (ms) of each function; one call of each per round."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 # ----------------------------------------------------------------------- models
@@ -172,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     if nn4n is not None:
         fns["nn4n"] = nn4n
     fns["floor"] = floor_step(256)
-    med = interleaved_medians(fns, warmup, rounds)
+    times = interleaved_times(fns, warmup, rounds)
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     faults = {k: page_faults_per_call(fn) for k, fn in fns.items()}
 
     sizes = SIZES[:3] if args.quick else SIZES
@@ -209,8 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
         "ms_per_step": round(bionn_ms, 3),
         "nn4n_ms_per_step": None if nn4n_ms is None else round(nn4n_ms, 3),
         "floor_ms_per_step": round(floor_ms, 3),
-        "ratio_vs_nn4n": None if nn4n_ms is None else round(nn4n_ms / bionn_ms, 3),
-        "ratio_vs_floor": round(bionn_ms / floor_ms, 3),
+        "ratio_vs_nn4n": None if nn4n_ms is None else round(
+            paired_ratio(times["nn4n"], times["bionn"]), 3),
+        "ratio_vs_floor": round(paired_ratio(times["bionn"], times["floor"]), 3),
         "scaling": {k: round(v, 2) for k, v in scaling.items()},
         "scaling_floor": {k: round(v, 2) for k, v in scaling_floor.items()},
         "autograd_loop_ms_per_step": round(med["bionn_autograd"], 3),

@@ -32,8 +32,10 @@ Variants, all from deep copies of the same model:
   100 steps. Its output layer is marked to skip splitting (its own marker only looks at
   direct children, which would miss the nested heads of these models).
 
-Interleaved rounds (one step of each variant per round, shuffled order) after warm-up;
-the median is reported. The last stdout line is one JSON object whose top-level
+Interleaved rounds (one step of each variant per round, shuffled order) after warm-up:
+``ms_per_step`` is the median over the rounds, a ratio the median of the per-round
+ratios (``_harness.paired_ratio``: the machine's speed switches between periods lasting
+several rounds, which a ratio of two medians does not cancel). The last stdout line is one JSON object whose top-level
 ``ms_per_step``, ``plain_ms_per_step`` and ``reference_ms_per_step`` are the MLP's
 (the model where the transforms' share of the step is largest); per-model numbers are
 nested under ``models``. Run ``python benchmarks/synaptic_diversity.py`` (``--quick``:
@@ -46,6 +48,7 @@ import argparse
 import copy
 import json
 import logging
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
-from _harness import interleaved_medians, package_version  # noqa: E402
+from _harness import interleaved_times, package_version, paired_ratio  # noqa: E402
 from bionn.models import MLP, lenet_mnist
 from bionn.plasticity import BioConverter
 
@@ -169,7 +172,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
     ref = reference_step(base, x, y)
     if ref is not None:
         fns["reference"] = ref
-    med = interleaved_medians(fns, warmup, rounds)
+    times = interleaved_times(fns, warmup, rounds)
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     ms, plain, rf = med["bionn"], med["plain"], med.get("reference")
     # blocks of NOISE_EVERY steps per call
     fast, plain_b = med["bionn_noise_every"] / NOISE_EVERY, med["plain_block"] / NOISE_EVERY
@@ -177,13 +181,17 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
         "ms_per_step": round(ms, 3),
         "plain_ms_per_step": round(plain, 3),
         "reference_ms_per_step": None if rf is None else round(rf, 3),
-        "ratio_vs_plain": round(ms / plain, 3),
-        "ratio_vs_reference": None if rf is None else round(ms / rf, 3),
-        "without_weight_splitting": {"ms_per_step": round(med["bionn_no_split"], 3),
-                                     "ratio_vs_plain": round(med["bionn_no_split"] / plain, 3)},
-        "noise_every": {"noise_every": NOISE_EVERY, "ms_per_step": round(fast, 3),
-                        "plain_ms_per_step": round(plain_b, 3),
-                        "ratio_vs_plain": round(fast / plain_b, 3)},
+        "ratio_vs_plain": round(paired_ratio(times["bionn"], times["plain"]), 3),
+        "ratio_vs_reference": None if rf is None else round(
+            paired_ratio(times["bionn"], times["reference"]), 3),
+        "without_weight_splitting": {
+            "ms_per_step": round(med["bionn_no_split"], 3),
+            "ratio_vs_plain": round(paired_ratio(times["bionn_no_split"], times["plain"]), 3)},
+        "noise_every": {
+            "noise_every": NOISE_EVERY, "ms_per_step": round(fast, 3),
+            "plain_ms_per_step": round(plain_b, 3),
+            "ratio_vs_plain": round(paired_ratio(times["bionn_noise_every"],
+                                                 times["plain_block"]), 3)},
     }
 
 
