@@ -41,9 +41,19 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
-def paired_ratio(times: list[float], reference: list[float]) -> float:
+def window_sums(times: list[float], window: int) -> list[float]:
+    """Sums over consecutive, whole windows of ``window`` rounds (one sum of every round
+    when there are fewer: a smoke run)."""
+    if len(times) < window:
+        return [sum(times)]
+    return [sum(times[i:i + window]) for i in range(0, len(times) - window + 1, window)]
+
+
+def paired_ratio(times: list[float], reference: list[float], window: int = 1) -> float:
     """Median over rounds of ``times[r] / reference[r]`` (lists from
-    :func:`interleaved_times`).
+    :func:`interleaved_times`); with ``window=k``, of the ratios of the two sums over
+    each ``k`` consecutive rounds (a variant that does extra work on one call in ``k``,
+    e.g. a draw kept for ``k`` steps, is compared over whole cycles).
 
     The project's machine is a shared virtual machine whose speed switches between
     periods lasting several rounds: LeNet training steps took either about 8.3 or about
@@ -52,7 +62,8 @@ def paired_ratio(times: list[float], reference: list[float]) -> float:
     two calls of one round mostly share a period, so the median of the per-round
     ratios is steady (1.015 there).
     """
-    return statistics.median(t / r for t, r in zip(times, reference, strict=True))
+    pairs = zip(window_sums(times, window), window_sums(reference, window), strict=True)
+    return statistics.median(t / r for t, r in pairs)
 
 
 def package_version(distribution: str, importable: bool = True) -> str | None:

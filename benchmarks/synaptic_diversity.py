@@ -16,10 +16,12 @@ Variants, all from deep copies of the same model:
   optimizer (``loss.backward(); opt.step()`` runs everything);
 * ``bionn_noise_every``: the same with ``volume_dependent_lr: {noise_every: NOISE_EVERY}``
   (one draw of the per-synapse noise kept for ``NOISE_EVERY`` steps instead of a fresh
-  draw every step); reported per model under ``noise_every``. Its timed call is a block
-  of ``NOISE_EVERY`` steps (one of them draws) divided by ``NOISE_EVERY``, so the draw's
-  cost is spread over the steps that use it; its reference is plain training timed the
-  same way (blocks of ``NOISE_EVERY`` steps, ``plain_ms_per_step`` there);
+  draw every step); reported per model under ``noise_every``. It is timed step by step
+  like the others, and compared over whole cycles of ``NOISE_EVERY`` consecutive rounds
+  (each holds exactly one step that draws): ``ms_per_step`` is the median cycle's time
+  divided by ``NOISE_EVERY``, the ratio the median over cycles of its time over plain
+  training's time in the same rounds, so the draw's cost is spread over the steps
+  that use it;
 * ``bionn_no_split``: every transform but weight splitting, reported per model under
   ``without_weight_splitting``: bionn folds a ``Linear`` layer's splitting into the layer
   (:class:`bionn.plasticity.diversity.NeuronSum`: each neuron's input computed once from
@@ -59,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
-from _harness import interleaved_times, package_version, paired_ratio  # noqa: E402
+from _harness import interleaved_times, package_version, paired_ratio, window_sums  # noqa: E402
 from bionn.models import MLP, lenet_mnist
 from bionn.plasticity import BioConverter
 
@@ -152,22 +154,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
     base = factory()
     x = torch.randn(BATCH, *shape)
     y = torch.randint(0, N_CLASSES, (BATCH,))
-    every = bionn_step(base, x, y, NOISE_EVERY)
-
-    def every_block() -> float:
-        for _ in range(NOISE_EVERY):
-            loss = every()
-        return loss
-
-    plain_one = plain_step(copy.deepcopy(base), x, y)
-
-    def plain_block() -> float:
-        for _ in range(NOISE_EVERY):
-            loss = plain_one()
-        return loss
-
     fns = {"plain": plain_step(copy.deepcopy(base), x, y), "bionn": bionn_step(base, x, y),
-           "bionn_noise_every": every_block, "plain_block": plain_block,
+           "bionn_noise_every": bionn_step(base, x, y, NOISE_EVERY),
            "bionn_no_split": bionn_step(base, x, y, drop=("weight_splitting",))}
     ref = reference_step(base, x, y)
     if ref is not None:
@@ -175,8 +163,9 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
     times = interleaved_times(fns, warmup, rounds)
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     ms, plain, rf = med["bionn"], med["plain"], med.get("reference")
-    # blocks of NOISE_EVERY steps per call
-    fast, plain_b = med["bionn_noise_every"] / NOISE_EVERY, med["plain_block"] / NOISE_EVERY
+    # whole cycles of NOISE_EVERY rounds: each holds one step that draws
+    every = window_sums(times["bionn_noise_every"], NOISE_EVERY)
+    fast = 1e3 * statistics.median(every) / NOISE_EVERY
     return {
         "ms_per_step": round(ms, 3),
         "plain_ms_per_step": round(plain, 3),
@@ -189,9 +178,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
             "ratio_vs_plain": round(paired_ratio(times["bionn_no_split"], times["plain"]), 3)},
         "noise_every": {
             "noise_every": NOISE_EVERY, "ms_per_step": round(fast, 3),
-            "plain_ms_per_step": round(plain_b, 3),
-            "ratio_vs_plain": round(paired_ratio(times["bionn_noise_every"],
-                                                 times["plain_block"]), 3)},
+            "ratio_vs_plain": round(paired_ratio(times["bionn_noise_every"], times["plain"],
+                                                 NOISE_EVERY), 3)},
     }
 
 
@@ -212,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"Synaptic diversity, one SGD step with all transforms: batch {BATCH}, 1 thread, "
           f"torch {torch.__version__}, bio_transformations {REFERENCE_VERSION}; "
-          f"median of {rounds} interleaved rounds")
+          f"medians of {rounds} interleaved rounds (ratios: of the per-round ratios)")
     print(f"{'model':<8}{'bionn ms':>10}{'plain ms':>10}{'ref ms':>10}{'x plain':>9}{'x ref':>8}")
     for arch, r in models.items():
         rf = "n/a" if r["reference_ms_per_step"] is None else f"{r['reference_ms_per_step']:.2f}"
