@@ -107,6 +107,8 @@ def test_linear_feedback_equals_the_generic_function(kp, shape, bias, frozen):
         B = torch.randn(4, 5, generator=g).requires_grad_()
         y = (feedback_linear(x, w, b, _Rule(B, kp)) if lean
              else _FeedbackFunction.apply(x, w, b, B, LINEAR, None, kp))
+        if lean and (x.requires_grad or kp):  # else B is unused: plain autograd
+            assert type(y.grad_fn).__name__ == "_LinearFeedbackBackward"
         y.pow(2).sum().backward()
         grads.append([t.grad for t in (x, w, b, B) if t is not None])
     for lean_grad, ref_grad in zip(*grads, strict=True):
