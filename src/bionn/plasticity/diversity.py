@@ -477,8 +477,7 @@ class GroupSum(nn.Module):
         self.gamma = int(gamma)
 
     def forward(self, w: Tensor) -> Tensor:
-        g = w.unflatten(0, (w.shape[0] // self.gamma, self.gamma)).sum(1, keepdim=True)
-        return g.expand(g.shape[0], self.gamma, *g.shape[2:]).flatten(0, 1)
+        return _group_share(w, self.gamma, 0)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}"
