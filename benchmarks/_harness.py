@@ -9,6 +9,14 @@ import time
 from collections.abc import Callable
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (argparse reports anything else, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int,
                       rounds: int) -> dict[str, list[float]]:
     """Wall time (s) of every call of each function, one call of each per round:
@@ -56,11 +64,12 @@ def paired_ratio(times: list[float], reference: list[float], window: int = 1) ->
     e.g. a draw kept for ``k`` steps, is compared over whole cycles).
 
     The project's machine is a shared virtual machine whose speed switches between
-    periods lasting several rounds: LeNet training steps took either about 8.3 or about
-    14 ms in one run, 40 % of them slow. Where the two medians fall in different periods
-    their ratio is off by up to 20 % (plain autograd against itself: 1.08 in that run);
-    two calls of one round mostly share a period, so the median of the per-round
-    ratios is steady (1.015 there).
+    periods lasting several rounds: in a one-off run of the credit-assignment LeNet
+    steps, a step took either about 8.3 or about 14 ms, 40 % of them slow. Where the two
+    medians fall in different periods their ratio is off by up to 20 % (plain autograd
+    against itself: 1.08 in that run, 1.23 in a run of the benchmark); two calls of one
+    round mostly share a period, so the median of the per-round ratios is steady (1.015
+    there).
     """
     pairs = zip(window_sums(times, window), window_sums(reference, window), strict=True)
     return statistics.median(t / r for t, r in pairs)

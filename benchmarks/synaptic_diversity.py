@@ -61,7 +61,13 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
-from _harness import interleaved_times, package_version, paired_ratio, window_sums  # noqa: E402
+from _harness import (  # noqa: E402
+    interleaved_times,
+    package_version,
+    paired_ratio,
+    positive_int,
+    window_sums,
+)
 from bionn.models import MLP, lenet_mnist
 from bionn.plasticity import BioConverter
 
@@ -186,7 +192,8 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 201)")
+    parser.add_argument("--rounds", type=positive_int, default=None,
+                        help="timed rounds, >= 1 (default 201)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger().setLevel(logging.WARNING)  # the reference logs every rejuvenation
