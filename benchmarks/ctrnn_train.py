@@ -64,12 +64,19 @@ def adam_step(net: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> Ca
     return step
 
 
-def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0) -> Callable[[], float]:
+def bionn_model(n_hidden: int, fused: bool = True, seed: int = 0,
+                device: torch.device | str = "cpu"):
+    """``(CTRNN, input, target)`` of the benchmark's step on ``device``."""
     torch.manual_seed(seed)
     net = CTRNN(N_IN, n_hidden, N_OUT, dt=DT, tau=TAU, e_fraction=E_FRACTION, activation="relu",
-                fused=fused)
-    x = torch.randn(BATCH, STEPS, N_IN)
-    return adam_step(net, x, torch.randn(BATCH, STEPS, N_OUT))
+                fused=fused).to(device)
+    x = torch.randn(BATCH, STEPS, N_IN).to(device)
+    return net, x, torch.randn(BATCH, STEPS, N_OUT).to(device)
+
+
+def bionn_step(n_hidden: int, fused: bool = True, seed: int = 0,
+               device: torch.device | str = "cpu") -> Callable[[], float]:
+    return adam_step(*bionn_model(n_hidden, fused, seed, device))
 
 
 def nn4n_ei_masks(n_hidden: int) -> list[torch.Tensor]:
@@ -101,18 +108,24 @@ def nn4n_step(n_hidden: int, seed: int = 0) -> Callable[[], float] | None:
     return adam_step(net, x, torch.randn(STEPS, BATCH, N_OUT))
 
 
-def floor_step(n_hidden: int, seed: int = 0) -> Callable[[], None]:
-    """The matrix products of one training step, nothing else."""
+def floor_step(n_hidden: int, seed: int = 0,
+               device: torch.device | str = "cpu") -> Callable[[], None]:
+    """The matrix products of one training step, nothing else (on ``device``; the
+    closure does not wait for it)."""
     g = torch.Generator().manual_seed(seed)
     bt, n = BATCH * STEPS, n_hidden
-    x = torch.randn(bt, N_IN, generator=g)
-    w_in = torch.randn(N_IN, n, generator=g)
-    r = torch.randn(BATCH, n, generator=g)
-    w = torch.randn(n, n, generator=g) / n**0.5
-    rates = torch.randn(bt, n, generator=g)
-    grads = torch.randn(bt, n, generator=g)
-    w_out = torch.randn(n, N_OUT, generator=g)
-    g_out = torch.randn(bt, N_OUT, generator=g)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device)
+
+    x = randn(bt, N_IN)
+    w_in = randn(N_IN, n)
+    r = randn(BATCH, n)
+    w = randn(n, n) / n**0.5
+    rates = randn(bt, n)
+    grads = randn(bt, n)
+    w_out = randn(n, N_OUT)
+    g_out = randn(bt, N_OUT)
     mm = torch.mm
 
     def step() -> None:

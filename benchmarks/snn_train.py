@@ -139,13 +139,21 @@ def _ff_input(n: int, batch: int, steps: int, seed: int, time_first: bool) -> to
     return x.transpose(0, 1).contiguous() if time_first else x
 
 
-def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0) -> Callable[[], float] | None:
+def bionn_ff_model(n: int, batch: int, steps: int, seed: int = 0,
+                   device: torch.device | str = "cpu") -> tuple[SpikingLayer, torch.Tensor]:
+    """bionn's ``(layer, input)`` of the feed-forward case on ``device``."""
+    layer = SpikingLayer(n, n, "LIF", dt=1.0, **NEURON)
+    layer.linear.load_state_dict(_linear(n, n, seed, GAIN).state_dict())
+    return layer.to(device), _ff_input(n, batch, steps, seed, time_first=False).to(device)
+
+
+def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0,
+            device: torch.device | str = "cpu") -> Callable[[], float] | None:
     """Forward + backward of Linear(n, n) + LIF over ``steps`` steps, as a closure
-    returning the mean spike rate; None when the library is not installed."""
+    returning the mean spike rate (the floor: 0); None when the library is not
+    installed. ``device``: where the model and input live."""
     if lib == "bionn":
-        layer = SpikingLayer(n, n, "LIF", dt=1.0, **NEURON)
-        layer.linear.load_state_dict(_linear(n, n, seed, GAIN).state_dict())
-        x = _ff_input(n, batch, steps, seed, time_first=False)
+        layer, x = bionn_ff_model(n, batch, steps, seed, device)
         params = list(layer.parameters())
 
         def step() -> float:
@@ -156,9 +164,10 @@ def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0) -> Callable
 
         return step
     if lib == "floor":
-        lin = _linear(n, n, seed)
-        x = _ff_input(n, batch, steps, seed, time_first=True).reshape(steps * batch, n)
-        gy = torch.rand(steps * batch, n, generator=torch.Generator().manual_seed(seed + 2))
+        lin = _linear(n, n, seed).to(device)
+        x = _ff_input(n, batch, steps, seed, time_first=True).reshape(steps * batch, n).to(device)
+        gy = torch.rand(steps * batch, n,
+                        generator=torch.Generator().manual_seed(seed + 2)).to(device)
         params = list(lin.parameters())
 
         def step() -> float:
@@ -167,12 +176,12 @@ def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0) -> Callable
             return 0.0
 
         return step
-    x = _ff_input(n, batch, steps, seed, time_first=True)
+    x = _ff_input(n, batch, steps, seed, time_first=True).to(device)
     if lib == "snntorch":
         if snntorch is None:
             return None
-        lin = _linear(n, n, seed)
-        lif = snntorch.Leaky(beta=BETA, spike_grad=snn_surrogate.fast_sigmoid())
+        lin = _linear(n, n, seed).to(device)
+        lif = snntorch.Leaky(beta=BETA, spike_grad=snn_surrogate.fast_sigmoid()).to(device)
         params = list(lin.parameters())
 
         def step() -> float:
@@ -191,7 +200,7 @@ def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0) -> Callable
     if lib == "norse":
         if LIFBoxCell is None:
             return None
-        lin = _linear(n, n, seed, GAIN)
+        lin = _linear(n, n, seed, GAIN).to(device)
         cell = LIFBoxCell(LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 - BETA), v_leak=torch.tensor(0.0),
                                            v_th=torch.tensor(1.0), v_reset=torch.tensor(0.0),
                                            method="super", alpha=torch.tensor(100.0),
@@ -213,9 +222,9 @@ def ff_step(lib: str, n: int, batch: int, steps: int, seed: int = 0) -> Callable
     if lib == "spikingjelly":
         if sj_neuron is None:
             return None
-        lin = _linear(n, n, seed, GAIN)
+        lin = _linear(n, n, seed, GAIN).to(device)
         node = sj_neuron.LIFNode(tau=GAIN, decay_input=True, v_threshold=1.0, v_reset=None,
-                                 detach_reset=True, step_mode="m")
+                                 detach_reset=True, step_mode="m").to(device)
         params = list(lin.parameters())
 
         def step() -> float:

@@ -24,4 +24,11 @@ def test_same_code_runs_on_cpu(capsys):
         assert result[key]["sim_s_per_wall_s"] > 0 and 5 < result[key]["rate_hz"] < 100
     for key in ("connectome_optic_lobe", "connectome_optic_lobe_x10"):
         assert result[key]["bionn_ms"] > 0 and result[key]["gather_scatter_ms"] > 0
+    for key in ("snn_ff_64", "ctrnn_32", "ctrnn_64"):
+        assert result[key]["bionn_ms"] > 0 and result[key]["floor_ms"] > 0
+        # CUDA graphs are measured on a CUDA device only, and say why not here
+        assert result[key]["bionn_cuda_graph_ms"] is None
+        assert "CUDA" in result[key]["skipped"]["bionn_cuda_graph"]
+    assert result["snn_ff_64"]["bionn_over_floor"] > 0
+    assert result["ctrnn_64"]["bionn_ratio_vs_floor"] > 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("{")
