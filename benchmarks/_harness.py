@@ -42,11 +42,15 @@ def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int,
     return times
 
 
+def medians_ms(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median (ms) of each list of wall times (s), e.g. from :func:`interleaved_times`."""
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int,
                         rounds: int) -> dict[str, float]:
     """Median wall time (ms) of each function over :func:`interleaved_times`."""
-    times = interleaved_times(fns, warmup, rounds)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    return medians_ms(interleaved_times(fns, warmup, rounds))
 
 
 def window_sums(times: list[float], window: int) -> list[float]:

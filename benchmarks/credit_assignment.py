@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
-from _harness import interleaved_times, package_version, paired_ratio  # noqa: E402
+from _harness import interleaved_times, medians_ms, package_version, paired_ratio  # noqa: E402
 from bionn.learning import convert, mirror
 from bionn.models import MLP, lenet_mnist
 
@@ -150,7 +150,7 @@ def build_steps(arch: str, seed: int = 0) -> dict[str, Callable[[], float]]:
 def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, dict]:
     fns = build_steps(arch)
     times = interleaved_times(fns, warmup, rounds)
-    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    med = medians_ms(times)
     for name, fn in fns.items():
         loss = fn()
         if not math.isfinite(loss):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
-from _harness import interleaved_medians, interleaved_times, paired_ratio  # noqa: E402
+from _harness import interleaved_medians, interleaved_times, medians_ms, paired_ratio  # noqa: E402
 from bionn.rate import CTRNN
 
 try:  # optional reference package
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         fns["nn4n"] = nn4n
     fns["floor"] = floor_step(256)
     times = interleaved_times(fns, warmup, rounds)
-    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    med = medians_ms(times)
     faults = {k: page_faults_per_call(fn) for k, fn in fns.items()}
 
     sizes = SIZES[:3] if args.quick else SIZES

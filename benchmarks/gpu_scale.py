@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ctrnn_train  # noqa: E402
 import snn_train  # noqa: E402
-from _harness import interleaved_times, paired_ratio  # noqa: E402
+from _harness import interleaved_times, medians_ms, paired_ratio, positive_int  # noqa: E402
 from bionn.spiking.networks import coba  # noqa: E402
 from sparse_connectome import NEEDS, make_step, optic_lobe_edges, times_ten, write_arrays  # noqa: E402
 
@@ -86,7 +86,7 @@ def run_coba(n: int, duration: float, device: torch.device, seed: int = 1) -> di
 
 
 def _failure(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e)[:160]}"
+    return f"{type(e).__name__}: {str(e)[:120]}"
 
 
 def _synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
@@ -184,15 +184,23 @@ def _build(builders: dict[str, Callable[[], Callable[[], object] | None]],
     return fns
 
 
+def _time_variants(builders: dict[str, Callable[[], Callable[[], object] | None]],
+                   device: torch.device, out: dict, warmup: int,
+                   rounds: int) -> dict[str, list[float]]:
+    """:func:`_build` the variants, time them in interleaved rounds and put each one's
+    median under ``<name>_ms``; the per-round times, for ratios."""
+    times = interleaved_times(_build(builders, device, out), warmup=warmup, rounds=rounds)
+    for name, ms in medians_ms(times).items():
+        out[f"{name}_ms"] = round(ms, 3)
+    return times
+
+
 def run_snn(n: int, batch: int, steps: int, device: torch.device, rounds: int) -> dict:
     out: dict = {"n": n, "batch": batch, "steps": steps}
     builders = {lib: (lambda lib=lib: snn_train.ff_step(lib, n, batch, steps, device=device))
                 for lib in snn_train.VARIANTS}
     builders["bionn_cuda_graph"] = lambda: snn_graph_step(n, batch, steps, device)
-    fns = _build(builders, device, out)
-    times = interleaved_times(fns, warmup=1, rounds=rounds)
-    for name, ts in times.items():
-        out[f"{name}_ms"] = round(1e3 * statistics.median(ts), 3)
+    times = _time_variants(builders, device, out, warmup=1, rounds=rounds)
     if "bionn" in times and "floor" in times:
         out["bionn_over_floor"] = round(paired_ratio(times["bionn"], times["floor"]), 3)
     return out
@@ -200,12 +208,10 @@ def run_snn(n: int, batch: int, steps: int, device: torch.device, rounds: int) -
 
 def run_ctrnn(n: int, device: torch.device, rounds: int) -> dict:
     out: dict = {"n": n, "batch": ctrnn_train.BATCH, "steps": ctrnn_train.STEPS}
-    fns = _build({"bionn": lambda: ctrnn_train.bionn_step(n, device=device),
-                  "floor": lambda: ctrnn_train.floor_step(n, device=device),
-                  "bionn_cuda_graph": lambda: ctrnn_graph_step(n, device)}, device, out)
-    times = interleaved_times(fns, warmup=2, rounds=rounds)
-    for name, ts in times.items():
-        out[f"{name}_ms"] = round(1e3 * statistics.median(ts), 3)
+    times = _time_variants({"bionn": lambda: ctrnn_train.bionn_step(n, device=device),
+                            "floor": lambda: ctrnn_train.floor_step(n, device=device),
+                            "bionn_cuda_graph": lambda: ctrnn_graph_step(n, device)},
+                           device, out, warmup=2, rounds=rounds)
     for name in ("bionn", "bionn_cuda_graph"):
         if name in times and "floor" in times:
             out[f"{name}_ratio_vs_floor"] = round(paired_ratio(times[name], times["floor"]), 3)
@@ -238,7 +244,7 @@ def run_connectome(n: int, post, pre, device: torch.device, repeats: int) -> dic
                 out[f"{impl}_peak_gpu_mb"] = _peak_mb(device)
             except (RuntimeError, MemoryError) as e:  # out of memory: report, go on
                 out[f"{impl}_ms"] = None
-                out.setdefault("skipped", {})[impl] = f"{type(e).__name__}: {str(e)[:120]}"
+                out.setdefault("skipped", {})[impl] = _failure(e)
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -249,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--repeats", type=positive_int, default=20,
+                   help="timed repeats of a connectome step, >= 1")
     a = p.parse_args(argv)
     if a.device in ("auto", "cuda") and not torch.cuda.is_available():
         reason = "no CUDA device (torch.cuda.is_available() is False)"

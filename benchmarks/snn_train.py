@@ -468,6 +468,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="*", help="run only these cases (e.g. ff_512 recurrent_1024)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.only or ()) - set(cases(args.quick)))
+    if unknown and not args.worker:
+        parser.error(f"--only: unknown case(s) {unknown}; the cases{' with --quick' * args.quick} "
+                     f"are {list(cases(args.quick))}")
     if args.worker:
         case, lib, threads = json.loads(args.worker[0]), args.worker[1], int(args.worker[2])
         peak = measure_peak(case, lib, threads)

@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import reset_hwm, rss_now_mb, vm_hwm_mb  # noqa: E402
+from _harness import positive_int, reset_hwm, rss_now_mb, vm_hwm_mb  # noqa: E402
 
 IMPLS = ("bionn", "torch_csr", "torch_coo", "gather_scatter")
 BATCH = 8
@@ -361,7 +361,7 @@ def run_size(name: str, folder: Path, threads: int | None, repeats: int, in_proc
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=positive_int, default=7, help="timed repeats, >= 1")
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:

@@ -63,6 +63,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared _harness module
 from _harness import (  # noqa: E402
     interleaved_times,
+    medians_ms,
     package_version,
     paired_ratio,
     positive_int,
@@ -167,7 +168,7 @@ def run_arch(arch: str, warmup: int, rounds: int) -> dict[str, Any]:
     if ref is not None:
         fns["reference"] = ref
     times = interleaved_times(fns, warmup, rounds)
-    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    med = medians_ms(times)
     ms, plain, rf = med["bionn"], med["plain"], med.get("reference")
     # whole cycles of NOISE_EVERY rounds: each holds one step that draws
     every = window_sums(times["bionn_noise_every"], NOISE_EVERY)
